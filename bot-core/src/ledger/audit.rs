@@ -1,0 +1,295 @@
+//! `imagegpt audit`: proves on a live database that the books balance. Reads only.
+
+use std::{collections::HashMap, fmt};
+
+use crate::{Result, Store};
+
+/// What the audit found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    pub wallets: usize,
+    pub system_accounts: usize,
+    pub transfers: u64,
+    pub lots: usize,
+    /// Credits posted into wallets and not spent: what people hold.
+    pub wallet_credits: i128,
+    /// Credits on hold for generations that have not ended.
+    pub held_credits: i128,
+    /// One readable line per broken rule; empty when the books balance.
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// True when no rule is broken.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return write!(
+                f,
+                "audit ok: {} wallets, {} system accounts, {} transfers, {} lots; balances sum to \
+                 zero; wallets hold {} credits, {} on hold",
+                self.wallets,
+                self.system_accounts,
+                self.transfers,
+                self.lots,
+                self.wallet_credits,
+                self.held_credits
+            );
+        }
+        writeln!(f, "audit FAILED: {} problem(s)", self.problems.len())?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        write!(
+            f,
+            "checked {} wallets, {} system accounts, {} transfers, {} lots",
+            self.wallets, self.system_accounts, self.transfers, self.lots
+        )
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    debits_posted: i128,
+    credits_posted: i128,
+    debits_pending: i128,
+    credits_pending: i128,
+}
+
+/// At most this many lines of one kind of problem are listed; the rest are counted.
+const MAX_LINES_PER_RULE: usize = 20;
+
+struct Problems {
+    lines: Vec<String>,
+    per_rule: HashMap<&'static str, usize>,
+}
+
+impl Problems {
+    fn push(&mut self, rule: &'static str, line: String) {
+        let seen = self.per_rule.entry(rule).or_default();
+        *seen += 1;
+        if *seen <= MAX_LINES_PER_RULE {
+            self.lines.push(line);
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        let mut rules: Vec<_> = self.per_rule.into_iter().collect();
+        rules.sort();
+        for (rule, count) in rules {
+            if count > MAX_LINES_PER_RULE {
+                self.lines.push(format!(
+                    "… and {} more of: {rule}",
+                    count - MAX_LINES_PER_RULE
+                ));
+            }
+        }
+        self.lines
+    }
+}
+
+impl Store {
+    /// Checks every rule of the ledger: balances sum to zero, no wallet is negative, every
+    /// cached balance equals the sum of its transfers, and lots agree with the spending.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Internal`] when the database fails; broken rules are in the report.
+    pub async fn audit(&self) -> Result<AuditReport> {
+        let pool = &self.inner.read;
+        let mut report = AuditReport::default();
+        let mut problems = Problems {
+            lines: Vec::new(),
+            per_rule: HashMap::new(),
+        };
+
+        let accounts: Vec<(i64, String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending \
+             FROM accounts ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await?;
+
+        let mut from_transfers: HashMap<i64, Totals> = HashMap::new();
+        let debit_sums: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT debit_account_id, state, CAST(SUM(amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+             FROM transfers GROUP BY debit_account_id, state",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (account, state, sum, count) in debit_sums {
+            report.transfers += u64::try_from(count).unwrap_or_default();
+            let totals = from_transfers.entry(account).or_default();
+            match state.as_str() {
+                "posted" => totals.debits_posted += i128::from(sum),
+                "pending" => totals.debits_pending += i128::from(sum),
+                _ => {}
+            }
+        }
+        let credit_sums: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT credit_account_id, state, CAST(SUM(amount) AS BIGINT) \
+             FROM transfers GROUP BY credit_account_id, state",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (account, state, sum) in credit_sums {
+            let totals = from_transfers.entry(account).or_default();
+            match state.as_str() {
+                "posted" => totals.credits_posted += i128::from(sum),
+                "pending" => totals.credits_pending += i128::from(sum),
+                _ => {}
+            }
+        }
+
+        let mut net_posted: i128 = 0;
+        let mut net_pending: i128 = 0;
+        let mut available: HashMap<i64, i128> = HashMap::new();
+        for (id, kind, dp, cp, dq, cq) in &accounts {
+            let cached = Totals {
+                debits_posted: i128::from(*dp),
+                credits_posted: i128::from(*cp),
+                debits_pending: i128::from(*dq),
+                credits_pending: i128::from(*cq),
+            };
+            net_posted += cached.credits_posted - cached.debits_posted;
+            net_pending += cached.credits_pending - cached.debits_pending;
+            let recomputed = from_transfers.remove(id).unwrap_or_default();
+            if cached != recomputed {
+                problems.push(
+                    "cached balance differs from its transfers",
+                    format!(
+                        "account {id} ({kind}): cached balance differs from the sum of its \
+                         transfers (cached {cached:?}, from transfers {recomputed:?})"
+                    ),
+                );
+            }
+            if kind == "wallet" {
+                report.wallets += 1;
+                let wallet_available =
+                    cached.credits_posted - cached.debits_posted - cached.debits_pending;
+                report.wallet_credits += cached.credits_posted - cached.debits_posted;
+                report.held_credits += cached.debits_pending;
+                if wallet_available < 0 {
+                    problems.push(
+                        "negative wallet",
+                        format!("wallet {id} is negative: {wallet_available} credits available"),
+                    );
+                }
+                available.insert(*id, wallet_available);
+            } else {
+                report.system_accounts += 1;
+            }
+        }
+        for account in from_transfers.keys() {
+            problems.push(
+                "transfer names a missing account",
+                format!("transfers name account {account}, which does not exist"),
+            );
+        }
+        if net_posted != 0 {
+            problems.push(
+                "balances do not sum to zero",
+                format!("posted balances sum to {net_posted}, not zero"),
+            );
+        }
+        if net_pending != 0 {
+            problems.push(
+                "balances do not sum to zero",
+                format!("pending balances sum to {net_pending}, not zero"),
+            );
+        }
+
+        self.audit_lots(&mut report, &mut problems, &available)
+            .await?;
+        report.problems = problems.finish();
+        Ok(report)
+    }
+
+    async fn audit_lots(
+        &self,
+        report: &mut AuditReport,
+        problems: &mut Problems,
+        available: &HashMap<i64, i128>,
+    ) -> Result<()> {
+        let pool = &self.inner.read;
+        let lots: Vec<(i64, i64, i64, i64, i64, i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT l.id, l.account_id, l.transfer_id, l.credits, l.remaining, \
+               COALESCE((SELECT CAST(SUM(c.amount) AS BIGINT) FROM lot_consumptions c \
+                         WHERE c.lot_id = l.id), 0), \
+               t.credit_account_id, t.amount, t.state \
+             FROM lots l JOIN transfers t ON t.id = l.transfer_id ORDER BY l.id",
+        )
+        .fetch_all(pool)
+        .await?;
+        report.lots = lots.len();
+        let mut remaining_by_wallet: HashMap<i64, i128> = HashMap::new();
+        for (lot, account, transfer, credits, remaining, consumed, credited, amount, state) in lots
+        {
+            *remaining_by_wallet.entry(account).or_default() += i128::from(remaining);
+            if credits - remaining != consumed {
+                problems.push(
+                    "lot consumption disagrees with spending",
+                    format!(
+                        "lot {lot}: {} of {credits} credits used, but spending drew {consumed}",
+                        credits - remaining
+                    ),
+                );
+            }
+            if credited != account || amount != credits || state != "posted" {
+                problems.push(
+                    "lot does not match its transfer",
+                    format!(
+                        "lot {lot} ({credits} credits into account {account}) does not match \
+                         transfer {transfer} ({state}, {amount} credits into account {credited})"
+                    ),
+                );
+            }
+        }
+        for (wallet, wallet_available) in available {
+            let in_lots = remaining_by_wallet.remove(wallet).unwrap_or_default();
+            if in_lots != *wallet_available {
+                problems.push(
+                    "lots disagree with the wallet balance",
+                    format!(
+                        "wallet {wallet}: {wallet_available} credits available but {in_lots} \
+                         unused in its lots"
+                    ),
+                );
+            }
+        }
+        for wallet in remaining_by_wallet.keys() {
+            problems.push(
+                "lot in a non-wallet account",
+                format!("account {wallet} has lots but is not a wallet"),
+            );
+        }
+
+        let spending: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT t.id, t.amount, t.state, \
+               COALESCE((SELECT CAST(SUM(c.amount) AS BIGINT) FROM lot_consumptions c \
+                         WHERE c.transfer_id = t.id), 0) \
+             FROM transfers t JOIN accounts a ON a.id = t.debit_account_id \
+             WHERE a.kind = 'wallet' ORDER BY t.id",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (transfer, amount, state, drawn) in spending {
+            let expected = if state == "voided" { 0 } else { amount };
+            if drawn != expected {
+                problems.push(
+                    "lot consumption disagrees with spending",
+                    format!(
+                        "transfer {transfer} ({state}, {amount} credits from a wallet) drew \
+                         {drawn} credits from lots, expected {expected}"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}

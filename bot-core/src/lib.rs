@@ -1,0 +1,29 @@
+//! The domain of imagegpt: people, credits and the ledger, and the store they live in.
+//! Knows nothing of Telegram, Discord, Stripe or HTTP servers; adapters depend on it, never the
+//! other way round.
+//!
+//! # Layout
+//!
+//! - [`money`]: [`Credits`], the only type that counts credits.
+//! - [`ids`]: newtypes for database ids and platform identities (`telegram:42`).
+//! - [`people`]: a person, their wallet and their linked platform identities.
+//! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
+//!   [`ledger::audit`] proves the books balance on a live database.
+//! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
+//! - [`providers`]: configuration of the generation providers.
+//! - [`error`]: the crate's one error enum.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod people;
+pub mod providers;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use ids::{AccountId, Identity, LotId, Platform, TransferId, UserId};
+pub use money::Credits;
+pub use store::{Backend, DatabaseConfig, Store};

@@ -1,0 +1,208 @@
+//! Fresh databases for tests: a SQLite file in a temporary folder, or a new PostgreSQL database
+//! on the server named by `TEST_POSTGRES_URL`, dropped afterwards. [`on_every_backend!`] runs one
+//! story against both, so the backends are proven to behave the same.
+//!
+//! [`on_every_backend!`]: crate::on_every_backend
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use sqlx::{Connection as _, Executor as _, PgConnection};
+
+use crate::{Backend, DatabaseConfig, Store, store::Migrations};
+
+/// The variable naming the PostgreSQL server tests may create databases on.
+pub const TEST_POSTGRES_URL: &str = "TEST_POSTGRES_URL";
+
+/// A migrated database that is removed when dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    store: Store,
+    url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    /// A fresh database of the given backend; `None` for PostgreSQL when `TEST_POSTGRES_URL` is
+    /// not set (a line on stderr says the test was skipped).
+    pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => Some(TestDb::sqlite().await),
+            Backend::Postgres => TestDb::postgres(test).await,
+        }
+    }
+
+    /// A fresh SQLite database in a temporary folder.
+    ///
+    /// # Panics
+    ///
+    /// When the folder or the database cannot be created.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = connect(&url).await;
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server of `TEST_POSTGRES_URL`.
+    ///
+    /// # Panics
+    ///
+    /// When the variable is set but the server refuses to create the database.
+    pub async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var(TEST_POSTGRES_URL) else {
+            eprintln!("skipped {test} on PostgreSQL: {TEST_POSTGRES_URL} is not set");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "imagegpt_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("{TEST_POSTGRES_URL} is set but unreachable: {e}"));
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("creating a test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        let url = url.to_string();
+        let store = connect(&url).await;
+        Some(TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Postgres { admin_url, name },
+        })
+    }
+
+    /// The store over this database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The `DATABASE_URL` of this database, for starting the binary against it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
+            // own runtime can. FORCE ends the connections the store still holds.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let mut admin = PgConnection::connect(&admin_url).await.ok()?;
+                    admin
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await
+                        .ok()?;
+                    admin.close().await.ok()
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(()))) {
+                eprintln!("could not drop test database {}", self.cleanup_name());
+            }
+        }
+    }
+}
+
+impl TestDb {
+    fn cleanup_name(&self) -> &str {
+        match &self.cleanup {
+            Cleanup::Postgres { name, .. } => name,
+            Cleanup::Sqlite(_) => "(sqlite)",
+        }
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    let config = DatabaseConfig {
+        url: url.to_string(),
+        max_connections: 8,
+        ..DatabaseConfig::default()
+    };
+    Store::connect(&config, Migrations::Apply)
+        .await
+        .unwrap_or_else(|e| panic!("opening test database: {e:#}"))
+}
+
+/// Runs `story` on a fresh database of `backend`, then requires a clean audit.
+///
+/// # Panics
+///
+/// When the story panics or the audit afterwards finds a problem.
+pub async fn run_story<F, Fut>(backend: Backend, test: &str, story: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(db) = TestDb::new(backend, test).await else {
+        return;
+    };
+    story(db.store().clone()).await;
+    let report = db.store().audit().await.expect("audit runs");
+    assert!(report.is_clean(), "audit after {test}:\n{report}");
+    db.store().close().await;
+}
+
+/// Turns each `async fn story(store: Store)` in scope into two tests, `story::on_sqlite` and
+/// `story::on_postgres`, each on a fresh database and each ending with a clean audit.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($story:ident),* $(,)?) => {
+        $(
+            mod $story {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sqlite() {
+                    $crate::store::testing::run_story(
+                        $crate::Backend::Sqlite,
+                        concat!(module_path!(), "::on_sqlite"),
+                        super::$story,
+                    )
+                    .await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    $crate::store::testing::run_story(
+                        $crate::Backend::Postgres,
+                        concat!(module_path!(), "::on_postgres"),
+                        super::$story,
+                    )
+                    .await;
+                }
+            }
+        )*
+    };
+}
