@@ -1,1 +1,194 @@
-fn main() {}
+//! Ledger throughput: hold+post pairs per second at 1, 8 and 64 concurrent tasks, on SQLite and
+//! (with `TEST_POSTGRES_URL`) on PostgreSQL; in the same run, `pgbench`'s built-in tpcb-like
+//! script at the same concurrency on the same server, for comparison.
+//!
+//! `cargo bench --bench ledger [-- --seconds N]`
+
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bot_core::{
+    Backend, Identity,
+    ledger::{SystemAccount, TransferKind, TransferRequest},
+    money::Credits,
+    store::testing::{TEST_POSTGRES_URL, TestDb},
+};
+
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+
+fn main() {
+    let seconds = std::env::args()
+        .skip_while(|arg| arg != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5u64);
+    let duration = Duration::from_secs(seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("ledger benchmark: {seconds} s per row, hold+post pairs, one person per task");
+    println!(
+        "{:<10} {:>6} {:>14} {:>12}",
+        "backend", "tasks", "pairs/s", "audit"
+    );
+    let mut postgres_rates = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for tasks in CONCURRENCY {
+            let Some(rate) = runtime.block_on(pairs_per_second(backend, tasks, duration)) else {
+                break;
+            };
+            if backend == Backend::Postgres {
+                postgres_rates.push((tasks, rate));
+            }
+        }
+    }
+    let Some(url) = std::env::var(TEST_POSTGRES_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    else {
+        println!("pgbench: skipped, {TEST_POSTGRES_URL} is not set");
+        return;
+    };
+    println!();
+    println!(
+        "{:<10} {:>6} {:>14} {:>12}",
+        "pgbench", "tasks", "tps", "ours/pgbench"
+    );
+    for (tasks, ours) in postgres_rates {
+        match pgbench(&url, tasks, seconds) {
+            Ok(tps) => println!(
+                "{:<10} {tasks:>6} {tps:>14.0} {:>11.0}%",
+                "tpcb-like",
+                ours / tps * 100.0
+            ),
+            Err(error) => println!("pgbench at {tasks} tasks failed: {error}"),
+        }
+    }
+}
+
+async fn pairs_per_second(backend: Backend, tasks: usize, duration: Duration) -> Option<f64> {
+    let connections = u32::try_from(tasks).unwrap_or(64).max(2);
+    let db = TestDb::with_connections(backend, "ledger benchmark", connections).await?;
+    let store = db.store().clone();
+    let mut wallets = Vec::new();
+    for task in 0..tasks {
+        let identity: Identity = format!("console:bench{task}").parse().expect("identity");
+        let user = store.contact(&identity).await.expect("person").user;
+        store
+            .transfer(&TransferRequest {
+                key: format!("grant:{task}"),
+                debit: store.account(SystemAccount::Grants),
+                credit: user.wallet,
+                amount: Credits::new(1_000_000_000),
+                kind: TransferKind::Grant,
+                memo: None,
+            })
+            .await
+            .expect("grant");
+        wallets.push(user.wallet);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = wallets
+        .into_iter()
+        .enumerate()
+        .map(|(task, wallet)| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let revenue = store.account(SystemAccount::GenerationRevenue);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let held = store
+                        .hold(&TransferRequest {
+                            key: format!("job:{task}:{n}"),
+                            debit: wallet,
+                            credit: revenue,
+                            amount: Credits::new(1 + n % 4),
+                            kind: TransferKind::Generation,
+                            memo: None,
+                        })
+                        .await
+                        .expect("hold");
+                    store.post(held.id).await.expect("post");
+                    n += 1;
+                }
+                done.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = done.load(Ordering::Relaxed) as f64 / elapsed;
+    let audit = store.audit().await.expect("audit");
+    let verdict = if audit.is_clean() { "clean" } else { "FAILED" };
+    println!(
+        "{:<10} {tasks:>6} {rate:>14.0} {verdict:>12}",
+        backend.name()
+    );
+    store.close().await;
+    Some(rate)
+}
+
+/// Runs pgbench's built-in tpcb-like script on a scratch database; returns its tps.
+fn pgbench(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
+    let mut scratch = url::Url::parse(url).map_err(|e| e.to_string())?;
+    scratch.set_path("imagegpt_pgbench");
+    let admin = |sql: &str| {
+        Command::new("psql")
+            .args([url, "-qc", sql])
+            .output()
+            .map_err(|e| format!("psql: {e}"))
+    };
+    admin("DROP DATABASE IF EXISTS imagegpt_pgbench WITH (FORCE)")?;
+    admin("CREATE DATABASE imagegpt_pgbench")?;
+    let scratch = scratch.to_string();
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", &scratch])
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    if !init.status.success() {
+        return Err(String::from_utf8_lossy(&init.stderr).into_owned());
+    }
+    let threads = clients.min(2).to_string();
+    let run = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &threads,
+            "-T",
+            &seconds.to_string(),
+            &scratch,
+        ])
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    admin("DROP DATABASE IF EXISTS imagegpt_pgbench WITH (FORCE)")?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    stdout
+        .lines()
+        .find(|line| line.starts_with("tps = "))
+        .and_then(|line| {
+            line.trim_start_matches("tps = ")
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "no tps in pgbench output: {stdout}{}",
+                String::from_utf8_lossy(&run.stderr)
+            )
+        })
+}

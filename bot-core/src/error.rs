@@ -27,7 +27,10 @@ pub enum Error {
 
     /// A pending transfer was already posted or voided; it ends exactly once.
     #[error("transfer {id} is already {state}")]
-    TransferAlreadyResolved { id: TransferId, state: TransferState },
+    TransferAlreadyResolved {
+        id: TransferId,
+        state: TransferState,
+    },
 
     /// Only pending transfers can be posted or voided.
     #[error("transfer {0} does not exist")]
@@ -36,6 +39,11 @@ pub enum Error {
     /// An account named in a transfer does not exist.
     #[error("account {0} does not exist")]
     UnknownAccount(AccountId),
+
+    /// The identity was claimed by someone else while this person was being created; nothing
+    /// was written.
+    #[error("this identity already belongs to someone")]
+    IdentityTaken,
 
     /// A platform identity could not be parsed.
     #[error("{0}")]

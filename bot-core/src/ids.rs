@@ -182,7 +182,10 @@ mod tests {
             "discord:-1",
         ] {
             let error = text.parse::<Identity>().expect_err(text);
-            assert!(matches!(error, Error::InvalidIdentity(_)), "{text}: {error}");
+            assert!(
+                matches!(error, Error::InvalidIdentity(_)),
+                "{text}: {error}"
+            );
         }
         let long = format!("console:{}", "a".repeat(65));
         assert!(long.parse::<Identity>().is_err());

@@ -10,11 +10,11 @@ pub mod audit;
 
 use std::fmt;
 
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 
 use crate::{
     AccountId, Credits, Error, LotId, Result, Store, TransferId,
-    store::{is_check_violation, now_millis},
+    store::{Atomic, is_check_violation, is_foreign_key_violation, now_millis},
 };
 
 /// The accounts that are not people's wallets: where credits come from and go to.
@@ -187,7 +187,9 @@ impl AccountBalance {
             .credits_posted
             .checked_sub(self.debits_posted)
             .unwrap_or(Credits::ZERO);
-        posted.checked_sub(self.debits_pending).unwrap_or(Credits::ZERO)
+        posted
+            .checked_sub(self.debits_pending)
+            .unwrap_or(Credits::ZERO)
     }
 }
 
@@ -255,8 +257,7 @@ impl Store {
     /// [`Error::IdempotencyConflict`] when the key was used for a different transfer. The same
     /// request again returns the first transfer and changes nothing.
     pub async fn transfer(&self, request: &TransferRequest) -> Result<Transfer> {
-        self.retrying(|| self.create_transfer(request, Phase::Posted))
-            .await
+        self.create_transfer(request, Phase::Posted).await
     }
 
     /// Holds credits: a pending transfer that lowers the debit wallet's available credits now
@@ -266,8 +267,7 @@ impl Store {
     ///
     /// As [`Store::transfer`].
     pub async fn hold(&self, request: &TransferRequest) -> Result<Transfer> {
-        self.retrying(|| self.create_transfer(request, Phase::Pending))
-            .await
+        self.create_transfer(request, Phase::Pending).await
     }
 
     /// Makes a pending transfer final.
@@ -277,8 +277,7 @@ impl Store {
     /// [`Error::UnknownTransfer`]; [`Error::TransferAlreadyResolved`] when it was already posted
     /// or voided (or never pending).
     pub async fn post(&self, id: TransferId) -> Result<Transfer> {
-        self.retrying(|| self.resolve(id, TransferState::Posted))
-            .await
+        self.resolve(id, TransferState::Posted).await
     }
 
     /// Releases a pending transfer: the credits come back to the debit account.
@@ -287,8 +286,7 @@ impl Store {
     ///
     /// As [`Store::post`].
     pub async fn void(&self, id: TransferId) -> Result<Transfer> {
-        self.retrying(|| self.resolve(id, TransferState::Voided))
-            .await
+        self.resolve(id, TransferState::Voided).await
     }
 
     /// The transfer recorded under an idempotency key.
@@ -312,14 +310,28 @@ impl Store {
     ///
     /// [`Error::UnknownAccount`]; [`Error::Internal`] when the database fails.
     pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
-        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT debits_posted, credits_posted, debits_pending, credits_pending \
+        let row: Option<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts WHERE id = $1",
         )
         .bind(account.get())
         .fetch_optional(&self.inner.read)
         .await?;
-        let (dp, cp, dq, cq) = row.ok_or(Error::UnknownAccount(account))?;
+        let (kind, mut dp, mut cp, mut dq, mut cq) = row.ok_or(Error::UnknownAccount(account))?;
+        if kind == "system" {
+            // System accounts keep no running totals (see `create_transfer`); sum their transfers.
+            (dp, cp, dq, cq) = sqlx::query_as(
+                "SELECT \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0) \
+                 FROM transfers WHERE debit_account_id = $1 OR credit_account_id = $1",
+            )
+            .bind(account.get())
+            .fetch_one(&self.inner.read)
+            .await?;
+        }
         Ok(AccountBalance {
             debits_posted: Credits::from_db(dp)?,
             credits_posted: Credits::from_db(cp)?,
@@ -354,6 +366,9 @@ impl Store {
             .collect()
     }
 
+    /// Records a transfer. The database's triggers do the rest in the same statement: they move
+    /// the wallets' running totals (an overdraft trips the CHECK and undoes everything), draw a
+    /// wallet debit from its oldest lots, and open a lot for credits posted into a wallet.
     async fn create_transfer(&self, request: &TransferRequest, phase: Phase) -> Result<Transfer> {
         if request.amount.is_zero() {
             return Err(Error::ZeroAmount);
@@ -361,293 +376,159 @@ impl Store {
         if request.debit == request.credit {
             return Err(Error::SameAccount);
         }
-        let now = now_millis();
-        let (state, two_phase, resolved_at) = match phase {
-            Phase::Pending => (TransferState::Pending, true, None),
-            Phase::Posted => (TransferState::Posted, false, Some(now)),
-        };
-        let mut tx = self.begin().await?;
-        let inserted: Option<i64> = match sqlx::query_scalar(
-            "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
-             kind, state, two_phase, memo, created_at, resolved_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(&request.key)
-        .bind(request.debit.get())
-        .bind(request.credit.get())
-        .bind(request.amount.to_db())
-        .bind(request.kind.as_str())
-        .bind(state.as_str())
-        .bind(i64::from(two_phase))
-        .bind(request.memo.as_deref())
-        .bind(now)
-        .bind(resolved_at)
-        .fetch_optional(&mut *tx)
-        .await
-        {
-            Ok(inserted) => inserted,
-            Err(sqlx::Error::Database(db))
-                if matches!(db.kind(), sqlx::error::ErrorKind::ForeignKeyViolation) =>
-            {
-                drop(tx);
-                return Err(self.missing_account(request).await);
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let Some(id) = inserted else {
-            let existing = transfer_by_key_in(&mut tx, &request.key)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("transfer {:?} vanished", request.key))?;
-            tx.commit().await?;
-            let same = existing.debit == request.debit
-                && existing.credit == request.credit
-                && existing.amount == request.amount
-                && existing.kind == request.kind
-                && existing.two_phase == two_phase;
-            return if same {
-                Ok(existing)
-            } else {
-                Err(Error::IdempotencyConflict {
-                    key: request.key.clone(),
+        let created = self
+            .retrying(|| {
+                let request = request.clone();
+                self.write(Atomic::Statement, move |conn| {
+                    Box::pin(insert_transfer(conn, request, phase))
                 })
-            };
-        };
-        let id = TransferId::from_db(id);
-        let sql = match phase {
-            Phase::Pending => {
-                "UPDATE accounts SET \
-                 debits_pending = debits_pending + CASE WHEN id = $1 THEN $3 ELSE 0 END, \
-                 credits_pending = credits_pending + CASE WHEN id = $2 THEN $3 ELSE 0 END \
-                 WHERE id IN ($1, $2) RETURNING id, kind"
+            })
+            .await?;
+        match created {
+            Inserted::Created(transfer) => Ok(transfer),
+            Inserted::Existing(existing) => {
+                let same = existing.debit == request.debit
+                    && existing.credit == request.credit
+                    && existing.amount == request.amount
+                    && existing.kind == request.kind
+                    && existing.two_phase == (phase == Phase::Pending);
+                if same {
+                    Ok(existing)
+                } else {
+                    Err(Error::IdempotencyConflict {
+                        key: request.key.clone(),
+                    })
+                }
             }
-            Phase::Posted => {
-                "UPDATE accounts SET \
-                 debits_posted = debits_posted + CASE WHEN id = $1 THEN $3 ELSE 0 END, \
-                 credits_posted = credits_posted + CASE WHEN id = $2 THEN $3 ELSE 0 END \
-                 WHERE id IN ($1, $2) RETURNING id, kind"
+            Inserted::MissingAccount => {
+                for account in [request.debit, request.credit] {
+                    self.account_balance(account).await?;
+                }
+                Err(Error::Internal(anyhow::anyhow!(
+                    "transfer {:?} was refused by a foreign key",
+                    request.key
+                )))
             }
-        };
-        let touched = sqlx::query_as::<_, (i64, String)>(sql)
-            .bind(request.debit.get())
-            .bind(request.credit.get())
-            .bind(request.amount.to_db())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(Error::from);
-        let touched = match touched {
-            Ok(touched) => touched,
-            Err(error) if is_check_violation(&error) => {
-                drop(tx);
-                let available = self.account_balance(request.debit).await?.available();
-                return Err(Error::InsufficientCredits {
-                    needed: request.amount,
-                    available,
-                });
-            }
-            Err(error) => return Err(error),
-        };
-        let is_wallet = |account: AccountId| {
-            touched
-                .iter()
-                .any(|(id, kind)| *id == account.get() && kind == "wallet")
-        };
-        if is_wallet(request.debit) {
-            consume_oldest_lots(&mut tx, request.debit, id, request.amount).await?;
         }
-        if phase == Phase::Posted && is_wallet(request.credit) {
-            open_lot(&mut tx, request.credit, id, request.amount, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Transfer {
-            id,
-            key: request.key.clone(),
+    }
+
+    /// Posts or voids a pending transfer; the database's trigger settles balances and lots.
+    async fn resolve(&self, id: TransferId, to: TransferState) -> Result<Transfer> {
+        self.retrying(|| {
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(update_transfer_state(conn, id, to))
+            })
+        })
+        .await
+    }
+}
+
+/// What inserting a transfer found.
+enum Inserted {
+    Created(Transfer),
+    /// The key was used before; this is that transfer, as it is now.
+    Existing(Transfer),
+    MissingAccount,
+}
+
+async fn insert_transfer(
+    conn: &mut AnyConnection,
+    request: TransferRequest,
+    phase: Phase,
+) -> Result<Inserted> {
+    let now = now_millis();
+    let (state, two_phase, resolved_at) = match phase {
+        Phase::Pending => (TransferState::Pending, true, None),
+        Phase::Posted => (TransferState::Posted, false, Some(now)),
+    };
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
+         kind, state, two_phase, memo, created_at, resolved_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(&request.key)
+    .bind(request.debit.get())
+    .bind(request.credit.get())
+    .bind(request.amount.to_db())
+    .bind(request.kind.as_str())
+    .bind(state.as_str())
+    .bind(i64::from(two_phase))
+    .bind(request.memo.as_deref())
+    .bind(now)
+    .bind(resolved_at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(Error::from);
+    match inserted {
+        Ok(Some(id)) => Ok(Inserted::Created(Transfer {
+            id: TransferId::from_db(id),
+            key: request.key,
             debit: request.debit,
             credit: request.credit,
             amount: request.amount,
             kind: request.kind,
             state,
             two_phase,
-            memo: request.memo.clone(),
+            memo: request.memo,
             created_at: now,
-        })
-    }
-
-    /// Explains a foreign-key refusal of a transfer: which account does not exist.
-    async fn missing_account(&self, request: &TransferRequest) -> Error {
-        for account in [request.debit, request.credit] {
-            if let Err(error) = self.account_balance(account).await {
-                return error;
-            }
+        })),
+        Ok(None) => {
+            let sql =
+                format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
+            let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+                .bind(&request.key)
+                .fetch_one(conn)
+                .await?;
+            Ok(Inserted::Existing(transfer_from_row(row)?))
         }
-        Error::Internal(anyhow::anyhow!(
-            "transfer {:?} was refused by a foreign key",
-            request.key
-        ))
-    }
-
-    async fn resolve(&self, id: TransferId, to: TransferState) -> Result<Transfer> {
-        let now = now_millis();
-        let mut tx = self.begin().await?;
-        let sql = format!(
-            "UPDATE transfers SET state = $2, resolved_at = $3 \
-             WHERE id = $1 AND state = 'pending' RETURNING {TRANSFER_COLUMNS}"
-        );
-        let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
-            .bind(id.get())
-            .bind(to.as_str())
-            .bind(now)
-            .fetch_optional(&mut *tx)
+        Err(error) if is_check_violation(&error) => {
+            let available: Option<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT credits_posted, debits_posted, debits_pending FROM accounts WHERE id = $1",
+            )
+            .bind(request.debit.get())
+            .fetch_optional(conn)
             .await?;
-        let Some(row) = row else {
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
-                    .bind(id.get())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match state {
-                None => Error::UnknownTransfer(id),
-                Some(state) => Error::TransferAlreadyResolved {
-                    id,
-                    state: TransferState::from_db(&state)?,
-                },
-            });
-        };
-        let transfer = transfer_from_row(row)?;
-        let sql = match to {
-            TransferState::Posted => {
-                "UPDATE accounts SET \
-                 debits_pending = debits_pending - CASE WHEN id = $1 THEN $3 ELSE 0 END, \
-                 debits_posted = debits_posted + CASE WHEN id = $1 THEN $3 ELSE 0 END, \
-                 credits_pending = credits_pending - CASE WHEN id = $2 THEN $3 ELSE 0 END, \
-                 credits_posted = credits_posted + CASE WHEN id = $2 THEN $3 ELSE 0 END \
-                 WHERE id IN ($1, $2) RETURNING id, kind"
-            }
-            TransferState::Voided | TransferState::Pending => {
-                "UPDATE accounts SET \
-                 debits_pending = debits_pending - CASE WHEN id = $1 THEN $3 ELSE 0 END, \
-                 credits_pending = credits_pending - CASE WHEN id = $2 THEN $3 ELSE 0 END \
-                 WHERE id IN ($1, $2) RETURNING id, kind"
-            }
-        };
-        let touched = sqlx::query_as::<_, (i64, String)>(sql)
-            .bind(transfer.debit.get())
-            .bind(transfer.credit.get())
-            .bind(transfer.amount.to_db())
-            .fetch_all(&mut *tx)
-            .await?;
-        let is_wallet = |account: AccountId| {
-            touched
-                .iter()
-                .any(|(id, kind)| *id == account.get() && kind == "wallet")
-        };
-        match to {
-            TransferState::Posted if is_wallet(transfer.credit) => {
-                open_lot(&mut tx, transfer.credit, id, transfer.amount, now).await?;
-            }
-            TransferState::Voided if is_wallet(transfer.debit) => {
-                restore_lots(&mut tx, id).await?;
-            }
-            _ => {}
+            let available = available.map_or(0, |(cp, dp, dq)| cp - dp - dq);
+            Err(Error::InsufficientCredits {
+                needed: request.amount,
+                available: Credits::from_db(available.max(0))?,
+            })
         }
-        tx.commit().await?;
-        Ok(Transfer {
-            state: to,
-            ..transfer
-        })
+        Err(error) if is_foreign_key_violation(&error) => Ok(Inserted::MissingAccount),
+        Err(error) => Err(error),
     }
 }
 
-async fn transfer_by_key_in(
-    tx: &mut Transaction<'static, Any>,
-    key: &str,
-) -> Result<Option<Transfer>> {
-    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
-    sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(transfer_from_row)
-        .transpose()
-}
-
-/// Opens a lot for credits posted into a wallet.
-async fn open_lot(
-    tx: &mut Transaction<'static, Any>,
-    wallet: AccountId,
-    transfer: TransferId,
-    amount: Credits,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO lots (account_id, transfer_id, credits, remaining, created_at) \
-         VALUES ($1, $2, $3, $3, $4)",
-    )
-    .bind(wallet.get())
-    .bind(transfer.get())
-    .bind(amount.to_db())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Draws `amount` from a wallet's open lots, oldest first. The wallet row is already locked by
-/// this transaction's balance update, so no other transaction changes its lots meanwhile.
-async fn consume_oldest_lots(
-    tx: &mut Transaction<'static, Any>,
-    wallet: AccountId,
-    transfer: TransferId,
-    amount: Credits,
-) -> Result<()> {
-    let open: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, remaining FROM lots WHERE account_id = $1 AND remaining > 0 ORDER BY id",
-    )
-    .bind(wallet.get())
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut left = amount;
-    for (lot, remaining) in open {
-        if left.is_zero() {
-            break;
-        }
-        let take = left.min(Credits::from_db(remaining)?);
-        sqlx::query("UPDATE lots SET remaining = remaining - $1 WHERE id = $2")
-            .bind(take.to_db())
-            .bind(lot)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("INSERT INTO lot_consumptions (transfer_id, lot_id, amount) VALUES ($1, $2, $3)")
-            .bind(transfer.get())
-            .bind(lot)
-            .bind(take.to_db())
-            .execute(&mut **tx)
-            .await?;
-        left = left.checked_sub(take).unwrap_or(Credits::ZERO);
-    }
-    if !left.is_zero() {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "wallet {wallet} has fewer credits in lots than in its balance; run `imagegpt audit`"
-        )));
-    }
-    Ok(())
-}
-
-/// Gives a voided hold's credits back to the lots it drew from.
-async fn restore_lots(tx: &mut Transaction<'static, Any>, transfer: TransferId) -> Result<()> {
-    sqlx::query(
-        "UPDATE lots SET remaining = remaining + \
-           (SELECT c.amount FROM lot_consumptions c WHERE c.lot_id = lots.id AND c.transfer_id = $1) \
-         WHERE id IN (SELECT lot_id FROM lot_consumptions WHERE transfer_id = $1)",
-    )
-    .bind(transfer.get())
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM lot_consumptions WHERE transfer_id = $1")
-        .bind(transfer.get())
-        .execute(&mut **tx)
+async fn update_transfer_state(
+    conn: &mut AnyConnection,
+    id: TransferId,
+    to: TransferState,
+) -> Result<Transfer> {
+    let sql = format!(
+        "UPDATE transfers SET state = $2, resolved_at = $3 \
+         WHERE id = $1 AND state = 'pending' RETURNING {TRANSFER_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.get())
+        .bind(to.as_str())
+        .bind(now_millis())
+        .fetch_optional(&mut *conn)
         .await?;
-    Ok(())
+    if let Some(row) = row {
+        return transfer_from_row(row);
+    }
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
+        .bind(id.get())
+        .fetch_optional(conn)
+        .await?;
+    Err(match state {
+        None => Error::UnknownTransfer(id),
+        Some(state) => Error::TransferAlreadyResolved {
+            id,
+            state: TransferState::from_db(&state)?,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -57,9 +57,11 @@ impl Credits {
 
     /// Reads a non-negative database value; a negative one means the books are broken.
     pub(crate) fn from_db(value: i64) -> crate::Result<Credits> {
-        u64::try_from(value)
-            .map(Credits)
-            .map_err(|_| crate::Error::Internal(anyhow::anyhow!("negative credit amount {value} in the database")))
+        u64::try_from(value).map(Credits).map_err(|_| {
+            crate::Error::Internal(anyhow::anyhow!(
+                "negative credit amount {value} in the database"
+            ))
+        })
     }
 }
 
@@ -92,7 +94,10 @@ mod tests {
     #[test]
     fn subtracting_more_than_there_is_gives_nothing() {
         assert_eq!(Credits::new(3).checked_sub(Credits::new(4)), None);
-        assert_eq!(Credits::new(4).checked_sub(Credits::new(3)), Some(Credits::new(1)));
+        assert_eq!(
+            Credits::new(4).checked_sub(Credits::new(3)),
+            Some(Credits::new(1))
+        );
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! People: one wallet each, reached through one or more platform identities, created on first
 //! contact. Also where terms acceptance and the privacy opt-out are kept.
 
-use crate::{AccountId, Error, Identity, Result, Store, UserId, store::now_millis};
+use sqlx::AnyConnection;
+
+use crate::{
+    AccountId, Error, Identity, Result, Store, UserId,
+    store::{Atomic, now_millis},
+};
 
 /// A person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +70,10 @@ impl Store {
                 is_new: false,
             });
         }
-        let created = self.retrying(|| self.create_user(identity)).await?;
-        match created {
-            Some(user) => Ok(Contact { user, is_new: true }),
+        match self.retrying(|| self.create_user(identity)).await {
+            Ok(user) => Ok(Contact { user, is_new: true }),
             // Someone else created this person between our look-up and our insert.
-            None => {
+            Err(Error::IdentityTaken) => {
                 let user = self.find_user(identity).await?.ok_or_else(|| {
                     anyhow::anyhow!("identity {identity} vanished right after it was created")
                 })?;
@@ -78,6 +82,7 @@ impl Store {
                     is_new: false,
                 })
             }
+            Err(error) => Err(error),
         }
     }
 
@@ -138,17 +143,22 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn accept_terms(&self, user: UserId, version: &str) -> Result<()> {
-        let now = now_millis();
-        self.retrying(|| async {
-            sqlx::query(
-                "UPDATE users SET terms_version = $2, terms_accepted_at = $3 WHERE id = $1",
-            )
-            .bind(user.get())
-            .bind(version)
-            .bind(now)
-            .execute(&self.inner.write)
-            .await?;
-            Ok(())
+        let (now, version) = (now_millis(), version.to_string());
+        self.retrying(|| {
+            let version = version.clone();
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE users SET terms_version = $2, terms_accepted_at = $3 WHERE id = $1",
+                    )
+                    .bind(user.get())
+                    .bind(version)
+                    .bind(now)
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
         })
         .await
     }
@@ -159,53 +169,199 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn set_privacy_opt_out(&self, user: UserId, opt_out: bool) -> Result<()> {
-        self.retrying(|| async {
-            sqlx::query("UPDATE users SET privacy_opt_out = $2 WHERE id = $1")
-                .bind(user.get())
-                .bind(i64::from(opt_out))
-                .execute(&self.inner.write)
-                .await?;
-            Ok(())
+        self.retrying(|| {
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE users SET privacy_opt_out = $2 WHERE id = $1")
+                        .bind(user.get())
+                        .bind(i64::from(opt_out))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
         })
         .await
     }
 
-    /// Creates a person, their wallet and their first identity; `None` when the identity
-    /// already belongs to someone (nothing is written then).
-    async fn create_user(&self, identity: &Identity) -> Result<Option<User>> {
-        let now = now_millis();
-        let mut tx = self.begin().await?;
-        let user: i64 = sqlx::query_scalar("INSERT INTO users (created_at) VALUES ($1) RETURNING id")
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        let wallet: i64 =
-            sqlx::query_scalar("INSERT INTO accounts (kind, user_id) VALUES ('wallet', $1) RETURNING id")
-                .bind(user)
-                .fetch_one(&mut *tx)
-                .await?;
-        let linked: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO identities (platform, external_id, user_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (platform, external_id) DO NOTHING \
-             RETURNING user_id",
-        )
-        .bind(identity.platform().as_str())
-        .bind(identity.external_id())
-        .bind(user)
+    /// Creates a person, their wallet and their first identity; [`Error::IdentityTaken`] when
+    /// the identity already belongs to someone (nothing is written then).
+    async fn create_user(&self, identity: &Identity) -> Result<User> {
+        let identity = identity.clone();
+        self.write(Atomic::Transaction, move |conn| {
+            Box::pin(insert_user(conn, identity))
+        })
+        .await
+    }
+}
+
+async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<User> {
+    let now = now_millis();
+    // Identity first: when it is taken, nothing else has been written.
+    let user: i64 = sqlx::query_scalar("INSERT INTO users (created_at) VALUES ($1) RETURNING id")
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-        if linked.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
+    let linked: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO identities (platform, external_id, user_id, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (platform, external_id) DO NOTHING \
+         RETURNING user_id",
+    )
+    .bind(identity.platform().as_str())
+    .bind(identity.external_id())
+    .bind(user)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if linked.is_none() {
+        // Someone else took the identity meanwhile. Returning a refusal undoes this
+        // operation's transaction (or savepoint), person row included.
+        return Err(Error::IdentityTaken);
+    }
+    let wallet: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts (kind, user_id) VALUES ('wallet', $1) RETURNING id",
+    )
+    .bind(user)
+    .fetch_one(conn)
+    .await?;
+    Ok(User {
+        id: UserId::from_db(user),
+        wallet: AccountId::from_db(wallet),
+        created_at: now,
+        terms: None,
+        privacy_opt_out: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{on_every_backend, store::testing::TestDb};
+
+    on_every_backend!(
+        first_contact_creates_a_person_with_an_empty_wallet,
+        the_same_identity_always_finds_the_same_person,
+        terms_acceptance_and_the_privacy_choice_are_kept,
+        racing_first_contacts_create_one_person,
+    );
+
+    fn identity(text: &str) -> Identity {
+        text.parse().expect("identity")
+    }
+
+    async fn first_contact_creates_a_person_with_an_empty_wallet(store: Store) {
+        let contact = store
+            .contact(&identity("telegram:42"))
+            .await
+            .expect("contact");
+        assert!(contact.is_new);
+        assert_eq!(contact.user.terms, None);
+        assert_eq!(contact.user.privacy_opt_out, None);
+        let balance = store
+            .account_balance(contact.user.wallet)
+            .await
+            .expect("balance");
+        assert_eq!(balance.available(), crate::Credits::ZERO);
+        assert_eq!(
+            store.identities(contact.user.id).await.expect("identities"),
+            vec![identity("telegram:42")]
+        );
+    }
+
+    async fn the_same_identity_always_finds_the_same_person(store: Store) {
+        let first = store
+            .contact(&identity("discord:80351110224678912"))
+            .await
+            .expect("first");
+        let again = store
+            .contact(&identity("discord:80351110224678912"))
+            .await
+            .expect("again");
+        assert!(!again.is_new);
+        assert_eq!(first.user, again.user);
+        let other = store
+            .contact(&identity("telegram:80351110224678912"))
+            .await
+            .expect("other");
+        assert_ne!(
+            other.user.id, first.user.id,
+            "the same number on another platform is someone else"
+        );
+        assert_ne!(other.user.wallet, first.user.wallet);
+        assert_eq!(
+            store
+                .find_user(&identity("console:nobody"))
+                .await
+                .expect("lookup"),
+            None
+        );
+    }
+
+    async fn terms_acceptance_and_the_privacy_choice_are_kept(store: Store) {
+        let user = store
+            .contact(&identity("console:alice"))
+            .await
+            .expect("contact")
+            .user;
+        store
+            .accept_terms(user.id, "2026-04-06")
+            .await
+            .expect("accept");
+        store
+            .set_privacy_opt_out(user.id, true)
+            .await
+            .expect("opt out");
+        let user = store.user(user.id).await.expect("user");
+        assert_eq!(
+            user.terms.as_ref().map(|t| t.version.as_str()),
+            Some("2026-04-06")
+        );
+        assert!(user.terms.is_some_and(|t| t.accepted_at > 0));
+        assert_eq!(user.privacy_opt_out, Some(true));
+        store
+            .set_privacy_opt_out(user.id, false)
+            .await
+            .expect("opt in");
+        assert_eq!(
+            store.user(user.id).await.expect("user").privacy_opt_out,
+            Some(false)
+        );
+    }
+
+    async fn racing_first_contacts_create_one_person(store: Store) {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.contact(&identity("telegram:7")).await })
+            })
+            .collect();
+        let mut people = Vec::new();
+        for task in tasks {
+            people.push(task.await.expect("task").expect("contact"));
         }
-        tx.commit().await?;
-        Ok(Some(User {
-            id: UserId::from_db(user),
-            wallet: AccountId::from_db(wallet),
-            created_at: now,
-            terms: None,
-            privacy_opt_out: None,
-        }))
+        assert_eq!(people.iter().filter(|c| c.is_new).count(), 1);
+        assert!(people.iter().all(|c| c.user == people[0].user));
+        let orphans: i64 = store_count(&store, "SELECT COUNT(*) FROM users").await;
+        assert_eq!(orphans, 1, "a lost race leaves no person behind");
+        let wallets: i64 = store_count(
+            &store,
+            "SELECT COUNT(*) FROM accounts WHERE kind = 'wallet'",
+        )
+        .await;
+        assert_eq!(wallets, 1);
+    }
+
+    async fn store_count(store: &Store, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&store.inner.read)
+            .await
+            .expect("count")
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_writes_with_an_error() {
+        let db = TestDb::sqlite().await;
+        db.store().close().await;
+        assert!(db.store().contact(&identity("console:late")).await.is_err());
     }
 }

@@ -12,11 +12,12 @@ use std::{future::Future, path::PathBuf, str::FromStr, sync::Arc, time::Duration
 use anyhow::Context as _;
 use serde::Deserialize;
 use sqlx::{
-    Any, AnyPool, Executor as _, Transaction,
+    AnyConnection, AnyPool, Connection as _, Executor as _,
     any::AnyPoolOptions,
     error::ErrorKind,
     migrate::{Migration, MigrationType, Migrator},
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{AccountId, Error, Result, ledger::SystemAccount};
 
@@ -106,9 +107,9 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) backend: Backend,
-    /// Every write transaction. One connection on SQLite.
-    pub(crate) write: AnyPool,
-    /// Reads outside transactions. The same pool as `write` on PostgreSQL.
+    /// Where write transactions run.
+    pub(crate) writer: Writer,
+    /// Reads outside transactions; on PostgreSQL also the writers' pool.
     pub(crate) read: AnyPool,
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
 }
@@ -138,36 +139,37 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig, migrations: Migrations) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(&config.url)?;
-        let (write, read) = match backend {
+        let (writer, read) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&config.url)?;
-                let busy = config.busy_timeout_ms;
-                let pool = |max: u32| {
-                    AnyPoolOptions::new()
-                        .max_connections(max)
-                        .min_connections(1)
-                        .acquire_timeout(Duration::from_secs(30))
-                        .after_connect(move |conn, _| {
-                            Box::pin(async move {
-                                let pragmas = format!(
-                                    "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; \
-                                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                                );
-                                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas)))
-                                    .await?;
-                                Ok(())
-                            })
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+                    config.busy_timeout_ms
+                );
+                let mut writer = AnyConnection::connect(&url)
+                    .await
+                    .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
+                writer
+                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
+                    .await?;
+                prepare_schema(backend, migrations, &mut writer).await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(config.max_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        let pragmas = pragmas.clone();
+                        Box::pin(async move {
+                            conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas)))
+                                .await?;
+                            Ok(())
                         })
-                };
-                let write = pool(1)
+                    })
                     .connect(&url)
                     .await
                     .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                let read = pool(config.max_connections.max(1))
-                    .connect(&url)
-                    .await
-                    .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                (write, read)
+                (Writer::Sqlite(WriterHandle::start(writer)), read)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -178,26 +180,15 @@ impl Store {
                     .with_context(|| {
                         format!("connecting to PostgreSQL at {}", redact(&config.url))
                     })?;
-                (pool.clone(), pool)
+                prepare_schema(backend, migrations, &mut *pool.acquire().await?).await?;
+                (Writer::Postgres(pool.clone()), pool)
             }
         };
-        let migrator = migrator(backend);
-        match migrations {
-            Migrations::Apply => migrator.run(&write).await?,
-            Migrations::RequireCurrent => {
-                let pending = pending_migrations(&migrator, &write).await?;
-                if pending > 0 {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "the database schema is {pending} migration(s) behind: run `imagegpt migrate`"
-                    )));
-                }
-            }
-        }
         let system = load_system_accounts(&read).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
-                write,
+                writer,
                 read,
                 system,
             }),
@@ -212,12 +203,15 @@ impl Store {
     /// True when the database answers and every migration this binary knows is applied.
     pub async fn is_ready(&self) -> bool {
         let migrator = migrator(self.inner.backend);
-        matches!(pending_migrations(&migrator, &self.inner.read).await, Ok(0))
+        let Ok(mut conn) = self.inner.read.acquire().await else {
+            return false;
+        };
+        matches!(pending_migrations(&migrator, &mut conn).await, Ok(0))
     }
 
     /// Closes every connection; waits for those in use to be returned.
     pub async fn close(&self) {
-        self.inner.write.close().await;
+        self.inner.writer.close().await;
         self.inner.read.close().await;
     }
 
@@ -225,9 +219,16 @@ impl Store {
         self.inner.system[account as usize]
     }
 
-    /// Starts a write transaction (on SQLite, on the one writer connection).
-    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        Ok(self.inner.write.begin().await?)
+    /// Runs `op` on a connection that may write: on SQLite the one writer (see [`Writer`]), on
+    /// PostgreSQL one from the pool. With [`Atomic::Statement`] `op` makes at most one change
+    /// (which the database applies whole or not at all); with [`Atomic::Transaction`] its
+    /// changes are committed together or not at all.
+    pub(crate) async fn write<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.inner.writer.run(atomic, op).await
     }
 
     /// Runs `op` (which opens and commits its own transaction) again after a lock conflict the
@@ -249,6 +250,245 @@ impl Store {
                 other => return other,
             }
         }
+    }
+}
+
+/// Runs one statement behind the ledger's back, as a careless operator might: tests use it to
+/// prove that the database and the audit catch what code cannot.
+#[cfg(test)]
+pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i64) -> Result<()> {
+    store
+        .write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query(sql).bind(bind).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// A boxed future borrowing a connection; what write operations return.
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How much of a write operation must stand or fall together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Atomic {
+    /// One changing statement (plus reads); the database applies it whole or not at all.
+    Statement,
+    /// Several changes that commit together.
+    Transaction,
+}
+
+/// Where writes run.
+#[derive(Debug)]
+pub(crate) enum Writer {
+    Sqlite(WriterHandle),
+    Postgres(AnyPool),
+}
+
+impl Writer {
+    async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match self {
+            Writer::Sqlite(handle) => handle.run(atomic, op).await,
+            Writer::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                match atomic {
+                    Atomic::Statement => op(&mut conn).await,
+                    Atomic::Transaction => {
+                        let mut tx = conn.begin().await?;
+                        let value = op(&mut tx).await?;
+                        tx.commit().await?;
+                        Ok(value)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Writer::Sqlite(handle) => handle.close().await,
+            Writer::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// SQLite's one writer: a task that owns the write connection and commits whatever writes are
+/// waiting in one transaction (group commit). A commit costs far more than a statement, and
+/// SQLite allows one writer at a time anyway, so batching is what lets many people write at
+/// once. Each operation in a batch stands alone: a refused statement undoes only itself, and
+/// a multi-statement operation runs inside its own savepoint.
+#[derive(Debug)]
+pub(crate) struct WriterHandle {
+    sender: mpsc::Sender<WriterMessage>,
+}
+
+/// The most operations committed together.
+const MAX_BATCH: usize = 256;
+
+type Erased = Box<dyn std::any::Any + Send>;
+type ErasedOp =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Erased>> + Send>;
+
+struct WriteJob {
+    atomic: Atomic,
+    op: ErasedOp,
+    reply: oneshot::Sender<Result<Erased>>,
+}
+
+enum WriterMessage {
+    Job(WriteJob),
+    Close(oneshot::Sender<()>),
+}
+
+impl WriterHandle {
+    fn start(connection: AnyConnection) -> WriterHandle {
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_writer(connection, receiver));
+        WriterHandle { sender }
+    }
+
+    async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op: ErasedOp = Box::new(move |conn| {
+            Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
+        });
+        let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
+        self.sender
+            .send(WriterMessage::Job(WriteJob { atomic, op, reply }))
+            .await
+            .map_err(|_| closed())?;
+        let value = answer.await.map_err(|_| closed())??;
+        value.downcast::<T>().map(|value| *value).map_err(|_| {
+            Error::Internal(anyhow::anyhow!("the writer answered with the wrong type"))
+        })
+    }
+
+    async fn close(&self) {
+        let (ack, closed) = oneshot::channel();
+        if self.sender.send(WriterMessage::Close(ack)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+async fn run_writer(mut conn: AnyConnection, mut receiver: mpsc::Receiver<WriterMessage>) {
+    while let Some(message) = receiver.recv().await {
+        let mut batch = Vec::new();
+        let mut close = None;
+        match message {
+            WriterMessage::Job(job) => batch.push(job),
+            WriterMessage::Close(ack) => close = Some(ack),
+        }
+        while close.is_none() && batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(WriterMessage::Job(job)) => batch.push(job),
+                Ok(WriterMessage::Close(ack)) => close = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, batch).await;
+        }
+        if let Some(ack) = close {
+            let _ = conn.close().await;
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+/// True for errors that leave the batch's transaction intact: a refusal the operation
+/// recognised (the refused statement undid itself), not a fault of the connection.
+fn leaves_batch_intact(error: &Error) -> bool {
+    !matches!(error, Error::Internal(_))
+}
+
+async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
+    if let [job] = &batch[..]
+        && job.atomic == Atomic::Statement
+    {
+        let Some(job) = batch.into_iter().next() else {
+            return;
+        };
+        let result = (job.op)(conn).await;
+        let _ = job.reply.send(result);
+        return;
+    }
+    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+        let why = format!("could not begin a write transaction: {error}");
+        for job in batch {
+            let _ = job
+                .reply
+                .send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(batch.len());
+    let mut aborted: Option<String> = None;
+    for job in batch {
+        if aborted.is_some() {
+            done.push((job.reply, None));
+            continue;
+        }
+        // A multi-statement operation gets a savepoint even alone in its batch, so that its
+        // refusal undoes its own earlier statements.
+        let isolate = job.atomic == Atomic::Transaction;
+        if isolate && let Err(error) = conn.execute("SAVEPOINT operation").await {
+            aborted = Some(error.to_string());
+            done.push((job.reply, None));
+            continue;
+        }
+        let result = (job.op)(conn).await;
+        match &result {
+            Ok(_) if isolate => {
+                if let Err(error) = conn.execute("RELEASE operation").await {
+                    aborted = Some(error.to_string());
+                }
+            }
+            Err(error) if leaves_batch_intact(error) && isolate => {
+                let undone = conn
+                    .execute("ROLLBACK TO operation; RELEASE operation")
+                    .await;
+                if let Err(error) = undone {
+                    aborted = Some(error.to_string());
+                }
+            }
+            Err(error) if !leaves_batch_intact(error) => aborted = Some(format!("{error:#}")),
+            _ => {}
+        }
+        done.push((job.reply, Some(result)));
+    }
+    let outcome = match aborted {
+        Some(why) => Err(why),
+        None => conn
+            .execute("COMMIT")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    if outcome.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    for (reply, result) in done {
+        let answer = match (&outcome, result) {
+            (Ok(()), Some(result)) => result,
+            // A refusal stays true when the batch is undone: nothing was written either way.
+            (Err(_), Some(Err(error))) if leaves_batch_intact(&error) => Err(error),
+            (Err(why), _) => Err(Error::Internal(anyhow::anyhow!(
+                "the write was rolled back: {why}"
+            ))),
+            (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("the write did not run"))),
+        };
+        let _ = reply.send(answer);
     }
 }
 
@@ -276,6 +516,11 @@ pub(crate) fn is_check_violation(error: &Error) -> bool {
     database_error(error).is_some_and(|db| matches!(db.kind(), ErrorKind::CheckViolation))
 }
 
+/// True when a foreign key refused a write.
+pub(crate) fn is_foreign_key_violation(error: &Error) -> bool {
+    database_error(error).is_some_and(|db| matches!(db.kind(), ErrorKind::ForeignKeyViolation))
+}
+
 fn is_transient(error: &Error) -> bool {
     let Some(db) = database_error(error) else {
         return false;
@@ -297,17 +542,44 @@ fn migrator(backend: Backend) -> Migrator {
         sources
             .iter()
             .map(|&(version, description, sql)| {
-                Migration::new(version, description.into(), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(sql), false)
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
             })
             .collect(),
     )
 }
 
-async fn pending_migrations(migrator: &Migrator, pool: &AnyPool) -> Result<usize> {
+/// Applies the migrations, or checks that none is pending.
+async fn prepare_schema(
+    backend: Backend,
+    migrations: Migrations,
+    conn: &mut AnyConnection,
+) -> Result<()> {
+    let migrator = migrator(backend);
+    match migrations {
+        Migrations::Apply => migrator.run(conn).await?,
+        Migrations::RequireCurrent => {
+            let pending = pending_migrations(&migrator, conn).await?;
+            if pending > 0 {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "the database schema is {pending} migration(s) behind: run `imagegpt migrate`"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pending_migrations(migrator: &Migrator, conn: &mut AnyConnection) -> Result<usize> {
     let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
         "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     {
         Ok(applied) => applied,
@@ -344,15 +616,13 @@ fn sqlite_url(url: &str) -> Result<String> {
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" {
-        if let Some(dir) = PathBuf::from_str(path)
-            .ok()
-            .and_then(|p| p.parent().map(PathBuf::from))
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating the database folder {}", dir.display()))?;
-        }
+    let folder = PathBuf::from_str(path)
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = folder.filter(|_| path != ":memory:") {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the database folder {}", dir.display()))?;
     }
     Ok(if query.is_empty() {
         format!("sqlite://{path}?mode=rwc")
@@ -378,7 +648,10 @@ mod tests {
 
     #[test]
     fn database_urls_pick_their_backend() {
-        assert_eq!(Backend::from_url("sqlite://data/x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("sqlite://data/x.db").ok(),
+            Some(Backend::Sqlite)
+        );
         assert_eq!(Backend::from_url("sqlite:x.db").ok(), Some(Backend::Sqlite));
         assert_eq!(
             Backend::from_url("postgres://postgres@127.0.0.1:5432/test").ok(),
@@ -392,7 +665,13 @@ mod tests {
 
     #[test]
     fn malformed_database_urls_are_refused() {
-        for url in ["", "mysql://x/y", "sqlite://", "postgres://", "data/imagegpt.db"] {
+        for url in [
+            "",
+            "mysql://x/y",
+            "sqlite://",
+            "postgres://",
+            "data/imagegpt.db",
+        ] {
             assert!(
                 matches!(Backend::from_url(url), Err(Error::InvalidDatabaseUrl(_))),
                 "{url}"

@@ -26,6 +26,8 @@ CREATE TABLE accounts (
     user_id         BIGINT UNIQUE REFERENCES users (id),
     -- The name of a system account; NULL for wallets.
     code            TEXT UNIQUE,
+    -- Running totals, kept for wallets only: system accounts take part in nearly every transfer,
+    -- so their totals are summed from their transfers instead of locking one row for everyone.
     debits_posted   BIGINT NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
     credits_posted  BIGINT NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
     debits_pending  BIGINT NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
@@ -81,4 +83,93 @@ CREATE TABLE lot_consumptions (
     amount      BIGINT NOT NULL CHECK (amount > 0),
     PRIMARY KEY (transfer_id, lot_id)
 );
-CREATE INDEX lot_consumptions_by_lot ON lot_consumptions (lot_id);
+
+-- The ledger's rules live in the database, so that no code path can move a balance without a
+-- transfer: a new transfer moves the wallets' running totals (the CHECK above refuses an
+-- overdraft, which undoes the whole statement) and draws a wallet debit from the oldest lots;
+-- posting or voiding a hold settles it; credits posted into a wallet open a lot. The wallet row
+-- is locked by the first UPDATE, so its lots are changed by one transaction at a time.
+CREATE FUNCTION ledger_transfer_created() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts SET
+        debits_pending  = debits_pending  + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'pending' THEN NEW.amount ELSE 0 END,
+        credits_pending = credits_pending + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'pending' THEN NEW.amount ELSE 0 END,
+        debits_posted   = debits_posted   + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'posted'  THEN NEW.amount ELSE 0 END,
+        credits_posted  = credits_posted  + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'posted'  THEN NEW.amount ELSE 0 END
+    WHERE id IN (NEW.debit_account_id, NEW.credit_account_id) AND kind = 'wallet';
+
+    INSERT INTO lot_consumptions (transfer_id, lot_id, amount)
+    SELECT NEW.id, id, CASE WHEN drawn_before + remaining <= NEW.amount THEN remaining
+                            ELSE NEW.amount - drawn_before END
+    FROM (SELECT id, remaining,
+                 CAST(SUM(remaining) OVER (ORDER BY id) AS BIGINT) - remaining AS drawn_before
+          FROM lots WHERE account_id = NEW.debit_account_id AND remaining > 0) open_lots
+    WHERE drawn_before < NEW.amount;
+
+    UPDATE lots SET remaining = remaining - c.amount
+    FROM lot_consumptions c WHERE c.transfer_id = NEW.id AND c.lot_id = lots.id;
+
+    IF EXISTS (SELECT 1 FROM accounts WHERE id = NEW.debit_account_id AND kind = 'wallet')
+       AND (SELECT COALESCE(SUM(amount), 0) FROM lot_consumptions WHERE transfer_id = NEW.id) <> NEW.amount
+    THEN
+        RAISE EXCEPTION 'ledger: the lots of the debit wallet do not cover the transfer';
+    END IF;
+
+    INSERT INTO lots (account_id, transfer_id, credits, remaining, created_at)
+    SELECT id, NEW.id, NEW.amount, NEW.amount, NEW.created_at
+    FROM accounts WHERE id = NEW.credit_account_id AND kind = 'wallet' AND NEW.state = 'posted';
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER transfer_created AFTER INSERT ON transfers
+FOR EACH ROW EXECUTE FUNCTION ledger_transfer_created();
+
+CREATE FUNCTION ledger_transfer_resolved() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts SET
+        debits_pending  = debits_pending  - CASE WHEN id = NEW.debit_account_id  THEN NEW.amount ELSE 0 END,
+        credits_pending = credits_pending - CASE WHEN id = NEW.credit_account_id THEN NEW.amount ELSE 0 END,
+        debits_posted   = debits_posted   + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'posted' THEN NEW.amount ELSE 0 END,
+        credits_posted  = credits_posted  + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'posted' THEN NEW.amount ELSE 0 END
+    WHERE id IN (NEW.debit_account_id, NEW.credit_account_id) AND kind = 'wallet';
+
+    IF NEW.state = 'voided' THEN
+        UPDATE lots SET remaining = remaining + c.amount
+        FROM lot_consumptions c WHERE c.transfer_id = NEW.id AND c.lot_id = lots.id;
+        DELETE FROM lot_consumptions WHERE transfer_id = NEW.id;
+    END IF;
+
+    INSERT INTO lots (account_id, transfer_id, credits, remaining, created_at)
+    SELECT id, NEW.id, NEW.amount, NEW.amount, NEW.resolved_at
+    FROM accounts WHERE id = NEW.credit_account_id AND kind = 'wallet' AND NEW.state = 'posted';
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER transfer_resolved AFTER UPDATE OF state ON transfers
+FOR EACH ROW WHEN (OLD.state = 'pending' AND NEW.state IN ('posted', 'voided'))
+EXECUTE FUNCTION ledger_transfer_resolved();
+
+-- A transfer is history: it only ever goes from pending to posted or voided, and is never
+-- deleted. (The memo may be rewritten, to anonymise it.)
+CREATE FUNCTION ledger_transfer_is_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'ledger: transfers are never deleted';
+    END IF;
+    IF (NEW.id, NEW.idempotency_key, NEW.debit_account_id, NEW.credit_account_id, NEW.amount,
+        NEW.kind, NEW.two_phase, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.idempotency_key, OLD.debit_account_id, OLD.credit_account_id, OLD.amount,
+        OLD.kind, OLD.two_phase, OLD.created_at)
+       OR (NEW.state <> OLD.state AND NOT (OLD.state = 'pending' AND NEW.state IN ('posted', 'voided')))
+    THEN
+        RAISE EXCEPTION 'ledger: a transfer only goes from pending to posted or voided';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER transfer_is_history BEFORE UPDATE OR DELETE ON transfers
+FOR EACH ROW EXECUTE FUNCTION ledger_transfer_is_history();

@@ -26,6 +26,8 @@ CREATE TABLE accounts (
     user_id         BIGINT UNIQUE REFERENCES users (id),
     -- The name of a system account; NULL for wallets.
     code            TEXT UNIQUE,
+    -- Running totals, kept for wallets only: system accounts take part in nearly every transfer,
+    -- so their totals are summed from their transfers instead of locking one row for everyone.
     debits_posted   BIGINT NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
     credits_posted  BIGINT NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
     debits_pending  BIGINT NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
@@ -80,5 +82,80 @@ CREATE TABLE lot_consumptions (
     lot_id      BIGINT NOT NULL REFERENCES lots (id),
     amount      BIGINT NOT NULL CHECK (amount > 0),
     PRIMARY KEY (transfer_id, lot_id)
-);
-CREATE INDEX lot_consumptions_by_lot ON lot_consumptions (lot_id);
+) WITHOUT ROWID;
+
+-- The ledger's rules live in the database, so that no code path can move a balance without a
+-- transfer: a new transfer moves the wallets' running totals (the CHECK above refuses an
+-- overdraft, which undoes the whole statement) and draws a wallet debit from the oldest lots;
+-- posting or voiding a hold settles it; credits posted into a wallet open a lot.
+CREATE TRIGGER transfer_created AFTER INSERT ON transfers
+BEGIN
+    UPDATE accounts SET
+        debits_pending  = debits_pending  + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'pending' THEN NEW.amount ELSE 0 END,
+        credits_pending = credits_pending + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'pending' THEN NEW.amount ELSE 0 END,
+        debits_posted   = debits_posted   + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'posted'  THEN NEW.amount ELSE 0 END,
+        credits_posted  = credits_posted  + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'posted'  THEN NEW.amount ELSE 0 END
+    WHERE id IN (NEW.debit_account_id, NEW.credit_account_id) AND kind = 'wallet';
+
+    INSERT INTO lot_consumptions (transfer_id, lot_id, amount)
+    SELECT NEW.id, id, CASE WHEN drawn_before + remaining <= NEW.amount THEN remaining
+                            ELSE NEW.amount - drawn_before END
+    FROM (SELECT id, remaining, SUM(remaining) OVER (ORDER BY id) - remaining AS drawn_before
+          FROM lots WHERE account_id = NEW.debit_account_id AND remaining > 0)
+    WHERE drawn_before < NEW.amount;
+
+    UPDATE lots SET remaining = remaining -
+        (SELECT c.amount FROM lot_consumptions c WHERE c.transfer_id = NEW.id AND c.lot_id = lots.id)
+    WHERE id IN (SELECT lot_id FROM lot_consumptions WHERE transfer_id = NEW.id);
+
+    SELECT RAISE(ABORT, 'ledger: the lots of the debit wallet do not cover the transfer')
+    WHERE EXISTS (SELECT 1 FROM accounts WHERE id = NEW.debit_account_id AND kind = 'wallet')
+      AND (SELECT COALESCE(SUM(amount), 0) FROM lot_consumptions WHERE transfer_id = NEW.id) <> NEW.amount;
+
+    INSERT INTO lots (account_id, transfer_id, credits, remaining, created_at)
+    SELECT id, NEW.id, NEW.amount, NEW.amount, NEW.created_at
+    FROM accounts WHERE id = NEW.credit_account_id AND kind = 'wallet' AND NEW.state = 'posted';
+END;
+
+CREATE TRIGGER transfer_resolved AFTER UPDATE OF state ON transfers
+WHEN OLD.state = 'pending' AND NEW.state IN ('posted', 'voided')
+BEGIN
+    UPDATE accounts SET
+        debits_pending  = debits_pending  - CASE WHEN id = NEW.debit_account_id  THEN NEW.amount ELSE 0 END,
+        credits_pending = credits_pending - CASE WHEN id = NEW.credit_account_id THEN NEW.amount ELSE 0 END,
+        debits_posted   = debits_posted   + CASE WHEN id = NEW.debit_account_id  AND NEW.state = 'posted' THEN NEW.amount ELSE 0 END,
+        credits_posted  = credits_posted  + CASE WHEN id = NEW.credit_account_id AND NEW.state = 'posted' THEN NEW.amount ELSE 0 END
+    WHERE id IN (NEW.debit_account_id, NEW.credit_account_id) AND kind = 'wallet';
+
+    UPDATE lots SET remaining = remaining +
+        (SELECT c.amount FROM lot_consumptions c WHERE c.transfer_id = NEW.id AND c.lot_id = lots.id)
+    WHERE NEW.state = 'voided'
+      AND id IN (SELECT lot_id FROM lot_consumptions WHERE transfer_id = NEW.id);
+
+    DELETE FROM lot_consumptions WHERE NEW.state = 'voided' AND transfer_id = NEW.id;
+
+    INSERT INTO lots (account_id, transfer_id, credits, remaining, created_at)
+    SELECT id, NEW.id, NEW.amount, NEW.amount, NEW.resolved_at
+    FROM accounts WHERE id = NEW.credit_account_id AND kind = 'wallet' AND NEW.state = 'posted';
+END;
+
+-- A transfer is history: it only ever goes from pending to posted or voided, and is never
+-- deleted. (The memo may be rewritten, to anonymise it.)
+CREATE TRIGGER transfer_is_history BEFORE UPDATE ON transfers
+WHEN NEW.id <> OLD.id
+  OR NEW.idempotency_key <> OLD.idempotency_key
+  OR NEW.debit_account_id <> OLD.debit_account_id
+  OR NEW.credit_account_id <> OLD.credit_account_id
+  OR NEW.amount <> OLD.amount
+  OR NEW.kind <> OLD.kind
+  OR NEW.two_phase <> OLD.two_phase
+  OR NEW.created_at <> OLD.created_at
+  OR (NEW.state <> OLD.state AND NOT (OLD.state = 'pending' AND NEW.state IN ('posted', 'voided')))
+BEGIN
+    SELECT RAISE(ABORT, 'ledger: a transfer only goes from pending to posted or voided');
+END;
+
+CREATE TRIGGER transfer_is_kept BEFORE DELETE ON transfers
+BEGIN
+    SELECT RAISE(ABORT, 'ledger: transfers are never deleted');
+END;

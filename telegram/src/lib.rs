@@ -1,1 +1,89 @@
-//! placeholder
+//! The Telegram adapter: turns Bot API updates into `bot_core` requests and core replies into
+//! Telegram messages. Holds no business rule. For now it owns its configuration section; the
+//! adapter itself arrives with the Telegram issue.
+
+#![forbid(unsafe_code)]
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The `[telegram]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// `TELEGRAM_BOT_TOKEN`; the adapter is off without it.
+    pub bot_token: Option<SecretString>,
+    /// `TELEGRAM_API_URL`: replaces `https://api.telegram.org` (teloxide's `TELOXIDE_API_URL`).
+    pub api_url: String,
+    /// `TELEGRAM_WEBHOOK_URL`: webhook mode instead of long polling when set.
+    pub webhook_url: Option<String>,
+    /// `TELEGRAM_WEBHOOK_SECRET`: checked against `X-Telegram-Bot-Api-Secret-Token`.
+    pub webhook_secret: Option<SecretString>,
+    /// `TELEGRAM_PAYMENT_RAILS`: `stars`, `stripe` or `stars,stripe`.
+    pub payment_rails: Option<String>,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            bot_token: None,
+            api_url: "https://api.telegram.org".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            payment_rails: None,
+        }
+    }
+}
+
+/// The ways people can pay inside Telegram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentRail {
+    /// Telegram Stars (XTR), required for digital goods sold inside Telegram.
+    Stars,
+    /// A Stripe Checkout link.
+    Stripe,
+}
+
+impl PaymentRail {
+    /// Parses `TELEGRAM_PAYMENT_RAILS`; `None` names the first unknown rail.
+    ///
+    /// # Errors
+    ///
+    /// The unknown or empty entry, for the configuration error message.
+    pub fn parse_list(text: &str) -> Result<Vec<PaymentRail>, String> {
+        let mut rails = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let rail = match part {
+                "stars" => PaymentRail::Stars,
+                "stripe" => PaymentRail::Stripe,
+                other => return Err(other.to_string()),
+            };
+            if !rails.contains(&rail) {
+                rails.push(rail);
+            }
+        }
+        Ok(rails)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_rails_parse_in_the_order_given() {
+        assert_eq!(
+            PaymentRail::parse_list("stars"),
+            Ok(vec![PaymentRail::Stars])
+        );
+        assert_eq!(
+            PaymentRail::parse_list("stripe, stars,stripe"),
+            Ok(vec![PaymentRail::Stripe, PaymentRail::Stars])
+        );
+        assert_eq!(
+            PaymentRail::parse_list("stars,paypal"),
+            Err("paypal".into())
+        );
+        assert_eq!(PaymentRail::parse_list(""), Err(String::new()));
+    }
+}

@@ -2,14 +2,20 @@
 //! ending with a clean audit; plus the concurrency test and a property test against a model.
 
 use super::*;
-use crate::{Identity, on_every_backend, people::User};
+use crate::{Identity, on_every_backend, people::User, store::execute_unchecked};
 
 async fn person(store: &Store, name: &str) -> User {
     let identity: Identity = format!("console:{name}").parse().expect("identity");
     store.contact(&identity).await.expect("contact").user
 }
 
-fn request(key: &str, debit: AccountId, credit: AccountId, amount: u64, kind: TransferKind) -> TransferRequest {
+fn request(
+    key: &str,
+    debit: AccountId,
+    credit: AccountId,
+    amount: u64,
+    kind: TransferKind,
+) -> TransferRequest {
     TransferRequest {
         key: key.to_string(),
         debit,
@@ -23,7 +29,13 @@ fn request(key: &str, debit: AccountId, credit: AccountId, amount: u64, kind: Tr
 async fn grant(store: &Store, user: &User, amount: u64, key: &str) -> Transfer {
     let grants = store.account(SystemAccount::Grants);
     store
-        .transfer(&request(key, grants, user.wallet, amount, TransferKind::Grant))
+        .transfer(&request(
+            key,
+            grants,
+            user.wallet,
+            amount,
+            TransferKind::Grant,
+        ))
         .await
         .expect("grant")
 }
@@ -31,7 +43,13 @@ async fn grant(store: &Store, user: &User, amount: u64, key: &str) -> Transfer {
 async fn hold(store: &Store, user: &User, amount: u64, key: &str) -> Result<Transfer> {
     let revenue = store.account(SystemAccount::GenerationRevenue);
     store
-        .hold(&request(key, user.wallet, revenue, amount, TransferKind::Generation))
+        .hold(&request(
+            key,
+            user.wallet,
+            revenue,
+            amount,
+            TransferKind::Generation,
+        ))
         .await
 }
 
@@ -62,6 +80,7 @@ on_every_backend!(
     a_pending_transfer_ends_exactly_once,
     charging_more_than_the_balance_is_rejected,
     the_database_itself_refuses_a_negative_wallet,
+    the_database_refuses_to_rewrite_or_delete_transfers,
     the_same_key_returns_the_first_transfer_and_changes_nothing,
     the_same_key_for_a_different_transfer_is_an_error,
     empty_and_circular_transfers_are_refused,
@@ -115,7 +134,10 @@ async fn posting_a_hold_moves_the_credits_for_good(store: Store) {
         .account_balance(store.account(SystemAccount::GenerationRevenue))
         .await
         .expect("balance");
-    assert_eq!((revenue.net_posted(), revenue.credits_pending.get()), (4, 0));
+    assert_eq!(
+        (revenue.net_posted(), revenue.credits_pending.get()),
+        (4, 0)
+    );
 }
 
 async fn voiding_a_hold_returns_the_credits(store: Store) {
@@ -125,7 +147,10 @@ async fn voiding_a_hold_returns_the_credits(store: Store) {
     let voided = store.void(held.id).await.expect("void");
     assert_eq!(voided.state, TransferState::Voided);
     let wallet = store.account_balance(alice.wallet).await.expect("balance");
-    assert_eq!((wallet.available().get(), wallet.debits_pending.get()), (10, 0));
+    assert_eq!(
+        (wallet.available().get(), wallet.debits_pending.get()),
+        (10, 0)
+    );
     let revenue = store
         .account_balance(store.account(SystemAccount::GenerationRevenue))
         .await
@@ -156,7 +181,10 @@ async fn a_pending_transfer_ends_exactly_once(store: Store) {
     let single_phase = grant(&store, &alice, 1, "g2").await;
     assert!(matches!(
         store.post(single_phase.id).await,
-        Err(Error::TransferAlreadyResolved { state: TransferState::Posted, .. })
+        Err(Error::TransferAlreadyResolved {
+            state: TransferState::Posted,
+            ..
+        })
     ));
     let missing = TransferId::from_db(987_654);
     assert!(matches!(store.void(missing).await, Err(Error::UnknownTransfer(id)) if id == missing));
@@ -174,7 +202,13 @@ async fn charging_more_than_the_balance_is_rejected(store: Store) {
         other => panic!("expected InsufficientCredits, got {other:?}"),
     }
     let revenue = store.account(SystemAccount::GenerationRevenue);
-    let spend = request("spend:1", alice.wallet, revenue, 3, TransferKind::Generation);
+    let spend = request(
+        "spend:1",
+        alice.wallet,
+        revenue,
+        3,
+        TransferKind::Generation,
+    );
     assert!(matches!(
         store.transfer(&spend).await,
         Err(Error::InsufficientCredits { .. })
@@ -183,7 +217,9 @@ async fn charging_more_than_the_balance_is_rejected(store: Store) {
     assert_eq!(store.transfer_by_key("job:2").await.expect("lookup"), None);
     // The refused key stays free: once there are credits, the same job can hold.
     grant(&store, &alice, 1, "g2").await;
-    hold(&store, &alice, 3, "job:2").await.expect("hold after top-up");
+    hold(&store, &alice, 3, "job:2")
+        .await
+        .expect("hold after top-up");
 }
 
 async fn the_database_itself_refuses_a_negative_wallet(store: Store) {
@@ -193,16 +229,38 @@ async fn the_database_itself_refuses_a_negative_wallet(store: Store) {
         "UPDATE accounts SET debits_posted = credits_posted + 1 WHERE id = $1",
         "UPDATE accounts SET debits_pending = credits_posted + 1 WHERE id = $1",
     ] {
-        let result = sqlx::query(sql)
-            .bind(alice.wallet.get())
-            .execute(&store.inner.write)
-            .await
-            .map_err(Error::from);
-        match result {
+        match execute_unchecked(&store, sql, alice.wallet.get()).await {
             Err(error) => assert!(is_check_violation(&error), "{sql}: {error:#}"),
             Ok(_) => panic!("the database accepted a negative wallet: {sql}"),
         }
     }
+    assert_eq!(available(&store, &alice).await, 5);
+}
+
+async fn the_database_refuses_to_rewrite_or_delete_transfers(store: Store) {
+    let alice = person(&store, "alice").await;
+    let granted = grant(&store, &alice, 5, "g").await;
+    let held = hold(&store, &alice, 2, "job").await.expect("hold");
+    store.void(held.id).await.expect("void");
+    for sql in [
+        "UPDATE transfers SET amount = amount + 100 WHERE id = $1",
+        "UPDATE transfers SET credit_account_id = debit_account_id WHERE id = $1",
+        "UPDATE transfers SET state = 'pending' WHERE id = $1",
+        "DELETE FROM transfers WHERE id = $1",
+    ] {
+        for id in [granted.id, held.id] {
+            let result = execute_unchecked(&store, sql, id.get()).await;
+            assert!(result.is_err(), "the database accepted: {sql} on {id}");
+        }
+    }
+    // Voiding the hold again through the back door is refused too.
+    let result = execute_unchecked(
+        &store,
+        "UPDATE transfers SET state = 'posted' WHERE id = $1",
+        held.id.get(),
+    )
+    .await;
+    assert!(result.is_err());
     assert_eq!(available(&store, &alice).await, 5);
 }
 
@@ -220,7 +278,11 @@ async fn the_same_key_returns_the_first_transfer_and_changes_nothing(store: Stor
     assert_eq!(available(&store, &alice).await, 5);
     store.post(held.id).await.expect("post");
     let after_post = hold(&store, &alice, 2, "job:9").await.expect("same hold");
-    assert_eq!(after_post.state, TransferState::Posted, "returns the transfer as it is now");
+    assert_eq!(
+        after_post.state,
+        TransferState::Posted,
+        "returns the transfer as it is now"
+    );
     assert_eq!(available(&store, &alice).await, 5);
 }
 
@@ -244,7 +306,15 @@ async fn the_same_key_for_a_different_transfer_is_an_error(store: Store) {
     }
     // A hold under a key first used for a posted transfer is a different transfer too.
     assert!(matches!(
-        store.hold(&request("key", alice.wallet, revenue, 7, TransferKind::Grant)).await,
+        store
+            .hold(&request(
+                "key",
+                alice.wallet,
+                revenue,
+                7,
+                TransferKind::Grant
+            ))
+            .await,
         Err(Error::IdempotencyConflict { .. })
     ));
     assert_eq!(available(&store, &alice).await, 7);
@@ -255,11 +325,27 @@ async fn empty_and_circular_transfers_are_refused(store: Store) {
     let alice = person(&store, "alice").await;
     let grants = store.account(SystemAccount::Grants);
     assert!(matches!(
-        store.transfer(&request("zero", grants, alice.wallet, 0, TransferKind::Grant)).await,
+        store
+            .transfer(&request(
+                "zero",
+                grants,
+                alice.wallet,
+                0,
+                TransferKind::Grant
+            ))
+            .await,
         Err(Error::ZeroAmount)
     ));
     assert!(matches!(
-        store.hold(&request("self", alice.wallet, alice.wallet, 1, TransferKind::Grant)).await,
+        store
+            .hold(&request(
+                "self",
+                alice.wallet,
+                alice.wallet,
+                1,
+                TransferKind::Grant
+            ))
+            .await,
         Err(Error::SameAccount)
     ));
     assert_eq!(store.transfer_by_key("zero").await.expect("lookup"), None);
@@ -285,7 +371,13 @@ async fn spending_consumes_the_oldest_lot_first(store: Store) {
     grant(&store, &alice, 5, "trial").await;
     let card = store.account(SystemAccount::CardSales);
     store
-        .transfer(&request("cs_small", card, alice.wallet, 150, TransferKind::Purchase))
+        .transfer(&request(
+            "cs_small",
+            card,
+            alice.wallet,
+            150,
+            TransferKind::Purchase,
+        ))
         .await
         .expect("purchase");
     let held = hold(&store, &alice, 7, "job:1").await.expect("hold");
@@ -294,7 +386,13 @@ async fn spending_consumes_the_oldest_lot_first(store: Store) {
     assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 148]);
     let revenue = store.account(SystemAccount::GenerationRevenue);
     store
-        .transfer(&request("spend", alice.wallet, revenue, 48, TransferKind::Generation))
+        .transfer(&request(
+            "spend",
+            alice.wallet,
+            revenue,
+            48,
+            TransferKind::Generation,
+        ))
         .await
         .expect("spend");
     assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 100]);
@@ -320,10 +418,20 @@ async fn a_hold_posted_into_a_wallet_opens_a_lot_only_when_posted(store: Store) 
     let bob = person(&store, "bob").await;
     grant(&store, &alice, 10, "g").await;
     let moving = store
-        .hold(&request("move", alice.wallet, bob.wallet, 4, TransferKind::Adjustment))
+        .hold(&request(
+            "move",
+            alice.wallet,
+            bob.wallet,
+            4,
+            TransferKind::Adjustment,
+        ))
         .await
         .expect("hold");
-    assert_eq!(available(&store, &bob).await, 0, "pending credits cannot be spent");
+    assert_eq!(
+        available(&store, &bob).await,
+        0,
+        "pending credits cannot be spent"
+    );
     assert!(store.lots(bob.wallet).await.expect("lots").is_empty());
     store.post(moving.id).await.expect("post");
     assert_eq!(available(&store, &bob).await, 4);
@@ -340,14 +448,13 @@ async fn audit_finds_tampered_balances_and_lots(store: Store) {
     let tamper = |sql: &'static str| {
         let store = store.clone();
         async move {
-            sqlx::query(sql)
-                .execute(&store.inner.write)
-                .await
-                .expect("tampering");
+            execute_unchecked(&store, sql, 0).await.expect("tampering");
             store.audit().await.expect("audit")
         }
     };
-    let report = tamper("UPDATE accounts SET credits_posted = credits_posted + 5 WHERE code = 'refunds'").await;
+    let report =
+        tamper("UPDATE accounts SET credits_posted = credits_posted + 5 WHERE code = 'refunds'")
+            .await;
     assert!(!report.is_clean());
     let text = report.to_string();
     assert!(text.contains("sum to 5, not zero"), "{text}");
@@ -457,11 +564,18 @@ async fn many_tasks_match_a_sequential_model(store: Store) {
                         let key = format!("{}:{n}", user.id);
                         match step {
                             Step::Grant(amount) => {
-                                let r = request(&key, grants, user.wallet, amount, TransferKind::Grant);
+                                let r =
+                                    request(&key, grants, user.wallet, amount, TransferKind::Grant);
                                 store.transfer(&r).await.expect("grant");
                             }
                             Step::Hold(amount) => {
-                                let r = request(&key, user.wallet, revenue, amount, TransferKind::Generation);
+                                let r = request(
+                                    &key,
+                                    user.wallet,
+                                    revenue,
+                                    amount,
+                                    TransferKind::Generation,
+                                );
                                 match store.hold(&r).await {
                                     Ok(t) => pending.push(t.id),
                                     Err(Error::InsufficientCredits { .. }) => {}
@@ -493,7 +607,12 @@ async fn many_tasks_match_a_sequential_model(store: Store) {
     for (user, steps) in people.iter().zip(&lives) {
         let (posted, held, spent) = sequential_model(steps);
         let balance = store.account_balance(user.wallet).await.expect("balance");
-        assert_eq!(balance.net_posted(), i128::from(posted), "person {}", user.id);
+        assert_eq!(
+            balance.net_posted(),
+            i128::from(posted),
+            "person {}",
+            user.id
+        );
         assert_eq!(balance.debits_pending.get(), held, "person {}", user.id);
         total_spent += spent;
     }
@@ -514,9 +633,18 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Grant { person: usize, amount: u64 },
-        Hold { person: usize, amount: u64 },
-        Spend { person: usize, amount: u64 },
+        Grant {
+            person: usize,
+            amount: u64,
+        },
+        Hold {
+            person: usize,
+            amount: u64,
+        },
+        Spend {
+            person: usize,
+            amount: u64,
+        },
         Post(usize),
         Void(usize),
         /// Repeat the transfer made by the n-th operation, under its key.
@@ -599,7 +727,13 @@ mod model {
             let mut record = None;
             match *op {
                 Op::Grant { person, amount } => {
-                    let r = request(&key, grants, people[person].wallet, amount, TransferKind::Grant);
+                    let r = request(
+                        &key,
+                        grants,
+                        people[person].wallet,
+                        amount,
+                        TransferKind::Grant,
+                    );
                     store.transfer(&r).await.expect("grant");
                     wallets[person].lots.push(amount);
                     wallets[person].posted += amount;
@@ -607,13 +741,26 @@ mod model {
                 }
                 Op::Hold { person, amount } | Op::Spend { person, amount } => {
                     let is_hold = matches!(op, Op::Hold { .. });
-                    let r = request(&key, people[person].wallet, revenue, amount, TransferKind::Generation);
-                    let result = if is_hold { store.hold(&r).await } else { store.transfer(&r).await };
+                    let r = request(
+                        &key,
+                        people[person].wallet,
+                        revenue,
+                        amount,
+                        TransferKind::Generation,
+                    );
+                    let result = if is_hold {
+                        store.hold(&r).await
+                    } else {
+                        store.transfer(&r).await
+                    };
                     let wallet = &mut wallets[person];
                     if wallet.available() < amount {
                         match result {
                             Err(Error::InsufficientCredits { needed, available }) => {
-                                assert_eq!((needed.get(), available.get()), (amount, wallet.available()));
+                                assert_eq!(
+                                    (needed.get(), available.get()),
+                                    (amount, wallet.available())
+                                );
                             }
                             other => panic!("model expected InsufficientCredits, got {other:?}"),
                         }
@@ -622,7 +769,13 @@ mod model {
                         let drawn = wallet.draw(amount);
                         if is_hold {
                             wallet.held += amount;
-                            holds.push(ModelHold { person, amount, drawn, state: TransferState::Pending, id: transfer.id });
+                            holds.push(ModelHold {
+                                person,
+                                amount,
+                                drawn,
+                                state: TransferState::Pending,
+                                id: transfer.id,
+                            });
                         } else {
                             wallet.posted -= amount;
                         }
@@ -633,7 +786,11 @@ mod model {
                     let posting = matches!(op, Op::Post(_));
                     let count = holds.len();
                     let hold = &mut holds[i % count];
-                    let result = if posting { store.post(hold.id).await } else { store.void(hold.id).await };
+                    let result = if posting {
+                        store.post(hold.id).await
+                    } else {
+                        store.void(hold.id).await
+                    };
                     if hold.state == TransferState::Pending {
                         result.expect("model expected the pending transfer to resolve");
                         let wallet = &mut wallets[hold.person];
@@ -649,15 +806,26 @@ mod model {
                         }
                     } else {
                         match result {
-                            Err(Error::TransferAlreadyResolved { state, .. }) => assert_eq!(state, hold.state),
-                            other => panic!("model expected TransferAlreadyResolved, got {other:?}"),
+                            Err(Error::TransferAlreadyResolved { state, .. }) => {
+                                assert_eq!(state, hold.state)
+                            }
+                            other => {
+                                panic!("model expected TransferAlreadyResolved, got {other:?}")
+                            }
                         }
                     }
                 }
                 Op::Replay(i) => {
                     if let Some(Some((r, is_hold))) = made.get(i % made.len().max(1)) {
-                        let replayed = if *is_hold { store.hold(r).await } else { store.transfer(r).await };
-                        assert_eq!(replayed.expect("replay returns the first transfer").key, r.key);
+                        let replayed = if *is_hold {
+                            store.hold(r).await
+                        } else {
+                            store.transfer(r).await
+                        };
+                        assert_eq!(
+                            replayed.expect("replay returns the first transfer").key,
+                            r.key
+                        );
                     }
                 }
                 Op::Post(_) | Op::Void(_) => {}

@@ -34,9 +34,18 @@ impl TestDb {
     /// A fresh database of the given backend; `None` for PostgreSQL when `TEST_POSTGRES_URL` is
     /// not set (a line on stderr says the test was skipped).
     pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
+        TestDb::with_connections(backend, test, 8).await
+    }
+
+    /// As [`TestDb::new`], with a pool of `connections` (benchmarks size it to their tasks).
+    pub async fn with_connections(
+        backend: Backend,
+        test: &str,
+        connections: u32,
+    ) -> Option<TestDb> {
         match backend {
-            Backend::Sqlite => Some(TestDb::sqlite().await),
-            Backend::Postgres => TestDb::postgres(test).await,
+            Backend::Sqlite => Some(TestDb::sqlite_with(connections).await),
+            Backend::Postgres => TestDb::postgres_with(test, connections).await,
         }
     }
 
@@ -46,9 +55,13 @@ impl TestDb {
     ///
     /// When the folder or the database cannot be created.
     pub async fn sqlite() -> TestDb {
+        TestDb::sqlite_with(8).await
+    }
+
+    async fn sqlite_with(connections: u32) -> TestDb {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let store = connect(&url).await;
+        let store = connect(&url, connections).await;
         TestDb {
             store,
             url,
@@ -62,7 +75,14 @@ impl TestDb {
     ///
     /// When the variable is set but the server refuses to create the database.
     pub async fn postgres(test: &str) -> Option<TestDb> {
-        let Ok(admin_url) = std::env::var(TEST_POSTGRES_URL) else {
+        TestDb::postgres_with(test, 8).await
+    }
+
+    async fn postgres_with(test: &str, connections: u32) -> Option<TestDb> {
+        let Some(admin_url) = std::env::var(TEST_POSTGRES_URL)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+        else {
             eprintln!("skipped {test} on PostgreSQL: {TEST_POSTGRES_URL} is not set");
             return None;
         };
@@ -88,7 +108,7 @@ impl TestDb {
         let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
         url.set_path(&name);
         let url = url.to_string();
-        let store = connect(&url).await;
+        let store = connect(&url, connections).await;
         Some(TestDb {
             store,
             url,
@@ -146,10 +166,10 @@ impl TestDb {
     }
 }
 
-async fn connect(url: &str) -> Store {
+async fn connect(url: &str, connections: u32) -> Store {
     let config = DatabaseConfig {
         url: url.to_string(),
-        max_connections: 8,
+        max_connections: connections,
         ..DatabaseConfig::default()
     };
     Store::connect(&config, Migrations::Apply)

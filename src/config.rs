@@ -1,0 +1,712 @@
+//! The one configuration tree: an optional `imagegpt.toml`, then environment variables, which win.
+//! Each crate owns its section; this module composes them, checks the combinations, and is the
+//! only place that reads the environment.
+
+use std::{net::SocketAddr, path::Path};
+
+use bot_core::{DatabaseConfig, Identity, providers::ProvidersConfig, store::Backend};
+use discord::DiscordConfig;
+use figment::{
+    Figment, Metadata, Profile, Provider,
+    providers::{Format as _, Toml},
+    value::{Dict, Map, Value},
+};
+use payments::StripeConfig;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+use telegram::{PaymentRail, TelegramConfig};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "imagegpt.toml";
+
+/// Everything the binary can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub telegram: TelegramConfig,
+    pub discord: DiscordConfig,
+    pub stripe: StripeConfig,
+    pub providers: ProvidersConfig,
+    pub admin: AdminConfig,
+    pub terms: TermsConfig,
+    pub log: LogConfig,
+    /// `WELCOME_CREDITS`: a one-time grant to each new person.
+    pub welcome_credits: u64,
+}
+
+/// The `[http]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `HTTP_ADDR`: where the one HTTP server listens.
+    pub addr: String,
+    /// `PUBLIC_BASE_URL`: how the outside world reaches that server (Checkout return pages,
+    /// download links, webhooks).
+    pub public_base_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:8080".into(),
+            public_base_url: None,
+        }
+    }
+}
+
+/// The `[admin]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ADMIN_IDS`: platform identities allowed to run admin commands, comma-separated in the
+    /// environment (`telegram:123,discord:456`) or a list in the file.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub ids: Vec<String>,
+}
+
+/// The `[terms]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TermsConfig {
+    /// The version of `terms-of-service.txt` in force; people accept it on first use (§2.4) and
+    /// are told once when it changes (§9.1).
+    pub version: String,
+}
+
+impl Default for TermsConfig {
+    fn default() -> Self {
+        TermsConfig {
+            version: "2026-04-06".into(),
+        }
+    }
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `RUST_LOG`: a tracing filter such as `info` or `imagegpt=debug,sqlx=warn`.
+    pub filter: String,
+    /// `LOG_FORMAT`: `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info,sqlx=warn".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How an environment variable's text becomes a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Kept as text: tokens, secrets, ids and URLs that may look like numbers.
+    Text,
+    /// Parsed like TOML (numbers, booleans).
+    Value,
+}
+
+/// Every environment variable the binary reads, with the key it sets.
+const ENVIRONMENT: &[(&str, &str, Read)] = &[
+    ("DATABASE_URL", "database.url", Read::Text),
+    (
+        "DATABASE_MAX_CONNECTIONS",
+        "database.max_connections",
+        Read::Value,
+    ),
+    ("HTTP_ADDR", "http.addr", Read::Text),
+    ("PUBLIC_BASE_URL", "http.public_base_url", Read::Text),
+    ("TELEGRAM_BOT_TOKEN", "telegram.bot_token", Read::Text),
+    ("TELEGRAM_API_URL", "telegram.api_url", Read::Text),
+    ("TELEGRAM_WEBHOOK_URL", "telegram.webhook_url", Read::Text),
+    (
+        "TELEGRAM_WEBHOOK_SECRET",
+        "telegram.webhook_secret",
+        Read::Text,
+    ),
+    (
+        "TELEGRAM_PAYMENT_RAILS",
+        "telegram.payment_rails",
+        Read::Text,
+    ),
+    ("DISCORD_BOT_TOKEN", "discord.bot_token", Read::Text),
+    (
+        "DISCORD_APPLICATION_ID",
+        "discord.application_id",
+        Read::Text,
+    ),
+    ("DISCORD_PUBLIC_KEY", "discord.public_key", Read::Text),
+    ("DISCORD_API_URL", "discord.api_url", Read::Text),
+    ("STRIPE_SECRET_KEY", "stripe.secret_key", Read::Text),
+    ("STRIPE_WEBHOOK_SECRET", "stripe.webhook_secret", Read::Text),
+    ("STRIPE_API_URL", "stripe.api_url", Read::Text),
+    (
+        "REPLICATE_API_TOKEN",
+        "providers.replicate.api_token",
+        Read::Text,
+    ),
+    (
+        "REPLICATE_API_URL",
+        "providers.replicate.api_url",
+        Read::Text,
+    ),
+    ("OPENAI_API_KEY", "providers.openai.api_key", Read::Text),
+    ("OPENAI_BASE_URL", "providers.openai.base_url", Read::Text),
+    ("ADMIN_IDS", "admin.ids", Read::Text),
+    ("WELCOME_CREDITS", "welcome_credits", Read::Value),
+    ("TERMS_VERSION", "terms.version", Read::Text),
+    ("RUST_LOG", "log.filter", Read::Text),
+    ("LOG_FORMAT", "log.format", Read::Text),
+];
+
+/// A configuration that cannot be used; one line naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable (and file key) at fault.
+    pub variable: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            variable: describe_key(key),
+            message: message.into(),
+        }
+    }
+}
+
+/// `STRIPE_SECRET_KEY (stripe.secret_key)` for a key we map from the environment.
+fn describe_key(key: &str) -> String {
+    match ENVIRONMENT.iter().find(|(_, k, _)| *k == key) {
+        Some((variable, key, _)) => format!("{variable} ({key})"),
+        None => key.to_string(),
+    }
+}
+
+fn env_name(key: &str) -> &str {
+    ENVIRONMENT
+        .iter()
+        .find(|(_, k, _)| *k == key)
+        .map_or(key, |(variable, _, _)| variable)
+}
+
+impl Config {
+    /// Loads the file (the given one, which must exist, or `imagegpt.toml` if present), then
+    /// the process environment, and checks the result.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the variable or key that is wrong.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the variable or key that is wrong.
+    pub fn load_from(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError {
+                    variable: "--config".into(),
+                    message: format!("{} does not exist", path.display()),
+                });
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        let config: Config = figment
+            .merge(Environment::from_pairs(environment))
+            .extract()
+            .map_err(|error| {
+                let key = error.path.join(".");
+                let message = error.kind.to_string();
+                if key.is_empty() {
+                    ConfigError {
+                        variable: "imagegpt.toml".into(),
+                        message,
+                    }
+                } else {
+                    ConfigError::new(&key, message)
+                }
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The identities in `ADMIN_IDS`, parsed.
+    pub fn admin_identities(&self) -> Vec<Identity> {
+        self.admin
+            .ids
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect()
+    }
+
+    /// Checks values and combinations that types cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Backend::from_url(&self.database.url).map_err(|error| {
+            let message = error.to_string();
+            let message = message.strip_prefix("DATABASE_URL: ").unwrap_or(&message);
+            ConfigError::new("database.url", format!("malformed: {message}"))
+        })?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        self.http.addr.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new(
+                "http.addr",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.http.addr),
+            )
+        })?;
+        if let Some(base) = &self.http.public_base_url {
+            check_url("http.public_base_url", base)?;
+        }
+        for (key, url) in [
+            ("telegram.api_url", &self.telegram.api_url),
+            ("discord.api_url", &self.discord.api_url),
+            ("stripe.api_url", &self.stripe.api_url),
+            (
+                "providers.replicate.api_url",
+                &self.providers.replicate.api_url,
+            ),
+            ("providers.openai.base_url", &self.providers.openai.base_url),
+        ] {
+            check_url(key, url)?;
+        }
+
+        let telegram = &self.telegram;
+        if let Some(webhook) = &telegram.webhook_url {
+            check_url("telegram.webhook_url", webhook)?;
+            requires(
+                "telegram.webhook_url",
+                telegram.bot_token.is_some(),
+                "telegram.bot_token",
+            )?;
+            requires(
+                "telegram.webhook_url",
+                telegram.webhook_secret.is_some(),
+                "telegram.webhook_secret",
+            )?;
+        }
+        if let Some(secret) = &telegram.webhook_secret {
+            let secret = secret.expose_secret();
+            let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if secret.is_empty() || secret.len() > 256 || !secret.chars().all(allowed) {
+                return Err(ConfigError::new(
+                    "telegram.webhook_secret",
+                    "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)",
+                ));
+            }
+            requires(
+                "telegram.webhook_secret",
+                telegram.webhook_url.is_some(),
+                "telegram.webhook_url",
+            )?;
+        }
+        if let Some(rails) = &telegram.payment_rails {
+            let rails = PaymentRail::parse_list(rails).map_err(|bad| {
+                ConfigError::new(
+                    "telegram.payment_rails",
+                    format!("unknown rail {bad:?}: use stars, stripe or stars,stripe"),
+                )
+            })?;
+            if rails.contains(&PaymentRail::Stripe) {
+                requires(
+                    "telegram.payment_rails",
+                    self.stripe.secret_key.is_some(),
+                    "stripe.secret_key",
+                )?;
+            }
+        }
+
+        let discord = &self.discord;
+        if let Some(id) = &discord.application_id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(ConfigError::new(
+                "discord.application_id",
+                "must be a numeric snowflake",
+            ));
+        }
+        if let Some(key) = &discord.public_key {
+            if key.len() != 64 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ConfigError::new(
+                    "discord.public_key",
+                    "must be the 64 hex characters shown in the Developer Portal",
+                ));
+            }
+            requires(
+                "discord.public_key",
+                discord.application_id.is_some(),
+                "discord.application_id",
+            )?;
+        }
+        if discord.bot_token.is_some() {
+            requires(
+                "discord.bot_token",
+                discord.application_id.is_some(),
+                "discord.application_id",
+            )?;
+        }
+
+        let stripe = &self.stripe;
+        if stripe.webhook_secret.is_some() {
+            requires(
+                "stripe.webhook_secret",
+                stripe.secret_key.is_some(),
+                "stripe.secret_key",
+            )?;
+        }
+        if stripe.secret_key.is_some() {
+            requires(
+                "stripe.secret_key",
+                self.http.public_base_url.is_some(),
+                "http.public_base_url",
+            )?;
+        }
+
+        for id in &self.admin.ids {
+            id.parse::<Identity>()
+                .map_err(|error| ConfigError::new("admin.ids", error.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn requires(key: &str, present: bool, needed: &str) -> Result<(), ConfigError> {
+    if present {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("is set, but {} is not", env_name(needed)),
+        ))
+    }
+}
+
+fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(ConfigError::new(
+            key,
+            format!("{value:?} is not an http(s) URL"),
+        )),
+    }
+}
+
+/// The environment as a figment provider: only the variables in [`ENVIRONMENT`], each set at
+/// its key; empty values count as unset.
+struct Environment {
+    pairs: Vec<(&'static str, Value)>,
+}
+
+impl Environment {
+    fn from_pairs(environment: impl IntoIterator<Item = (String, String)>) -> Environment {
+        let pairs = environment
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .filter_map(|(name, value)| {
+                let (_, key, read) = ENVIRONMENT.iter().find(|(known, _, _)| *known == name)?;
+                let value = match read {
+                    Read::Text => Value::from(value),
+                    Read::Value => value.parse().unwrap_or_else(|never| match never {}),
+                };
+                Some((*key, value))
+            })
+            .collect();
+        Environment { pairs }
+    }
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, value) in &self.pairs {
+            let nested = figment::util::nest(key, value.clone())
+                .into_dict()
+                .unwrap_or_default();
+            dict = merge(dict, nested);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Deep merge of two dictionaries, `right` winning.
+fn merge(mut left: Dict, right: Dict) -> Dict {
+    for (key, value) in right {
+        let merged = match (left.remove(&key), value) {
+            (Some(Value::Dict(_, l)), Value::Dict(tag, r)) => Value::Dict(tag, merge(l, r)),
+            (_, value) => value,
+        };
+        left.insert(key, merged);
+    }
+    left
+}
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(list) => list,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load_from(None, env(pairs))
+    }
+
+    #[test]
+    fn with_nothing_set_the_embedded_defaults_apply() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.database.url, "sqlite://data/imagegpt.db");
+        assert_eq!(config.http.addr, "127.0.0.1:8080");
+        assert_eq!(config.telegram.api_url, "https://api.telegram.org");
+        assert_eq!(config.discord.api_url, "https://discord.com");
+        assert_eq!(config.stripe.api_url, "https://api.stripe.com");
+        assert_eq!(
+            config.providers.replicate.api_url,
+            "https://api.replicate.com"
+        );
+        assert_eq!(
+            config.providers.openai.base_url,
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(config.welcome_credits, 0);
+        assert!(config.telegram.bot_token.is_none());
+    }
+
+    #[test]
+    fn environment_variables_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        std::fs::write(
+            &file,
+            "welcome_credits = 3\n[http]\naddr = \"0.0.0.0:9000\"\n[admin]\nids = [\"console:root\"]\n",
+        )
+        .expect("write");
+        let config =
+            Config::load_from(Some(&file), env(&[("WELCOME_CREDITS", "10")])).expect("valid");
+        assert_eq!(config.welcome_credits, 10);
+        assert_eq!(
+            config.http.addr, "0.0.0.0:9000",
+            "the file still sets what env does not"
+        );
+        assert_eq!(config.admin.ids, vec!["console:root".to_string()]);
+    }
+
+    #[test]
+    fn tokens_that_look_like_numbers_stay_text() {
+        let config = load(&[
+            ("DISCORD_APPLICATION_ID", "80351110224678912"),
+            ("DISCORD_BOT_TOKEN", "12345"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.discord.application_id.as_deref(),
+            Some("80351110224678912")
+        );
+        assert_eq!(
+            config
+                .discord
+                .bot_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+            Some("12345".to_string())
+        );
+    }
+
+    #[test]
+    fn admin_ids_are_comma_separated_identities() {
+        let config = load(&[("ADMIN_IDS", "telegram:123, discord:456")]).expect("valid");
+        assert_eq!(config.admin_identities().len(), 2);
+        let error = load(&[("ADMIN_IDS", "telegram:123,bob")]).expect_err("bad id");
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration: ADMIN_IDS (admin.ids): "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secrets = [
+            ("TELEGRAM_BOT_TOKEN", "123:tg-secret-token"),
+            (
+                "TELEGRAM_WEBHOOK_URL",
+                "https://bot.example/telegram/webhook",
+            ),
+            ("TELEGRAM_WEBHOOK_SECRET", "tg_webhook_secret"),
+            ("DISCORD_BOT_TOKEN", "discord-secret-token"),
+            ("DISCORD_APPLICATION_ID", "1"),
+            ("STRIPE_SECRET_KEY", "sk_test_stripe_secret"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_stripe_secret"),
+            ("PUBLIC_BASE_URL", "https://bot.example"),
+            ("REPLICATE_API_TOKEN", "r8_replicate_secret"),
+            ("OPENAI_API_KEY", "sk-openai-secret"),
+        ];
+        let config = load(&secrets).expect("valid");
+        let shown = format!("{config:?}");
+        for (name, value) in secrets {
+            if name.contains("TOKEN") || name.contains("SECRET") || name.contains("KEY") {
+                assert!(!shown.contains(value), "{name} leaked into Debug output");
+            }
+        }
+        assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn wrong_combinations_stop_with_one_line_naming_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("STRIPE_WEBHOOK_SECRET", "whsec_x")],
+                "STRIPE_WEBHOOK_SECRET (stripe.webhook_secret): is set, but STRIPE_SECRET_KEY is not",
+            ),
+            (
+                &[("STRIPE_SECRET_KEY", "sk_test_x")],
+                "STRIPE_SECRET_KEY (stripe.secret_key): is set, but PUBLIC_BASE_URL is not",
+            ),
+            (
+                &[("DATABASE_URL", "mysql://localhost/db")],
+                "DATABASE_URL (database.url): malformed",
+            ),
+            (
+                &[("DATABASE_URL", "postgres://")],
+                "DATABASE_URL (database.url): malformed",
+            ),
+            (&[("HTTP_ADDR", "localhost")], "HTTP_ADDR (http.addr)"),
+            (
+                &[("TELEGRAM_WEBHOOK_URL", "https://x.example/telegram/webhook")],
+                "TELEGRAM_WEBHOOK_URL (telegram.webhook_url): is set, but TELEGRAM_BOT_TOKEN is not",
+            ),
+            (
+                &[
+                    ("TELEGRAM_BOT_TOKEN", "1:a"),
+                    ("TELEGRAM_WEBHOOK_URL", "https://x.example/telegram/webhook"),
+                ],
+                "is set, but TELEGRAM_WEBHOOK_SECRET is not",
+            ),
+            (
+                &[("TELEGRAM_API_URL", "not a url")],
+                "TELEGRAM_API_URL (telegram.api_url)",
+            ),
+            (
+                &[("TELEGRAM_PAYMENT_RAILS", "stars,paypal")],
+                "TELEGRAM_PAYMENT_RAILS (telegram.payment_rails): unknown rail \"paypal\"",
+            ),
+            (
+                &[("TELEGRAM_PAYMENT_RAILS", "stripe")],
+                "is set, but STRIPE_SECRET_KEY is not",
+            ),
+            (
+                &[("DISCORD_PUBLIC_KEY", "abc")],
+                "DISCORD_PUBLIC_KEY (discord.public_key)",
+            ),
+            (
+                &[("WELCOME_CREDITS", "-5")],
+                "WELCOME_CREDITS (welcome_credits)",
+            ),
+            (
+                &[("WELCOME_CREDITS", "lots")],
+                "WELCOME_CREDITS (welcome_credits)",
+            ),
+            (&[("LOG_FORMAT", "xml")], "LOG_FORMAT (log.format)"),
+        ];
+        for (pairs, expected) in cases {
+            let error = load(pairs).expect_err(expected).to_string();
+            assert!(
+                error.contains(expected),
+                "expected {expected:?} in {error:?}"
+            );
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_but_an_absent_default_is_not() {
+        let error = Config::load_from(Some(Path::new("/nonexistent/imagegpt.toml")), env(&[]))
+            .expect_err("missing file");
+        assert!(error.to_string().contains("--config"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        std::fs::write(&file, "[stripe]\nsecret = \"typo\"\n").expect("write");
+        let error = Config::load_from(Some(&file), env(&[])).expect_err("typo");
+        assert!(error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn the_example_file_documents_every_variable_and_loads() {
+        let example = include_str!("../imagegpt.example.toml");
+        for (variable, _, _) in ENVIRONMENT {
+            assert!(
+                example.contains(variable),
+                "imagegpt.example.toml does not mention {variable}"
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        std::fs::write(&file, example).expect("write");
+        let config = Config::load_from(Some(&file), env(&[])).expect("the example loads");
+        assert_eq!(config.database.url, DatabaseConfig::default().url);
+    }
+}

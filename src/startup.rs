@@ -1,0 +1,98 @@
+//! Builds the application from its configuration and runs it until told to stop. Takes its
+//! listener from the configured address, which may be port 0, so tests run exactly this.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use bot_core::{Store, store::Migrations};
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    http::{self, AppState},
+};
+
+/// A built application: database open and migrated, listener bound.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    store: Store,
+}
+
+impl Application {
+    /// Opens the database (applying migrations) and binds the HTTP listener.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be opened or migrated, or the address cannot be bound.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let store = Store::connect(&config.database, Migrations::Apply)
+            .await
+            .context("opening the database")?;
+        tracing::info!(backend = store.backend().name(), "database ready");
+        let listener = TcpListener::bind(&config.http.addr)
+            .await
+            .with_context(|| format!("binding HTTP_ADDR {}", config.http.addr))?;
+        for (name, configured) in [
+            (
+                "telegram",
+                config
+                    .telegram
+                    .bot_token
+                    .as_ref()
+                    .is_some_and(|t| !t.expose_secret().is_empty()),
+            ),
+            (
+                "discord",
+                config.discord.bot_token.is_some() || config.discord.public_key.is_some(),
+            ),
+            ("stripe", config.stripe.secret_key.is_some()),
+        ] {
+            if configured {
+                tracing::warn!(
+                    part = name,
+                    "configured, but this build does not include it yet"
+                );
+            } else {
+                tracing::info!(part = name, "off: not configured");
+            }
+        }
+        Ok(Application { listener, store })
+    }
+
+    /// The address the server listens on (the real port when configured with port 0).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot report its address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The store the application uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes the database.
+    ///
+    /// # Errors
+    ///
+    /// When the server fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "HTTP server listening");
+        let router = http::router(AppState {
+            store: self.store.clone(),
+        });
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

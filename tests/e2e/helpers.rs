@@ -1,0 +1,74 @@
+//! Starting the application and the binary for tests.
+
+use std::{path::Path, process::Output};
+
+use bot_core::{Backend, store::testing::TestDb};
+use imagegpt::{config::Config, startup::Application};
+use tokio_util::sync::CancellationToken;
+
+/// A running application on 127.0.0.1 with a random port and a fresh database.
+pub struct TestApp {
+    pub address: std::net::SocketAddr,
+    pub db: TestDb,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(self) -> TestDb {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stopped cleanly");
+        self.db
+    }
+}
+
+/// Builds the configuration exactly as the binary does, from environment pairs.
+pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
+    let mut env = vec![
+        ("DATABASE_URL".to_string(), db.url().to_string()),
+        ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::load_from(None, env).expect("valid test configuration")
+}
+
+/// Starts the application on a fresh database of `backend`; `None` when that backend is not
+/// available here.
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    let db = TestDb::new(backend, test).await?;
+    let app = Application::build(&config(&db, &[]))
+        .await
+        .expect("application builds");
+    let address = app.local_addr().expect("bound address");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Some(TestApp {
+        address,
+        db,
+        shutdown,
+        server,
+    })
+}
+
+/// Runs the real `imagegpt` binary in `dir` with only the given environment.
+pub fn imagegpt(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Standard output and error as text, for assertions.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the whole application started on port 0, and the real binary run as an
+//! operator would run it, against fresh databases.
+
+mod cli;
+mod helpers;
+mod http;
