@@ -2,7 +2,8 @@
 //! (with `TEST_POSTGRES_URL`) on PostgreSQL; in the same run, `pgbench`'s built-in tpcb-like
 //! script at the same concurrency on the same server, for comparison.
 //!
-//! `cargo bench --bench ledger [-- --seconds N]`
+//! `cargo bench --bench ledger [-- --seconds N --runs N]`: each row is the median of `runs`
+//! runs (default 3) of `seconds` each (default 5), with the lowest and highest beside it.
 
 use std::{
     process::Command,
@@ -23,11 +24,15 @@ use bot_core::{
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
 fn main() {
-    let seconds = std::env::args()
-        .skip_while(|arg| arg != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5u64);
+    let option = |name: &str, default: u64| {
+        std::env::args()
+            .skip_while(|arg| arg != name)
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = option("--seconds", 5);
+    let runs = option("--runs", 3).max(1);
     let duration = Duration::from_secs(seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,7 +78,12 @@ fn main() {
     }
 }
 
-async fn pairs_per_second(backend: Backend, tasks: usize, duration: Duration) -> Option<f64> {
+/// One run: the rate, and whether the audit afterwards was clean.
+async fn pairs_per_second(
+    backend: Backend,
+    tasks: usize,
+    duration: Duration,
+) -> Option<(f64, bool)> {
     let connections = u32::try_from(tasks).unwrap_or(64).max(2);
     let db = TestDb::with_connections(backend, "ledger benchmark", connections).await?;
     let store = db.store().clone();
@@ -130,13 +140,8 @@ async fn pairs_per_second(backend: Backend, tasks: usize, duration: Duration) ->
     let elapsed = started.elapsed().as_secs_f64();
     let rate = done.load(Ordering::Relaxed) as f64 / elapsed;
     let audit = store.audit().await.expect("audit");
-    let verdict = if audit.is_clean() { "clean" } else { "FAILED" };
-    println!(
-        "{:<10} {tasks:>6} {rate:>14.0} {verdict:>12}",
-        backend.name()
-    );
     store.close().await;
-    Some(rate)
+    Some((rate, audit.is_clean()))
 }
 
 /// Runs pgbench's built-in tpcb-like script on a scratch database; returns its tps.

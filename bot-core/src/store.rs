@@ -145,7 +145,8 @@ impl Store {
                 let pragmas = format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+                     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; \
+                     PRAGMA mmap_size = 268435456;",
                     config.busy_timeout_ms
                 );
                 let mut writer = AnyConnection::connect(&url)
