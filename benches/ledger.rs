@@ -38,19 +38,39 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("ledger benchmark: {seconds} s per row, hold+post pairs, one person per task");
     println!(
-        "{:<10} {:>6} {:>14} {:>12}",
-        "backend", "tasks", "pairs/s", "audit"
+        "ledger benchmark: hold+post pairs per second, one person per task, median of {runs} \
+         runs of {seconds} s"
+    );
+    println!(
+        "{:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
+        "backend", "tasks", "median", "lowest", "highest", "audit"
     );
     let mut postgres_rates = Vec::new();
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    'backends: for backend in [Backend::Sqlite, Backend::Postgres] {
         for tasks in CONCURRENCY {
-            let Some(rate) = runtime.block_on(pairs_per_second(backend, tasks, duration)) else {
-                break;
-            };
+            let mut rates = Vec::new();
+            let mut clean = true;
+            for _ in 0..runs {
+                let Some((rate, audit_clean)) =
+                    runtime.block_on(pairs_per_second(backend, tasks, duration))
+                else {
+                    continue 'backends;
+                };
+                rates.push(rate);
+                clean &= audit_clean;
+            }
+            rates.sort_by(f64::total_cmp);
+            let median = rates[rates.len() / 2];
+            println!(
+                "{:<10} {tasks:>6} {median:>10.0} {:>10.0} {:>10.0} {:>8}",
+                backend.name(),
+                rates[0],
+                rates[rates.len() - 1],
+                if clean { "clean" } else { "FAILED" }
+            );
             if backend == Backend::Postgres {
-                postgres_rates.push((tasks, rate));
+                postgres_rates.push((tasks, median));
             }
         }
     }
