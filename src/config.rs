@@ -4,7 +4,14 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use bot_core::{DatabaseConfig, Identity, providers::ProvidersConfig, store::Backend};
+use bot_core::{
+    DatabaseConfig, Identity,
+    command::CommandLimits,
+    policy::{ContentPolicy, PolicyConfig},
+    pricing::PricingConfig,
+    providers::ProvidersConfig,
+    store::Backend,
+};
 use discord::DiscordConfig;
 use figment::{
     Figment, Metadata, Profile, Provider,
@@ -29,6 +36,9 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub stripe: StripeConfig,
     pub providers: ProvidersConfig,
+    pub pricing: PricingConfig,
+    pub commands: CommandLimits,
+    pub policy: PolicyConfig,
     pub admin: AdminConfig,
     pub terms: TermsConfig,
     pub log: LogConfig,
@@ -394,6 +404,23 @@ impl Config {
             )?;
         }
 
+        self.pricing
+            .validate()
+            .map_err(|message| ConfigError::new("pricing", message))?;
+        ContentPolicy::new(&self.policy).map_err(|message| ConfigError::new("policy", message))?;
+        let commands = &self.commands;
+        if commands.prompt_max_chars == 0 || commands.prompt_min_chars > commands.prompt_max_chars {
+            return Err(ConfigError::new(
+                "commands.prompt_max_chars",
+                "must be at least 1 and at least commands.prompt_min_chars",
+            ));
+        }
+        if commands.video_seconds.is_empty() || commands.portrait_styles.is_empty() {
+            return Err(ConfigError::new(
+                "commands",
+                "video_seconds and portrait_styles need at least one entry",
+            ));
+        }
         for id in &self.admin.ids {
             id.parse::<Identity>()
                 .map_err(|error| ConfigError::new("admin.ids", error.to_string()))?;
@@ -675,6 +702,32 @@ mod tests {
                 "expected {expected:?} in {error:?}"
             );
             assert_eq!(error.lines().count(), 1, "{error}");
+        }
+    }
+
+    #[test]
+    fn prices_limits_and_policy_are_checked_at_start_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        for (toml, expected) in [
+            (
+                "[pricing]\nimage_hd = 0\n",
+                "pricing.image_hd must be at least 1 credit",
+            ),
+            (
+                "[policy]\nblocked_patterns = [\"(\"]\n",
+                "policy.blocked_patterns",
+            ),
+            (
+                "[commands]\nprompt_max_chars = 0\n",
+                "commands.prompt_max_chars",
+            ),
+        ] {
+            std::fs::write(&file, toml).expect("write");
+            let error = Config::load_from(Some(&file), env(&[]))
+                .expect_err(toml)
+                .to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
         }
     }
 

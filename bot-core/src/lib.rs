@@ -4,6 +4,9 @@
 //!
 //! # Layout
 //!
+//! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`].
+//! - [`pricing`]: what every operation costs and which packs are sold.
+//! - [`policy`]: the content policy checked before any credit is held.
 //! - [`money`]: [`Credits`], the only type that counts credits.
 //! - [`ids`]: newtypes for database ids and platform identities (`telegram:42`).
 //! - [`people`]: a person, their wallet and their linked platform identities.
@@ -15,11 +18,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod error;
 pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod people;
+pub mod policy;
+pub mod pricing;
 pub mod providers;
 pub mod store;
 
