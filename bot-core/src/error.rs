@@ -1,7 +1,7 @@
 //! The crate's one error type. Variants a person should read are kept apart from internal faults,
 //! so that adapters can show the first and apologise for the second.
 
-use crate::{AccountId, Credits, TransferId, ledger::TransferState};
+use crate::{AccountId, Credits, JobId, TransferId, jobs::JobState, ledger::TransferState};
 
 /// Result alias for bot-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,6 +20,23 @@ pub enum Error {
     /// A transfer cannot debit and credit the same account.
     #[error("a transfer needs two different accounts")]
     SameAccount,
+
+    /// The person already has their cap of queued jobs; nothing was held.
+    #[error("you already have {limit} jobs waiting; wait for one to finish or /cancel one")]
+    TooManyQueued { limit: u32 },
+
+    /// No such job (for this person).
+    #[error("there is no job #{0}")]
+    UnknownJob(JobId),
+
+    /// The job already ended.
+    #[error("job #{id} has already {}", match state { JobState::Succeeded => "finished", JobState::Failed => "failed", _ => "been cancelled" })]
+    JobAlreadyEnded { id: JobId, state: JobState },
+
+    /// The worker no longer holds the job's lease (it expired and another worker took it, or
+    /// the job ended); the worker must drop its work.
+    #[error("the lease on job {0} was lost")]
+    LeaseLost(JobId),
 
     /// The idempotency key was used before for a different transfer.
     #[error("idempotency key {key:?} was already used for a different transfer")]

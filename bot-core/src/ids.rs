@@ -43,6 +43,10 @@ db_id!(
     TransferId
 );
 db_id!(
+    /// A generation job.
+    JobId
+);
+db_id!(
     /// A lot: the credits that one incoming transfer put into a wallet.
     LotId
 );

@@ -205,7 +205,7 @@ pub struct Lot {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Pending,
     Posted,
 }
@@ -383,7 +383,11 @@ impl Store {
                     Box::pin(insert_transfer(conn, request, phase))
                 })
             })
-            .await?;
+            .await;
+        let created = match created {
+            Ok(created) => created,
+            Err(error) => return self.with_available_credits(error, request.debit).await,
+        };
         match created {
             Inserted::Created(transfer) => Ok(transfer),
             Inserted::Existing(existing) => {
@@ -412,6 +416,22 @@ impl Store {
         }
     }
 
+    /// Fills in what the wallet has available in an [`Error::InsufficientCredits`] that was
+    /// raised inside a write (where it could not be read); other errors pass through.
+    pub(crate) async fn with_available_credits<T>(
+        &self,
+        error: Error,
+        wallet: AccountId,
+    ) -> Result<T> {
+        match error {
+            Error::InsufficientCredits { needed, .. } => Err(Error::InsufficientCredits {
+                needed,
+                available: self.account_balance(wallet).await?.available(),
+            }),
+            other => Err(other),
+        }
+    }
+
     /// Posts or voids a pending transfer; the database's trigger settles balances and lots.
     async fn resolve(&self, id: TransferId, to: TransferState) -> Result<Transfer> {
         self.retrying(|| {
@@ -424,14 +444,14 @@ impl Store {
 }
 
 /// What inserting a transfer found.
-enum Inserted {
+pub(crate) enum Inserted {
     Created(Transfer),
     /// The key was used before; this is that transfer, as it is now.
     Existing(Transfer),
     MissingAccount,
 }
 
-async fn insert_transfer(
+pub(crate) async fn insert_transfer(
     conn: &mut AnyConnection,
     request: TransferRequest,
     phase: Phase,
@@ -482,25 +502,18 @@ async fn insert_transfer(
                 .await?;
             Ok(Inserted::Existing(transfer_from_row(row)?))
         }
-        Err(error) if is_check_violation(&error) => {
-            let available: Option<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT credits_posted, debits_posted, debits_pending FROM accounts WHERE id = $1",
-            )
-            .bind(request.debit.get())
-            .fetch_optional(conn)
-            .await?;
-            let available = available.map_or(0, |(cp, dp, dq)| cp - dp - dq);
-            Err(Error::InsufficientCredits {
-                needed: request.amount,
-                available: Credits::from_db(available.max(0))?,
-            })
-        }
+        // The balance is read by the caller after this write is undone: inside a PostgreSQL
+        // transaction nothing more can be read once a statement failed.
+        Err(error) if is_check_violation(&error) => Err(Error::InsufficientCredits {
+            needed: request.amount,
+            available: Credits::ZERO,
+        }),
         Err(error) if is_foreign_key_violation(&error) => Ok(Inserted::MissingAccount),
         Err(error) => Err(error),
     }
 }
 
-async fn update_transfer_state(
+pub(crate) async fn update_transfer_state(
     conn: &mut AnyConnection,
     id: TransferId,
     to: TransferState,

@@ -12,6 +12,7 @@
 //! - [`people`]: a person, their wallet and their linked platform identities.
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
 //!   [`ledger::audit`] proves the books balance on a live database.
+//! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
 //! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
 //! - [`providers`]: configuration of the generation providers.
 //! - [`error`]: the crate's one error enum.
@@ -21,6 +22,7 @@
 pub mod command;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod ledger;
 pub mod money;
 pub mod people;
@@ -30,6 +32,6 @@ pub mod providers;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use ids::{AccountId, Identity, LotId, Platform, TransferId, UserId};
+pub use ids::{AccountId, Identity, JobId, LotId, Platform, TransferId, UserId};
 pub use money::Credits;
 pub use store::{Backend, DatabaseConfig, Store};

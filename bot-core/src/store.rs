@@ -114,16 +114,30 @@ pub(crate) struct Inner {
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "people and ledger",
-    include_str!("../../migrations/sqlite/0001_people_and_ledger.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "people and ledger",
-    include_str!("../../migrations/postgres/0001_people_and_ledger.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "people and ledger",
+        include_str!("../../migrations/sqlite/0001_people_and_ledger.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../migrations/sqlite/0002_jobs.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "people and ledger",
+        include_str!("../../migrations/postgres/0001_people_and_ledger.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../migrations/postgres/0002_jobs.sql"),
+    ),
+];
 
 /// How many times a transaction is retried after a lock conflict the database reported.
 const MAX_TRANSIENT_RETRIES: u32 = 20;

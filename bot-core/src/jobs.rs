@@ -1,0 +1,618 @@
+//! The durable job queue. A job is enqueued in the same transaction as the hold on its cost;
+//! workers claim jobs with a lease they renew while working; a job ends exactly once, and its
+//! hold with it: succeeded posts the hold, failed and cancelled void it. Claiming is fair: each
+//! person's oldest queued job comes before anyone's second, and nobody runs more than their cap.
+
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+
+use crate::{
+    AccountId, Credits, Error, JobId, Result, Store, TransferId, UserId,
+    ledger::{
+        Inserted, Phase, SystemAccount, TransferKind, TransferRequest, TransferState,
+        insert_transfer, update_transfer_state,
+    },
+    store::{Atomic, Backend, now_millis},
+};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// The name stored in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    fn from_db(value: &str) -> Result<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == value)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown job state {value:?}")))
+    }
+
+    /// True once the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Per-person limits on jobs; the `[jobs]` section.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobLimits {
+    pub max_running_per_person: u32,
+    pub max_queued_per_person: u32,
+    /// Attempts before a job that keeps failing transiently fails for good.
+    pub max_attempts: u32,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_running_per_person: 3,
+            max_queued_per_person: 10,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Unique per request (an update id, an interaction id): the same key enqueues once.
+    pub key: String,
+    pub user: UserId,
+    pub wallet: AccountId,
+    /// What to run, e.g. `image`; the worker's dispatch key.
+    pub operation: String,
+    pub cost: Credits,
+    /// The request's parameters as JSON; never media bytes.
+    pub payload: String,
+}
+
+/// A job as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub user: UserId,
+    pub hold: TransferId,
+    pub operation: String,
+    pub payload: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub cancel_requested: bool,
+    pub provider: Option<String>,
+    pub provider_job_id: Option<String>,
+    pub failure: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// What `claim` hands a worker: the job, and the name it must use to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job: Job,
+    pub worker: String,
+}
+
+const JOB_COLUMNS: &str = "id, user_id, hold_id, operation, payload, state, attempts, \
+                           cancel_requested, provider, provider_job_id, failure, created_at";
+
+type JobRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+fn job_from_row(row: JobRow) -> Result<Job> {
+    let (
+        id,
+        user,
+        hold,
+        operation,
+        payload,
+        state,
+        attempts,
+        cancel,
+        provider,
+        provider_job_id,
+        failure,
+        created_at,
+    ) = row;
+    Ok(Job {
+        id: JobId::from_db(id),
+        user: UserId::from_db(user),
+        hold: TransferId::from_db(hold),
+        operation,
+        payload,
+        state: JobState::from_db(&state)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        cancel_requested: cancel == 1,
+        provider,
+        provider_job_id,
+        failure,
+        created_at,
+    })
+}
+
+async fn job_where(conn: &mut AnyConnection, condition: &str, id: i64) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(job_from_row)
+        .transpose()
+}
+
+impl Store {
+    /// Holds the job's cost and queues it, in one transaction. The same key again returns the
+    /// job it queued first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InsufficientCredits`]; [`Error::TooManyQueued`] when the person already has
+    /// their cap of queued jobs (nothing is held then); [`Error::IdempotencyConflict`].
+    pub async fn enqueue(&self, job: &NewJob, limits: &JobLimits) -> Result<Job> {
+        let revenue = self.account(SystemAccount::GenerationRevenue);
+        let queued = self
+            .retrying(|| {
+                let (job, limits) = (job.clone(), *limits);
+                self.write(Atomic::Transaction, move |conn| {
+                    Box::pin(insert_job(conn, job, limits, revenue))
+                })
+            })
+            .await;
+        match queued {
+            Ok(queued) => Ok(queued),
+            Err(error) => self.with_available_credits(error, job.wallet).await,
+        }
+    }
+
+    /// Claims the next job for `worker`, fairly between people, for `lease`. Jobs whose lease
+    /// expired (their worker died) are claimable again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        limits: &JobLimits,
+    ) -> Result<Option<Lease>> {
+        let backend = self.backend();
+        let (worker, max_running) = (worker.to_string(), limits.max_running_per_person);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.retrying(|| {
+            let worker = worker.clone();
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(claim_next(conn, backend, worker, lease_ms, max_running))
+            })
+        })
+        .await
+    }
+
+    /// Extends a lease. `Ok(false)` when the lease was lost (expired and taken by another
+    /// worker, or the job ended): the worker must stop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
+        let until = now_millis() + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2);
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let renewed = sqlx::query(
+                    "UPDATE jobs SET lease_expires_at = $3 \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+                )
+                .bind(id.get())
+                .bind(worker)
+                .bind(until)
+                .execute(conn)
+                .await?;
+                Ok(renewed.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Records the provider's id for the job as soon as it exists, so a worker that restarts
+    /// polls the same run instead of paying for a second one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`] when this worker no longer holds the job.
+    pub async fn record_provider_job(
+        &self,
+        lease: &Lease,
+        provider: &str,
+        provider_job_id: &str,
+    ) -> Result<()> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let (provider, provider_job_id) = (provider.to_string(), provider_job_id.to_string());
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let updated = sqlx::query(
+                    "UPDATE jobs SET provider = $3, provider_job_id = $4 \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+                )
+                .bind(id.get())
+                .bind(worker)
+                .bind(provider)
+                .bind(provider_job_id)
+                .execute(conn)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(Error::LeaseLost(id))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Ends a delivered job and posts its hold, together.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`] when this worker no longer holds the job (nothing changes).
+    pub async fn succeed(&self, lease: &Lease) -> Result<Job> {
+        self.finish(lease, JobState::Succeeded, None).await
+    }
+
+    /// Ends a job that cannot be done and voids its hold, together.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn fail(&self, lease: &Lease, reason: &str) -> Result<Job> {
+        self.finish(lease, JobState::Failed, Some(reason.to_string()))
+            .await
+    }
+
+    /// Gives a job back to the queue after a transient failure, to be claimed again after
+    /// `delay`; once its attempts are used up it fails (and its hold is voided) instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn retry_later(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        delay: Duration,
+        limits: &JobLimits,
+    ) -> Result<Job> {
+        if lease.job.attempts >= limits.max_attempts {
+            return self.fail(lease, reason).await;
+        }
+        self.release_lease(lease, delay, Some(reason.to_string()))
+            .await
+    }
+
+    /// Hands a job back untouched (graceful shutdown): another worker may claim it at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn release(&self, lease: &Lease) -> Result<Job> {
+        self.release_lease(lease, Duration::ZERO, None).await
+    }
+
+    /// Cancels a person's job: a queued one ends now (hold voided); a running one is marked, and
+    /// its worker cancels it at the provider and fails it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`] when the person has no such job; [`Error::JobAlreadyEnded`].
+    pub async fn cancel(&self, user: UserId, job: JobId) -> Result<Job> {
+        self.retrying(|| {
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(cancel_job(conn, user, job))
+            })
+        })
+        .await
+    }
+
+    /// A job by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownJob`].
+    pub async fn job(&self, id: JobId) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id.get())
+            .fetch_optional(&self.inner.read)
+            .await?
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(Error::UnknownJob(id))
+    }
+
+    /// How many queued jobs would be claimed before this one (0: next).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn queue_position(&self, id: JobId) -> Result<u64> {
+        // The same order `claim` uses: a job's turn is its place in its owner's line plus the
+        // jobs they already have running.
+        let position: Option<i64> = sqlx::query_scalar(
+            "SELECT position FROM (SELECT id, \
+               ROW_NUMBER() OVER (ORDER BY turn, id) - 1 AS position \
+             FROM (SELECT q.id, ROW_NUMBER() OVER (PARTITION BY q.user_id ORDER BY q.id) \
+                     + (SELECT COUNT(*) FROM jobs r \
+                        WHERE r.user_id = q.user_id AND r.state = 'running') AS turn \
+                   FROM jobs q WHERE q.state = 'queued') queued) ranked \
+             WHERE id = $1",
+        )
+        .bind(id.get())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+    }
+
+    async fn finish(&self, lease: &Lease, to: JobState, failure: Option<String>) -> Result<Job> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        self.retrying(|| {
+            let (worker, failure) = (worker.clone(), failure.clone());
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(finish_job(conn, id, Some(worker), to, failure))
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        failure: Option<String>,
+    ) -> Result<Job> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let run_after = now_millis() + i64::try_from(delay.as_millis()).unwrap_or(0);
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let sql = format!(
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                     run_after = $3, failure = COALESCE($4, failure) \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2 \
+                     RETURNING {JOB_COLUMNS}"
+                );
+                let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(id.get())
+                    .bind(worker)
+                    .bind(run_after)
+                    .bind(failure)
+                    .fetch_optional(conn)
+                    .await?;
+                row.map(job_from_row).transpose()?.ok_or(Error::LeaseLost(id))
+            })
+        })
+        .await
+    }
+}
+
+async fn insert_job(
+    conn: &mut AnyConnection,
+    job: NewJob,
+    limits: JobLimits,
+    revenue: AccountId,
+) -> Result<Job> {
+    let hold = TransferRequest {
+        key: format!("job:{}", job.key),
+        debit: job.wallet,
+        credit: revenue,
+        amount: job.cost,
+        kind: TransferKind::Generation,
+        memo: Some(job.operation.clone()),
+    };
+    // The hold comes first: it locks the person's wallet row, so two enqueues for one person
+    // (on any instance) count each other's jobs below.
+    let hold = match insert_transfer(&mut *conn, hold.clone(), Phase::Pending).await? {
+        Inserted::Created(transfer) => transfer,
+        Inserted::Existing(existing) => {
+            return job_where(conn, "hold_id = $1", existing.id.get())
+                .await?
+                .ok_or_else(|| Error::IdempotencyConflict { key: hold.key });
+        }
+        Inserted::MissingAccount => return Err(Error::UnknownAccount(job.wallet)),
+    };
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued'")
+            .bind(job.user.get())
+            .fetch_one(&mut *conn)
+            .await?;
+    if queued >= i64::from(limits.max_queued_per_person) {
+        return Err(Error::TooManyQueued {
+            limit: limits.max_queued_per_person,
+        });
+    }
+    let now = now_millis();
+    let sql = format!(
+        "INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, run_after, \
+         created_at) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(job.user.get())
+        .bind(hold.id.get())
+        .bind(job.operation)
+        .bind(job.payload)
+        .bind(i64::from(limits.max_attempts.max(1)))
+        .bind(now)
+        .fetch_one(conn)
+        .await?;
+    job_from_row(row)
+}
+
+async fn claim_next(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    worker: String,
+    lease_ms: i64,
+    max_running: u32,
+) -> Result<Option<Lease>> {
+    let now = now_millis();
+    // Claimable: queued and due, or running with an expired lease. People take turns: a job's
+    // turn is its place in its owner's line plus the jobs they already have running, so
+    // everyone's first job comes before anyone's second; people at their running cap wait.
+    let candidates = "SELECT id FROM ( \
+           SELECT j.id, running.count AS running, \
+             running.count + ROW_NUMBER() OVER (PARTITION BY j.user_id ORDER BY j.id) AS turn \
+           FROM jobs j \
+           JOIN (SELECT u.user_id, \
+                   (SELECT COUNT(*) FROM jobs r WHERE r.user_id = u.user_id \
+                    AND r.state = 'running' AND r.lease_expires_at >= $1) AS count \
+                 FROM (SELECT DISTINCT user_id FROM jobs \
+                       WHERE state IN ('queued', 'running')) u) running \
+             ON running.user_id = j.user_id \
+           WHERE (j.state = 'queued' AND j.run_after <= $1) \
+              OR (j.state = 'running' AND j.lease_expires_at < $1) \
+         ) ranked WHERE running < $2 ORDER BY turn, id LIMIT 8";
+    let ids: Vec<i64> = sqlx::query_scalar(candidates)
+        .bind(now)
+        .bind(i64::from(max_running))
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in ids {
+        let lock = match backend {
+            // Another instance may be claiming the same rows: skip those it has locked.
+            Backend::Postgres => "SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
+            // The single writer already excludes everyone else.
+            Backend::Sqlite => "SELECT id FROM jobs WHERE id = $1",
+        };
+        let locked: Option<i64> = sqlx::query_scalar(lock)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if locked.is_none() {
+            continue;
+        }
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
+             attempts = attempts + 1 \
+             WHERE id = $1 AND ((state = 'queued' AND run_after <= $4) \
+                   OR (state = 'running' AND lease_expires_at < $4)) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&worker)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            return Ok(Some(Lease {
+                job: job_from_row(row)?,
+                worker,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+async fn finish_job(
+    conn: &mut AnyConnection,
+    id: JobId,
+    worker: Option<String>,
+    to: JobState,
+    failure: Option<String>,
+) -> Result<Job> {
+    let sql = format!(
+        "UPDATE jobs SET state = $2, finished_at = $3, failure = COALESCE($4, failure), \
+         lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $1 AND state IN ('queued', 'running') \
+           AND ($5 IS NULL OR lease_owner = $5) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.get())
+        .bind(to.as_str())
+        .bind(now_millis())
+        .bind(failure)
+        .bind(worker)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let job = row
+        .map(job_from_row)
+        .transpose()?
+        .ok_or(Error::LeaseLost(id))?;
+    let hold_state = match to {
+        JobState::Succeeded => TransferState::Posted,
+        _ => TransferState::Voided,
+    };
+    update_transfer_state(conn, job.hold, hold_state).await?;
+    Ok(job)
+}
+
+async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result<Job> {
+    let job = job_where(&mut *conn, "id = $1", id.get())
+        .await?
+        .filter(|job| job.user == user)
+        .ok_or(Error::UnknownJob(id))?;
+    match job.state {
+        JobState::Queued => {
+            finish_job(
+                conn,
+                id,
+                None,
+                JobState::Cancelled,
+                Some("cancelled".into()),
+            )
+            .await
+        }
+        JobState::Running => {
+            sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
+                .bind(id.get())
+                .execute(&mut *conn)
+                .await?;
+            Ok(Job {
+                cancel_requested: true,
+                ..job
+            })
+        }
+        state => Err(Error::JobAlreadyEnded { id, state }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! The queue's rules, each a story on both backends ending with a clean audit.
+
+use super::*;
+use crate::{Identity, on_every_backend, people::User};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn person(store: &Store, name: &str, credits: u64) -> User {
+    let identity: Identity = format!("console:{name}").parse().expect("identity");
+    let user = store.contact(&identity).await.expect("contact").user;
+    if credits > 0 {
+        store
+            .transfer(&TransferRequest {
+                key: format!("grant:{name}"),
+                debit: store.account(SystemAccount::Grants),
+                credit: user.wallet,
+                amount: Credits::new(credits),
+                kind: TransferKind::Grant,
+                memo: None,
+            })
+            .await
+            .expect("grant");
+    }
+    user
+}
+
+fn new_job(user: &User, key: &str, cost: u64) -> NewJob {
+    NewJob {
+        key: key.to_string(),
+        user: user.id,
+        wallet: user.wallet,
+        operation: "image".into(),
+        cost: Credits::new(cost),
+        payload: r#"{"prompt":"a fox"}"#.into(),
+    }
+}
+
+async fn available(store: &Store, user: &User) -> u64 {
+    store
+        .account_balance(user.wallet)
+        .await
+        .expect("balance")
+        .available()
+        .get()
+}
+
+async fn spent(store: &Store, user: &User) -> u64 {
+    store
+        .account_balance(user.wallet)
+        .await
+        .expect("balance")
+        .debits_posted
+        .get()
+}
+
+on_every_backend!(
+    enqueueing_holds_the_cost_and_queues_in_one_step,
+    a_job_that_cannot_be_paid_for_is_not_queued,
+    the_same_request_key_queues_once,
+    the_queued_cap_refuses_more_and_holds_nothing,
+    a_delivered_job_posts_its_hold_exactly_once,
+    a_failed_job_voids_its_hold,
+    transient_failures_retry_until_attempts_run_out,
+    claims_take_turns_between_people,
+    nobody_runs_more_than_their_cap,
+    an_expired_lease_is_taken_over_and_the_job_ends_once,
+    the_provider_job_id_survives_a_takeover,
+    cancelling_a_queued_job_voids_it_and_a_running_one_is_marked,
+    a_released_job_is_claimable_at_once,
+);
+
+async fn enqueueing_holds_the_cost_and_queues_in_one_step(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    let job = store
+        .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(available(&store, &alice).await, 6);
+    let hold = store
+        .transfer_by_key("job:u1")
+        .await
+        .expect("lookup")
+        .expect("a hold");
+    assert_eq!((hold.id, hold.state), (job.hold, TransferState::Pending));
+    assert_eq!(store.queue_position(job.id).await.expect("position"), 0);
+}
+
+async fn a_job_that_cannot_be_paid_for_is_not_queued(store: Store) {
+    let alice = person(&store, "alice", 3).await;
+    let refused = store
+        .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InsufficientCredits { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .claim("w", LEASE, &JobLimits::default())
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    assert_eq!(available(&store, &alice).await, 3);
+}
+
+async fn the_same_request_key_queues_once(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    let first = store
+        .enqueue(&new_job(&alice, "update:7", 2), &JobLimits::default())
+        .await
+        .expect("first");
+    let again = store
+        .enqueue(&new_job(&alice, "update:7", 2), &JobLimits::default())
+        .await
+        .expect("again");
+    assert_eq!(first.id, again.id);
+    assert_eq!(available(&store, &alice).await, 8);
+}
+
+async fn the_queued_cap_refuses_more_and_holds_nothing(store: Store) {
+    let alice = person(&store, "alice", 100).await;
+    let limits = JobLimits {
+        max_queued_per_person: 2,
+        ..JobLimits::default()
+    };
+    store
+        .enqueue(&new_job(&alice, "a", 1), &limits)
+        .await
+        .expect("first");
+    store
+        .enqueue(&new_job(&alice, "b", 1), &limits)
+        .await
+        .expect("second");
+    let refused = store.enqueue(&new_job(&alice, "c", 1), &limits).await;
+    assert!(
+        matches!(refused, Err(Error::TooManyQueued { limit: 2 })),
+        "{refused:?}"
+    );
+    assert_eq!(available(&store, &alice).await, 98);
+    assert_eq!(store.transfer_by_key("job:c").await.expect("lookup"), None);
+}
+
+async fn a_delivered_job_posts_its_hold_exactly_once(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    store
+        .enqueue(&new_job(&alice, "u1", 2), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let lease = store
+        .claim("w1", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(lease.job.attempts, 1);
+    let done = store.succeed(&lease).await.expect("succeed");
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(spent(&store, &alice).await, 2);
+    assert!(matches!(
+        store.succeed(&lease).await,
+        Err(Error::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.fail(&lease, "late").await,
+        Err(Error::LeaseLost(_))
+    ));
+    assert_eq!(
+        (spent(&store, &alice).await, available(&store, &alice).await),
+        (2, 8)
+    );
+}
+
+async fn a_failed_job_voids_its_hold(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    store
+        .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let lease = store
+        .claim("w1", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("a job");
+    let failed = store
+        .fail(&lease, "No face found in the photo")
+        .await
+        .expect("fail");
+    assert_eq!(
+        failed.failure.as_deref(),
+        Some("No face found in the photo")
+    );
+    assert_eq!(
+        (spent(&store, &alice).await, available(&store, &alice).await),
+        (0, 10)
+    );
+}
+
+async fn transient_failures_retry_until_attempts_run_out(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    let limits = JobLimits {
+        max_attempts: 2,
+        ..JobLimits::default()
+    };
+    store
+        .enqueue(&new_job(&alice, "u1", 1), &limits)
+        .await
+        .expect("enqueue");
+    let first = store
+        .claim("w1", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("a job");
+    let queued = store
+        .retry_later(
+            &first,
+            "provider timed out",
+            Duration::from_secs(60),
+            &limits,
+        )
+        .await
+        .expect("retry");
+    assert_eq!(queued.state, JobState::Queued);
+    assert!(
+        store
+            .claim("w1", LEASE, &limits)
+            .await
+            .expect("claim")
+            .is_none(),
+        "not before its backoff"
+    );
+    let retried = store
+        .retry_later(&first, "again", Duration::ZERO, &limits)
+        .await;
+    assert!(
+        matches!(retried, Err(Error::LeaseLost(_))),
+        "the old lease is gone"
+    );
+    // Skip the backoff: make the job due now.
+    let id = queued.id.get();
+    crate::store::execute_unchecked(&store, "UPDATE jobs SET run_after = 0 WHERE id = $1", id)
+        .await
+        .expect("due");
+    let second = store
+        .claim("w2", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("due again");
+    assert_eq!(second.job.attempts, 2);
+    let failed = store
+        .retry_later(&second, "provider timed out", Duration::ZERO, &limits)
+        .await
+        .expect("gives up");
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(available(&store, &alice).await, 10);
+}
+
+async fn claims_take_turns_between_people(store: Store) {
+    let limits = JobLimits {
+        max_running_per_person: 20,
+        ..JobLimits::default()
+    };
+    let busy = person(&store, "busy", 100).await;
+    let other = person(&store, "other", 100).await;
+    for n in 0..10 {
+        store
+            .enqueue(&new_job(&busy, &format!("busy:{n}"), 1), &limits)
+            .await
+            .expect("enqueue");
+    }
+    let late = store
+        .enqueue(&new_job(&other, "other:0", 1), &limits)
+        .await
+        .expect("enqueue");
+    assert_eq!(store.queue_position(late.id).await.expect("position"), 1);
+    let first = store
+        .claim("w", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(
+        store.queue_position(late.id).await.expect("position"),
+        0,
+        "with one of busy's jobs running, the other person is next"
+    );
+    let second = store
+        .claim("w", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(first.job.user, busy.id);
+    assert_eq!(
+        second.job.id, late.id,
+        "one person's queue does not starve another's first job"
+    );
+    for lease in [first, second] {
+        store.succeed(&lease).await.expect("succeed");
+    }
+}
+
+async fn nobody_runs_more_than_their_cap(store: Store) {
+    let limits = JobLimits {
+        max_running_per_person: 2,
+        ..JobLimits::default()
+    };
+    let alice = person(&store, "alice", 100).await;
+    for n in 0..4 {
+        store
+            .enqueue(&new_job(&alice, &format!("a:{n}"), 1), &limits)
+            .await
+            .expect("enqueue");
+    }
+    let a = store
+        .claim("w", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("job");
+    let b = store
+        .claim("w", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert!(
+        store
+            .claim("w", LEASE, &limits)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    store.succeed(&a).await.expect("succeed");
+    let c = store
+        .claim("w", LEASE, &limits)
+        .await
+        .expect("claim")
+        .expect("a slot is free");
+    for lease in [b, c] {
+        store.succeed(&lease).await.expect("succeed");
+    }
+}
+
+async fn an_expired_lease_is_taken_over_and_the_job_ends_once(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    store
+        .enqueue(&new_job(&alice, "u1", 3), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let dead = store
+        .claim("dead", Duration::from_millis(1), &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("job");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let alive = store
+        .claim("alive", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("taken over");
+    assert_eq!(alive.job.id, dead.job.id);
+    assert_eq!(alive.job.attempts, 2);
+    assert!(
+        !store.renew(&dead, LEASE).await.expect("renew"),
+        "the dead worker lost its lease"
+    );
+    assert!(matches!(
+        store.succeed(&dead).await,
+        Err(Error::LeaseLost(_))
+    ));
+    store.succeed(&alive).await.expect("succeed");
+    assert_eq!(spent(&store, &alice).await, 3, "posted once");
+}
+
+async fn the_provider_job_id_survives_a_takeover(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    store
+        .enqueue(&new_job(&alice, "u1", 1), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let first = store
+        .claim("w1", Duration::from_millis(1), &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("job");
+    store
+        .record_provider_job(&first, "replicate", "pred_abc")
+        .await
+        .expect("record");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = store
+        .claim("w2", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("taken over");
+    assert_eq!(second.job.provider.as_deref(), Some("replicate"));
+    assert_eq!(second.job.provider_job_id.as_deref(), Some("pred_abc"));
+    assert!(matches!(
+        store
+            .record_provider_job(&first, "replicate", "pred_other")
+            .await,
+        Err(Error::LeaseLost(_))
+    ));
+    store.succeed(&second).await.expect("succeed");
+}
+
+async fn cancelling_a_queued_job_voids_it_and_a_running_one_is_marked(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    let bob = person(&store, "bob", 10).await;
+    let running = store
+        .enqueue(&new_job(&alice, "r", 2), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let lease = store
+        .claim("w", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(lease.job.id, running.id);
+    let queued = store
+        .enqueue(&new_job(&alice, "q", 3), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    assert!(
+        matches!(
+            store.cancel(bob.id, queued.id).await,
+            Err(Error::UnknownJob(_))
+        ),
+        "not bob's job"
+    );
+    let cancelled = store.cancel(alice.id, queued.id).await.expect("cancel");
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(available(&store, &alice).await, 8);
+    assert!(matches!(
+        store.cancel(alice.id, queued.id).await,
+        Err(Error::JobAlreadyEnded { .. })
+    ));
+    let marked = store
+        .cancel(alice.id, running.id)
+        .await
+        .expect("cancel running");
+    assert!(marked.cancel_requested);
+    assert!(store.job(running.id).await.expect("job").cancel_requested);
+    store
+        .fail(&lease, "cancelled")
+        .await
+        .expect("worker ends it");
+    assert_eq!(available(&store, &alice).await, 10);
+}
+
+async fn a_released_job_is_claimable_at_once(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    store
+        .enqueue(&new_job(&alice, "u1", 1), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    let lease = store
+        .claim("stopping", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("job");
+    store.release(&lease).await.expect("release");
+    let again = store
+        .claim("other", LEASE, &JobLimits::default())
+        .await
+        .expect("claim")
+        .expect("at once");
+    assert_eq!(again.job.id, lease.job.id);
+    store.succeed(&again).await.expect("succeed");
+}
