@@ -107,3 +107,35 @@ pub(crate) fn prompt(
 pub(crate) fn unknown_option(name: &str, usage: &'static str) -> ParseError {
     ParseError::invalid(format!("Unknown option --{name}."), usage)
 }
+
+/// The arguments of a command made of a prompt and an optional `--seconds N`: the prompt and the
+/// seconds asked for, if `allowed` accepts them (`refusal` explains otherwise).
+pub(crate) fn prompt_and_seconds(
+    arguments: &str,
+    limits: &super::CommandLimits,
+    usage: &'static str,
+    allowed: impl Fn(u32) -> bool,
+    refusal: impl Fn() -> String,
+) -> Result<(String, Option<u32>), ParseError> {
+    let pieces = pieces(arguments);
+    let mut words = Vec::new();
+    let mut seconds = None;
+    let mut at = 0;
+    while let Some(piece) = pieces.get(at) {
+        at += 1;
+        match piece {
+            Piece::Word(word) => words.push(*word),
+            Piece::Option(name) if name == "seconds" => {
+                let text = value(&pieces, &mut at, name, usage)?;
+                let asked = text.trim_end_matches('s').parse::<u32>().ok();
+                seconds = Some(
+                    asked
+                        .filter(|s| allowed(*s))
+                        .ok_or_else(|| ParseError::invalid(refusal(), usage))?,
+                );
+            }
+            Piece::Option(name) => return Err(unknown_option(name, usage)),
+        }
+    }
+    Ok((prompt(&words, limits, usage)?, seconds))
+}
