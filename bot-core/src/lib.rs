@@ -14,7 +14,8 @@
 //!   [`ledger::audit`] proves the books balance on a live database.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
 //! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
-//! - [`providers`]: configuration of the generation providers.
+//! - [`media`]: upload checks (magic bytes, size, header pixel count) and result media.
+//! - [`providers`]: the provider trait; the offline `local` provider; provider configuration.
 //! - [`error`]: the crate's one error enum.
 
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod ledger;
+pub mod media;
 pub mod money;
 pub mod people;
 pub mod policy;
