@@ -52,7 +52,8 @@ db_id!(
 );
 
 /// The chat platforms (and the local console) people reach us through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Platform {
     Telegram,
     Discord,

@@ -13,6 +13,8 @@
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
 //!   [`ledger::audit`] proves the books balance on a live database.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
+//! - [`service`]: the façade adapters call (`handle(Request) -> Reply`), the [`service::Messenger`]
+//!   port they implement, and the job worker.
 //! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
 //! - [`media`]: upload checks (magic bytes, size, header pixel count) and result media.
 //! - [`providers`]: the provider trait; the offline `local` provider; provider configuration.
@@ -31,6 +33,7 @@ pub mod people;
 pub mod policy;
 pub mod pricing;
 pub mod providers;
+pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use crate::{Credits, command::Quality};
 
 /// Something that costs credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 pub enum Operation {
     Image(Quality),
     Enhance,

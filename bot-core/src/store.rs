@@ -125,6 +125,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs",
         include_str!("../../migrations/sqlite/0002_jobs.sql"),
     ),
+    (
+        3,
+        "service",
+        include_str!("../../migrations/sqlite/0003_service.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -136,6 +141,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "jobs",
         include_str!("../../migrations/postgres/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "service",
+        include_str!("../../migrations/postgres/0003_service.sql"),
     ),
 ];
 

@@ -14,7 +14,9 @@ use super::{
 pub(crate) const USAGE: &str = "/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]";
 
 /// The quality tiers, each with its own price and resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Quality {
     #[default]
     Standard,

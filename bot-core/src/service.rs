@@ -1,0 +1,861 @@
+//! The façade adapters call: [`Service::handle`] turns a platform-neutral [`Request`] into a
+//! [`Reply`], enforcing terms, policy, prices and caps; generations are held and queued in one
+//! step, and their status messages are sent and later edited through the adapter's
+//! [`Messenger`]. Adapters translate, this decides.
+
+mod messenger;
+pub mod worker;
+
+use std::{collections::HashMap, fmt::Write as _, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+pub use messenger::{DeliveryError, Messenger, MessengerFuture};
+
+use crate::{
+    Credits, Error, Identity, JobId, Platform, Result, Store,
+    command::{self, Command, CommandLimits, ParseError, Quality},
+    jobs::{Job, JobLimits, JobState, NewJob},
+    ledger::{SystemAccount, TransferKind, TransferRequest},
+    media::MediaLimits,
+    people::User,
+    policy::ContentPolicy,
+    pricing::{Operation, PricingConfig},
+    providers::local::DISCLOSURE,
+    store::{Atomic, now_millis},
+};
+
+/// Where a conversation happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRef {
+    pub platform: Platform,
+    pub id: String,
+    pub kind: ChatKind,
+}
+
+/// Private chats get every reply; in groups the bot stays quiet unless addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatKind {
+    Private,
+    Group,
+}
+
+/// A message the bot sent, to edit later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub chat: ChatRef,
+    pub id: String,
+}
+
+/// An upload, by the platform's reference; its bytes are fetched when the job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    /// The size the platform announced, when it did.
+    pub size: Option<u64>,
+}
+
+/// What a person did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A message's text or caption.
+    Text(String),
+    /// A button they pressed.
+    Action(Action),
+}
+
+/// What a button does. Encoded into at most 24 bytes for platforms' callback data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Run the quoted operation.
+    Confirm(i64),
+    /// Drop the quote.
+    Dismiss(i64),
+    /// Cancel a queued job.
+    Cancel(JobId),
+    /// The same request again.
+    Regenerate(JobId),
+    /// The same image request at a higher tier.
+    Upscale(JobId, Quality),
+    /// Show the packs.
+    Buy,
+}
+
+impl Action {
+    /// The compact text form adapters put in callback data.
+    pub fn encode(&self) -> String {
+        match self {
+            Action::Confirm(quote) => format!("q:{quote}"),
+            Action::Dismiss(quote) => format!("d:{quote}"),
+            Action::Cancel(job) => format!("c:{job}"),
+            Action::Regenerate(job) => format!("r:{job}"),
+            Action::Upscale(job, Quality::FourK) => format!("u4:{job}"),
+            Action::Upscale(job, _) => format!("uh:{job}"),
+            Action::Buy => "b".into(),
+        }
+    }
+
+    /// Reads [`Action::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Action> {
+        if text == "b" {
+            return Some(Action::Buy);
+        }
+        let (kind, id) = text.split_once(':')?;
+        let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+        let job = JobId::from_db(id);
+        Some(match kind {
+            "q" => Action::Confirm(id),
+            "d" => Action::Dismiss(id),
+            "c" => Action::Cancel(job),
+            "r" => Action::Regenerate(job),
+            "uh" => Action::Upscale(job, Quality::Hd),
+            "u4" => Action::Upscale(job, Quality::FourK),
+            _ => return None,
+        })
+    }
+}
+
+/// One thing a person sent.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub identity: Identity,
+    /// How to name them in a group.
+    pub name: String,
+    pub chat: ChatRef,
+    /// The message this answers.
+    pub message_id: Option<String>,
+    /// Unique per update (the platform's update or interaction id): a repeat does nothing twice.
+    pub key: String,
+    pub input: Input,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A button under a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub label: String,
+    pub action: Action,
+}
+
+/// What to answer, platform-neutral.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub text: String,
+    pub buttons: Vec<Button>,
+}
+
+impl Reply {
+    fn text(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            buttons: Vec::new(),
+        }
+    }
+
+    fn with(mut self, label: &str, action: Action) -> Reply {
+        self.buttons.push(Button {
+            label: label.into(),
+            action,
+        });
+        self
+    }
+}
+
+/// What a queued job needs to run and to be delivered; stored as the job's JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub operation: Operation,
+    pub prompt: Option<String>,
+    pub negative: Option<String>,
+    pub seed: Option<u32>,
+    pub aspect: String,
+    pub style: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub chat: ChatRef,
+    pub reply_to: Option<String>,
+    /// The requester's name, for results posted in groups.
+    pub requester: String,
+    pub identity: String,
+}
+
+/// Everything the service needs, from configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pricing: PricingConfig,
+    pub commands: CommandLimits,
+    pub policy: ContentPolicy,
+    pub jobs: JobLimits,
+    pub media: MediaLimits,
+    pub welcome_credits: Credits,
+    pub terms_version: String,
+    /// Said in /help and captions while the local provider serves requests.
+    pub local_preview: bool,
+}
+
+/// The service façade.
+#[derive(Debug)]
+pub struct Service {
+    store: Store,
+    settings: Settings,
+    messengers: HashMap<Platform, Arc<dyn Messenger>>,
+}
+
+impl Service {
+    /// A service over `store`, answering through `messengers`.
+    pub fn new(store: Store, settings: Settings, messengers: Vec<Arc<dyn Messenger>>) -> Service {
+        let messengers = messengers.into_iter().map(|m| (m.platform(), m)).collect();
+        Service {
+            store,
+            settings,
+            messengers,
+        }
+    }
+
+    /// The store this service uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The settings this service runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn messenger(&self, platform: Platform) -> Result<&Arc<dyn Messenger>> {
+        self.messengers
+            .get(&platform)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no messenger for {platform:?}")))
+    }
+
+    /// Handles one request. `Ok(None)`: nothing to answer (a group message not for us, or a job
+    /// whose status message was already sent through the messenger).
+    ///
+    /// # Errors
+    ///
+    /// Errors a person should read ([`Service::reply_for_error`] words them) and internal ones.
+    pub async fn handle(&self, request: Request) -> Result<Option<Reply>> {
+        let contact = self.store.contact(&request.identity).await?;
+        let user = contact.user;
+        if contact.is_new && !self.settings.welcome_credits.is_zero() {
+            self.store
+                .transfer(&TransferRequest {
+                    key: format!("welcome:{}", user.id),
+                    debit: self.store.account(SystemAccount::Grants),
+                    credit: user.wallet,
+                    amount: self.settings.welcome_credits,
+                    kind: TransferKind::Grant,
+                    memo: Some("welcome credits".into()),
+                })
+                .await?;
+        }
+        // Using the bot is acceptance of the terms in force (§2.4, §9.2); someone who accepted an
+        // older version is told once, on this interaction.
+        let terms_notice = match &user.terms {
+            Some(accepted) if accepted.version == self.settings.terms_version => None,
+            previous => {
+                self.store
+                    .accept_terms(user.id, &self.settings.terms_version)
+                    .await?;
+                previous.as_ref().map(|_| {
+                    format!(
+                        "Our terms of service changed (version {}). Continuing to use the bot \
+                         accepts them; read them with /terms.\n\n",
+                        self.settings.terms_version
+                    )
+                })
+            }
+        };
+        let reply = match &request.input {
+            Input::Text(text) => match command::parse(text, &self.settings.commands) {
+                Ok(None) if request.chat.kind == ChatKind::Group => None,
+                Ok(None) => Some(Reply::text(
+                    "Send a command, for example /imagine a fox in the snow. /help lists them all.",
+                )),
+                Err(ParseError::Unknown { .. }) if request.chat.kind == ChatKind::Group => None,
+                Err(error) => Some(Reply::text(error.to_string())),
+                Ok(Some(parsed)) => self.command(&request, &user, parsed.command).await?,
+            },
+            Input::Action(action) => self.action(&request, &user, *action).await?,
+        };
+        Ok(match (terms_notice, reply) {
+            (Some(notice), Some(mut reply)) => {
+                reply.text.insert_str(0, &notice);
+                Some(reply)
+            }
+            (Some(notice), None) => Some(Reply::text(notice.trim_end())),
+            (None, reply) => reply,
+        })
+    }
+
+    /// Words an error for the person who caused it; internal faults become a short apology
+    /// (the caller logs them with their chain).
+    pub fn reply_for_error(&self, error: &Error) -> Reply {
+        match error {
+            Error::InsufficientCredits { needed, available } => Reply::text(format!(
+                "This costs {needed}, and your balance is {available}. Buy credits to continue."
+            ))
+            .with("Buy credits", Action::Buy),
+            Error::Internal(_) => Reply::text(
+                "Sorry, something went wrong on our side. No credits were taken; please try again.",
+            ),
+            other => Reply::text(format!("{}{}", capitalise(&other.to_string()), ".")),
+        }
+    }
+
+    async fn command(
+        &self,
+        request: &Request,
+        user: &User,
+        command: Command,
+    ) -> Result<Option<Reply>> {
+        let reply = match command {
+            Command::Start => Reply::text(format!(
+                "Welcome to ImageGPT! You have {}. Try /imagine a red fox in the snow, or send /help.\n\
+                 By using the bot you accept our terms of service (version {}): /terms.{}",
+                self.balance(user).await?,
+                self.settings.terms_version,
+                self.disclosure()
+            )),
+            Command::Help => Reply::text(self.help()),
+            Command::Balance => {
+                let balance = self.store.account_balance(user.wallet).await?;
+                let mut text = format!("Your balance: {}.", balance.available());
+                if !balance.debits_pending.is_zero() {
+                    let _ = write!(
+                        text,
+                        " {} on hold for running jobs.",
+                        balance.debits_pending
+                    );
+                }
+                Reply::text(text).with("Buy credits", Action::Buy)
+            }
+            Command::History => Reply::text(self.history(user).await?),
+            Command::Terms => Reply::text(format!(
+                "Terms of service, version {}: https://imagegpt.org/terms. Credits never expire \
+                 (§4.3); unused credits are refundable within 14 days (§4.4); credits used for \
+                 generations are not (§4.5).",
+                self.settings.terms_version
+            )),
+            Command::Buy { .. } => self.buy(),
+            Command::Refund { .. } | Command::Link { .. } => {
+                Reply::text("This is not available yet.")
+            }
+            Command::Privacy { reuse } => {
+                if let Some(reuse) = reuse {
+                    self.store.set_privacy_opt_out(user.id, !reuse).await?;
+                }
+                let opted_out = match reuse {
+                    Some(reuse) => !reuse,
+                    None => self
+                        .store
+                        .user(user.id)
+                        .await?
+                        .privacy_opt_out
+                        .unwrap_or(false),
+                };
+                Reply::text(if opted_out {
+                    "Your outputs are not reused (terms §5.4). Send /privacy on to allow anonymised reuse."
+                } else {
+                    "Your outputs may be reused in anonymised form (terms §5.4). Send /privacy off to opt out."
+                })
+            }
+            Command::Cancel { job } => {
+                self.cancel(user, job.map(|id| JobId::from_db(id as i64)))
+                    .await?
+            }
+            generation => return self.generation(request, user, generation).await,
+        };
+        Ok(Some(reply))
+    }
+
+    async fn generation(
+        &self,
+        request: &Request,
+        user: &User,
+        command: Command,
+    ) -> Result<Option<Reply>> {
+        let mut spec = JobSpec {
+            operation: Operation::Enhance,
+            prompt: None,
+            negative: None,
+            seed: None,
+            aspect: "1:1".into(),
+            style: None,
+            attachments: request.attachments.clone(),
+            chat: request.chat.clone(),
+            reply_to: request.message_id.clone(),
+            requester: request.name.clone(),
+            identity: request.identity.to_string(),
+        };
+        let photos_needed = match command {
+            Command::Imagine(imagine) => {
+                spec.operation = Operation::Image(imagine.quality);
+                spec.prompt = Some(imagine.prompt);
+                spec.negative = imagine.negative;
+                spec.seed = imagine.seed;
+                spec.aspect = imagine.aspect.to_string();
+                0
+            }
+            Command::Enhance => 1,
+            Command::RemoveBackground => {
+                spec.operation = Operation::RemoveBackground;
+                1
+            }
+            Command::FaceSwap => {
+                spec.operation = Operation::FaceSwap;
+                2
+            }
+            Command::Portrait(portrait) => {
+                spec.operation = Operation::Portrait;
+                spec.style = Some(portrait.style);
+                1
+            }
+            Command::Video(video) => {
+                spec.operation = Operation::Video {
+                    seconds: video.seconds,
+                };
+                spec.prompt = Some(video.prompt);
+                0
+            }
+            Command::Music(music) => {
+                spec.operation = Operation::Music {
+                    seconds: music.seconds,
+                };
+                spec.prompt = Some(music.prompt);
+                spec.attachments.clear();
+                0
+            }
+            _ => return Ok(None),
+        };
+        if spec.attachments.len() < photos_needed {
+            return Ok(Some(Reply::text(match photos_needed {
+                1 => "Send this command with a photo, or as a reply to one.".to_string(),
+                _ => "Send two photos together with this command: the face first, then the target."
+                    .to_string(),
+            })));
+        }
+        spec.attachments
+            .truncate(photos_needed.max(usize::from(matches!(
+                spec.operation,
+                Operation::Video { .. }
+            ))));
+        if let Some(too_big) = spec
+            .attachments
+            .iter()
+            .find_map(|a| a.size)
+            .filter(|s| *s > self.settings.media.max_upload_bytes as u64)
+        {
+            return Ok(Some(Reply::text(format!(
+                "That file is {} MB; the limit is {} MB. No credits were taken.",
+                too_big.div_ceil(1024 * 1024),
+                self.settings.media.max_upload_bytes / (1024 * 1024)
+            ))));
+        }
+        let texts = [
+            spec.prompt.as_deref(),
+            spec.negative.as_deref(),
+            spec.style.as_deref(),
+        ];
+        if let Err(refusal) = self.settings.policy.check(texts.into_iter().flatten()) {
+            self.count_refusal(user).await?;
+            return Ok(Some(Reply::text(refusal.reason)));
+        }
+        let cost = self.settings.pricing.cost(spec.operation);
+        if self.settings.pricing.needs_confirmation(spec.operation) {
+            return self.quote(user, &spec, cost).await.map(Some);
+        }
+        self.enqueue(user, &request.key, spec).await
+    }
+
+    async fn quote(&self, user: &User, spec: &JobSpec, cost: Credits) -> Result<Reply> {
+        let balance = self.store.account_balance(user.wallet).await?.available();
+        let payload = serde_json::to_string(spec).map_err(anyhow::Error::from)?;
+        let (user_id, now) = (user.id, now_millis());
+        let quote: i64 = self
+            .store
+            .write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query_scalar(
+                        "INSERT INTO quotes (user_id, payload, cost, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                    )
+                    .bind(user_id.get())
+                    .bind(payload)
+                    .bind(i64::try_from(cost.get()).unwrap_or(i64::MAX))
+                    .bind(now)
+                    .fetch_one(conn)
+                    .await?)
+                })
+            })
+            .await?;
+        let after = balance.checked_sub(cost);
+        let text = match after {
+            Some(after) => format!(
+                "A {} costs {cost}; your balance {} → {}.",
+                spec.operation.label(),
+                balance.get(),
+                after.get()
+            ),
+            None => format!(
+                "A {} costs {cost}, and your balance is {balance}.",
+                spec.operation.label()
+            ),
+        };
+        Ok(Reply::text(text)
+            .with("Confirm", Action::Confirm(quote))
+            .with("Cancel", Action::Dismiss(quote)))
+    }
+
+    /// Holds the cost and queues the job, then sends its status message.
+    async fn enqueue(&self, user: &User, key: &str, spec: JobSpec) -> Result<Option<Reply>> {
+        let payload = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
+        let job = self
+            .store
+            .enqueue(
+                &NewJob {
+                    key: key.to_string(),
+                    user: user.id,
+                    wallet: user.wallet,
+                    operation: operation_name(spec.operation).into(),
+                    cost: self.settings.pricing.cost(spec.operation),
+                    payload,
+                },
+                &self.settings.jobs,
+            )
+            .await?;
+        if job.state.is_final() {
+            return Ok(None);
+        }
+        let position = self.store.queue_position(job.id).await?;
+        let text = status_text(&job, &spec, &format!("queued, position {}", position + 1));
+        let messenger = self.messenger(spec.chat.platform)?;
+        let buttons = [Button {
+            label: "Cancel".into(),
+            action: Action::Cancel(job.id),
+        }];
+        match messenger
+            .send_text(&spec.chat, spec.reply_to.as_deref(), &text, &buttons)
+            .await
+        {
+            Ok(message) => {
+                self.set_status_message(job.id, &message).await?;
+                // The job may have ended while the message was on its way: make sure no
+                // message is left saying "queued".
+                let now = self.store.job(job.id).await?;
+                if now.state.is_final() {
+                    let _ = messenger
+                        .edit_text(&message, &final_status(&now, &spec), &[])
+                        .await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.id, %error, "could not send the status message")
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn set_status_message(&self, job: JobId, message: &MessageRef) -> Result<()> {
+        let message = serde_json::to_string(message).map_err(anyhow::Error::from)?;
+        self.store
+            .write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET status_message = $2 WHERE id = $1")
+                        .bind(job.get())
+                        .bind(message)
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn status_message(&self, job: JobId) -> Result<Option<MessageRef>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT status_message FROM jobs WHERE id = $1")
+                .bind(job.get())
+                .fetch_optional(&self.store.inner.read)
+                .await?;
+        Ok(text
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    async fn action(
+        &self,
+        request: &Request,
+        user: &User,
+        action: Action,
+    ) -> Result<Option<Reply>> {
+        match action {
+            Action::Buy => Ok(Some(self.buy())),
+            Action::Cancel(job) => self.cancel(user, Some(job)).await.map(Some),
+            Action::Confirm(quote) | Action::Dismiss(quote) => {
+                let confirm = matches!(action, Action::Confirm(_));
+                let (user_id, now) = (user.id, now_millis());
+                let payload: Option<String> = self
+                    .store
+                    .write(Atomic::Statement, move |conn| {
+                        Box::pin(async move {
+                            Ok(sqlx::query_scalar(
+                                "UPDATE quotes SET resolved_at = $3 WHERE id = $1 AND user_id = $2 \
+                                 AND resolved_at IS NULL RETURNING payload",
+                            )
+                            .bind(quote)
+                            .bind(user_id.get())
+                            .bind(now)
+                            .fetch_optional(conn)
+                            .await?)
+                        })
+                    })
+                    .await?;
+                let Some(payload) = payload else {
+                    return Ok(Some(Reply::text(
+                        "That offer was already used or is not yours.",
+                    )));
+                };
+                if !confirm {
+                    return Ok(Some(Reply::text("Cancelled. No credits were taken.")));
+                }
+                let mut spec: JobSpec =
+                    serde_json::from_str(&payload).map_err(anyhow::Error::from)?;
+                spec.chat = request.chat.clone();
+                self.enqueue(user, &format!("quote:{quote}"), spec).await
+            }
+            Action::Regenerate(job) | Action::Upscale(job, _) => {
+                let previous = self.store.job(job).await?;
+                if previous.user != user.id {
+                    return Ok(Some(Reply::text(
+                        "Only the person who asked for this can use its buttons.",
+                    )));
+                }
+                let mut spec: JobSpec =
+                    serde_json::from_str(&previous.payload).map_err(anyhow::Error::from)?;
+                if let Action::Upscale(_, quality) = action {
+                    let Operation::Image(_) = spec.operation else {
+                        return Ok(Some(Reply::text("Only images can be upscaled.")));
+                    };
+                    spec.operation = Operation::Image(quality);
+                }
+                spec.chat = request.chat.clone();
+                spec.reply_to = request.message_id.clone().or(spec.reply_to);
+                let cost = self.settings.pricing.cost(spec.operation);
+                if self.settings.pricing.needs_confirmation(spec.operation) {
+                    return self.quote(user, &spec, cost).await.map(Some);
+                }
+                self.enqueue(user, &request.key, spec).await
+            }
+        }
+    }
+
+    async fn cancel(&self, user: &User, job: Option<JobId>) -> Result<Reply> {
+        let job = match job {
+            Some(job) => job,
+            None => {
+                let newest: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') \
+                     ORDER BY id DESC LIMIT 1",
+                )
+                .bind(user.id.get())
+                .fetch_optional(&self.store.inner.read)
+                .await?;
+                match newest {
+                    Some(id) => JobId::from_db(id),
+                    None => return Ok(Reply::text("You have no job waiting or running.")),
+                }
+            }
+        };
+        let cancelled = self.store.cancel(user.id, job).await?;
+        if cancelled.state == JobState::Cancelled {
+            if let Some(message) = self.status_message(job).await? {
+                let spec: Option<JobSpec> = serde_json::from_str(&cancelled.payload).ok();
+                if let (Some(spec), Ok(messenger)) = (spec, self.messenger(message.chat.platform)) {
+                    let _ = messenger
+                        .edit_text(&message, &final_status(&cancelled, &spec), &[])
+                        .await;
+                }
+            }
+            Ok(Reply::text(format!(
+                "Job #{job} cancelled. Its credits are back in your balance."
+            )))
+        } else {
+            Ok(Reply::text(format!(
+                "Job #{job} is running; it will stop, and its credits come back."
+            )))
+        }
+    }
+
+    async fn count_refusal(&self, user: &User) -> Result<()> {
+        let id = user.id;
+        self.store
+            .write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE users SET policy_refusals = policy_refusals + 1 WHERE id = $1",
+                    )
+                    .bind(id.get())
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn balance(&self, user: &User) -> Result<Credits> {
+        Ok(self.store.account_balance(user.wallet).await?.available())
+    }
+
+    fn buy(&self) -> Reply {
+        let packs: Vec<String> = self
+            .settings
+            .pricing
+            .packs
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: {} credits for {}",
+                    p.name,
+                    p.credits,
+                    money(p.price_cents, &p.currency)
+                )
+            })
+            .collect();
+        Reply::text(format!(
+            "Credit packs: {}.\nPayments are not configured on this bot yet, so nothing can be bought here.",
+            packs.join("; ")
+        ))
+    }
+
+    fn help(&self) -> String {
+        let pricing = &self.settings.pricing;
+        let mut text = String::from("What I can do:\n");
+        for (name, usage) in command::USAGE {
+            let cost = match *name {
+                "imagine" => Some(format!(
+                    "{} / {} / {} credits (standard / HD / 4K)",
+                    pricing.image_standard, pricing.image_hd, pricing.image_4k
+                )),
+                "enhance" => Some(pricing.cost(Operation::Enhance).to_string()),
+                "removebg" => Some(pricing.cost(Operation::RemoveBackground).to_string()),
+                "faceswap" => Some(pricing.cost(Operation::FaceSwap).to_string()),
+                "portrait" => Some(pricing.cost(Operation::Portrait).to_string()),
+                "video" => Some(format!(
+                    "{} credits per 5 seconds",
+                    pricing.video_per_5_seconds
+                )),
+                "music" => Some(format!(
+                    "{} credits per 30 seconds",
+                    pricing.music_per_30_seconds
+                )),
+                _ => None,
+            };
+            match cost {
+                Some(cost) => {
+                    let _ = writeln!(text, "{usage} — {cost}");
+                }
+                None => {
+                    let _ = writeln!(text, "{usage}");
+                }
+            }
+        }
+        text.push_str(self.disclosure().trim_start());
+        text
+    }
+
+    fn disclosure(&self) -> String {
+        if self.settings.local_preview {
+            format!("\n\n{DISCLOSURE}")
+        } else {
+            String::new()
+        }
+    }
+
+    async fn history(&self, user: &User) -> Result<String> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT j.id, j.operation, j.state, t.amount FROM jobs j \
+             JOIN transfers t ON t.id = j.hold_id WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT 10",
+        )
+        .bind(user.id.get())
+        .fetch_all(&self.store.inner.read)
+        .await?;
+        if rows.is_empty() {
+            return Ok("No generations yet. Try /imagine.".into());
+        }
+        let mut text = String::from("Your recent jobs:\n");
+        for (id, operation, state, amount) in rows {
+            let charged = if state == "succeeded" {
+                format!("{amount} credits")
+            } else {
+                "no charge".into()
+            };
+            let _ = writeln!(text, "#{id} {operation}: {state} ({charged})");
+        }
+        Ok(text)
+    }
+}
+
+/// The job's dispatch name.
+pub(crate) fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Image(_) => "image",
+        Operation::Enhance => "enhance",
+        Operation::RemoveBackground => "removebg",
+        Operation::FaceSwap => "faceswap",
+        Operation::Portrait => "portrait",
+        Operation::Video { .. } => "video",
+        Operation::Music { .. } => "music",
+    }
+}
+
+pub(crate) fn status_text(job: &Job, spec: &JobSpec, state: &str) -> String {
+    match &spec.prompt {
+        Some(prompt) => format!(
+            "#{} {}: {state}\n“{}”",
+            job.id,
+            spec.operation.label(),
+            shorten(prompt, 200)
+        ),
+        None => format!("#{} {}: {state}", job.id, spec.operation.label()),
+    }
+}
+
+pub(crate) fn final_status(job: &Job, spec: &JobSpec) -> String {
+    let state = match job.state {
+        JobState::Succeeded => "done".to_string(),
+        JobState::Cancelled => "cancelled, no credits taken".to_string(),
+        JobState::Failed => format!(
+            "failed, no credits taken: {}",
+            job.failure.as_deref().unwrap_or("unknown reason")
+        ),
+        JobState::Queued | JobState::Running => "waiting".to_string(),
+    };
+    status_text(job, spec, &state)
+}
+
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn money(cents: u64, currency: &str) -> String {
+    match currency {
+        "usd" => format!("${}", cents as f64 / 100.0),
+        other => format!("{:.2} {}", cents as f64 / 100.0, other.to_uppercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! The port each adapter implements so the core can talk back: send and edit messages, send
+//! media, and fetch an upload when its job runs (never before: terms §6.2).
+
+use std::{future::Future, pin::Pin};
+
+use crate::{Platform, media::Output};
+
+use super::{Attachment, Button, ChatRef, MessageRef};
+
+/// A boxed future for calling a messenger through `dyn Messenger`.
+pub type MessengerFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, DeliveryError>> + Send + 'a>>;
+
+/// Why a platform did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again (rate limit, network); the job keeps its hold until delivery works.
+    #[error("delivery failed for now: {0}")]
+    Retry(String),
+    /// Will never work (chat gone, bot blocked); the job ends and its hold is voided.
+    #[error("delivery impossible: {0}")]
+    Permanent(String),
+    /// The upload is larger than the platform lets bots download.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// How the core reaches people on one platform.
+pub trait Messenger: Send + Sync + std::fmt::Debug {
+    /// The platform this messenger serves.
+    fn platform(&self) -> Platform;
+
+    /// Sends text, as a reply to `reply_to` when given.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] saying whether to retry.
+    fn send_text<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        text: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef>;
+
+    /// Replaces the text (and buttons) of a message we sent.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] saying whether to retry.
+    fn edit_text<'a>(
+        &'a self,
+        message: &'a MessageRef,
+        text: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, ()>;
+
+    /// Sends a result with its caption.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] saying whether to retry.
+    fn send_media<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        media: &'a Output,
+        caption: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef>;
+
+    /// Downloads an upload's bytes, at most `limit` of them.
+    ///
+    /// # Errors
+    ///
+    /// [`DeliveryError::TooLarge`] past the limit; otherwise whether to retry.
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a Attachment,
+        limit: usize,
+    ) -> MessengerFuture<'a, Vec<u8>>;
+}

@@ -1,0 +1,582 @@
+//! The façade and the worker end to end on a real store (both backends), with a recording
+//! messenger standing in for the chat platform and the local provider doing the work.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use super::{worker::Worker, *};
+use crate::{
+    media::{MediaKind, Output, tests::png},
+    on_every_backend,
+    policy::PolicyConfig,
+    providers::{GenerationRequest, Provider, ProviderFuture, local::LocalProvider},
+    service::worker::WorkerConfig,
+};
+
+/// What the recording messenger saw.
+#[derive(Debug, Default)]
+struct Seen {
+    texts: Vec<String>,
+    edits: Vec<(String, String)>,
+    media: Vec<(String, String)>,
+    files: HashMap<String, Vec<u8>>,
+    fail_deliveries: usize,
+    next_id: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Recorder(Arc<Mutex<Seen>>);
+
+impl Recorder {
+    fn seen<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
+        f(&mut self.0.lock().expect("lock"))
+    }
+}
+
+impl Messenger for Recorder {
+    fn platform(&self) -> Platform {
+        Platform::Console
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        _: Option<&'a str>,
+        text: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        let id = self.seen(|s| {
+            s.texts.push(text.to_string());
+            s.next_id += 1;
+            s.next_id.to_string()
+        });
+        Box::pin(async move {
+            Ok(MessageRef {
+                chat: chat.clone(),
+                id,
+            })
+        })
+    }
+
+    fn edit_text<'a>(
+        &'a self,
+        message: &'a MessageRef,
+        text: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, ()> {
+        self.seen(|s| s.edits.push((message.id.clone(), text.to_string())));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn send_media<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        _: Option<&'a str>,
+        media: &'a Output,
+        caption: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        let result = self.seen(|s| {
+            if s.fail_deliveries > 0 {
+                s.fail_deliveries -= 1;
+                return Err(DeliveryError::Retry("429 Too Many Requests".into()));
+            }
+            s.media.push((media.mime.to_string(), caption.to_string()));
+            s.next_id += 1;
+            Ok(s.next_id.to_string())
+        });
+        Box::pin(async move {
+            result.map(|id| MessageRef {
+                chat: chat.clone(),
+                id,
+            })
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a Attachment,
+        limit: usize,
+    ) -> MessengerFuture<'a, Vec<u8>> {
+        let file = self.seen(|s| s.files.get(&attachment.id).cloned());
+        Box::pin(async move {
+            match file {
+                Some(bytes) if bytes.len() > limit => {
+                    Err(DeliveryError::TooLarge("too large".into()))
+                }
+                Some(bytes) => Ok(bytes),
+                None => Err(DeliveryError::Permanent("the file is gone".into())),
+            }
+        })
+    }
+}
+
+/// A provider that is always down, to prove fall-through.
+#[derive(Debug)]
+struct Down;
+
+impl Provider for Down {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    fn supports(&self, _: Operation) -> bool {
+        true
+    }
+    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+        Box::pin(async { Err(crate::providers::ProviderError::Unavailable("503".into())) })
+    }
+}
+
+struct Harness {
+    service: Arc<Service>,
+    recorder: Recorder,
+    worker: Worker,
+}
+
+fn settings() -> Settings {
+    Settings {
+        pricing: PricingConfig::default(),
+        commands: CommandLimits::default(),
+        policy: ContentPolicy::new(&PolicyConfig::default()).expect("policy"),
+        jobs: JobLimits::default(),
+        media: MediaLimits::default(),
+        welcome_credits: Credits::new(10),
+        terms_version: "2026-04-06".into(),
+        local_preview: true,
+    }
+}
+
+fn harness(store: Store, settings: Settings) -> Harness {
+    let recorder = Recorder::default();
+    let service = Arc::new(Service::new(
+        store,
+        settings,
+        vec![Arc::new(recorder.clone())],
+    ));
+    let providers: Arc<Vec<Arc<dyn Provider>>> =
+        Arc::new(vec![Arc::new(Down), Arc::new(LocalProvider::default())]);
+    let worker = Worker::new(
+        service.clone(),
+        providers,
+        WorkerConfig::default(),
+        "test-worker".into(),
+    );
+    Harness {
+        service,
+        recorder,
+        worker,
+    }
+}
+
+static KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn request(name: &str, text: &str, attachments: &[&str]) -> Request {
+    Request {
+        identity: format!("console:{name}").parse().expect("identity"),
+        name: name.into(),
+        chat: ChatRef {
+            platform: Platform::Console,
+            id: name.into(),
+            kind: ChatKind::Private,
+        },
+        message_id: None,
+        key: format!(
+            "k{}",
+            KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+        input: Input::Text(text.into()),
+        attachments: attachments
+            .iter()
+            .map(|id| Attachment {
+                id: id.to_string(),
+                size: None,
+            })
+            .collect(),
+    }
+}
+
+impl Harness {
+    async fn say(&self, name: &str, text: &str) -> String {
+        self.send(request(name, text, &[])).await
+    }
+
+    async fn send(&self, request: Request) -> String {
+        match self.service.handle(request).await {
+            Ok(reply) => reply.map(|r| r.text).unwrap_or_default(),
+            Err(error) => self.service.reply_for_error(&error).text,
+        }
+    }
+
+    /// Runs every job that is ready.
+    async fn drain(&self) -> usize {
+        let mut ran = 0;
+        while let Some(lease) = self
+            .service
+            .store()
+            .claim(
+                "test-worker",
+                std::time::Duration::from_secs(30),
+                &self.service.settings().jobs,
+            )
+            .await
+            .expect("claim")
+        {
+            self.worker.work(lease).await;
+            ran += 1;
+        }
+        ran
+    }
+
+    async fn balance(&self, name: &str) -> u64 {
+        let identity: Identity = format!("console:{name}").parse().expect("identity");
+        let user = self
+            .service
+            .store()
+            .find_user(&identity)
+            .await
+            .expect("lookup")
+            .expect("exists");
+        self.service
+            .store()
+            .account_balance(user.wallet)
+            .await
+            .expect("balance")
+            .available()
+            .get()
+    }
+}
+
+on_every_backend!(
+    start_welcomes_once_with_the_welcome_grant_and_records_the_terms,
+    each_operation_charges_exactly_its_price_once_delivered,
+    insufficient_credits_offer_buy_and_hold_nothing,
+    costly_operations_are_quoted_and_a_quote_works_once,
+    policy_refusals_hold_nothing_and_are_counted,
+    bad_or_missing_uploads_cost_nothing,
+    a_terms_change_is_told_once,
+    a_result_is_not_charged_until_it_is_delivered,
+    cancelling_a_queued_job_gives_the_credits_back,
+    only_the_requester_can_press_their_buttons,
+);
+
+async fn start_welcomes_once_with_the_welcome_grant_and_records_the_terms(store: Store) {
+    let h = harness(store, settings());
+    let welcome = h.say("ann", "/start").await;
+    assert!(welcome.contains("You have 10 credits"), "{welcome}");
+    assert!(
+        welcome.contains("local preview"),
+        "the offline provider is disclosed: {welcome}"
+    );
+    h.say("ann", "/start").await;
+    assert_eq!(
+        h.balance("ann").await,
+        10,
+        "welcome credits are granted once"
+    );
+    let identity: Identity = "console:ann".parse().expect("identity");
+    let user = h
+        .service
+        .store()
+        .find_user(&identity)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert_eq!(
+        user.terms.map(|t| t.version),
+        Some("2026-04-06".to_string())
+    );
+    assert!(h.say("ann", "/help").await.contains("/imagine <prompt>"));
+    assert!(
+        h.say("ann", "/balance")
+            .await
+            .contains("Your balance: 10 credits.")
+    );
+}
+
+async fn each_operation_charges_exactly_its_price_once_delivered(store: Store) {
+    let mut settings = settings();
+    settings.welcome_credits = Credits::new(100);
+    settings.pricing.confirm_from = 1_000;
+    let h = harness(store, settings);
+    h.recorder.seen(|s| {
+        s.files.insert("photo".into(), png(48, 32));
+        s.files.insert("face".into(), png(20, 20));
+    });
+    let cases: &[(&str, &[&str], u64)] = &[
+        ("/imagine a fox", &[], 1),
+        ("/imagine a fox --hd", &[], 2),
+        ("/enhance", &["photo"], 1),
+        ("/removebg", &["photo"], 1),
+        ("/faceswap", &["face", "photo"], 2),
+        ("/portrait anime", &["photo"], 3),
+        ("/video waves", &[], 10),
+        ("/music rain --seconds 1", &[], 5),
+    ];
+    let mut expected = 100;
+    for (text, attachments, price) in cases {
+        let reply = h.send(request("bob", text, attachments)).await;
+        assert_eq!(
+            reply, "",
+            "{text}: the status message goes through the messenger"
+        );
+        assert_eq!(
+            h.balance("bob").await,
+            expected - price,
+            "{text}: held at once"
+        );
+        assert_eq!(h.drain().await, 1, "{text}");
+        expected -= price;
+        assert_eq!(h.balance("bob").await, expected, "{text}: charged once");
+    }
+    let (media, edits) = h.recorder.seen(|s| (s.media.clone(), s.edits.clone()));
+    assert_eq!(media.len(), cases.len());
+    assert!(media.iter().any(|(mime, _)| mime == "audio/wav"));
+    assert!(media.iter().any(|(mime, _)| mime == "image/gif"));
+    assert!(
+        media[0].1.contains("“a fox”") && media[0].1.contains("balance 99 credits"),
+        "{}",
+        media[0].1
+    );
+    assert!(
+        edits.iter().all(|(_, text)| !text.contains("queued"))
+            || edits.iter().any(|(_, t)| t.contains("done"))
+    );
+    assert!(
+        h.say("bob", "/history")
+            .await
+            .contains("succeeded (1 credits)")
+    );
+}
+
+async fn insufficient_credits_offer_buy_and_hold_nothing(store: Store) {
+    let mut settings = settings();
+    settings.welcome_credits = Credits::new(1);
+    let h = harness(store, settings);
+    let reply = h
+        .service
+        .handle(request("cat", "/imagine a fox --4k", &[]))
+        .await;
+    let error = reply.expect_err("cannot pay");
+    let words = h.service.reply_for_error(&error);
+    assert_eq!(
+        words.text,
+        "This costs 4 credits, and your balance is 1 credit. Buy credits to continue."
+    );
+    assert_eq!(words.buttons[0].action, Action::Buy);
+    assert_eq!(h.drain().await, 0);
+    assert_eq!(h.balance("cat").await, 1);
+    assert!(
+        h.say("cat", "/buy")
+            .await
+            .contains("Payments are not configured")
+    );
+}
+
+async fn costly_operations_are_quoted_and_a_quote_works_once(store: Store) {
+    let mut settings = settings();
+    settings.welcome_credits = Credits::new(12);
+    let h = harness(store, settings);
+    let quote = h
+        .service
+        .handle(request("dan", "/video waves", &[]))
+        .await
+        .expect("quote")
+        .expect("a reply");
+    assert_eq!(
+        quote.text,
+        "A 5-second video costs 10 credits; your balance 12 → 2."
+    );
+    assert_eq!(h.balance("dan").await, 12, "nothing is held for a quote");
+    let Action::Confirm(id) = quote.buttons[0].action else {
+        panic!("{quote:?}")
+    };
+    let confirm = |action| {
+        let mut r = request("dan", "", &[]);
+        r.input = Input::Action(action);
+        r
+    };
+    assert_eq!(h.send(confirm(Action::Confirm(id))).await, "");
+    assert_eq!(h.balance("dan").await, 2);
+    assert!(
+        h.send(confirm(Action::Confirm(id)))
+            .await
+            .contains("already used")
+    );
+    assert!(
+        h.send(confirm(Action::Dismiss(id)))
+            .await
+            .contains("already used")
+    );
+    assert_eq!(h.drain().await, 1);
+    assert_eq!(h.balance("dan").await, 2);
+}
+
+async fn policy_refusals_hold_nothing_and_are_counted(store: Store) {
+    let h = harness(store, settings());
+    for _ in 0..2 {
+        let reply = h.say("eve", "/imagine a beheading scene").await;
+        assert!(
+            reply.contains("§3.3") && reply.contains("No credits were charged"),
+            "{reply}"
+        );
+    }
+    assert_eq!(h.balance("eve").await, 10);
+    let refusals: i64 = sqlx::query_scalar("SELECT policy_refusals FROM users")
+        .fetch_one(&h.service.store().inner.read)
+        .await
+        .expect("count");
+    assert_eq!(refusals, 2);
+}
+
+async fn bad_or_missing_uploads_cost_nothing(store: Store) {
+    let h = harness(store, settings());
+    assert!(h.say("fay", "/enhance").await.contains("with a photo"));
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    h.recorder.seen(|s| {
+        s.files.insert("pdf".into(), b"%PDF-1.4".to_vec());
+        s.files.insert("bomb".into(), bomb);
+    });
+    for file in ["pdf", "bomb", "missing"] {
+        h.send(request("fay", "/enhance", &[file])).await;
+        assert_eq!(h.drain().await, 1);
+        assert_eq!(h.balance("fay").await, 10, "{file}: voided");
+    }
+    let mut big = request("fay", "/enhance", &["huge"]);
+    big.attachments[0].size = Some(25 * 1024 * 1024);
+    assert!(h.send(big).await.contains("the limit is 20 MB"));
+    let edits = h.recorder.seen(|s| s.edits.clone());
+    assert!(
+        edits
+            .iter()
+            .any(|(_, t)| t
+                .contains("failed, no credits taken: That is not a JPEG, PNG or WebP image.")),
+        "{edits:?}"
+    );
+    assert!(
+        edits.iter().any(|(_, t)| t.contains("megapixels")),
+        "{edits:?}"
+    );
+}
+
+async fn a_terms_change_is_told_once(store: Store) {
+    let h = harness(store.clone(), settings());
+    h.say("gus", "/balance").await;
+    let mut newer = settings();
+    newer.terms_version = "2026-12-01".into();
+    let h = harness(store, newer);
+    let first = h.say("gus", "/balance").await;
+    assert!(
+        first.starts_with("Our terms of service changed (version 2026-12-01)"),
+        "{first}"
+    );
+    let second = h.say("gus", "/balance").await;
+    assert!(!second.contains("terms of service changed"), "{second}");
+}
+
+async fn a_result_is_not_charged_until_it_is_delivered(store: Store) {
+    let h = harness(store, settings());
+    h.recorder.seen(|s| s.fail_deliveries = 1);
+    h.say("hal", "/imagine a fox").await;
+    assert_eq!(h.drain().await, 1);
+    let identity: Identity = "console:hal".parse().expect("identity");
+    let user = h
+        .service
+        .store()
+        .find_user(&identity)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    let balance = h
+        .service
+        .store()
+        .account_balance(user.wallet)
+        .await
+        .expect("balance");
+    assert_eq!(
+        (balance.debits_posted.get(), balance.debits_pending.get()),
+        (0, 1),
+        "still held, not charged"
+    );
+    crate::store::execute_unchecked(h.service.store(), "UPDATE jobs SET run_after = $1", 0)
+        .await
+        .expect("due");
+    assert_eq!(h.drain().await, 1);
+    let balance = h
+        .service
+        .store()
+        .account_balance(user.wallet)
+        .await
+        .expect("balance");
+    assert_eq!(
+        (balance.debits_posted.get(), balance.debits_pending.get()),
+        (1, 0),
+        "charged once, after delivery"
+    );
+    assert_eq!(h.recorder.seen(|s| s.media.len()), 1);
+}
+
+async fn cancelling_a_queued_job_gives_the_credits_back(store: Store) {
+    let h = harness(store, settings());
+    h.say("ida", "/imagine a fox --4k").await;
+    assert_eq!(h.balance("ida").await, 6);
+    assert!(h.say("ida", "/cancel").await.contains("cancelled"));
+    assert_eq!(h.balance("ida").await, 10);
+    assert_eq!(h.drain().await, 0);
+    assert!(h.say("ida", "/cancel").await.contains("no job waiting"));
+}
+
+async fn only_the_requester_can_press_their_buttons(store: Store) {
+    let h = harness(store, settings());
+    h.say("jon", "/imagine a fox").await;
+    h.drain().await;
+    let job: i64 = sqlx::query_scalar("SELECT id FROM jobs")
+        .fetch_one(&h.service.store().inner.read)
+        .await
+        .expect("job");
+    let mut press = request("kim", "", &[]);
+    press.input = Input::Action(Action::Regenerate(JobId::from_db(job)));
+    assert!(h.send(press).await.contains("Only the person who asked"));
+    let mut press = request("jon", "", &[]);
+    press.input = Input::Action(Action::Upscale(JobId::from_db(job), Quality::Hd));
+    h.send(press).await;
+    assert_eq!(h.balance("jon").await, 10 - 1 - 2);
+    h.drain().await;
+    let media = h.recorder.seen(|s| s.media.clone());
+    assert!(media[1].1.contains("HD image"), "{media:?}");
+}
+
+#[test]
+fn actions_fit_in_telegram_callback_data_and_round_trip() {
+    for action in [
+        Action::Confirm(i64::MAX),
+        Action::Dismiss(1),
+        Action::Cancel(JobId::from_db(i64::MAX)),
+        Action::Regenerate(JobId::from_db(5)),
+        Action::Upscale(JobId::from_db(5), Quality::Hd),
+        Action::Upscale(JobId::from_db(5), Quality::FourK),
+        Action::Buy,
+    ] {
+        let text = action.encode();
+        assert!(text.len() <= 24, "{text}");
+        assert_eq!(Action::decode(&text), Some(action));
+    }
+    for junk in ["", "x:1", "c:", "c:-4", "c:abc", "q:0"] {
+        assert_eq!(Action::decode(junk), None, "{junk}");
+    }
+}
+
+#[test]
+fn outputs_are_delivered_by_kind() {
+    let output = Output {
+        kind: MediaKind::Audio,
+        mime: "audio/wav",
+        file_name: "x.wav".into(),
+        bytes: vec![1, 2],
+        dimensions: None,
+    };
+    assert!(format!("{output:?}").contains("<2 bytes>"));
+}

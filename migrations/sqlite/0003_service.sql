@@ -1,0 +1,15 @@
+-- What the service façade keeps: quotes awaiting confirmation, where each job's status message
+-- is, and how often a person's requests were refused by the content policy.
+CREATE TABLE quotes (
+    id          INTEGER PRIMARY KEY,
+    user_id     BIGINT NOT NULL REFERENCES users (id),
+    -- The job the quote would enqueue, as JSON.
+    payload     TEXT   NOT NULL,
+    cost        BIGINT NOT NULL CHECK (cost > 0),
+    created_at  BIGINT NOT NULL,
+    -- Set once, when confirmed or cancelled.
+    resolved_at BIGINT
+);
+
+ALTER TABLE jobs ADD COLUMN status_message TEXT;
+ALTER TABLE users ADD COLUMN policy_refusals BIGINT NOT NULL DEFAULT 0;
