@@ -1,4 +1,4 @@
-//! The command line: `imagegpt [serve|migrate|audit]`. Each subcommand is a thin call into the
+//! The command line: `imagegpt [serve|chat|migrate|audit]`. Each subcommand is a thin call into the
 //! library; exit codes: 0 success, 1 failure (or an audit that found problems), 2 bad
 //! configuration.
 
@@ -28,6 +28,15 @@ pub enum Command {
     /// Run the HTTP server, the configured adapters and the job workers (the default).
     #[default]
     Serve,
+    /// Talk to the service in the terminal as console:NAME (media goes to ./data/out/).
+    Chat {
+        /// Who you are: console:NAME.
+        #[arg(long, default_value = "me")]
+        name: String,
+        /// Grant these starting credits (once per name and amount), through a real grant.
+        #[arg(long)]
+        credits: Option<u64>,
+    },
     /// Apply the database migrations to DATABASE_URL.
     Migrate,
     /// Check the ledger of a live database; exits 1 with a report when it is wrong.
@@ -38,6 +47,9 @@ pub enum Command {
 pub async fn run(command: Command, config: Config) -> ExitCode {
     let result = match command {
         Command::Serve => serve(config).await,
+        Command::Chat { name, credits } => crate::chat::run(config, &name, credits)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await,
         Command::Audit => audit(config).await,
     };

@@ -7,9 +7,12 @@ use std::{net::SocketAddr, path::Path};
 use bot_core::{
     DatabaseConfig, Identity,
     command::CommandLimits,
+    jobs::JobLimits,
+    media::MediaLimits,
     policy::{ContentPolicy, PolicyConfig},
     pricing::PricingConfig,
     providers::ProvidersConfig,
+    service::worker::WorkerConfig,
     store::Backend,
 };
 use discord::DiscordConfig;
@@ -39,6 +42,9 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub commands: CommandLimits,
     pub policy: PolicyConfig,
+    pub jobs: JobLimits,
+    pub media: MediaLimits,
+    pub workers: WorkerConfig,
     pub admin: AdminConfig,
     pub terms: TermsConfig,
     pub log: LogConfig,

@@ -13,6 +13,13 @@ use crate::{
     config::Config,
     http::{self, AppState},
 };
+use bot_core::{
+    Credits,
+    policy::ContentPolicy,
+    providers::{Provider, local::LocalProvider},
+    service::{Service, Settings, worker::Worker},
+};
+use std::sync::Arc;
 
 /// A built application: database open and migrated, listener bound.
 #[derive(Debug)]
@@ -95,4 +102,49 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The service's settings, from the configuration.
+///
+/// # Errors
+///
+/// When the content policy does not compile (checked at load, so only after an edit).
+pub fn service_settings(config: &Config) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        pricing: config.pricing.clone(),
+        commands: config.commands.clone(),
+        policy: ContentPolicy::new(&config.policy).map_err(anyhow::Error::msg)?,
+        jobs: config.jobs,
+        media: config.media,
+        welcome_credits: Credits::new(config.welcome_credits),
+        terms_version: config.terms.version.clone(),
+        local_preview: true,
+    })
+}
+
+/// The providers in the order they are tried. The offline local provider is always last, so
+/// that the bot works with no keys at all.
+pub fn providers(config: &Config) -> Arc<Vec<Arc<dyn Provider>>> {
+    Arc::new(vec![Arc::new(LocalProvider::new(config.media))])
+}
+
+/// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.
+pub fn spawn_workers(
+    config: &Config,
+    service: Arc<Service>,
+    instance: &str,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let providers = providers(config);
+    (0..config.workers.count.max(1))
+        .map(|n| {
+            let worker = Worker::new(
+                service.clone(),
+                providers.clone(),
+                config.workers,
+                format!("{instance}-{}-{n}", std::process::id()),
+            );
+            tokio::spawn(worker.run(shutdown.clone()))
+        })
+        .collect()
 }

@@ -351,6 +351,20 @@ impl Store {
         .await
     }
 
+    /// How many of a person's jobs are queued or running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn open_jobs(&self, user: UserId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(user.get())
+        .fetch_one(&self.inner.read)
+        .await?)
+    }
+
     /// A job by id.
     ///
     /// # Errors
