@@ -113,6 +113,42 @@ impl Messenger for Recorder {
     }
 }
 
+/// A provider that never finishes, standing for a worker stuck mid-job.
+#[derive(Debug)]
+struct Stuck;
+
+impl Provider for Stuck {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+    fn supports(&self, _: Operation) -> bool {
+        true
+    }
+    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// A provider that refuses every request, as a real one does for "no face found".
+#[derive(Debug)]
+struct Refuses;
+
+impl Provider for Refuses {
+    fn name(&self) -> &'static str {
+        "refuses"
+    }
+    fn supports(&self, _: Operation) -> bool {
+        true
+    }
+    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+        Box::pin(async {
+            Err(crate::providers::ProviderError::Refused(
+                "No face found in the photo.".into(),
+            ))
+        })
+    }
+}
+
 /// A provider that is always down, to prove fall-through.
 #[derive(Debug)]
 struct Down;
@@ -259,6 +295,8 @@ on_every_backend!(
     a_result_is_not_charged_until_it_is_delivered,
     cancelling_a_queued_job_gives_the_credits_back,
     only_the_requester_can_press_their_buttons,
+    a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once,
+    a_refusal_ends_the_job_without_trying_other_providers,
 );
 
 async fn start_welcomes_once_with_the_welcome_grant_and_records_the_terms(store: Store) {
@@ -547,6 +585,99 @@ async fn only_the_requester_can_press_their_buttons(store: Store) {
     h.drain().await;
     let media = h.recorder.seen(|s| s.media.clone());
     assert!(media[1].1.contains("HD image"), "{media:?}");
+}
+
+async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(store: Store) {
+    let h = harness(store, settings());
+    h.say("kit", "/imagine a fox").await;
+    let stuck = Worker::new(
+        h.service.clone(),
+        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        WorkerConfig {
+            lease_seconds: 1,
+            ..WorkerConfig::default()
+        },
+        "doomed".into(),
+    );
+    let lease = h
+        .service
+        .store()
+        .claim(
+            "doomed",
+            std::time::Duration::from_millis(300),
+            &h.service.settings().jobs,
+        )
+        .await
+        .expect("claim")
+        .expect("a job");
+    let running = tokio::spawn(async move { stuck.work(lease).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    running.abort();
+    let _ = running.await;
+    assert_eq!(h.drain().await, 0, "the lease has not expired yet");
+    // Past the killed worker's first renewal (every second): it must not renew any more.
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert_eq!(h.drain().await, 1, "another worker takes the expired lease");
+    assert_eq!(h.drain().await, 0);
+    assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
+    let identity: Identity = "console:kit".parse().expect("identity");
+    let user = h
+        .service
+        .store()
+        .find_user(&identity)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    let balance = h
+        .service
+        .store()
+        .account_balance(user.wallet)
+        .await
+        .expect("balance");
+    assert_eq!(
+        (balance.debits_posted.get(), balance.debits_pending.get()),
+        (1, 0),
+        "posted once"
+    );
+}
+
+async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
+    let h = harness(store, settings());
+    let refusing = Worker::new(
+        h.service.clone(),
+        Arc::new(vec![
+            Arc::new(Refuses) as Arc<dyn Provider>,
+            Arc::new(LocalProvider::default()),
+        ]),
+        WorkerConfig::default(),
+        "w".into(),
+    );
+    h.say("lea", "/imagine a fox").await;
+    let lease = h
+        .service
+        .store()
+        .claim(
+            "w",
+            std::time::Duration::from_secs(30),
+            &h.service.settings().jobs,
+        )
+        .await
+        .expect("claim")
+        .expect("a job");
+    refusing.work(lease).await;
+    assert_eq!(
+        h.recorder.seen(|s| s.media.len()),
+        0,
+        "the local provider was not asked"
+    );
+    let edits = h.recorder.seen(|s| s.edits.clone());
+    assert!(
+        edits
+            .iter()
+            .any(|(_, t)| t.contains("failed, no credits taken: No face found in the photo.")),
+        "{edits:?}"
+    );
+    assert_eq!(h.balance("lea").await, 10);
 }
 
 #[test]

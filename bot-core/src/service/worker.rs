@@ -123,17 +123,19 @@ impl Worker {
         // Renew the lease while working; a lost lease (we were too slow and another worker took
         // the job) or a cancellation stops the work.
         let stop = CancellationToken::new();
-        let renewing = tokio::spawn(renew(
+        // Dropped with this future: a worker that is killed stops renewing, so its lease expires
+        // and another worker takes the job.
+        let renewing = AbortOnDrop(tokio::spawn(renew(
             self.service.clone(),
             lease.clone(),
             self.config,
             stop.clone(),
-        ));
+        )));
         let outcome = tokio::select! {
             outcome = self.attempt(&job, &spec) => outcome,
             () = stop.cancelled() => Outcome::Failed(String::new()),
         };
-        renewing.abort();
+        drop(renewing);
         let store = self.service.store();
         let ended = match outcome {
             Outcome::Delivered => store.succeed(&lease).await,
@@ -327,6 +329,15 @@ async fn deliver(
         // The hold stays until delivery works: the job is retried, not charged.
         Err(DeliveryError::Retry(why)) => Outcome::Retry(format!("delivery: {why}")),
         Err(error) => Outcome::Failed(format!("the result could not be delivered: {error}")),
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

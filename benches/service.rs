@@ -1,0 +1,244 @@
+//! Requests through `Service::handle`: `/balance` per second, and `/imagine` enqueues per second
+//! with the p99 latency of one enqueue, at 8 concurrent people, while workers drain the queue
+//! with an instant provider. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
+//!
+//! `cargo bench --bench service [-- --seconds N]`
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bot_core::{
+    Backend, Credits, Platform,
+    command::CommandLimits,
+    jobs::JobLimits,
+    ledger::{SystemAccount, TransferKind, TransferRequest},
+    media::{MediaKind, MediaLimits, Output},
+    policy::{ContentPolicy, PolicyConfig},
+    pricing::{Operation, PricingConfig},
+    providers::{GenerationRequest, Provider, ProviderFuture},
+    service::{
+        Attachment, Button, ChatKind, ChatRef, Input, MessageRef, Messenger, MessengerFuture,
+        Request, Service, Settings,
+        worker::{Worker, WorkerConfig},
+    },
+    store::testing::TestDb,
+};
+use tokio_util::sync::CancellationToken;
+
+const PEOPLE: usize = 8;
+
+/// The chat platform, answering at once.
+#[derive(Debug)]
+struct Instant_;
+
+impl Messenger for Instant_ {
+    fn platform(&self) -> Platform {
+        Platform::Console
+    }
+    fn send_text<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        _: Option<&'a str>,
+        _: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            Ok(MessageRef {
+                chat: chat.clone(),
+                id: "1".into(),
+            })
+        })
+    }
+    fn edit_text<'a>(
+        &'a self,
+        _: &'a MessageRef,
+        _: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn send_media<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        _: Option<&'a str>,
+        _: &'a Output,
+        _: &'a str,
+        _: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            Ok(MessageRef {
+                chat: chat.clone(),
+                id: "2".into(),
+            })
+        })
+    }
+    fn fetch<'a>(&'a self, _: &'a Attachment, _: usize) -> MessengerFuture<'a, Vec<u8>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// A provider that answers at once.
+#[derive(Debug)]
+struct InstantProvider;
+
+impl Provider for InstantProvider {
+    fn name(&self) -> &'static str {
+        "instant"
+    }
+    fn supports(&self, _: Operation) -> bool {
+        true
+    }
+    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+        Box::pin(async {
+            Ok(Output {
+                kind: MediaKind::Image,
+                mime: "image/png",
+                file_name: "x.png".into(),
+                bytes: vec![0; 16],
+                dimensions: Some((1, 1)),
+            })
+        })
+    }
+}
+
+fn main() {
+    let seconds = std::env::args()
+        .skip_while(|arg| arg != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("service benchmark: {PEOPLE} concurrent people, {seconds} s per row");
+    println!(
+        "{:<10} {:<10} {:>12} {:>10} {:>10}",
+        "backend", "command", "requests/s", "p50 ms", "p99 ms"
+    );
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for command in ["/balance", "/imagine a fox"] {
+            if !runtime.block_on(run(backend, command, Duration::from_secs(seconds))) {
+                break;
+            }
+        }
+    }
+}
+
+async fn run(backend: Backend, command: &str, duration: Duration) -> bool {
+    let Some(db) = TestDb::with_connections(backend, "service benchmark", 16).await else {
+        return false;
+    };
+    let settings = Settings {
+        pricing: PricingConfig::default(),
+        commands: CommandLimits::default(),
+        policy: ContentPolicy::new(&PolicyConfig::default()).expect("policy"),
+        jobs: JobLimits {
+            max_queued_per_person: u32::MAX,
+            max_running_per_person: 4,
+            ..JobLimits::default()
+        },
+        media: MediaLimits::default(),
+        welcome_credits: Credits::ZERO,
+        terms_version: "2026-04-06".into(),
+        local_preview: false,
+    };
+    let store = db.store().clone();
+    let service = Arc::new(Service::new(
+        store.clone(),
+        settings,
+        vec![Arc::new(Instant_)],
+    ));
+    for person in 0..PEOPLE {
+        let identity = format!("console:bench{person}").parse().expect("identity");
+        let user = store.contact(&identity).await.expect("person").user;
+        store
+            .transfer(&TransferRequest {
+                key: format!("grant:{person}"),
+                debit: store.account(SystemAccount::Grants),
+                credit: user.wallet,
+                amount: Credits::new(1_000_000_000),
+                kind: TransferKind::Grant,
+                memo: None,
+            })
+            .await
+            .expect("grant");
+    }
+    let shutdown = CancellationToken::new();
+    let providers: Arc<Vec<Arc<dyn Provider>>> = Arc::new(vec![Arc::new(InstantProvider)]);
+    let workers: Vec<_> = (0..2)
+        .map(|n| {
+            let config = WorkerConfig {
+                poll_ms: 5,
+                ..WorkerConfig::default()
+            };
+            tokio::spawn(
+                Worker::new(service.clone(), providers.clone(), config, format!("w{n}"))
+                    .run(shutdown.clone()),
+            )
+        })
+        .collect();
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PEOPLE)
+        .map(|person| {
+            let (service, counter, command) =
+                (service.clone(), counter.clone(), command.to_string());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let request = Request {
+                        identity: format!("console:bench{person}").parse().expect("identity"),
+                        name: format!("bench{person}"),
+                        chat: ChatRef {
+                            platform: Platform::Console,
+                            id: person.to_string(),
+                            kind: ChatKind::Private,
+                        },
+                        message_id: None,
+                        key: format!("bench:{n}"),
+                        input: Input::Text(command.clone()),
+                        attachments: Vec::new(),
+                    };
+                    let at = Instant::now();
+                    service.handle(request).await.expect("handled");
+                    latencies.push(at.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    latencies.sort();
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1000.0
+    };
+    println!(
+        "{:<10} {:<10} {:>12.0} {:>10.2} {:>10.2}",
+        backend.name(),
+        command.split(' ').next().unwrap_or(command),
+        latencies.len() as f64 / elapsed,
+        at(0.50),
+        at(0.99)
+    );
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+    store.close().await;
+    true
+}
