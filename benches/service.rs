@@ -2,7 +2,7 @@
 //! with the p99 latency of one enqueue, at 8 concurrent people, while workers drain the queue
 //! with an instant provider. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
 //!
-//! `cargo bench --bench service [-- --seconds N]`
+//! `cargo bench --bench service [-- --seconds N --workers N]`
 
 use std::{
     sync::{
@@ -107,30 +107,37 @@ impl Provider for InstantProvider {
 }
 
 fn main() {
-    let seconds = std::env::args()
-        .skip_while(|arg| arg != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5u64);
+    let option = |name: &str, default: u64| {
+        std::env::args()
+            .skip_while(|arg| arg != name)
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = option("--seconds", 5);
+    let workers = option("--workers", 2) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    println!("service benchmark: {PEOPLE} concurrent people, {seconds} s per row");
+    println!(
+        "service benchmark: {PEOPLE} concurrent people, {workers} workers with an instant \
+         provider, {seconds} s per row"
+    );
     println!(
         "{:<10} {:<10} {:>12} {:>10} {:>10}",
         "backend", "command", "requests/s", "p50 ms", "p99 ms"
     );
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for command in ["/balance", "/imagine a fox"] {
-            if !runtime.block_on(run(backend, command, Duration::from_secs(seconds))) {
+            if !runtime.block_on(run(backend, command, Duration::from_secs(seconds), workers)) {
                 break;
             }
         }
     }
 }
 
-async fn run(backend: Backend, command: &str, duration: Duration) -> bool {
+async fn run(backend: Backend, command: &str, duration: Duration, workers: usize) -> bool {
     let Some(db) = TestDb::with_connections(backend, "service benchmark", 16).await else {
         return false;
     };
@@ -171,7 +178,7 @@ async fn run(backend: Backend, command: &str, duration: Duration) -> bool {
     }
     let shutdown = CancellationToken::new();
     let providers: Arc<Vec<Arc<dyn Provider>>> = Arc::new(vec![Arc::new(InstantProvider)]);
-    let workers: Vec<_> = (0..2)
+    let workers: Vec<_> = (0..workers)
         .map(|n| {
             let config = WorkerConfig {
                 poll_ms: 5,

@@ -387,21 +387,51 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn queue_position(&self, id: JobId) -> Result<u64> {
-        // The same order `claim` uses: a job's turn is its place in its owner's line plus the
-        // jobs they already have running.
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM (SELECT id, \
-               ROW_NUMBER() OVER (ORDER BY turn, id) - 1 AS position \
-             FROM (SELECT q.id, ROW_NUMBER() OVER (PARTITION BY q.user_id ORDER BY q.id) \
-                     + (SELECT COUNT(*) FROM jobs r \
-                        WHERE r.user_id = q.user_id AND r.state = 'running') AS turn \
-                   FROM jobs q WHERE q.state = 'queued') queued) ranked \
-             WHERE id = $1",
+        // The order `claim` uses: a job's turn is its place in its owner's line plus the jobs
+        // they have running. Everyone else's jobs with an earlier turn come first; a tie is
+        // broken by age, judged (exactly for first turns) by the age of their oldest job.
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT j.user_id, \
+               (SELECT COUNT(*) FROM jobs q WHERE q.user_id = j.user_id AND q.state = 'queued' \
+                  AND q.id <= j.id) \
+               + (SELECT COUNT(*) FROM jobs r WHERE r.user_id = j.user_id AND r.state = 'running') \
+             FROM jobs j WHERE j.id = $1 AND j.state = 'queued'",
         )
         .bind(id.get())
         .fetch_optional(&self.inner.read)
         .await?;
-        Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+        let Some((owner, turn)) = row else {
+            return Ok(0);
+        };
+        let position: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM( \
+               CASE WHEN user_id = $1 THEN 0 \
+                    WHEN $2 - running - 1 <= 0 THEN 0 \
+                    WHEN $2 - running - 1 < queued THEN $2 - running - 1 \
+                    ELSE queued END \
+               + CASE WHEN user_id <> $1 AND $2 - running >= 1 AND $2 - running <= queued \
+                       AND head < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM (SELECT user_id, \
+                     SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
+                     SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
+                     MIN(CASE WHEN state = 'queued' THEN id END) AS head \
+                   FROM jobs WHERE state IN ('queued', 'running') GROUP BY user_id) people",
+        )
+        .bind(owner)
+        .bind(turn)
+        .bind(id.get())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        // The owner's own jobs ahead of this one are its place in their line, less one.
+        let own_ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued' AND id < $2",
+        )
+        .bind(owner)
+        .bind(id.get())
+        .fetch_one(&self.inner.read)
+        .await?;
+        let others_ahead = position.unwrap_or(0);
+        Ok(u64::try_from(others_ahead + own_ahead).unwrap_or(0))
     }
 
     async fn finish(&self, lease: &Lease, to: JobState, failure: Option<String>) -> Result<Job> {
@@ -508,19 +538,19 @@ async fn claim_next(
     // Claimable: queued and due, or running with an expired lease. People take turns: a job's
     // turn is its place in its owner's line plus the jobs they already have running, so
     // everyone's first job comes before anyone's second; people at their running cap wait.
+    // Only each person's oldest due job can be next for them, so candidates are the heads of
+    // people's lines (one index scan) plus jobs whose lease expired; heads of people with fewer
+    // jobs running come first.
     let candidates = "SELECT id FROM ( \
-           SELECT j.id, running.count AS running, \
-             running.count + ROW_NUMBER() OVER (PARTITION BY j.user_id ORDER BY j.id) AS turn \
-           FROM jobs j \
-           JOIN (SELECT u.user_id, \
-                   (SELECT COUNT(*) FROM jobs r WHERE r.user_id = u.user_id \
-                    AND r.state = 'running' AND r.lease_expires_at >= $1) AS count \
-                 FROM (SELECT DISTINCT user_id FROM jobs \
-                       WHERE state IN ('queued', 'running')) u) running \
-             ON running.user_id = j.user_id \
-           WHERE (j.state = 'queued' AND j.run_after <= $1) \
-              OR (j.state = 'running' AND j.lease_expires_at < $1) \
-         ) ranked WHERE running < $2 ORDER BY turn, id LIMIT 8";
+           SELECT heads.id, COALESCE(busy.running, 0) AS running \
+           FROM (SELECT user_id, MIN(id) AS id FROM jobs \
+                 WHERE state = 'queued' AND run_after <= $1 GROUP BY user_id) heads \
+           LEFT JOIN (SELECT user_id, COUNT(*) AS running FROM jobs \
+                      WHERE state = 'running' AND lease_expires_at >= $1 GROUP BY user_id) busy \
+             ON busy.user_id = heads.user_id \
+           UNION ALL \
+           SELECT id, 0 FROM jobs WHERE state = 'running' AND lease_expires_at < $1 \
+         ) candidates WHERE running < $2 ORDER BY running, id LIMIT 8";
     let ids: Vec<i64> = sqlx::query_scalar(candidates)
         .bind(now)
         .bind(i64::from(max_running))

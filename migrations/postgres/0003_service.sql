@@ -13,3 +13,6 @@ CREATE TABLE quotes (
 
 ALTER TABLE jobs ADD COLUMN status_message TEXT;
 ALTER TABLE users ADD COLUMN policy_refusals BIGINT NOT NULL DEFAULT 0;
+
+-- Claims look at the head of each person's line.
+CREATE INDEX jobs_lines ON jobs (state, user_id, id);
