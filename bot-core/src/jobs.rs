@@ -361,7 +361,7 @@ impl Store {
             "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running')",
         )
         .bind(user.get())
-        .fetch_one(&self.inner.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?)
     }
 
@@ -374,7 +374,7 @@ impl Store {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
             .bind(id.get())
-            .fetch_optional(&self.inner.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?
             .map(job_from_row)
             .transpose()?
@@ -398,7 +398,7 @@ impl Store {
              FROM jobs j WHERE j.id = $1 AND j.state = 'queued'",
         )
         .bind(id.get())
-        .fetch_optional(&self.inner.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         let Some((owner, turn)) = row else {
             return Ok(0);
@@ -420,7 +420,7 @@ impl Store {
         .bind(owner)
         .bind(turn)
         .bind(id.get())
-        .fetch_optional(&self.inner.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         // The owner's own jobs ahead of this one are its place in their line, less one.
         let own_ahead: i64 = sqlx::query_scalar(
@@ -428,7 +428,7 @@ impl Store {
         )
         .bind(owner)
         .bind(id.get())
-        .fetch_one(&self.inner.read)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         let others_ahead = position.unwrap_or(0);
         Ok(u64::try_from(others_ahead + own_ahead).unwrap_or(0))

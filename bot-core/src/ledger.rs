@@ -298,7 +298,7 @@ impl Store {
         let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
         sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
             .bind(key)
-            .fetch_optional(&self.inner.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?
             .map(transfer_from_row)
             .transpose()
@@ -315,7 +315,7 @@ impl Store {
              FROM accounts WHERE id = $1",
         )
         .bind(account.get())
-        .fetch_optional(&self.inner.read)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         let (kind, mut dp, mut cp, mut dq, mut cq) = row.ok_or(Error::UnknownAccount(account))?;
         if kind == "system" {
@@ -329,7 +329,7 @@ impl Store {
                  FROM transfers WHERE debit_account_id = $1 OR credit_account_id = $1",
             )
             .bind(account.get())
-            .fetch_one(&self.inner.read)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         }
         Ok(AccountBalance {
@@ -351,7 +351,7 @@ impl Store {
              WHERE account_id = $1 ORDER BY id",
         )
         .bind(wallet.get())
-        .fetch_all(&self.inner.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.into_iter()
             .map(|(id, transfer, credits, remaining, created_at)| {

@@ -99,7 +99,7 @@ impl Store {
         let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(identity.platform().as_str())
             .bind(identity.external_id())
-            .fetch_optional(&self.inner.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(user_from_row))
     }
@@ -113,7 +113,7 @@ impl Store {
         let sql = format!("{USER_SELECT} WHERE u.id = $1");
         let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.get())
-            .fetch_optional(&self.inner.read)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.map(user_from_row)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("person {id} does not exist")))
@@ -130,7 +130,7 @@ impl Store {
              ORDER BY created_at, platform",
         )
         .bind(user.get())
-        .fetch_all(&self.inner.read)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.into_iter()
             .map(|(platform, id)| Identity::new(platform.parse()?, id))
@@ -353,7 +353,7 @@ mod tests {
 
     async fn store_count(store: &Store, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
-            .fetch_one(&store.inner.read)
+            .fetch_one(&mut *store.reader().await.expect("reader"))
             .await
             .expect("count")
     }

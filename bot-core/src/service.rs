@@ -574,7 +574,7 @@ impl Service {
         let text: Option<Option<String>> =
             sqlx::query_scalar("SELECT status_message FROM jobs WHERE id = $1")
                 .bind(job.get())
-                .fetch_optional(&self.store.inner.read)
+                .fetch_optional(&mut *self.store.reader().await?)
                 .await?;
         Ok(text
             .flatten()
@@ -657,7 +657,7 @@ impl Service {
                      ORDER BY id DESC LIMIT 1",
                 )
                 .bind(user.id.get())
-                .fetch_optional(&self.store.inner.read)
+                .fetch_optional(&mut *self.store.reader().await?)
                 .await?;
                 match newest {
                     Some(id) => JobId::from_db(id),
@@ -777,7 +777,7 @@ impl Service {
              JOIN transfers t ON t.id = j.hold_id WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT 10",
         )
         .bind(user.id.get())
-        .fetch_all(&self.store.inner.read)
+        .fetch_all(&mut *self.store.reader().await?)
         .await?;
         if rows.is_empty() {
             return Ok("No generations yet. Try /imagine.".into());

@@ -7,7 +7,16 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
-use std::{future::Future, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -17,7 +26,7 @@ use sqlx::{
     error::ErrorKind,
     migrate::{Migration, MigrationType, Migrator},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
 use crate::{AccountId, Error, Result, ledger::SystemAccount};
 
@@ -109,8 +118,8 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     /// Where write transactions run.
     pub(crate) writer: Writer,
-    /// Reads outside transactions; on PostgreSQL also the writers' pool.
-    pub(crate) read: AnyPool,
+    /// Reads outside transactions; on PostgreSQL the writers' pool.
+    pub(crate) readers: Readers,
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
 }
 
@@ -163,7 +172,7 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig, migrations: Migrations) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(&config.url)?;
-        let (writer, read) = match backend {
+        let (writer, readers) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&config.url)?;
                 let pragmas = format!(
@@ -180,21 +189,23 @@ impl Store {
                     .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
                     .await?;
                 prepare_schema(backend, migrations, &mut writer).await?;
-                let read = AnyPoolOptions::new()
-                    .max_connections(config.max_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(move |conn, _| {
-                        let pragmas = pragmas.clone();
-                        Box::pin(async move {
-                            conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas)))
-                                .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await
-                    .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                (Writer::Sqlite(WriterHandle::start(writer)), read)
+                let mut readers = Vec::new();
+                for _ in 0..config.max_connections.max(1) {
+                    let mut reader = AnyConnection::connect(&url)
+                        .await
+                        .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
+                    reader
+                        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
+                        .await?;
+                    readers.push(Mutex::new(Some(reader)));
+                }
+                (
+                    Writer::Sqlite(WriterHandle::start(writer)),
+                    Readers::Sqlite {
+                        connections: readers,
+                        next: AtomicUsize::new(0),
+                    },
+                )
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -206,15 +217,15 @@ impl Store {
                         format!("connecting to PostgreSQL at {}", redact(&config.url))
                     })?;
                 prepare_schema(backend, migrations, &mut *pool.acquire().await?).await?;
-                (Writer::Postgres(pool.clone()), pool)
+                (Writer::Postgres(pool.clone()), Readers::Postgres(pool))
             }
         };
-        let system = load_system_accounts(&read).await?;
+        let system = load_system_accounts(&mut *readers.acquire().await?).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 writer,
-                read,
+                readers,
                 system,
             }),
         })
@@ -228,7 +239,7 @@ impl Store {
     /// True when the database answers and every migration this binary knows is applied.
     pub async fn is_ready(&self) -> bool {
         let migrator = migrator(self.inner.backend);
-        let Ok(mut conn) = self.inner.read.acquire().await else {
+        let Ok(mut conn) = self.reader().await else {
             return false;
         };
         matches!(pending_migrations(&migrator, &mut conn).await, Ok(0))
@@ -237,11 +248,16 @@ impl Store {
     /// Closes every connection; waits for those in use to be returned.
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        self.inner.read.close().await;
+        self.inner.readers.close().await;
     }
 
     pub(crate) fn system_account(&self, account: SystemAccount) -> AccountId {
         self.inner.system[account as usize]
+    }
+
+    /// A connection for reads outside any write.
+    pub(crate) async fn reader(&self) -> Result<ReadConnection<'_>> {
+        self.inner.readers.acquire().await
     }
 
     /// Runs `op` on a connection that may write: on SQLite the one writer (see [`Writer`]), on
@@ -290,6 +306,81 @@ pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i6
             })
         })
         .await
+}
+
+/// Where reads run. SQLite readers are held open here rather than in a pool, for the same
+/// reason as its writer: the pool pings a connection on every release, which on SQLite is a
+/// round trip to the connection's thread, as costly as the read itself.
+#[derive(Debug)]
+pub(crate) enum Readers {
+    Sqlite {
+        /// `None` once the store is closed.
+        connections: Vec<Mutex<Option<AnyConnection>>>,
+        next: AtomicUsize,
+    },
+    Postgres(AnyPool),
+}
+
+impl Readers {
+    async fn acquire(&self) -> Result<ReadConnection<'_>> {
+        match self {
+            Readers::Sqlite { connections, next } => {
+                let free = connections.iter().find_map(|c| c.try_lock().ok());
+                let guard = match free {
+                    Some(guard) => guard,
+                    None => {
+                        let at = next.fetch_add(1, Ordering::Relaxed) % connections.len().max(1);
+                        connections[at].lock().await
+                    }
+                };
+                if guard.is_none() {
+                    return Err(Error::Internal(anyhow::anyhow!("the store is closed")));
+                }
+                Ok(ReadConnection::Held(guard))
+            }
+            Readers::Postgres(pool) => Ok(ReadConnection::Pooled(pool.acquire().await?)),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Readers::Sqlite { connections, .. } => {
+                for connection in connections {
+                    if let Some(connection) = connection.lock().await.take() {
+                        let _ = connection.close().await;
+                    }
+                }
+            }
+            Readers::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// A connection to read on; dereferences to [`AnyConnection`].
+pub(crate) enum ReadConnection<'a> {
+    /// Always `Some`: checked when acquired.
+    Held(MutexGuard<'a, Option<AnyConnection>>),
+    Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl std::ops::Deref for ReadConnection<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            ReadConnection::Held(guard) => guard.as_ref().unwrap_or_else(|| unreachable!()),
+            ReadConnection::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConnection::Held(guard) => guard.as_mut().unwrap_or_else(|| unreachable!()),
+            ReadConnection::Pooled(connection) => connection,
+        }
+    }
 }
 
 /// A boxed future borrowing a connection; what write operations return.
@@ -618,10 +709,12 @@ async fn pending_migrations(migrator: &Migrator, conn: &mut AnyConnection) -> Re
         .count())
 }
 
-async fn load_system_accounts(pool: &AnyPool) -> Result<[AccountId; SystemAccount::ALL.len()]> {
+async fn load_system_accounts(
+    conn: &mut AnyConnection,
+) -> Result<[AccountId; SystemAccount::ALL.len()]> {
     let rows: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, code FROM accounts WHERE kind = 'system'")
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?;
     let mut ids = [AccountId::from_db(0); SystemAccount::ALL.len()];
     for account in SystemAccount::ALL {

@@ -114,7 +114,7 @@ impl Store {
     ///
     /// [`crate::Error::Internal`] when the database fails; broken rules are in the report.
     pub async fn audit(&self) -> Result<AuditReport> {
-        let pool = &self.inner.read;
+        let mut conn = self.reader().await?;
         let mut report = AuditReport::default();
         let mut problems = Problems {
             lines: Vec::new(),
@@ -125,7 +125,7 @@ impl Store {
             "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts ORDER BY id",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
 
         let mut from_transfers: HashMap<i64, Totals> = HashMap::new();
@@ -133,7 +133,7 @@ impl Store {
             "SELECT debit_account_id, state, CAST(SUM(amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
              FROM transfers GROUP BY debit_account_id, state",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         for (account, state, sum, count) in debit_sums {
             report.transfers += u64::try_from(count).unwrap_or_default();
@@ -148,7 +148,7 @@ impl Store {
             "SELECT credit_account_id, state, CAST(SUM(amount) AS BIGINT) \
              FROM transfers GROUP BY credit_account_id, state",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         for (account, state, sum) in credit_sums {
             let totals = from_transfers.entry(account).or_default();
@@ -236,7 +236,7 @@ impl Store {
         problems: &mut Problems,
         available: &HashMap<i64, i128>,
     ) -> Result<()> {
-        let pool = &self.inner.read;
+        let mut conn = self.reader().await?;
         let lots: Vec<LotRow> = sqlx::query_as(
             "SELECT l.id, l.account_id, l.transfer_id, l.credits, l.remaining, \
                COALESCE(c.consumed, 0), t.credit_account_id, t.amount, t.state \
@@ -245,7 +245,7 @@ impl Store {
                         FROM lot_consumptions GROUP BY lot_id) c ON c.lot_id = l.id \
              ORDER BY l.id",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         report.lots = lots.len();
         let mut remaining_by_wallet: HashMap<i64, i128> = HashMap::new();
@@ -297,7 +297,7 @@ impl Store {
                         FROM lot_consumptions GROUP BY transfer_id) c ON c.transfer_id = t.id \
              WHERE a.kind = 'wallet' ORDER BY t.id",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
         for (transfer, amount, state, drawn) in spending {
             let expected = if state == "voided" { 0 } else { amount };

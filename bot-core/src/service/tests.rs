@@ -462,7 +462,7 @@ async fn policy_refusals_hold_nothing_and_are_counted(store: Store) {
     }
     assert_eq!(h.balance("eve").await, 10);
     let refusals: i64 = sqlx::query_scalar("SELECT policy_refusals FROM users")
-        .fetch_one(&h.service.store().inner.read)
+        .fetch_one(&mut *h.service.store().reader().await.expect("reader"))
         .await
         .expect("count");
     assert_eq!(refusals, 2);
@@ -572,7 +572,7 @@ async fn only_the_requester_can_press_their_buttons(store: Store) {
     h.say("jon", "/imagine a fox").await;
     h.drain().await;
     let job: i64 = sqlx::query_scalar("SELECT id FROM jobs")
-        .fetch_one(&h.service.store().inner.read)
+        .fetch_one(&mut *h.service.store().reader().await.expect("reader"))
         .await
         .expect("job");
     let mut press = request("kim", "", &[]);

@@ -34,7 +34,7 @@ impl TestDb {
     /// A fresh database of the given backend; `None` for PostgreSQL when `TEST_POSTGRES_URL` is
     /// not set (a line on stderr says the test was skipped).
     pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
-        TestDb::with_connections(backend, test, 8).await
+        TestDb::with_connections(backend, test, 3).await
     }
 
     /// As [`TestDb::new`], with a pool of `connections` (benchmarks size it to their tasks).
@@ -55,7 +55,7 @@ impl TestDb {
     ///
     /// When the folder or the database cannot be created.
     pub async fn sqlite() -> TestDb {
-        TestDb::sqlite_with(8).await
+        TestDb::sqlite_with(3).await
     }
 
     async fn sqlite_with(connections: u32) -> TestDb {
@@ -75,7 +75,7 @@ impl TestDb {
     ///
     /// When the variable is set but the server refuses to create the database.
     pub async fn postgres(test: &str) -> Option<TestDb> {
-        TestDb::postgres_with(test, 8).await
+        TestDb::postgres_with(test, 3).await
     }
 
     async fn postgres_with(test: &str, connections: u32) -> Option<TestDb> {
