@@ -15,10 +15,10 @@ use std::{
 };
 
 use bot_core::{
-    Backend, Identity,
+    Backend,
     ledger::{SystemAccount, TransferKind, TransferRequest},
     money::Credits,
-    store::testing::{TEST_POSTGRES_URL, TestDb},
+    store::testing::{TEST_POSTGRES_URL, TestDb, person},
 };
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -109,19 +109,7 @@ async fn pairs_per_second(
     let store = db.store().clone();
     let mut wallets = Vec::new();
     for task in 0..tasks {
-        let identity: Identity = format!("console:bench{task}").parse().expect("identity");
-        let user = store.contact(&identity).await.expect("person").user;
-        store
-            .transfer(&TransferRequest {
-                key: format!("grant:{task}"),
-                debit: store.account(SystemAccount::Grants),
-                credit: user.wallet,
-                amount: Credits::new(1_000_000_000),
-                kind: TransferKind::Grant,
-                memo: None,
-            })
-            .await
-            .expect("grant");
+        let user = person(&store, &format!("bench{task}"), 1_000_000_000).await;
         wallets.push(user.wallet);
     }
     let done = Arc::new(AtomicU64::new(0));

@@ -16,7 +16,6 @@ use bot_core::{
     Backend, Credits, Platform,
     command::CommandLimits,
     jobs::JobLimits,
-    ledger::{SystemAccount, TransferKind, TransferRequest},
     media::{MediaKind, MediaLimits, Output},
     policy::{ContentPolicy, PolicyConfig},
     pricing::{Operation, PricingConfig},
@@ -26,7 +25,7 @@ use bot_core::{
         Request, Service, Settings,
         worker::{Worker, WorkerConfig},
     },
-    store::testing::TestDb,
+    store::testing::{TestDb, person},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -161,20 +160,8 @@ async fn run(backend: Backend, command: &str, duration: Duration, workers: usize
         settings,
         vec![Arc::new(Instant_)],
     ));
-    for person in 0..PEOPLE {
-        let identity = format!("console:bench{person}").parse().expect("identity");
-        let user = store.contact(&identity).await.expect("person").user;
-        store
-            .transfer(&TransferRequest {
-                key: format!("grant:{person}"),
-                debit: store.account(SystemAccount::Grants),
-                credit: user.wallet,
-                amount: Credits::new(1_000_000_000),
-                kind: TransferKind::Grant,
-                memo: None,
-            })
-            .await
-            .expect("grant");
+    for n in 0..PEOPLE {
+        person(&store, &format!("bench{n}"), 1_000_000_000).await;
     }
     let shutdown = CancellationToken::new();
     let providers: Arc<Vec<Arc<dyn Provider>>> = Arc::new(vec![Arc::new(InstantProvider)]);

@@ -1,28 +1,9 @@
 //! The queue's rules, each a story on both backends ending with a clean audit.
 
 use super::*;
-use crate::{Identity, on_every_backend, people::User};
+use crate::{on_every_backend, people::User, store::testing::person};
 
 const LEASE: Duration = Duration::from_secs(30);
-
-async fn person(store: &Store, name: &str, credits: u64) -> User {
-    let identity: Identity = format!("console:{name}").parse().expect("identity");
-    let user = store.contact(&identity).await.expect("contact").user;
-    if credits > 0 {
-        store
-            .transfer(&TransferRequest {
-                key: format!("grant:{name}"),
-                debit: store.account(SystemAccount::Grants),
-                credit: user.wallet,
-                amount: Credits::new(credits),
-                kind: TransferKind::Grant,
-                memo: None,
-            })
-            .await
-            .expect("grant");
-    }
-    user
-}
 
 fn new_job(user: &User, key: &str, cost: u64) -> NewJob {
     NewJob {

@@ -177,6 +177,32 @@ async fn connect(url: &str, connections: u32) -> Store {
         .unwrap_or_else(|e| panic!("opening test database: {e:#}"))
 }
 
+/// The person `console:NAME`, granted `credits` (once: the grant is keyed by the name).
+///
+/// # Panics
+///
+/// When the store fails.
+pub async fn person(store: &Store, name: &str, credits: u64) -> crate::people::User {
+    let identity: crate::Identity = format!("console:{name}")
+        .parse()
+        .expect("a console identity");
+    let user = store.contact(&identity).await.expect("contact").user;
+    if credits > 0 {
+        store
+            .transfer(&crate::ledger::TransferRequest {
+                key: format!("test-grant:{name}"),
+                debit: store.account(crate::ledger::SystemAccount::Grants),
+                credit: user.wallet,
+                amount: crate::Credits::new(credits),
+                kind: crate::ledger::TransferKind::Grant,
+                memo: None,
+            })
+            .await
+            .expect("grant");
+    }
+    user
+}
+
 /// Runs `story` on a fresh database of `backend`, then requires a clean audit.
 ///
 /// # Panics
