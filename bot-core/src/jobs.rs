@@ -9,10 +9,7 @@ use sqlx::AnyConnection;
 
 use crate::{
     AccountId, Credits, Error, JobId, Result, Store, TransferId, UserId,
-    ledger::{
-        Inserted, Phase, SystemAccount, TransferKind, TransferRequest, TransferState,
-        insert_transfer, update_transfer_state,
-    },
+    ledger::{Inserted, Phase, SystemAccount, TransferKind, TransferRequest, insert_transfer},
     store::{Atomic, Backend, now_millis},
 };
 
@@ -217,9 +214,16 @@ impl Store {
         let backend = self.backend();
         let (worker, max_running) = (worker.to_string(), limits.max_running_per_person);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        // On SQLite the one writer excludes every other claimer, and each claim changes one row
+        // with a statement that re-checks the job is still claimable; PostgreSQL locks the row
+        // (skipping rows other instances hold) in a transaction.
+        let atomic = match backend {
+            Backend::Sqlite => Atomic::Statement,
+            Backend::Postgres => Atomic::Transaction,
+        };
         self.retrying(|| {
             let worker = worker.clone();
-            self.write(Atomic::Transaction, move |conn| {
+            self.write(atomic, move |conn| {
                 Box::pin(claim_next(conn, backend, worker, lease_ms, max_running))
             })
         })
@@ -438,7 +442,7 @@ impl Store {
         let (id, worker) = (lease.job.id, lease.worker.clone());
         self.retrying(|| {
             let (worker, failure) = (worker.clone(), failure.clone());
-            self.write(Atomic::Transaction, move |conn| {
+            self.write(Atomic::Statement, move |conn| {
                 Box::pin(finish_job(conn, id, Some(worker), to, failure))
             })
         })
@@ -557,18 +561,16 @@ async fn claim_next(
         .fetch_all(&mut *conn)
         .await?;
     for id in ids {
-        let lock = match backend {
+        if backend == Backend::Postgres {
             // Another instance may be claiming the same rows: skip those it has locked.
-            Backend::Postgres => "SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
-            // The single writer already excludes everyone else.
-            Backend::Sqlite => "SELECT id FROM jobs WHERE id = $1",
-        };
-        let locked: Option<i64> = sqlx::query_scalar(lock)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if locked.is_none() {
-            continue;
+            let locked: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if locked.is_none() {
+                continue;
+            }
         }
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
@@ -616,16 +618,10 @@ async fn finish_job(
         .bind(worker)
         .fetch_optional(&mut *conn)
         .await?;
-    let job = row
-        .map(job_from_row)
+    // The database's `job_ended` trigger posts or voids the hold in this same statement.
+    row.map(job_from_row)
         .transpose()?
-        .ok_or(Error::LeaseLost(id))?;
-    let hold_state = match to {
-        JobState::Succeeded => TransferState::Posted,
-        _ => TransferState::Voided,
-    };
-    update_transfer_state(conn, job.hold, hold_state).await?;
-    Ok(job)
+        .ok_or(Error::LeaseLost(id))
 }
 
 async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result<Job> {

@@ -513,7 +513,7 @@ pub(crate) async fn insert_transfer(
     }
 }
 
-pub(crate) async fn update_transfer_state(
+async fn update_transfer_state(
     conn: &mut AnyConnection,
     id: TransferId,
     to: TransferState,

@@ -16,3 +16,19 @@ ALTER TABLE users ADD COLUMN policy_refusals BIGINT NOT NULL DEFAULT 0;
 
 -- Claims look at the head of each person's line.
 CREATE INDEX jobs_lines ON jobs (state, user_id, id);
+
+-- A job and its hold end together: delivered posts the hold, failed or cancelled voids it, in
+-- the same statement that ends the job (and only if the hold is still pending).
+CREATE FUNCTION jobs_job_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE transfers
+    SET state = CASE WHEN NEW.state = 'succeeded' THEN 'posted' ELSE 'voided' END,
+        resolved_at = NEW.finished_at
+    WHERE id = NEW.hold_id AND state = 'pending';
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER job_ended AFTER UPDATE OF state ON jobs
+FOR EACH ROW WHEN (OLD.state IN ('queued', 'running') AND NEW.state IN ('succeeded', 'failed', 'cancelled'))
+EXECUTE FUNCTION jobs_job_ended();

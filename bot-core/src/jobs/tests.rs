@@ -1,7 +1,7 @@
 //! The queue's rules, each a story on both backends ending with a clean audit.
 
 use super::*;
-use crate::{on_every_backend, people::User, store::testing::person};
+use crate::{ledger::TransferState, on_every_backend, people::User, store::testing::person};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -48,7 +48,31 @@ on_every_backend!(
     the_provider_job_id_survives_a_takeover,
     cancelling_a_queued_job_voids_it_and_a_running_one_is_marked,
     a_released_job_is_claimable_at_once,
+    the_database_settles_the_hold_whenever_a_job_ends,
 );
+
+async fn the_database_settles_the_hold_whenever_a_job_ends(store: Store) {
+    let alice = person(&store, "alice", 10).await;
+    let job = store
+        .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
+        .await
+        .expect("enqueue");
+    // Even a job ended by hand (an operator's SQL) takes its hold with it.
+    crate::store::execute_unchecked(
+        &store,
+        "UPDATE jobs SET state = 'failed', finished_at = 1 WHERE id = $1",
+        job.id.get(),
+    )
+    .await
+    .expect("end the job");
+    let hold = store
+        .transfer_by_key("job:u1")
+        .await
+        .expect("lookup")
+        .expect("hold");
+    assert_eq!(hold.state, TransferState::Voided);
+    assert_eq!(available(&store, &alice).await, 10);
+}
 
 async fn enqueueing_holds_the_cost_and_queues_in_one_step(store: Store) {
     let alice = person(&store, "alice", 10).await;
