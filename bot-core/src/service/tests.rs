@@ -297,7 +297,45 @@ on_every_backend!(
     only_the_requester_can_press_their_buttons,
     a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once,
     a_refusal_ends_the_job_without_trying_other_providers,
+    a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge,
 );
+
+async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge(
+    store: Store,
+) {
+    let mut settings = settings();
+    settings.jobs.max_attempts = 1;
+    let h = harness(store, settings);
+    let mut config = WorkerConfig::default();
+    config.timeouts.image = 1;
+    let stuck = Worker::new(
+        h.service.clone(),
+        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        config,
+        "w".into(),
+    );
+    h.say("max", "/imagine a fox").await;
+    let lease = h
+        .service
+        .store()
+        .claim(
+            "w",
+            std::time::Duration::from_secs(30),
+            &h.service.settings().jobs,
+        )
+        .await
+        .expect("claim")
+        .expect("a job");
+    stuck.work(lease).await;
+    let edits = h.recorder.seen(|s| s.edits.clone());
+    assert!(
+        edits
+            .iter()
+            .any(|(_, t)| t.contains("failed, no credits taken: stuck took longer than 1s")),
+        "{edits:?}"
+    );
+    assert_eq!(h.balance("max").await, 10);
+}
 
 async fn start_welcomes_once_with_the_welcome_grant_and_records_the_terms(store: Store) {
     let h = harness(store, settings());

@@ -27,8 +27,8 @@ pub struct WorkerConfig {
     pub count: usize,
     /// How long a claim lasts without renewal, in seconds.
     pub lease_seconds: u64,
-    /// How long one provider call may take, in seconds.
-    pub timeout_seconds: u64,
+    /// How long one provider call may take, per operation, in seconds.
+    pub timeouts: Timeouts,
     /// How long an idle worker waits before looking for work again, in milliseconds.
     pub poll_ms: u64,
 }
@@ -38,9 +38,54 @@ impl Default for WorkerConfig {
         WorkerConfig {
             count: 4,
             lease_seconds: 60,
-            timeout_seconds: 300,
+            timeouts: Timeouts::default(),
             poll_ms: 250,
         }
+    }
+}
+
+/// Provider time limits per operation, in seconds; the `[workers.timeouts]` section.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    pub image: u64,
+    pub enhance: u64,
+    pub removebg: u64,
+    pub faceswap: u64,
+    pub portrait: u64,
+    pub video: u64,
+    pub music: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            image: 120,
+            enhance: 120,
+            removebg: 120,
+            faceswap: 180,
+            portrait: 180,
+            video: 900,
+            music: 600,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The limit for one operation.
+    pub fn of(&self, operation: Operation) -> Duration {
+        Duration::from_secs(
+            match operation {
+                Operation::Image(_) => self.image,
+                Operation::Enhance => self.enhance,
+                Operation::RemoveBackground => self.removebg,
+                Operation::FaceSwap => self.faceswap,
+                Operation::Portrait => self.portrait,
+                Operation::Video { .. } => self.video,
+                Operation::Music { .. } => self.music,
+            }
+            .max(1),
+        )
     }
 }
 
@@ -242,7 +287,7 @@ impl Worker {
     }
 
     async fn generate(&self, request: &GenerationRequest) -> Result<Output, ProviderError> {
-        let timeout = Duration::from_secs(self.config.timeout_seconds.max(1));
+        let timeout = self.config.timeouts.of(request.operation);
         let mut last = ProviderError::Unavailable("no provider is configured for this".into());
         for provider in self
             .providers
