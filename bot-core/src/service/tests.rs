@@ -642,7 +642,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
         .store()
         .claim(
             "doomed",
-            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(1_500),
             &h.service.settings().jobs,
         )
         .await
@@ -653,8 +653,9 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
     running.abort();
     let _ = running.await;
     assert_eq!(h.drain().await, 0, "the lease has not expired yet");
-    // Past the killed worker's first renewal (every second): it must not renew any more.
-    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    // Past the lease and the killed worker's renewals (every second): a renewal still running
+    // would have pushed the lease beyond this point.
+    tokio::time::sleep(std::time::Duration::from_millis(2_600)).await;
     assert_eq!(h.drain().await, 1, "another worker takes the expired lease");
     assert_eq!(h.drain().await, 0);
     assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
