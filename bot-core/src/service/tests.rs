@@ -298,7 +298,50 @@ on_every_backend!(
     a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once,
     a_refusal_ends_the_job_without_trying_other_providers,
     a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge,
+    cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_nothing,
 );
+
+async fn cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_nothing(
+    store: Store,
+) {
+    let h = harness(store, settings());
+    let stuck = Worker::new(
+        h.service.clone(),
+        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        WorkerConfig::default(),
+        "w".into(),
+    );
+    h.say("ned", "/imagine a fox").await;
+    let lease = h
+        .service
+        .store()
+        .claim(
+            "w",
+            std::time::Duration::from_secs(60),
+            &h.service.settings().jobs,
+        )
+        .await
+        .expect("claim")
+        .expect("a job");
+    let working = tokio::spawn(async move { stuck.work(lease).await });
+    assert!(
+        h.say("ned", "/cancel")
+            .await
+            .contains("is running; it will stop")
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), working)
+        .await
+        .expect("the worker stops within seconds")
+        .expect("worker task");
+    let edits = h.recorder.seen(|s| s.edits.clone());
+    assert!(
+        edits
+            .iter()
+            .any(|(_, t)| t.contains("failed, no credits taken: cancelled at your request")),
+        "{edits:?}"
+    );
+    assert_eq!(h.balance("ned").await, 10);
+}
 
 async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge(
     store: Store,

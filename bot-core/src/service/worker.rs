@@ -386,22 +386,34 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Keeps the lease alive (renewing a third of the way through it) and watches, every second, for
+/// the person cancelling; either a lost lease or a cancellation stops the work.
 async fn renew(service: Arc<Service>, lease: Lease, config: WorkerConfig, stop: CancellationToken) {
-    let every = Duration::from_secs((config.lease_seconds / 3).max(1));
+    const WATCH: Duration = Duration::from_secs(1);
+    let renew_every = Duration::from_secs((config.lease_seconds / 3).max(1));
+    let mut since_renewal = Duration::ZERO;
     loop {
-        tokio::time::sleep(every).await;
-        let still_ours = service
-            .store()
-            .renew(&lease, Duration::from_secs(config.lease_seconds))
-            .await
-            .unwrap_or(true);
+        tokio::time::sleep(WATCH).await;
+        since_renewal += WATCH;
+        if since_renewal >= renew_every {
+            since_renewal = Duration::ZERO;
+            let still_ours = service
+                .store()
+                .renew(&lease, Duration::from_secs(config.lease_seconds))
+                .await
+                .unwrap_or(true);
+            if !still_ours {
+                stop.cancel();
+                return;
+            }
+        }
         let cancelled = service
             .store()
             .job(lease.job.id)
             .await
             .map(|job| job.cancel_requested)
             .unwrap_or(false);
-        if !still_ours || cancelled {
+        if cancelled {
             stop.cancel();
             return;
         }
