@@ -16,7 +16,7 @@ use crate::{
 use bot_core::{
     Credits,
     policy::ContentPolicy,
-    providers::{Provider, local::LocalProvider},
+    providers::{Limited, Provider, local::LocalProvider},
     service::{Service, Settings, worker::Worker},
 };
 use std::sync::Arc;
@@ -122,10 +122,20 @@ pub fn service_settings(config: &Config) -> anyhow::Result<Settings> {
     })
 }
 
-/// The providers in the order they are tried. The offline local provider is always last, so
-/// that the bot works with no keys at all.
+/// The providers in the order they are tried, each limited to its configured concurrency. The
+/// offline local provider is always last, so that the bot works with no keys at all.
 pub fn providers(config: &Config) -> Arc<Vec<Arc<dyn Provider>>> {
-    Arc::new(vec![Arc::new(LocalProvider::new(config.media))])
+    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(LocalProvider::new(config.media))];
+    Arc::new(
+        all.into_iter()
+            .map(
+                |provider| match config.providers.concurrency.get(provider.name()) {
+                    Some(max) => Arc::new(Limited::new(provider, *max)) as Arc<dyn Provider>,
+                    None => provider,
+                },
+            )
+            .collect(),
+    )
 }
 
 /// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.

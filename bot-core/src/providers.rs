@@ -75,11 +75,61 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 }
 
 /// Settings for every provider.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
+    /// How many calls each provider may have running at once in this process, by name.
+    pub concurrency: std::collections::BTreeMap<String, usize>,
     pub replicate: ReplicateConfig,
     pub openai: OpenAiConfig,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            // The local provider works on this machine's cores.
+            concurrency: [("local".to_string(), 2)].into_iter().collect(),
+            replicate: ReplicateConfig::default(),
+            openai: OpenAiConfig::default(),
+        }
+    }
+}
+
+/// A provider with at most `max` calls running at once; the others wait their turn.
+#[derive(Debug)]
+pub struct Limited {
+    inner: std::sync::Arc<dyn Provider>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Limited {
+    /// Wraps `inner`, allowing `max` (at least one) calls at once.
+    pub fn new(inner: std::sync::Arc<dyn Provider>, max: usize) -> Limited {
+        Limited {
+            inner,
+            permits: tokio::sync::Semaphore::new(max.max(1)),
+        }
+    }
+}
+
+impl Provider for Limited {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn supports(&self, operation: Operation) -> bool {
+        self.inner.supports(operation)
+    }
+
+    fn generate<'a>(&'a self, request: &'a GenerationRequest) -> ProviderFuture<'a> {
+        Box::pin(async move {
+            let _permit =
+                self.permits.acquire().await.map_err(|_| {
+                    ProviderError::Unavailable("the provider is shutting down".into())
+                })?;
+            self.inner.generate(request).await
+        })
+    }
 }
 
 /// Replicate's predictions API.
@@ -117,5 +167,76 @@ impl Default for OpenAiConfig {
             api_key: None,
             base_url: "https://api.openai.com/v1".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use super::*;
+    use crate::media::MediaKind;
+
+    /// Counts how many calls run at once.
+    #[derive(Debug, Default)]
+    struct Counting {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Provider for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn supports(&self, _: Operation) -> bool {
+            true
+        }
+        fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+            Box::pin(async move {
+                let running = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                self.now.fetch_sub(1, Ordering::SeqCst);
+                Ok(Output {
+                    kind: MediaKind::Image,
+                    mime: "image/png",
+                    file_name: "x.png".into(),
+                    bytes: Vec::new(),
+                    dimensions: None,
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limited_provider_runs_no_more_calls_at_once_than_allowed() {
+        let counting = Arc::new(Counting::default());
+        let limited = Arc::new(Limited::new(counting.clone(), 2));
+        let request = GenerationRequest {
+            operation: Operation::Enhance,
+            prompt: None,
+            negative: None,
+            seed: None,
+            aspect: AspectRatio::SQUARE,
+            style: None,
+            inputs: Vec::new(),
+        };
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let (limited, request) = (limited.clone(), request.clone());
+                tokio::spawn(async move { limited.generate(&request).await.map(|_| ()) })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("task").expect("generated");
+        }
+        assert_eq!(counting.most.load(Ordering::SeqCst), 2);
+        assert_eq!(limited.name(), "counting");
     }
 }
