@@ -375,14 +375,87 @@ impl Store {
     ///
     /// [`Error::UnknownJob`].
     pub async fn job(&self, id: JobId) -> Result<Job> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
-            .bind(id.get())
-            .fetch_optional(&mut *self.reader().await?)
+        job_where(&mut *self.reader().await?, "id = $1", id.get())
             .await?
-            .map(job_from_row)
-            .transpose()?
             .ok_or(Error::UnknownJob(id))
+    }
+
+    /// The person's newest queued or running job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn newest_open_job(&self, user: UserId) -> Result<Option<JobId>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user.get())
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        Ok(id.map(JobId::from_db))
+    }
+
+    /// The person's latest jobs, newest first, each with the cost held for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn recent_jobs(&self, user: UserId, limit: u32) -> Result<Vec<(Job, Credits)>> {
+        let columns = JOB_COLUMNS
+            .split(", ")
+            .map(|column| format!("j.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, t.amount FROM jobs j JOIN transfers t ON t.id = j.hold_id \
+             WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.get())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let job = job_from_row(<JobRow as sqlx::FromRow<_>>::from_row(row)?)?;
+                let amount: i64 = sqlx::Row::try_get(row, JOB_COLUMNS.split(", ").count())?;
+                Ok((job, Credits::from_db(amount)?))
+            })
+            .collect()
+    }
+
+    /// Remembers where a job's status message is, so that workers can edit it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn set_status_message(&self, job: JobId, message: String) -> Result<()> {
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE jobs SET status_message = $2 WHERE id = $1")
+                    .bind(job.get())
+                    .bind(message)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Where a job's status message is, as recorded by [`Store::set_status_message`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn status_message(&self, job: JobId) -> Result<Option<String>> {
+        let message: Option<Option<String>> =
+            sqlx::query_scalar("SELECT status_message FROM jobs WHERE id = $1")
+                .bind(job.get())
+                .fetch_optional(&mut *self.reader().await?)
+                .await?;
+        Ok(message.flatten())
     }
 
     /// How many queued jobs would be claimed before this one (0: next).

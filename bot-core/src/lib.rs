@@ -13,6 +13,7 @@
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
 //!   [`ledger::audit`] proves the books balance on a live database.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
+//! - [`quotes`]: priced operations waiting for Confirm.
 //! - [`service`]: the façade adapters call (`handle(Request) -> Reply`), the [`service::Messenger`]
 //!   port they implement, and the job worker.
 //! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
@@ -33,6 +34,7 @@ pub mod people;
 pub mod policy;
 pub mod pricing;
 pub mod providers;
+pub mod quotes;
 pub mod service;
 pub mod store;
 

@@ -184,6 +184,24 @@ impl Store {
         .await
     }
 
+    /// Counts one more request of this person refused by the content policy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn count_policy_refusal(&self, user: UserId) -> Result<()> {
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE users SET policy_refusals = policy_refusals + 1 WHERE id = $1")
+                    .bind(user.get())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// Creates a person, their wallet and their first identity; [`Error::IdentityTaken`] when
     /// the identity already belongs to someone (nothing is written then).
     async fn create_user(&self, identity: &Identity) -> Result<User> {

@@ -22,7 +22,6 @@ use crate::{
     policy::ContentPolicy,
     pricing::{Operation, PricingConfig},
     providers::local::DISCLOSURE,
-    store::{Atomic, now_millis},
 };
 
 /// Where a conversation happens.
@@ -457,7 +456,7 @@ impl Service {
             spec.style.as_deref(),
         ];
         if let Err(refusal) = self.settings.policy.check(texts.into_iter().flatten()) {
-            self.count_refusal(user).await?;
+            self.store.count_policy_refusal(user.id).await?;
             return Ok(Some(Reply::text(refusal.reason)));
         }
         let cost = self.settings.pricing.cost(spec.operation);
@@ -470,23 +469,7 @@ impl Service {
     async fn quote(&self, user: &User, spec: &JobSpec, cost: Credits) -> Result<Reply> {
         let balance = self.store.account_balance(user.wallet).await?.available();
         let payload = serde_json::to_string(spec).map_err(anyhow::Error::from)?;
-        let (user_id, now) = (user.id, now_millis());
-        let quote: i64 = self
-            .store
-            .write(Atomic::Statement, move |conn| {
-                Box::pin(async move {
-                    Ok(sqlx::query_scalar(
-                        "INSERT INTO quotes (user_id, payload, cost, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                    )
-                    .bind(user_id.get())
-                    .bind(payload)
-                    .bind(i64::try_from(cost.get()).unwrap_or(i64::MAX))
-                    .bind(now)
-                    .fetch_one(conn)
-                    .await?)
-                })
-            })
-            .await?;
+        let quote = self.store.create_quote(user.id, payload, cost).await?;
         let after = balance.checked_sub(cost);
         let text = match after {
             Some(after) => format!(
@@ -556,29 +539,12 @@ impl Service {
 
     pub(crate) async fn set_status_message(&self, job: JobId, message: &MessageRef) -> Result<()> {
         let message = serde_json::to_string(message).map_err(anyhow::Error::from)?;
-        self.store
-            .write(Atomic::Statement, move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE jobs SET status_message = $2 WHERE id = $1")
-                        .bind(job.get())
-                        .bind(message)
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
+        self.store.set_status_message(job, message).await
     }
 
     pub(crate) async fn status_message(&self, job: JobId) -> Result<Option<MessageRef>> {
-        let text: Option<Option<String>> =
-            sqlx::query_scalar("SELECT status_message FROM jobs WHERE id = $1")
-                .bind(job.get())
-                .fetch_optional(&mut *self.store.reader().await?)
-                .await?;
-        Ok(text
-            .flatten()
-            .and_then(|text| serde_json::from_str(&text).ok()))
+        let message = self.store.status_message(job).await?;
+        Ok(message.and_then(|text| serde_json::from_str(&text).ok()))
     }
 
     async fn action(
@@ -592,23 +558,7 @@ impl Service {
             Action::Cancel(job) => self.cancel(user, Some(job)).await.map(Some),
             Action::Confirm(quote) | Action::Dismiss(quote) => {
                 let confirm = matches!(action, Action::Confirm(_));
-                let (user_id, now) = (user.id, now_millis());
-                let payload: Option<String> = self
-                    .store
-                    .write(Atomic::Statement, move |conn| {
-                        Box::pin(async move {
-                            Ok(sqlx::query_scalar(
-                                "UPDATE quotes SET resolved_at = $3 WHERE id = $1 AND user_id = $2 \
-                                 AND resolved_at IS NULL RETURNING payload",
-                            )
-                            .bind(quote)
-                            .bind(user_id.get())
-                            .bind(now)
-                            .fetch_optional(conn)
-                            .await?)
-                        })
-                    })
-                    .await?;
+                let payload = self.store.take_quote(user.id, quote).await?;
                 let Some(payload) = payload else {
                     return Ok(Some(Reply::text(
                         "That offer was already used or is not yours.",
@@ -651,19 +601,10 @@ impl Service {
     async fn cancel(&self, user: &User, job: Option<JobId>) -> Result<Reply> {
         let job = match job {
             Some(job) => job,
-            None => {
-                let newest: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') \
-                     ORDER BY id DESC LIMIT 1",
-                )
-                .bind(user.id.get())
-                .fetch_optional(&mut *self.store.reader().await?)
-                .await?;
-                match newest {
-                    Some(id) => JobId::from_db(id),
-                    None => return Ok(Reply::text("You have no job waiting or running.")),
-                }
-            }
+            None => match self.store.newest_open_job(user.id).await? {
+                Some(id) => id,
+                None => return Ok(Reply::text("You have no job waiting or running.")),
+            },
         };
         let cancelled = self.store.cancel(user.id, job).await?;
         if cancelled.state == JobState::Cancelled {
@@ -683,23 +624,6 @@ impl Service {
                 "Job #{job} is running; it will stop, and its credits come back."
             )))
         }
-    }
-
-    async fn count_refusal(&self, user: &User) -> Result<()> {
-        let id = user.id;
-        self.store
-            .write(Atomic::Statement, move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE users SET policy_refusals = policy_refusals + 1 WHERE id = $1",
-                    )
-                    .bind(id.get())
-                    .execute(conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
     }
 
     async fn balance(&self, user: &User) -> Result<Credits> {
@@ -772,24 +696,24 @@ impl Service {
     }
 
     async fn history(&self, user: &User) -> Result<String> {
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT j.id, j.operation, j.state, t.amount FROM jobs j \
-             JOIN transfers t ON t.id = j.hold_id WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT 10",
-        )
-        .bind(user.id.get())
-        .fetch_all(&mut *self.store.reader().await?)
-        .await?;
+        let rows = self.store.recent_jobs(user.id, 10).await?;
         if rows.is_empty() {
             return Ok("No generations yet. Try /imagine.".into());
         }
         let mut text = String::from("Your recent jobs:\n");
-        for (id, operation, state, amount) in rows {
-            let charged = if state == "succeeded" {
-                format!("{amount} credits")
+        for (job, amount) in rows {
+            let charged = if job.state == JobState::Succeeded {
+                format!("{} credits", amount.get())
             } else {
                 "no charge".into()
             };
-            let _ = writeln!(text, "#{id} {operation}: {state} ({charged})");
+            let _ = writeln!(
+                text,
+                "#{} {}: {} ({charged})",
+                job.id,
+                job.operation,
+                job.state.as_str()
+            );
         }
         Ok(text)
     }
