@@ -5,6 +5,9 @@
 //! `cargo bench --bench ledger [-- --seconds N --runs N]`: each row is the median of `runs`
 //! runs (default 3) of `seconds` each (default 5), with the lowest and highest beside it.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::{
     process::Command,
     sync::{
@@ -24,15 +27,8 @@ use bot_core::{
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
 fn main() {
-    let option = |name: &str, default: u64| {
-        std::env::args()
-            .skip_while(|arg| arg != name)
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = option("--seconds", 5);
-    let runs = option("--runs", 3).max(1);
+    let seconds = args::option("--seconds", 5);
+    let runs = args::option("--runs", 3).max(1);
     let duration = Duration::from_secs(seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

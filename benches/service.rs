@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench service [-- --seconds N --workers N]`
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::{
     sync::{
         Arc,
@@ -13,12 +16,10 @@ use std::{
 };
 
 use bot_core::{
-    Backend, Credits, Platform,
-    command::CommandLimits,
+    Backend, Platform,
     jobs::JobLimits,
-    media::{MediaKind, MediaLimits, Output},
-    policy::{ContentPolicy, PolicyConfig},
-    pricing::{Operation, PricingConfig},
+    media::{MediaKind, Output},
+    pricing::Operation,
     providers::{GenerationRequest, Provider, ProviderFuture},
     service::{
         Attachment, Button, ChatKind, ChatRef, Input, MessageRef, Messenger, MessengerFuture,
@@ -106,15 +107,8 @@ impl Provider for InstantProvider {
 }
 
 fn main() {
-    let option = |name: &str, default: u64| {
-        std::env::args()
-            .skip_while(|arg| arg != name)
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = option("--seconds", 5);
-    let workers = option("--workers", 2) as usize;
+    let seconds = args::option("--seconds", 5);
+    let workers = args::option("--workers", 2) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,18 +135,13 @@ async fn run(backend: Backend, command: &str, duration: Duration, workers: usize
         return false;
     };
     let settings = Settings {
-        pricing: PricingConfig::default(),
-        commands: CommandLimits::default(),
-        policy: ContentPolicy::new(&PolicyConfig::default()).expect("policy"),
         jobs: JobLimits {
             max_queued_per_person: u32::MAX,
             max_running_per_person: 4,
             ..JobLimits::default()
         },
-        media: MediaLimits::default(),
-        welcome_credits: Credits::ZERO,
-        terms_version: "2026-04-06".into(),
         local_preview: false,
+        ..Settings::default()
     };
     let store = db.store().clone();
     let service = Arc::new(Service::new(

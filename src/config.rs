@@ -94,7 +94,7 @@ pub struct TermsConfig {
 impl Default for TermsConfig {
     fn default() -> Self {
         TermsConfig {
-            version: "2026-04-06".into(),
+            version: bot_core::policy::TERMS_VERSION.into(),
         }
     }
 }
@@ -209,12 +209,13 @@ impl ConfigError {
 
 /// `STRIPE_SECRET_KEY (stripe.secret_key)` for a key we map from the environment.
 fn describe_key(key: &str) -> String {
-    match ENVIRONMENT.iter().find(|(_, k, _)| *k == key) {
-        Some((variable, key, _)) => format!("{variable} ({key})"),
-        None => key.to_string(),
+    match env_name(key) {
+        variable if variable != key => format!("{variable} ({key})"),
+        _ => key.to_string(),
     }
 }
 
+/// The environment variable that sets `key`, or the key itself when none does.
 fn env_name(key: &str) -> &str {
     ENVIRONMENT
         .iter()

@@ -295,13 +295,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn transfer_by_key(&self, key: &str) -> Result<Option<Transfer>> {
-        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
-        sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&mut *self.reader().await?)
-            .await?
-            .map(transfer_from_row)
-            .transpose()
+        transfer_with_key(&mut *self.reader().await?, key).await
     }
 
     /// The running totals of an account.
@@ -451,6 +445,16 @@ pub(crate) enum Inserted {
     MissingAccount,
 }
 
+async fn transfer_with_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Transfer>> {
+    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
+    sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(conn)
+        .await?
+        .map(transfer_from_row)
+        .transpose()
+}
+
 pub(crate) async fn insert_transfer(
     conn: &mut AnyConnection,
     request: TransferRequest,
@@ -493,15 +497,10 @@ pub(crate) async fn insert_transfer(
             memo: request.memo,
             created_at: now,
         })),
-        Ok(None) => {
-            let sql =
-                format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
-            let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
-                .bind(&request.key)
-                .fetch_one(conn)
-                .await?;
-            Ok(Inserted::Existing(transfer_from_row(row)?))
-        }
+        Ok(None) => transfer_with_key(conn, &request.key)
+            .await?
+            .map(Inserted::Existing)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("transfer {:?} vanished", request.key))),
         // The balance is read by the caller after this write is undone: inside a PostgreSQL
         // transaction nothing more can be read once a statement failed.
         Err(error) if is_check_violation(&error) => Err(Error::InsufficientCredits {

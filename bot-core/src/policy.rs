@@ -4,6 +4,9 @@
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+/// The version of the terms of service (their effective date) this build ships with.
+pub const TERMS_VERSION: &str = "2026-04-06";
+
 /// The `[policy]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +50,13 @@ pub struct Refusal {
 pub struct ContentPolicy {
     words: Vec<(String, Regex)>,
     patterns: Vec<Regex>,
+}
+
+impl Default for ContentPolicy {
+    /// The default lists of [`PolicyConfig`], compiled (a test proves they compile).
+    fn default() -> Self {
+        ContentPolicy::new(&PolicyConfig::default()).expect("the default policy compiles")
+    }
 }
 
 impl ContentPolicy {
@@ -117,7 +127,7 @@ mod tests {
     use super::*;
 
     fn policy() -> ContentPolicy {
-        ContentPolicy::new(&PolicyConfig::default()).expect("default policy compiles")
+        ContentPolicy::default()
     }
 
     #[test]

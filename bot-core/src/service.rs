@@ -191,6 +191,22 @@ pub struct Settings {
     pub local_preview: bool,
 }
 
+impl Default for Settings {
+    /// Every default of configuration: §4.1 prices, no welcome credits, the local preview.
+    fn default() -> Self {
+        Settings {
+            pricing: PricingConfig::default(),
+            commands: CommandLimits::default(),
+            policy: ContentPolicy::default(),
+            jobs: JobLimits::default(),
+            media: MediaLimits::default(),
+            welcome_credits: Credits::ZERO,
+            terms_version: crate::policy::TERMS_VERSION.into(),
+            local_preview: true,
+        }
+    }
+}
+
 /// The service façade.
 #[derive(Debug)]
 pub struct Service {
@@ -386,43 +402,43 @@ impl Service {
             requester: request.name.clone(),
             identity: request.identity.to_string(),
         };
-        let photos_needed = match command {
+        // How many photos the operation needs, and how many it uses at most.
+        let (photos_needed, photos_used) = match command {
             Command::Imagine(imagine) => {
                 spec.operation = Operation::Image(imagine.quality);
                 spec.prompt = Some(imagine.prompt);
                 spec.negative = imagine.negative;
                 spec.seed = imagine.seed;
                 spec.aspect = imagine.aspect.to_string();
-                0
+                (0, 0)
             }
-            Command::Enhance => 1,
+            Command::Enhance => (1, 1),
             Command::RemoveBackground => {
                 spec.operation = Operation::RemoveBackground;
-                1
+                (1, 1)
             }
             Command::FaceSwap => {
                 spec.operation = Operation::FaceSwap;
-                2
+                (2, 2)
             }
             Command::Portrait(portrait) => {
                 spec.operation = Operation::Portrait;
                 spec.style = Some(portrait.style);
-                1
+                (1, 1)
             }
             Command::Video(video) => {
                 spec.operation = Operation::Video {
                     seconds: video.seconds,
                 };
                 spec.prompt = Some(video.prompt);
-                0
+                (0, 1)
             }
             Command::Music(music) => {
                 spec.operation = Operation::Music {
                     seconds: music.seconds,
                 };
                 spec.prompt = Some(music.prompt);
-                spec.attachments.clear();
-                0
+                (0, 0)
             }
             _ => return Ok(None),
         };
@@ -433,11 +449,7 @@ impl Service {
                     .to_string(),
             })));
         }
-        spec.attachments
-            .truncate(photos_needed.max(usize::from(matches!(
-                spec.operation,
-                Operation::Video { .. }
-            ))));
+        spec.attachments.truncate(photos_used);
         if let Some(too_big) = spec
             .attachments
             .iter()
@@ -774,10 +786,13 @@ fn capitalise(text: &str) -> String {
     }
 }
 
+/// A price in a currency's smallest unit, as people write it: `$5`, `$10.50`, `12.00 EUR`.
 fn money(cents: u64, currency: &str) -> String {
-    match currency {
-        "usd" => format!("${}", cents as f64 / 100.0),
-        other => format!("{:.2} {}", cents as f64 / 100.0, other.to_uppercase()),
+    let (whole, rest) = (cents / 100, cents % 100);
+    match (currency, rest) {
+        ("usd", 0) => format!("${whole}"),
+        ("usd", _) => format!("${whole}.{rest:02}"),
+        (other, _) => format!("{whole}.{rest:02} {}", other.to_uppercase()),
     }
 }
 

@@ -10,7 +10,6 @@ use super::{worker::Worker, *};
 use crate::{
     media::{MediaKind, Output, tests::png},
     on_every_backend,
-    policy::PolicyConfig,
     providers::{GenerationRequest, Provider, ProviderFuture, local::LocalProvider},
     service::worker::WorkerConfig,
 };
@@ -173,14 +172,8 @@ struct Harness {
 
 fn settings() -> Settings {
     Settings {
-        pricing: PricingConfig::default(),
-        commands: CommandLimits::default(),
-        policy: ContentPolicy::new(&PolicyConfig::default()).expect("policy"),
-        jobs: JobLimits::default(),
-        media: MediaLimits::default(),
         welcome_credits: Credits::new(10),
-        terms_version: "2026-04-06".into(),
-        local_preview: true,
+        ..Settings::default()
     }
 }
 
@@ -763,6 +756,13 @@ async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
 }
 
 #[test]
+fn prices_read_as_people_write_them() {
+    assert_eq!(money(500, "usd"), "$5");
+    assert_eq!(money(1_050, "usd"), "$10.50");
+    assert_eq!(money(1_205, "eur"), "12.05 EUR");
+}
+
+#[test]
 fn actions_fit_in_telegram_callback_data_and_round_trip() {
     for action in [
         Action::Confirm(i64::MAX),
@@ -783,7 +783,7 @@ fn actions_fit_in_telegram_callback_data_and_round_trip() {
 }
 
 #[test]
-fn outputs_are_delivered_by_kind() {
+fn an_output_shows_its_size_not_its_bytes_in_debug() {
     let output = Output {
         kind: MediaKind::Audio,
         mime: "audio/wav",

@@ -397,6 +397,7 @@ async fn renew(service: Arc<Service>, lease: Lease, config: WorkerConfig, stop: 
         since_renewal += WATCH;
         if since_renewal >= renew_every {
             since_renewal = Duration::ZERO;
+            // A database hiccup is not a lost lease: keep working, the next renewal tells.
             let still_ours = service
                 .store()
                 .renew(&lease, Duration::from_secs(config.lease_seconds))
