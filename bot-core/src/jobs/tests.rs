@@ -5,6 +5,21 @@ use crate::{ledger::TransferState, on_every_backend, people::User, store::testin
 
 const LEASE: Duration = Duration::from_secs(30);
 
+/// Claims the next job; panics with `what` when there is none.
+async fn claimed(
+    store: &Store,
+    worker: &str,
+    lease: Duration,
+    limits: &JobLimits,
+    what: &str,
+) -> Lease {
+    store
+        .claim(worker, lease, limits)
+        .await
+        .expect("claim")
+        .unwrap_or_else(|| panic!("no job to claim: expected {what}"))
+}
+
 fn new_job(user: &User, key: &str, cost: u64) -> NewJob {
     NewJob {
         key: key.to_string(),
@@ -153,11 +168,7 @@ async fn a_delivered_job_posts_its_hold_exactly_once(store: Store) {
         .enqueue(&new_job(&alice, "u1", 2), &JobLimits::default())
         .await
         .expect("enqueue");
-    let lease = store
-        .claim("w1", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("a job");
+    let lease = claimed(&store, "w1", LEASE, &JobLimits::default(), "a job").await;
     assert_eq!(lease.job.attempts, 1);
     let done = store.succeed(&lease).await.expect("succeed");
     assert_eq!(done.state, JobState::Succeeded);
@@ -182,11 +193,7 @@ async fn a_failed_job_voids_its_hold(store: Store) {
         .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
         .await
         .expect("enqueue");
-    let lease = store
-        .claim("w1", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("a job");
+    let lease = claimed(&store, "w1", LEASE, &JobLimits::default(), "a job").await;
     let failed = store
         .fail(&lease, "No face found in the photo")
         .await
@@ -211,11 +218,7 @@ async fn transient_failures_retry_until_attempts_run_out(store: Store) {
         .enqueue(&new_job(&alice, "u1", 1), &limits)
         .await
         .expect("enqueue");
-    let first = store
-        .claim("w1", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("a job");
+    let first = claimed(&store, "w1", LEASE, &limits, "a job").await;
     let queued = store
         .retry_later(
             &first,
@@ -246,11 +249,7 @@ async fn transient_failures_retry_until_attempts_run_out(store: Store) {
     crate::store::execute_unchecked(&store, "UPDATE jobs SET run_after = 0 WHERE id = $1", id)
         .await
         .expect("due");
-    let second = store
-        .claim("w2", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("due again");
+    let second = claimed(&store, "w2", LEASE, &limits, "due again").await;
     assert_eq!(second.job.attempts, 2);
     let failed = store
         .retry_later(&second, "provider timed out", Duration::ZERO, &limits)
@@ -278,21 +277,13 @@ async fn claims_take_turns_between_people(store: Store) {
         .await
         .expect("enqueue");
     assert_eq!(store.queue_position(late.id).await.expect("position"), 1);
-    let first = store
-        .claim("w", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("job");
+    let first = claimed(&store, "w", LEASE, &limits, "job").await;
     assert_eq!(
         store.queue_position(late.id).await.expect("position"),
         0,
         "with one of busy's jobs running, the other person is next"
     );
-    let second = store
-        .claim("w", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("job");
+    let second = claimed(&store, "w", LEASE, &limits, "job").await;
     assert_eq!(first.job.user, busy.id);
     assert_eq!(
         second.job.id, late.id,
@@ -315,16 +306,8 @@ async fn nobody_runs_more_than_their_cap(store: Store) {
             .await
             .expect("enqueue");
     }
-    let a = store
-        .claim("w", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("job");
-    let b = store
-        .claim("w", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("job");
+    let a = claimed(&store, "w", LEASE, &limits, "job").await;
+    let b = claimed(&store, "w", LEASE, &limits, "job").await;
     assert!(
         store
             .claim("w", LEASE, &limits)
@@ -333,11 +316,7 @@ async fn nobody_runs_more_than_their_cap(store: Store) {
             .is_none()
     );
     store.succeed(&a).await.expect("succeed");
-    let c = store
-        .claim("w", LEASE, &limits)
-        .await
-        .expect("claim")
-        .expect("a slot is free");
+    let c = claimed(&store, "w", LEASE, &limits, "a slot is free").await;
     for lease in [b, c] {
         store.succeed(&lease).await.expect("succeed");
     }
@@ -349,17 +328,16 @@ async fn an_expired_lease_is_taken_over_and_the_job_ends_once(store: Store) {
         .enqueue(&new_job(&alice, "u1", 3), &JobLimits::default())
         .await
         .expect("enqueue");
-    let dead = store
-        .claim("dead", Duration::from_millis(1), &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("job");
+    let dead = claimed(
+        &store,
+        "dead",
+        Duration::from_millis(1),
+        &JobLimits::default(),
+        "job",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let alive = store
-        .claim("alive", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("taken over");
+    let alive = claimed(&store, "alive", LEASE, &JobLimits::default(), "taken over").await;
     assert_eq!(alive.job.id, dead.job.id);
     assert_eq!(alive.job.attempts, 2);
     assert!(
@@ -380,21 +358,20 @@ async fn the_provider_job_id_survives_a_takeover(store: Store) {
         .enqueue(&new_job(&alice, "u1", 1), &JobLimits::default())
         .await
         .expect("enqueue");
-    let first = store
-        .claim("w1", Duration::from_millis(1), &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("job");
+    let first = claimed(
+        &store,
+        "w1",
+        Duration::from_millis(1),
+        &JobLimits::default(),
+        "job",
+    )
+    .await;
     store
         .record_provider_job(&first, "replicate", "pred_abc")
         .await
         .expect("record");
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = store
-        .claim("w2", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("taken over");
+    let second = claimed(&store, "w2", LEASE, &JobLimits::default(), "taken over").await;
     assert_eq!(second.job.provider.as_deref(), Some("replicate"));
     assert_eq!(second.job.provider_job_id.as_deref(), Some("pred_abc"));
     assert!(matches!(
@@ -413,11 +390,7 @@ async fn cancelling_a_queued_job_voids_it_and_a_running_one_is_marked(store: Sto
         .enqueue(&new_job(&alice, "r", 2), &JobLimits::default())
         .await
         .expect("enqueue");
-    let lease = store
-        .claim("w", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("job");
+    let lease = claimed(&store, "w", LEASE, &JobLimits::default(), "job").await;
     assert_eq!(lease.job.id, running.id);
     let queued = store
         .enqueue(&new_job(&alice, "q", 3), &JobLimits::default())
@@ -456,17 +429,9 @@ async fn a_released_job_is_claimable_at_once(store: Store) {
         .enqueue(&new_job(&alice, "u1", 1), &JobLimits::default())
         .await
         .expect("enqueue");
-    let lease = store
-        .claim("stopping", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("job");
+    let lease = claimed(&store, "stopping", LEASE, &JobLimits::default(), "job").await;
     store.release(&lease).await.expect("release");
-    let again = store
-        .claim("other", LEASE, &JobLimits::default())
-        .await
-        .expect("claim")
-        .expect("at once");
+    let again = claimed(&store, "other", LEASE, &JobLimits::default(), "at once").await;
     assert_eq!(again.job.id, lease.job.id);
     store.succeed(&again).await.expect("succeed");
 }

@@ -238,6 +238,16 @@ impl Harness {
         }
     }
 
+    /// Claims the next job for `worker`; panics when there is none.
+    async fn claim(&self, worker: &str, lease: std::time::Duration) -> crate::jobs::Lease {
+        self.service
+            .store()
+            .claim(worker, lease, &self.service.settings().jobs)
+            .await
+            .expect("claim")
+            .expect("a job")
+    }
+
     /// Runs every job that is ready.
     async fn drain(&self) -> usize {
         let mut ran = 0;
@@ -305,17 +315,7 @@ async fn cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_no
         "w".into(),
     );
     h.say("ned", "/imagine a fox").await;
-    let lease = h
-        .service
-        .store()
-        .claim(
-            "w",
-            std::time::Duration::from_secs(60),
-            &h.service.settings().jobs,
-        )
-        .await
-        .expect("claim")
-        .expect("a job");
+    let lease = h.claim("w", std::time::Duration::from_secs(60)).await;
     let working = tokio::spawn(async move { stuck.work(lease).await });
     assert!(
         h.say("ned", "/cancel")
@@ -351,17 +351,7 @@ async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_c
         "w".into(),
     );
     h.say("max", "/imagine a fox").await;
-    let lease = h
-        .service
-        .store()
-        .claim(
-            "w",
-            std::time::Duration::from_secs(30),
-            &h.service.settings().jobs,
-        )
-        .await
-        .expect("claim")
-        .expect("a job");
+    let lease = h.claim("w", std::time::Duration::from_secs(30)).await;
     stuck.work(lease).await;
     let edits = h.recorder.seen(|s| s.edits.clone());
     assert!(
@@ -674,16 +664,8 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
         "doomed".into(),
     );
     let lease = h
-        .service
-        .store()
-        .claim(
-            "doomed",
-            std::time::Duration::from_millis(1_500),
-            &h.service.settings().jobs,
-        )
-        .await
-        .expect("claim")
-        .expect("a job");
+        .claim("doomed", std::time::Duration::from_millis(1_500))
+        .await;
     let running = tokio::spawn(async move { stuck.work(lease).await });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     running.abort();
@@ -728,17 +710,7 @@ async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
         "w".into(),
     );
     h.say("lea", "/imagine a fox").await;
-    let lease = h
-        .service
-        .store()
-        .claim(
-            "w",
-            std::time::Duration::from_secs(30),
-            &h.service.settings().jobs,
-        )
-        .await
-        .expect("claim")
-        .expect("a job");
+    let lease = h.claim("w", std::time::Duration::from_secs(30)).await;
     refusing.work(lease).await;
     assert_eq!(
         h.recorder.seen(|s| s.media.len()),
