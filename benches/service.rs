@@ -20,7 +20,7 @@ use bot_core::{
     jobs::JobLimits,
     media::{MediaKind, Output},
     pricing::Operation,
-    providers::{GenerationRequest, Provider, ProviderFuture},
+    providers::{Provider, ProviderFuture, Routes, Run},
     service::{
         Attachment, Button, ChatKind, ChatRef, Input, MessageRef, Messenger, MessengerFuture,
         Request, Service, Settings,
@@ -93,7 +93,7 @@ impl Provider for InstantProvider {
     fn supports(&self, _: Operation) -> bool {
         true
     }
-    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async {
             Ok(Output {
                 kind: MediaKind::Image,
@@ -153,7 +153,7 @@ async fn run(backend: Backend, command: &str, duration: Duration, workers: usize
         person(&store, &format!("bench{n}"), 1_000_000_000).await;
     }
     let shutdown = CancellationToken::new();
-    let providers: Arc<Vec<Arc<dyn Provider>>> = Arc::new(vec![Arc::new(InstantProvider)]);
+    let providers = Routes::every(vec![Arc::new(InstantProvider)]);
     let workers: Vec<_> = (0..workers)
         .map(|n| {
             let config = WorkerConfig {

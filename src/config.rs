@@ -415,6 +415,9 @@ impl Config {
             .validate()
             .map_err(|message| ConfigError::new("pricing", message))?;
         ContentPolicy::new(&self.policy).map_err(|message| ConfigError::new("policy", message))?;
+        self.providers
+            .validate()
+            .map_err(|(key, message)| ConfigError::new(&key, message))?;
         let commands = &self.commands;
         if commands.prompt_max_chars == 0 || commands.prompt_min_chars > commands.prompt_max_chars {
             return Err(ConfigError::new(

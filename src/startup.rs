@@ -16,7 +16,6 @@ use crate::{
 use bot_core::{
     Credits,
     policy::ContentPolicy,
-    providers::{Limited, Provider, local::LocalProvider},
     service::{Service, Settings, worker::Worker},
 };
 use std::sync::Arc;
@@ -118,24 +117,8 @@ pub fn service_settings(config: &Config) -> anyhow::Result<Settings> {
         media: config.media,
         welcome_credits: Credits::new(config.welcome_credits),
         terms_version: config.terms.version.clone(),
-        local_preview: true,
+        local_preview: config.providers.build(config.media).serves_preview(),
     })
-}
-
-/// The providers in the order they are tried, each limited to its configured concurrency. The
-/// offline local provider is always last, so that the bot works with no keys at all.
-pub fn providers(config: &Config) -> Arc<Vec<Arc<dyn Provider>>> {
-    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(LocalProvider::new(config.media))];
-    Arc::new(
-        all.into_iter()
-            .map(
-                |provider| match config.providers.concurrency.get(provider.name()) {
-                    Some(max) => Arc::new(Limited::new(provider, *max)) as Arc<dyn Provider>,
-                    None => provider,
-                },
-            )
-            .collect(),
-    )
 }
 
 /// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.
@@ -145,12 +128,12 @@ pub fn spawn_workers(
     instance: &str,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let providers = providers(config);
+    let routes = config.providers.build(config.media);
     (0..config.workers.count.max(1))
         .map(|n| {
             let worker = Worker::new(
                 service.clone(),
-                providers.clone(),
+                routes.clone(),
                 config.workers,
                 format!("{instance}-{}-{n}", std::process::id()),
             );

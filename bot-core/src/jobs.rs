@@ -636,13 +636,40 @@ async fn claim_next(
     for id in ids {
         if backend == Backend::Postgres {
             // Another instance may be claiming the same rows: skip those it has locked.
-            let locked: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
                     .bind(id)
                     .fetch_optional(&mut *conn)
                     .await?;
-            if locked.is_none() {
-                continue;
+            match state.as_deref() {
+                None => continue,
+                // Taking over an expired lease does not start anything new.
+                Some("running") => {}
+                Some(_) => {
+                    // Each instance counted running jobs in its own snapshot, so two could both
+                    // start a person's last free slot. Claims for one person take turns on
+                    // their row (skipping a person another instance is claiming for), and
+                    // count again in a new statement, whose snapshot sees the other's commit.
+                    let person: Option<i64> = sqlx::query_scalar(
+                        "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
+                         WHERE j.id = $1 FOR UPDATE OF u SKIP LOCKED",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(person) = person else { continue };
+                    let running: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 \
+                         AND state = 'running' AND lease_expires_at >= $2",
+                    )
+                    .bind(person)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if running >= i64::from(max_running) {
+                        continue;
+                    }
+                }
             }
         }
         let sql = format!(

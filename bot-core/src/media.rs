@@ -130,6 +130,17 @@ pub enum ImageFormat {
     Webp,
 }
 
+impl ImageFormat {
+    /// The MIME type and file extension.
+    pub fn mime(self) -> (&'static str, &'static str) {
+        match self {
+            ImageFormat::Jpeg => ("image/jpeg", "jpg"),
+            ImageFormat::Png => ("image/png", "png"),
+            ImageFormat::Webp => ("image/webp", "webp"),
+        }
+    }
+}
+
 /// Why an upload was refused, in words a person reads. No credits are held for a bad upload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
@@ -153,7 +164,9 @@ pub enum MediaError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaKind {
     Image,
+    /// A short looping animation (GIF).
     Animation,
+    Video,
     Audio,
 }
 
@@ -166,6 +179,49 @@ pub struct Output {
     pub bytes: Vec<u8>,
     /// Pixel size for images and animations.
     pub dimensions: Option<(u32, u32)>,
+}
+
+impl Output {
+    /// Names a provider's result by what its bytes are, not by what the provider says they are.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are none of the image, animation, video or audio types the chat platforms
+    /// accept.
+    pub fn sniff(bytes: Vec<u8>, stem: &str) -> Result<Output, String> {
+        let (kind, mime, extension) = match infer::get(&bytes).map(|t| t.mime_type()) {
+            Some("image/png") => (MediaKind::Image, "image/png", "png"),
+            Some("image/jpeg") => (MediaKind::Image, "image/jpeg", "jpg"),
+            Some("image/webp") => (MediaKind::Image, "image/webp", "webp"),
+            Some("image/gif") => (MediaKind::Animation, "image/gif", "gif"),
+            Some("video/mp4") => (MediaKind::Video, "video/mp4", "mp4"),
+            Some("video/webm") => (MediaKind::Video, "video/webm", "webm"),
+            Some("audio/x-wav") => (MediaKind::Audio, "audio/wav", "wav"),
+            Some("audio/mpeg") => (MediaKind::Audio, "audio/mpeg", "mp3"),
+            Some("audio/ogg") => (MediaKind::Audio, "audio/ogg", "ogg"),
+            Some("audio/x-flac") => (MediaKind::Audio, "audio/flac", "flac"),
+            Some(other) => return Err(format!("an unexpected file type ({other})")),
+            None => return Err("a file of unknown type".into()),
+        };
+        let dimensions = match kind {
+            MediaKind::Image | MediaKind::Animation => {
+                imagesize::blob_size(&bytes).ok().and_then(|size| {
+                    Some((
+                        u32::try_from(size.width).ok()?,
+                        u32::try_from(size.height).ok()?,
+                    ))
+                })
+            }
+            MediaKind::Video | MediaKind::Audio => None,
+        };
+        Ok(Output {
+            kind,
+            mime,
+            file_name: format!("{stem}.{extension}"),
+            bytes,
+            dimensions,
+        })
+    }
 }
 
 impl fmt::Debug for Output {

@@ -18,6 +18,24 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation's name in configuration and job records.
+    pub const NAMES: [&'static str; 7] = [
+        "image", "enhance", "removebg", "faceswap", "portrait", "video", "music",
+    ];
+
+    /// This operation's name in configuration and job records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Image(_) => "image",
+            Operation::Enhance => "enhance",
+            Operation::RemoveBackground => "removebg",
+            Operation::FaceSwap => "faceswap",
+            Operation::Portrait => "portrait",
+            Operation::Video { .. } => "video",
+            Operation::Music { .. } => "music",
+        }
+    }
+
     /// How the operation is named to people.
     pub fn label(&self) -> String {
         match self {

@@ -510,7 +510,7 @@ impl Service {
                     key: key.to_string(),
                     user: user.id,
                     wallet: user.wallet,
-                    operation: operation_name(spec.operation).into(),
+                    operation: spec.operation.name().into(),
                     cost: self.settings.pricing.cost(spec.operation),
                     payload,
                 },
@@ -728,19 +728,6 @@ impl Service {
             );
         }
         Ok(text)
-    }
-}
-
-/// The job's dispatch name.
-pub(crate) fn operation_name(operation: Operation) -> &'static str {
-    match operation {
-        Operation::Image(_) => "image",
-        Operation::Enhance => "enhance",
-        Operation::RemoveBackground => "removebg",
-        Operation::FaceSwap => "faceswap",
-        Operation::Portrait => "portrait",
-        Operation::Video { .. } => "video",
-        Operation::Music { .. } => "music",
     }
 }
 

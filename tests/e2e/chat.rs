@@ -6,12 +6,22 @@ use std::{io::Write as _, process::Stdio};
 use crate::helpers::{imagegpt, text};
 
 fn chat(dir: &std::path::Path, args: &[&str], input: &str) -> (bool, String, String) {
+    chat_with(dir, args, input, &[])
+}
+
+fn chat_with(
+    dir: &std::path::Path,
+    args: &[&str],
+    input: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
         .arg("chat")
         .args(args)
         .current_dir(dir)
         .env_clear()
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -115,6 +125,42 @@ fn bad_uploads_and_unaffordable_requests_cost_nothing() {
     );
     let (_, stdout, _) = chat(dir.path(), &["--name", "bob"], "/balance\n");
     assert!(stdout.contains("Your balance: 3 credits."), "{stdout}");
+    let audit = imagegpt(dir.path(), &["audit"], &[]);
+    assert!(audit.status.success(), "{}", text(&audit).0);
+}
+
+#[test]
+fn with_a_replicate_token_results_come_from_replicate_and_are_not_called_a_preview() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = runtime.block_on(fakes::replicate::FakeReplicate::start("r8_e2e"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("imagegpt.toml"),
+        "[providers.replicate]\npoll_ms = 20\n",
+    )
+    .expect("config");
+    let url = fake.url();
+    let (ok, stdout, stderr) = chat_with(
+        dir.path(),
+        &["--name", "cyd", "--credits", "5"],
+        "/imagine a lighthouse --seed 7\n/balance\n",
+        &[
+            ("REPLICATE_API_TOKEN", "r8_e2e"),
+            ("REPLICATE_API_URL", &url),
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("saved: "), "{stdout}");
+    assert!(!stdout.contains("local preview"), "{stdout}");
+    assert!(stdout.contains("Your balance: 4 credits"), "{stdout}");
+    let created = fake.created();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].0, "black-forest-labs/flux-schnell");
+    assert_eq!(created[0].1["seed"], 7);
+    assert!(
+        !stderr.contains("r8_e2e"),
+        "the token is never logged: {stderr}"
+    );
     let audit = imagegpt(dir.path(), &["audit"], &[]);
     assert!(audit.status.success(), "{}", text(&audit).0);
 }

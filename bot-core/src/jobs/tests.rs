@@ -59,6 +59,7 @@ on_every_backend!(
     transient_failures_retry_until_attempts_run_out,
     claims_take_turns_between_people,
     nobody_runs_more_than_their_cap,
+    racing_claimers_never_pass_the_cap,
     an_expired_lease_is_taken_over_and_the_job_ends_once,
     the_provider_job_id_survives_a_takeover,
     cancelling_a_queued_job_voids_it_and_a_running_one_is_marked,
@@ -318,6 +319,38 @@ async fn nobody_runs_more_than_their_cap(store: Store) {
     store.succeed(&a).await.expect("succeed");
     let c = claimed(&store, "w", LEASE, &limits, "a slot is free").await;
     for lease in [b, c] {
+        store.succeed(&lease).await.expect("succeed");
+    }
+}
+
+async fn racing_claimers_never_pass_the_cap(store: Store) {
+    let limits = JobLimits {
+        max_running_per_person: 2,
+        ..JobLimits::default()
+    };
+    let alice = person(&store, "alice", 100).await;
+    for n in 0..8 {
+        store
+            .enqueue(&new_job(&alice, &format!("a:{n}"), 1), &limits)
+            .await
+            .expect("enqueue");
+    }
+    // Sixteen workers (on PostgreSQL, separate connections, like separate instances) claim at
+    // once; only two of them may start one of alice's jobs.
+    let claims: Vec<_> = (0..16)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&format!("w{n}"), LEASE, &limits).await })
+        })
+        .collect();
+    let mut leases = Vec::new();
+    for claim in claims {
+        if let Some(lease) = claim.await.expect("task").expect("claim") {
+            leases.push(lease);
+        }
+    }
+    assert_eq!(leases.len(), 2, "running jobs after the race");
+    for lease in leases {
         store.succeed(&lease).await.expect("succeed");
     }
 }

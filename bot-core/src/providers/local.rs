@@ -10,7 +10,7 @@ use std::{
 
 use image::{DynamicImage, GenericImageView, ImageFormat, Rgba, RgbaImage, imageops};
 
-use super::{GenerationRequest, Provider, ProviderError, ProviderFuture};
+use super::{GenerationRequest, Provider, ProviderError, ProviderFuture, Run};
 use crate::{
     command::Quality,
     media::{MediaKind, MediaLimits, Output},
@@ -113,8 +113,12 @@ impl Provider for LocalProvider {
         true
     }
 
-    fn generate<'a>(&'a self, request: &'a GenerationRequest) -> ProviderFuture<'a> {
-        let request = request.clone();
+    fn is_preview(&self) -> bool {
+        true
+    }
+
+    fn generate<'a>(&'a self, run: Run<'a>) -> ProviderFuture<'a> {
+        let request = run.request.clone();
         let provider = self.clone();
         Box::pin(async move {
             // Image work is CPU-bound: keep it off the async workers.
@@ -424,7 +428,7 @@ mod tests {
 
     async fn run(request: GenerationRequest) -> Output {
         LocalProvider::default()
-            .generate(&request)
+            .generate(Run::new(&request))
             .await
             .expect("generates")
     }
@@ -485,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn photo_operations_without_a_photo_are_refused_not_retried() {
         let error = LocalProvider::default()
-            .generate(&request(Operation::Enhance, vec![]))
+            .generate(Run::new(&request(Operation::Enhance, vec![])))
             .await
             .expect_err("needs a photo");
         assert!(matches!(error, ProviderError::Refused(_)));

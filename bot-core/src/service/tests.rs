@@ -10,7 +10,7 @@ use super::{worker::Worker, *};
 use crate::{
     media::{MediaKind, Output, tests::png},
     on_every_backend,
-    providers::{GenerationRequest, Provider, ProviderFuture, local::LocalProvider},
+    providers::{Provider, ProviderFuture, Routes, Run, local::LocalProvider},
     service::worker::WorkerConfig,
 };
 
@@ -19,6 +19,7 @@ use crate::{
 struct Seen {
     texts: Vec<String>,
     edits: Vec<(String, String)>,
+    edit_times: Vec<std::time::Instant>,
     media: Vec<(String, String)>,
     files: HashMap<String, Vec<u8>>,
     fail_deliveries: usize,
@@ -65,7 +66,10 @@ impl Messenger for Recorder {
         text: &'a str,
         _: &'a [Button],
     ) -> MessengerFuture<'a, ()> {
-        self.seen(|s| s.edits.push((message.id.clone(), text.to_string())));
+        self.seen(|s| {
+            s.edits.push((message.id.clone(), text.to_string()));
+            s.edit_times.push(std::time::Instant::now());
+        });
         Box::pin(async { Ok(()) })
     }
 
@@ -123,7 +127,7 @@ impl Provider for Stuck {
     fn supports(&self, _: Operation) -> bool {
         true
     }
-    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(std::future::pending())
     }
 }
@@ -139,7 +143,7 @@ impl Provider for Refuses {
     fn supports(&self, _: Operation) -> bool {
         true
     }
-    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async {
             Err(crate::providers::ProviderError::Refused(
                 "No face found in the photo.".into(),
@@ -159,7 +163,7 @@ impl Provider for Down {
     fn supports(&self, _: Operation) -> bool {
         true
     }
-    fn generate<'a>(&'a self, _: &'a GenerationRequest) -> ProviderFuture<'a> {
+    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async { Err(crate::providers::ProviderError::Unavailable("503".into())) })
     }
 }
@@ -184,18 +188,25 @@ fn harness(store: Store, settings: Settings) -> Harness {
         settings,
         vec![Arc::new(recorder.clone())],
     ));
-    let providers: Arc<Vec<Arc<dyn Provider>>> =
-        Arc::new(vec![Arc::new(Down), Arc::new(LocalProvider::default())]);
+    let providers = Routes::every(vec![Arc::new(Down), Arc::new(LocalProvider::default())]);
     let worker = Worker::new(
         service.clone(),
         providers,
-        WorkerConfig::default(),
+        test_config(),
         "test-worker".into(),
     );
     Harness {
         service,
         recorder,
         worker,
+    }
+}
+
+/// Workers as configured, except that status edits are not spaced out.
+fn test_config() -> WorkerConfig {
+    WorkerConfig {
+        status_edit_ms: 0,
+        ..WorkerConfig::default()
     }
 }
 
@@ -310,8 +321,8 @@ async fn cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_no
     let h = harness(store, settings());
     let stuck = Worker::new(
         h.service.clone(),
-        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
-        WorkerConfig::default(),
+        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        test_config(),
         "w".into(),
     );
     h.say("ned", "/imagine a fox").await;
@@ -342,11 +353,11 @@ async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_c
     let mut settings = settings();
     settings.jobs.max_attempts = 1;
     let h = harness(store, settings);
-    let mut config = WorkerConfig::default();
+    let mut config = test_config();
     config.timeouts.image = 1;
     let stuck = Worker::new(
         h.service.clone(),
-        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
         config,
         "w".into(),
     );
@@ -656,10 +667,10 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
     h.say("kit", "/imagine a fox").await;
     let stuck = Worker::new(
         h.service.clone(),
-        Arc::new(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
         WorkerConfig {
             lease_seconds: 1,
-            ..WorkerConfig::default()
+            ..test_config()
         },
         "doomed".into(),
     );
@@ -702,11 +713,11 @@ async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
     let h = harness(store, settings());
     let refusing = Worker::new(
         h.service.clone(),
-        Arc::new(vec![
+        Routes::every(vec![
             Arc::new(Refuses) as Arc<dyn Provider>,
             Arc::new(LocalProvider::default()),
         ]),
-        WorkerConfig::default(),
+        test_config(),
         "w".into(),
     );
     h.say("lea", "/imagine a fox").await;
@@ -765,3 +776,5 @@ fn an_output_shows_its_size_not_its_bytes_in_debug() {
     };
     assert!(format!("{output:?}").contains("<2 bytes>"));
 }
+
+mod remote;

@@ -14,7 +14,7 @@ use crate::{
     jobs::{Job, Lease},
     media::{Output, Upload},
     pricing::Operation,
-    providers::{GenerationRequest, Provider, ProviderError, local::DISCLOSURE},
+    providers::{Done, GenerationRequest, Progress, ProviderError, Routes, Run, local::DISCLOSURE},
 };
 
 use super::DeliveryError;
@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     pub timeouts: Timeouts,
     /// How long an idle worker waits before looking for work again, in milliseconds.
     pub poll_ms: u64,
+    /// The least time between two edits of one status message, in milliseconds (chat platforms
+    /// rate-limit edits; people do not need more).
+    pub status_edit_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -40,6 +43,7 @@ impl Default for WorkerConfig {
             lease_seconds: 60,
             timeouts: Timeouts::default(),
             poll_ms: 250,
+            status_edit_ms: 2_000,
         }
     }
 }
@@ -93,9 +97,11 @@ impl Timeouts {
 #[derive(Debug, Clone)]
 pub struct Worker {
     service: Arc<Service>,
-    providers: Arc<Vec<Arc<dyn Provider>>>,
+    routes: Routes,
     config: WorkerConfig,
     name: String,
+    /// Final status edits waiting their turn apart from the worker; awaited before it stops.
+    waiting_edits: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 /// How one job ended, for the loop.
@@ -109,15 +115,16 @@ impl Worker {
     /// A worker named `name` (unique per process and instance).
     pub fn new(
         service: Arc<Service>,
-        providers: Arc<Vec<Arc<dyn Provider>>>,
+        routes: Routes,
         config: WorkerConfig,
         name: String,
     ) -> Worker {
         Worker {
             service,
-            providers,
+            routes,
             config,
             name,
+            waiting_edits: Arc::default(),
         }
     }
 
@@ -131,7 +138,11 @@ impl Worker {
                 .claim(&self.name, lease, &self.service.settings().jobs)
                 .await;
             match claimed {
-                Ok(Some(lease)) => self.work(lease).await,
+                Ok(Some(lease)) => {
+                    self.work(lease).await;
+                    let mut waiting = self.edits();
+                    while waiting.try_join_next().is_some() {}
+                }
                 Ok(None) => {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -144,6 +155,14 @@ impl Worker {
                 }
             }
         }
+        let waiting = std::mem::take(&mut *self.edits());
+        waiting.join_all().await;
+    }
+
+    fn edits(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
+        self.waiting_edits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs one claimed job to one of its endings. Public for tests and benchmarks that drive
@@ -164,7 +183,8 @@ impl Worker {
                 return;
             }
         };
-        self.status(&job, &spec, "running").await;
+        let status = StatusLine::open(&self.service, &job, &spec, self.config).await;
+        status.edit("running", true).await;
         // Renew the lease while working; a lost lease (we were too slow and another worker took
         // the job) or a cancellation stops the work.
         let stop = CancellationToken::new();
@@ -176,11 +196,13 @@ impl Worker {
             self.config,
             stop.clone(),
         )));
+        let (percent, watching) = tokio::sync::watch::channel(None::<u8>);
+        let showing = AbortOnDrop(tokio::spawn(status.clone().follow(watching)));
         let outcome = tokio::select! {
-            outcome = self.attempt(&job, &spec) => outcome,
+            outcome = self.attempt(&lease, &spec, &percent) => outcome,
             () = stop.cancelled() => Outcome::Failed(String::new()),
         };
-        drop(renewing);
+        drop((renewing, showing));
         let store = self.service.store();
         let ended = match outcome {
             Outcome::Delivered => store.succeed(&lease).await,
@@ -191,6 +213,7 @@ impl Worker {
                     .map(|j| j.cancel_requested)
                     .unwrap_or(false);
                 if cancelled {
+                    self.cancel_at_provider(&job, spec.operation).await;
                     store.fail(&lease, "cancelled at your request").await
                 } else {
                     tracing::warn!(%reason, "lease lost; another worker has the job");
@@ -207,17 +230,14 @@ impl Worker {
         };
         match ended {
             Ok(ended) if ended.state.is_final() => {
-                if let Ok(Some(message)) = self.service.status_message(job.id).await
-                    && let Ok(messenger) = self.service.messenger(message.chat.platform)
-                {
-                    let _ = messenger
-                        .edit_text(&message, &final_status(&ended, &spec), &[])
-                        .await;
+                if let Some(later) = status.finish(&final_status(&ended, &spec)).await {
+                    self.edits().spawn(later);
                 }
             }
             Ok(requeued) => {
                 let reason = requeued.failure.clone().unwrap_or_default();
-                self.status(&requeued, &spec, &format!("waiting to retry ({reason})"))
+                status
+                    .edit(&format!("waiting to retry ({reason})"), true)
                     .await;
             }
             Err(Error::LeaseLost(_)) => tracing::warn!("lease lost before the job could end"),
@@ -225,7 +245,13 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &Job, spec: &JobSpec) -> Outcome {
+    async fn attempt(
+        &self,
+        lease: &Lease,
+        spec: &JobSpec,
+        percent: &tokio::sync::watch::Sender<Option<u8>>,
+    ) -> Outcome {
+        let job = &lease.job;
         let settings = self.service.settings();
         let messenger = match self.service.messenger(spec.chat.platform) {
             Ok(messenger) => messenger.clone(),
@@ -256,15 +282,11 @@ impl Worker {
             style: spec.style.clone(),
             inputs,
         };
-        let output = match self.generate(&request).await {
-            Ok(output) => output,
-            Err(ProviderError::Refused(why)) => return Outcome::Failed(why),
-            Err(ProviderError::Transient(why)) => return Outcome::Retry(why),
-            Err(ProviderError::Unavailable(why)) => {
-                return Outcome::Failed(format!("no provider could take it ({why})"));
-            }
+        let (output, preview) = match self.generate(lease, &request, percent).await {
+            Ok(made) => made,
+            Err(outcome) => return outcome,
         };
-        let caption = self.caption(job, spec).await;
+        let caption = self.caption(job, spec, preview).await;
         let mut buttons = vec![Button {
             label: "Regenerate".into(),
             action: Action::Regenerate(job.id),
@@ -286,23 +308,46 @@ impl Worker {
         deliver(&*messenger, spec, &output, &caption, &buttons).await
     }
 
-    async fn generate(&self, request: &GenerationRequest) -> Result<Output, ProviderError> {
+    /// Asks the providers in order. A refusal ends the job; an outage tries the next provider;
+    /// when every provider is out the job is retried later. Returns the media and whether the
+    /// offline preview made it.
+    async fn generate(
+        &self,
+        lease: &Lease,
+        request: &GenerationRequest,
+        percent: &tokio::sync::watch::Sender<Option<u8>>,
+    ) -> Result<(Output, bool), Outcome> {
+        let job = &lease.job;
         let timeout = self.config.timeouts.of(request.operation);
-        let mut last = ProviderError::Unavailable("no provider is configured for this".into());
-        for provider in self
-            .providers
-            .iter()
-            .filter(|p| p.supports(request.operation))
-        {
-            match tokio::time::timeout(timeout, provider.generate(request)).await {
-                Ok(Ok(output)) => return Ok(output),
+        let mut outage = None;
+        for provider in self.routes.providers(request.operation) {
+            let reporter = Reporter {
+                service: &self.service,
+                lease,
+                provider: provider.name(),
+                percent,
+            };
+            let resume = match (&job.provider, &job.provider_job_id) {
+                (Some(name), Some(id)) if name == provider.name() => Some(id.as_str()),
+                _ => None,
+            };
+            let run = Run {
+                request,
+                resume,
+                progress: &reporter,
+            };
+            match tokio::time::timeout(timeout, provider.generate(run)).await {
+                Ok(Ok(output)) => return Ok((output, provider.is_preview())),
                 Ok(Err(ProviderError::Unavailable(why))) => {
                     tracing::warn!(provider = provider.name(), %why, "provider unavailable; trying the next");
-                    last = ProviderError::Unavailable(why);
+                    outage = Some(why);
                 }
-                Ok(Err(other)) => return Err(other),
+                Ok(Err(ProviderError::Refused(why))) => return Err(Outcome::Failed(why)),
+                Ok(Err(ProviderError::Transient(why))) => return Err(Outcome::Retry(why)),
                 Err(_) => {
-                    return Err(ProviderError::Transient(format!(
+                    // Nobody will receive what it makes: stop it so it is not billed.
+                    self.cancel_at_provider(job, request.operation).await;
+                    return Err(Outcome::Retry(format!(
                         "{} took longer than {}s",
                         provider.name(),
                         timeout.as_secs()
@@ -310,10 +355,25 @@ impl Worker {
                 }
             }
         }
-        Err(last)
+        Err(match outage {
+            Some(why) => Outcome::Retry(format!("the generation service is unavailable ({why})")),
+            None => Outcome::Failed("no generation service is set up for this".into()),
+        })
     }
 
-    async fn caption(&self, job: &Job, spec: &JobSpec) -> String {
+    /// Cancels the run the job's provider started, if one was recorded.
+    async fn cancel_at_provider(&self, job: &Job, operation: Operation) {
+        let Ok(current) = self.service.store().job(job.id).await else {
+            return;
+        };
+        if let (Some(name), Some(id)) = (&current.provider, &current.provider_job_id)
+            && let Some(provider) = self.routes.providers(operation).find(|p| p.name() == name)
+        {
+            provider.cancel(id).await;
+        }
+    }
+
+    async fn caption(&self, job: &Job, spec: &JobSpec, preview: bool) -> String {
         let settings = self.service.settings();
         let cost = settings.pricing.cost(spec.operation);
         let mut caption = String::new();
@@ -332,23 +392,130 @@ impl Worker {
             // The hold is posted once delivery succeeds; what remains available is the balance.
             caption.push_str(&format!(" · balance {}", balance.available()));
         }
-        if settings.local_preview {
+        if preview {
             caption.push_str(&format!("\n{DISCLOSURE}"));
         }
         super::shorten(&caption, 1_000)
     }
+}
 
-    async fn status(&self, job: &Job, spec: &JobSpec, state: &str) {
-        if let Ok(Some(message)) = self.service.status_message(job.id).await
-            && let Ok(messenger) = self.service.messenger(message.chat.platform)
-        {
-            let buttons = [Button {
-                label: "Cancel".into(),
-                action: Action::Cancel(job.id),
-            }];
-            let _ = messenger
-                .edit_text(&message, &status_text(job, spec, state), &buttons)
-                .await;
+/// Tells the job what its provider reports: the run's id (stored at once) and progress.
+struct Reporter<'a> {
+    service: &'a Service,
+    lease: &'a Lease,
+    provider: &'static str,
+    percent: &'a tokio::sync::watch::Sender<Option<u8>>,
+}
+
+impl Progress for Reporter<'_> {
+    fn started<'a>(&'a self, provider_job_id: &'a str) -> Done<'a> {
+        Box::pin(async move {
+            if let Err(error) = self
+                .service
+                .store()
+                .record_provider_job(self.lease, self.provider, provider_job_id)
+                .await
+            {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "recording the provider's run id failed"
+                );
+            }
+        })
+    }
+
+    fn percent(&self, percent: u8) {
+        self.percent.send_replace(Some(percent.min(100)));
+    }
+}
+
+/// The job's status message, edited at most once per `status_edit_ms`.
+#[derive(Clone)]
+struct StatusLine {
+    inner: Arc<StatusInner>,
+}
+
+struct StatusInner {
+    service: Arc<Service>,
+    message: Option<super::MessageRef>,
+    job: Job,
+    spec: JobSpec,
+    every: Duration,
+    last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl StatusLine {
+    async fn open(
+        service: &Arc<Service>,
+        job: &Job,
+        spec: &JobSpec,
+        config: WorkerConfig,
+    ) -> StatusLine {
+        let message = service.status_message(job.id).await.ok().flatten();
+        StatusLine {
+            inner: Arc::new(StatusInner {
+                service: service.clone(),
+                message,
+                job: job.clone(),
+                spec: spec.clone(),
+                every: Duration::from_millis(config.status_edit_ms),
+                last: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Shows `state` with a Cancel button. When the last edit was too recent, a `must` edit
+    /// waits its turn and any other is dropped.
+    async fn edit(&self, state: &str, must: bool) {
+        let buttons = [Button {
+            label: "Cancel".into(),
+            action: Action::Cancel(self.inner.job.id),
+        }];
+        let text = status_text(&self.inner.job, &self.inner.spec, state);
+        self.send(&text, &buttons, must).await;
+    }
+
+    /// Shows how the job ended; this edit is never dropped. When it must wait its turn, it is
+    /// returned to be run apart, so the worker can take its next job meanwhile.
+    async fn finish(&self, text: &str) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let due = (*self.inner.last.lock().await).map(|at| at + self.inner.every);
+        if due.is_some_and(|due| tokio::time::Instant::now() < due) {
+            let (line, text) = (self.clone(), text.to_string());
+            Some(async move { line.send(&text, &[], true).await })
+        } else {
+            self.send(text, &[], true).await;
+            None
+        }
+    }
+
+    async fn send(&self, text: &str, buttons: &[Button], must: bool) {
+        let Some(message) = &self.inner.message else {
+            return;
+        };
+        let Ok(messenger) = self.inner.service.messenger(message.chat.platform) else {
+            return;
+        };
+        let mut last = self.inner.last.lock().await;
+        if let Some(at) = *last {
+            let next = at + self.inner.every;
+            if tokio::time::Instant::now() < next {
+                if !must {
+                    return;
+                }
+                tokio::time::sleep_until(next).await;
+            }
+        }
+        *last = Some(tokio::time::Instant::now());
+        let _ = messenger.edit_text(message, text, buttons).await;
+    }
+
+    /// Shows each new percentage, waiting out the edit interval so the latest one is shown.
+    async fn follow(self, mut percent: tokio::sync::watch::Receiver<Option<u8>>) {
+        while percent.changed().await.is_ok() {
+            let Some(now) = *percent.borrow_and_update() else {
+                continue;
+            };
+            self.edit(&format!("running · {now}%"), true).await;
         }
     }
 }

@@ -1,0 +1,511 @@
+//! Replicate's predictions API (`https://api.replicate.com/v1/…`): create a prediction for an
+//! official model (`POST /v1/models/{owner}/{name}/predictions`) or a pinned version
+//! (`POST /v1/predictions` with `version`), poll it (`GET /v1/predictions/{id}`), cancel it
+//! (`POST /v1/predictions/{id}/cancel`). Errors are RFC 7807 problem documents as Replicate sends
+//! them. Outputs are served from `/files/…`, standing for `replicate.delivery`.
+//!
+//! Strictness: a bearer token is required on every API call; only the models in [`CATALOGUE`]
+//! exist; each model's required inputs are checked, and file inputs must be data URIs whose
+//! base64 decodes, or URLs.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::Server;
+
+/// What a fake model produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Produces {
+    Png,
+    Mp4,
+    Mp3,
+}
+
+/// A model the fake knows: `owner/name` for official models, `owner/name:version` for pinned
+/// community models; the inputs it requires, which of those are files, and whether its output is
+/// a list of URLs or one URL.
+#[derive(Debug)]
+pub struct Model {
+    pub reference: &'static str,
+    pub required: &'static [&'static str],
+    pub files: &'static [&'static str],
+    pub produces: Produces,
+    pub output_is_list: bool,
+}
+
+/// The models this fake serves, as Replicate's own pages describe their inputs.
+pub const CATALOGUE: &[Model] = &[
+    Model {
+        reference: "black-forest-labs/flux-schnell",
+        required: &["prompt"],
+        files: &[],
+        produces: Produces::Png,
+        output_is_list: true,
+    },
+    Model {
+        reference: "black-forest-labs/flux-1.1-pro",
+        required: &["prompt"],
+        files: &[],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "black-forest-labs/flux-1.1-pro-ultra",
+        required: &["prompt"],
+        files: &[],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "black-forest-labs/flux-kontext-pro",
+        required: &["prompt", "input_image"],
+        files: &["input_image"],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "bytedance/seedance-1-lite",
+        required: &["prompt"],
+        files: &[],
+        produces: Produces::Mp4,
+        output_is_list: false,
+    },
+    Model {
+        reference: "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
+        required: &["image"],
+        files: &["image"],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "cjwbw/rembg:fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003",
+        required: &["image"],
+        files: &["image"],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "codeplugtech/face-swap:278a81e7ebb22db98bcba54de985d22cc1abeead2754eb1f2af717247be69b34",
+        required: &["input_image", "swap_image"],
+        files: &["input_image", "swap_image"],
+        produces: Produces::Png,
+        output_is_list: false,
+    },
+    Model {
+        reference: "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb",
+        required: &["prompt"],
+        files: &[],
+        produces: Produces::Mp3,
+        output_is_list: false,
+    },
+];
+
+/// How the next prediction created will go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    /// Processing for this many polls (logging progress bars), then succeeded.
+    Succeed { polls: u32 },
+    /// Processing for one poll, then failed with this error, as a model reports it.
+    Fail(String),
+    /// Processing forever (until cancelled).
+    Hang,
+}
+
+#[derive(Debug)]
+struct Prediction {
+    id: String,
+    model: String,
+    version: String,
+    input: Value,
+    status: &'static str,
+    logs: String,
+    output: Option<Value>,
+    error: Option<String>,
+    script: Script,
+    polls: u32,
+    produces: Produces,
+    output_is_list: bool,
+}
+
+#[derive(Debug, Default)]
+struct Fake {
+    token: String,
+    origin: String,
+    predictions: BTreeMap<String, Prediction>,
+    files: BTreeMap<String, Vec<u8>>,
+    scripts: VecDeque<Script>,
+    throttle_creates: u32,
+    fail_creates: u32,
+    fail_polls: u32,
+    created: Vec<(String, Value)>,
+    cancelled: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+/// A running fake Replicate.
+#[derive(Debug)]
+pub struct FakeReplicate {
+    server: Server,
+    state: Shared,
+}
+
+impl FakeReplicate {
+    /// Starts a fake that accepts `token`.
+    pub async fn start(token: &str) -> FakeReplicate {
+        let state: Shared = Arc::new(Mutex::new(Fake {
+            token: token.to_string(),
+            ..Fake::default()
+        }));
+        let router = Router::new()
+            .route(
+                "/v1/models/{owner}/{name}/predictions",
+                post(create_official),
+            )
+            .route("/v1/predictions", post(create_version))
+            .route("/v1/predictions/{id}", get(poll))
+            .route("/v1/predictions/{id}/cancel", post(cancel))
+            .route("/files/{id}/{name}", get(file))
+            .with_state(state.clone());
+        let server = Server::start(router).await;
+        lock(&state).origin = server.origin();
+        FakeReplicate { server, state }
+    }
+
+    /// The value for `REPLICATE_API_URL`.
+    pub fn url(&self) -> String {
+        self.server.origin()
+    }
+
+    /// Scripts the next prediction created (unscripted ones succeed after two polls).
+    pub fn script(&self, script: Script) {
+        lock(&self.state).scripts.push_back(script);
+    }
+
+    /// The next `n` creations are throttled (429 with `Retry-After: 1`).
+    pub fn throttle_creates(&self, n: u32) {
+        lock(&self.state).throttle_creates = n;
+    }
+
+    /// The next `n` creations fail with a 500.
+    pub fn fail_creates(&self, n: u32) {
+        lock(&self.state).fail_creates = n;
+    }
+
+    /// The next `n` polls fail with a 500.
+    pub fn fail_polls(&self, n: u32) {
+        lock(&self.state).fail_polls = n;
+    }
+
+    /// Every prediction created so far: the model reference and the input sent.
+    pub fn created(&self) -> Vec<(String, Value)> {
+        lock(&self.state).created.clone()
+    }
+
+    /// Ids of predictions cancelled through the API.
+    pub fn cancelled(&self) -> Vec<String> {
+        lock(&self.state).cancelled.clone()
+    }
+}
+
+fn lock(state: &Shared) -> MutexGuard<'_, Fake> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json!({ "title": title, "detail": detail, "status": status.as_u16() }).to_string(),
+    )
+        .into_response()
+}
+
+fn authorised(fake: &Fake, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = format!("Bearer {}", fake.token);
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(given) if given == expected => Ok(()),
+        _ => Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            "You did not pass a valid authentication token",
+        )),
+    }
+}
+
+async fn create_official(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let reference = format!("{owner}/{name}");
+    let Some(model) = CATALOGUE.iter().find(|m| m.reference == reference) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested resource could not be found.",
+        );
+    };
+    create(&state, &headers, model, &body)
+}
+
+async fn create_version(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let version = body.get("version").and_then(Value::as_str).unwrap_or("");
+    let model = CATALOGUE.iter().find(|m| {
+        m.reference
+            .split_once(':')
+            .is_some_and(|(_, v)| v == version)
+    });
+    let Some(model) = model else {
+        if let Err(denied) = authorised(&lock(&state), &headers) {
+            return denied;
+        }
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid version or not permitted",
+            "The specified version does not exist (or perhaps you don't have permission to use it?)",
+        );
+    };
+    create(&state, &headers, model, &body)
+}
+
+fn create(state: &Shared, headers: &HeaderMap, model: &Model, body: &Value) -> Response {
+    let mut fake = lock(state);
+    if let Err(denied) = authorised(&fake, headers) {
+        return denied;
+    }
+    if fake.throttle_creates > 0 {
+        fake.throttle_creates -= 1;
+        let mut response = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Request was throttled.",
+            "Request was throttled. Expected available in 1 second.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    }
+    if fake.fail_creates > 0 {
+        fake.fail_creates -= 1;
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "Something went wrong.",
+        );
+    }
+    let Some(input) = body.get("input").and_then(Value::as_object) else {
+        return invalid("input", "input is required");
+    };
+    for field in model.required {
+        if !input.contains_key(*field) {
+            return invalid("input", &format!("{field} is required"));
+        }
+    }
+    for field in model.files {
+        if let Some(value) = input.get(*field) {
+            let ok = value.as_str().is_some_and(|text| {
+                if let Some(data) = text.strip_prefix("data:") {
+                    data.split_once(";base64,").is_some_and(|(_, b64)| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .is_ok()
+                    })
+                } else {
+                    text.starts_with("https://") || text.starts_with("http://")
+                }
+            });
+            if !ok {
+                return invalid(&format!("input.{field}"), "Does not match format 'uri'");
+            }
+        }
+    }
+    fake.created
+        .push((model.reference.to_string(), Value::Object(input.clone())));
+    let id = format!("fake{:04}rq7h2dxmcq", fake.created.len());
+    let script = fake
+        .scripts
+        .pop_front()
+        .unwrap_or(Script::Succeed { polls: 2 });
+    let (name, version) = model
+        .reference
+        .split_once(':')
+        .unwrap_or((model.reference, "dp-4d0bcc010b3049749a251855f12800be"));
+    let prediction = Prediction {
+        id: id.clone(),
+        model: name.to_string(),
+        version: version.to_string(),
+        input: Value::Object(input.clone()),
+        status: "starting",
+        logs: String::new(),
+        output: None,
+        error: None,
+        script,
+        polls: 0,
+        produces: model.produces,
+        output_is_list: model.output_is_list,
+    };
+    let body = render(&fake.origin, &prediction);
+    fake.predictions.insert(id, prediction);
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+fn invalid(field: &str, description: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json!({
+            "title": "Input validation failed",
+            "detail": format!("- {field}: {description}\n"),
+            "status": 422,
+            "invalid_fields": [{ "type": "required", "field": field, "description": description }],
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+fn render(origin: &str, p: &Prediction) -> Value {
+    json!({
+        "id": p.id,
+        "model": p.model,
+        "version": p.version,
+        "input": p.input,
+        "logs": p.logs,
+        "output": p.output,
+        "data_removed": false,
+        "error": p.error,
+        "status": p.status,
+        "created_at": "2026-11-25T10:00:00.000Z",
+        "urls": {
+            "get": format!("{origin}/v1/predictions/{}", p.id),
+            "cancel": format!("{origin}/v1/predictions/{}/cancel", p.id),
+            "web": format!("https://replicate.com/p/{}", p.id),
+        },
+    })
+}
+
+async fn poll(State(state): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let mut fake = lock(&state);
+    if let Err(denied) = authorised(&fake, &headers) {
+        return denied;
+    }
+    if fake.fail_polls > 0 {
+        fake.fail_polls -= 1;
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "Something went wrong.",
+        );
+    }
+    let origin = fake.origin.clone();
+    let Some(prediction) = fake.predictions.get_mut(&id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested resource could not be found.",
+        );
+    };
+    let mut new_file = None;
+    if matches!(prediction.status, "starting" | "processing") {
+        prediction.polls += 1;
+        prediction.status = "processing";
+        match prediction.script.clone() {
+            Script::Succeed { polls } if prediction.polls > polls => {
+                let (extension, bytes) = match prediction.produces {
+                    Produces::Png => ("png", crate::png(64, 64)),
+                    // The start of a real MP4 (`ftyp` box) and of an MP3 with an ID3 tag.
+                    Produces::Mp4 => ("mp4", mp4()),
+                    Produces::Mp3 => ("mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00fake audio".to_vec()),
+                };
+                let url = format!("{origin}/files/{}/output.{extension}", prediction.id);
+                prediction.output = Some(if prediction.output_is_list {
+                    json!([url])
+                } else {
+                    json!(url)
+                });
+                prediction.status = "succeeded";
+                new_file = Some((format!("{}/output.{extension}", prediction.id), bytes));
+            }
+            Script::Succeed { polls } => {
+                let percent = prediction.polls * 100 / (polls + 1);
+                prediction.logs.push_str(&format!(
+                    "{percent:3}%|████      | {}/{} [00:01<00:02, 1.00it/s]\n",
+                    prediction.polls,
+                    polls + 1
+                ));
+            }
+            Script::Fail(error) => {
+                prediction.status = "failed";
+                prediction.error = Some(error);
+            }
+            Script::Hang => {}
+        }
+    }
+    let body = render(&origin, prediction);
+    if let Some((path, bytes)) = new_file {
+        fake.files.insert(path, bytes);
+    }
+    Json(body).into_response()
+}
+
+fn mp4() -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0, 0x18];
+    bytes.extend_from_slice(b"ftypisom\x00\x00\x02\x00isomiso2");
+    bytes.extend_from_slice(&[0; 64]);
+    bytes
+}
+
+async fn cancel(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut fake = lock(&state);
+    if let Err(denied) = authorised(&fake, &headers) {
+        return denied;
+    }
+    let origin = fake.origin.clone();
+    let Some(prediction) = fake.predictions.get_mut(&id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested resource could not be found.",
+        );
+    };
+    if matches!(prediction.status, "starting" | "processing") {
+        prediction.status = "canceled";
+    }
+    let body = render(&origin, prediction);
+    fake.cancelled.push(id);
+    Json(body).into_response()
+}
+
+async fn file(State(state): State<Shared>, Path((id, name)): Path<(String, String)>) -> Response {
+    match lock(&state).files.get(&format!("{id}/{name}")) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
