@@ -131,7 +131,7 @@ fn main() {
 }
 
 async fn run(backend: Backend, command: &str, duration: Duration, workers: usize) -> bool {
-    let Some(db) = TestDb::with_connections(backend, "service benchmark", 16).await else {
+    let Some(db) = TestDb::with_connections(backend, "service benchmark", 4).await else {
         return false;
     };
     let settings = Settings {

@@ -425,20 +425,23 @@ impl Store {
             .collect()
     }
 
-    /// Remembers where a job's status message is, so that workers can edit it.
+    /// Remembers where a job's status message is, so that workers can edit it. Returns whether
+    /// the job is still open (it may have ended while the message was on its way).
     ///
     /// # Errors
     ///
     /// [`Error::Internal`] when the database fails.
-    pub async fn set_status_message(&self, job: JobId, message: String) -> Result<()> {
+    pub async fn set_status_message(&self, job: JobId, message: String) -> Result<bool> {
         self.write(Atomic::Statement, move |conn| {
             Box::pin(async move {
-                sqlx::query("UPDATE jobs SET status_message = $2 WHERE id = $1")
-                    .bind(job.get())
-                    .bind(message)
-                    .execute(conn)
-                    .await?;
-                Ok(())
+                let state: Option<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET status_message = $2 WHERE id = $1 RETURNING state",
+                )
+                .bind(job.get())
+                .bind(message)
+                .fetch_optional(conn)
+                .await?;
+                Ok(matches!(state.as_deref(), Some("queued" | "running")))
             })
         })
         .await
@@ -464,51 +467,17 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn queue_position(&self, id: JobId) -> Result<u64> {
-        // The order `claim` uses: a job's turn is its place in its owner's line plus the jobs
-        // they have running. Everyone else's jobs with an earlier turn come first; a tie is
-        // broken by age, judged (exactly for first turns) by the age of their oldest job.
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT j.user_id, \
-               (SELECT COUNT(*) FROM jobs q WHERE q.user_id = j.user_id AND q.state = 'queued' \
-                  AND q.id <= j.id) \
-               + (SELECT COUNT(*) FROM jobs r WHERE r.user_id = j.user_id AND r.state = 'running') \
-             FROM jobs j WHERE j.id = $1 AND j.state = 'queued'",
+        // The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs q \
+             JOIN jobs me ON me.id = $1 AND me.state = 'queued' \
+             WHERE q.state = 'queued' \
+               AND (q.turn < me.turn OR (q.turn = me.turn AND q.id < me.id))",
         )
-        .bind(id.get())
-        .fetch_optional(&mut *self.reader().await?)
-        .await?;
-        let Some((owner, turn)) = row else {
-            return Ok(0);
-        };
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM( \
-               CASE WHEN user_id = $1 THEN 0 \
-                    WHEN $2 - running - 1 <= 0 THEN 0 \
-                    WHEN $2 - running - 1 < queued THEN $2 - running - 1 \
-                    ELSE queued END \
-               + CASE WHEN user_id <> $1 AND $2 - running >= 1 AND $2 - running <= queued \
-                       AND head < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM (SELECT user_id, \
-                     SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
-                     SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
-                     MIN(CASE WHEN state = 'queued' THEN id END) AS head \
-                   FROM jobs WHERE state IN ('queued', 'running') GROUP BY user_id) people",
-        )
-        .bind(owner)
-        .bind(turn)
-        .bind(id.get())
-        .fetch_optional(&mut *self.reader().await?)
-        .await?;
-        // The owner's own jobs ahead of this one are its place in their line, less one.
-        let own_ahead: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued' AND id < $2",
-        )
-        .bind(owner)
         .bind(id.get())
         .fetch_one(&mut *self.reader().await?)
         .await?;
-        let others_ahead = position.unwrap_or(0);
-        Ok(u64::try_from(others_ahead + own_ahead).unwrap_or(0))
+        Ok(u64::try_from(ahead).unwrap_or(0))
     }
 
     async fn finish(&self, lease: &Lease, to: JobState, failure: Option<String>) -> Result<Job> {
@@ -577,20 +546,21 @@ async fn insert_job(
         }
         Inserted::MissingAccount => return Err(Error::UnknownAccount(job.wallet)),
     };
-    let queued: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued'")
-            .bind(job.user.get())
-            .fetch_one(&mut *conn)
-            .await?;
-    if queued >= i64::from(limits.max_queued_per_person) {
-        return Err(Error::TooManyQueued {
-            limit: limits.max_queued_per_person,
-        });
-    }
-    let now = now_millis();
+    // One statement: the person's queued count (for the cap), their last open turn and the
+    // turn now served decide whether and where the job joins the queue.
     let sql = format!(
         "INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, run_after, \
-         created_at) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6) RETURNING {JOB_COLUMNS}"
+                           created_at, turn) \
+         SELECT $1, $2, $3, $4, 'queued', $5, $6, $6, \
+                1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
+         FROM (SELECT \
+                 COALESCE((SELECT MAX(turn) FROM jobs \
+                           WHERE user_id = $1 AND state IN ('queued', 'running')), 0) AS mine, \
+                 COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
+                 (SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued') AS queued \
+              ) now \
+         WHERE now.queued < $7 \
+         RETURNING {JOB_COLUMNS}"
     );
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
         .bind(job.user.get())
@@ -598,9 +568,15 @@ async fn insert_job(
         .bind(job.operation)
         .bind(job.payload)
         .bind(i64::from(limits.max_attempts.max(1)))
-        .bind(now)
-        .fetch_one(conn)
+        .bind(now_millis())
+        .bind(i64::from(limits.max_queued_per_person))
+        .fetch_optional(conn)
         .await?;
+    let Some(row) = row else {
+        return Err(Error::TooManyQueued {
+            limit: limits.max_queued_per_person,
+        });
+    };
     job_from_row(row)
 }
 
@@ -612,22 +588,28 @@ async fn claim_next(
     max_running: u32,
 ) -> Result<Option<Lease>> {
     let now = now_millis();
-    // Claimable: queued and due, or running with an expired lease. People take turns: a job's
-    // turn is its place in its owner's line plus the jobs they already have running, so
-    // everyone's first job comes before anyone's second; people at their running cap wait.
-    // Only each person's oldest due job can be next for them, so candidates are the heads of
-    // people's lines (one index scan) plus jobs whose lease expired; heads of people with fewer
-    // jobs running come first.
+    // Claimable: running with an expired lease (its worker died) first, then queued and due
+    // jobs by turn (see migration 0004), skipping people already at their running cap. The
+    // running set is small; the queue is read in turn order through its index and never scanned.
     let candidates = "SELECT id FROM ( \
-           SELECT heads.id, COALESCE(busy.running, 0) AS running \
-           FROM (SELECT user_id, MIN(id) AS id FROM jobs \
-                 WHERE state = 'queued' AND run_after <= $1 GROUP BY user_id) heads \
-           LEFT JOIN (SELECT user_id, COUNT(*) AS running FROM jobs \
-                      WHERE state = 'running' AND lease_expires_at >= $1 GROUP BY user_id) busy \
-             ON busy.user_id = heads.user_id \
+           SELECT id, 0 AS kind, 0 AS turn FROM jobs \
+             WHERE state = 'running' AND lease_expires_at < $1 \
            UNION ALL \
-           SELECT id, 0 FROM jobs WHERE state = 'running' AND lease_expires_at < $1 \
-         ) candidates WHERE running < $2 ORDER BY running, id LIMIT 8";
+           SELECT id, kind, turn FROM ( \
+             SELECT id, 1 AS kind, turn FROM jobs \
+             WHERE state = 'queued' AND run_after <= $1 \
+               AND user_id NOT IN (SELECT user_id FROM jobs \
+                                   WHERE state = 'running' AND lease_expires_at >= $1 \
+                                   GROUP BY user_id HAVING COUNT(*) >= $2) \
+             ORDER BY turn, id LIMIT 8) due \
+         ) candidates ORDER BY kind, turn, id LIMIT 8";
+    let claim = format!(
+        "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
+         attempts = attempts + 1 \
+         WHERE id = $1 AND ((state = 'queued' AND run_after <= $4) \
+               OR (state = 'running' AND lease_expires_at < $4)) \
+         RETURNING {JOB_COLUMNS}"
+    );
     let ids: Vec<i64> = sqlx::query_scalar(candidates)
         .bind(now)
         .bind(i64::from(max_running))
@@ -672,14 +654,7 @@ async fn claim_next(
                 }
             }
         }
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
-             attempts = attempts + 1 \
-             WHERE id = $1 AND ((state = 'queued' AND run_after <= $4) \
-                   OR (state = 'running' AND lease_expires_at < $4)) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(claim.clone()))
             .bind(id)
             .bind(&worker)
             .bind(now.saturating_add(lease_ms))

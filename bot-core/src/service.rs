@@ -532,11 +532,10 @@ impl Service {
             .await
         {
             Ok(message) => {
-                self.set_status_message(job.id, &message).await?;
                 // The job may have ended while the message was on its way: make sure no
                 // message is left saying "queued".
-                let now = self.store.job(job.id).await?;
-                if now.state.is_final() {
+                if !self.set_status_message(job.id, &message).await? {
+                    let now = self.store.job(job.id).await?;
                     let _ = messenger
                         .edit_text(&message, &final_status(&now, &spec), &[])
                         .await;
@@ -549,7 +548,11 @@ impl Service {
         Ok(None)
     }
 
-    pub(crate) async fn set_status_message(&self, job: JobId, message: &MessageRef) -> Result<()> {
+    pub(crate) async fn set_status_message(
+        &self,
+        job: JobId,
+        message: &MessageRef,
+    ) -> Result<bool> {
         let message = serde_json::to_string(message).map_err(anyhow::Error::from)?;
         self.store.set_status_message(job, message).await
     }

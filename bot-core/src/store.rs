@@ -139,6 +139,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "service",
         include_str!("../../migrations/sqlite/0003_service.sql"),
     ),
+    (
+        4,
+        "turns",
+        include_str!("../../migrations/sqlite/0004_turns.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -155,6 +160,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "service",
         include_str!("../../migrations/postgres/0003_service.sql"),
+    ),
+    (
+        4,
+        "turns",
+        include_str!("../../migrations/postgres/0004_turns.sql"),
     ),
 ];
 
@@ -550,6 +560,9 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
     }
     let mut done = Vec::with_capacity(batch.len());
     let mut aborted: Option<String> = None;
+    // A savepoint whose operation succeeded is released together with the next statement sent
+    // (the next savepoint, or the commit): every round trip to SQLite's thread counts.
+    let mut unreleased = false;
     for job in batch {
         if aborted.is_some() {
             done.push((job.reply, None));
@@ -558,18 +571,23 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         // A multi-statement operation gets a savepoint even alone in its batch, so that its
         // refusal undoes its own earlier statements.
         let isolate = job.atomic == Atomic::Transaction;
-        if isolate && let Err(error) = conn.execute("SAVEPOINT operation").await {
+        let prepare = match (unreleased, isolate) {
+            (true, true) => Some("RELEASE operation; SAVEPOINT operation"),
+            (true, false) => Some("RELEASE operation"),
+            (false, true) => Some("SAVEPOINT operation"),
+            (false, false) => None,
+        };
+        unreleased = false;
+        if let Some(sql) = prepare
+            && let Err(error) = conn.execute(sql).await
+        {
             aborted = Some(error.to_string());
             done.push((job.reply, None));
             continue;
         }
         let result = (job.op)(conn).await;
         match &result {
-            Ok(_) if isolate => {
-                if let Err(error) = conn.execute("RELEASE operation").await {
-                    aborted = Some(error.to_string());
-                }
-            }
+            Ok(_) if isolate => unreleased = true,
             Err(error) if leaves_batch_intact(error) && isolate => {
                 let undone = conn
                     .execute("ROLLBACK TO operation; RELEASE operation")
@@ -583,10 +601,15 @@ async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         }
         done.push((job.reply, Some(result)));
     }
+    let commit = if unreleased {
+        "RELEASE operation; COMMIT"
+    } else {
+        "COMMIT"
+    };
     let outcome = match aborted {
         Some(why) => Err(why),
         None => conn
-            .execute("COMMIT")
+            .execute(commit)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),

@@ -1,0 +1,7 @@
+-- Fair turns that cost the same however long the queue is. A job's turn is one after the later
+-- of its owner's last open job and the turn now being served, so a newcomer joins the current
+-- round; workers take the lowest turn (ties by age) through one index, and a job's place in the
+-- queue is a range count on the same index.
+ALTER TABLE jobs ADD COLUMN turn BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX jobs_turns ON jobs (state, turn, id);
+DROP INDEX jobs_lines;
