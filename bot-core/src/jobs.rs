@@ -77,6 +77,9 @@ impl Default for JobLimits {
     }
 }
 
+/// Queue positions are counted up to this many jobs ahead.
+pub const POSITION_CAP: u64 = 1_000;
+
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -461,7 +464,9 @@ impl Store {
         Ok(message.flatten())
     }
 
-    /// How many queued jobs would be claimed before this one (0: next).
+    /// How many queued jobs would be claimed before this one (0: next), counted up to
+    /// [`POSITION_CAP`]: past that, a person needs to know only that the queue is long, and
+    /// the count stays cheap however long it is.
     ///
     /// # Errors
     ///
@@ -469,12 +474,13 @@ impl Store {
     pub async fn queue_position(&self, id: JobId) -> Result<u64> {
         // The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
         let ahead: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs q \
-             JOIN jobs me ON me.id = $1 AND me.state = 'queued' \
-             WHERE q.state = 'queued' \
-               AND (q.turn < me.turn OR (q.turn = me.turn AND q.id < me.id))",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+               WHERE q.state = 'queued' \
+                 AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
+               LIMIT $2) ahead",
         )
         .bind(id.get())
+        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
         .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(u64::try_from(ahead).unwrap_or(0))
@@ -634,7 +640,7 @@ async fn claim_next(
                     // count again in a new statement, whose snapshot sees the other's commit.
                     let person: Option<i64> = sqlx::query_scalar(
                         "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
-                         WHERE j.id = $1 FOR UPDATE OF u SKIP LOCKED",
+                         WHERE j.id = $1 FOR NO KEY UPDATE OF u SKIP LOCKED",
                     )
                     .bind(id)
                     .fetch_optional(&mut *conn)

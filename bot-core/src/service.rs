@@ -521,7 +521,12 @@ impl Service {
             return Ok(None);
         }
         let position = self.store.queue_position(job.id).await?;
-        let text = status_text(&job, &spec, &format!("queued, position {}", position + 1));
+        let place = if position >= crate::jobs::POSITION_CAP {
+            format!("queued, more than {} jobs ahead", crate::jobs::POSITION_CAP)
+        } else {
+            format!("queued, position {}", position + 1)
+        };
+        let text = status_text(&job, &spec, &place);
         let messenger = self.messenger(spec.chat.platform)?;
         let buttons = [Button {
             label: "Cancel".into(),
