@@ -20,11 +20,14 @@ use bot_core::{
 };
 use std::sync::Arc;
 
-/// A built application: database open and migrated, listener bound.
+/// A built application: database open and migrated, listener bound, chat platforms connected.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     store: Store,
+    service: Arc<Service>,
+    telegram: Option<telegram::Telegram>,
+    config: Config,
 }
 
 impl Application {
@@ -41,15 +44,18 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .await
             .with_context(|| format!("binding HTTP_ADDR {}", config.http.addr))?;
-        for (name, configured) in [
-            (
-                "telegram",
-                config
-                    .telegram
-                    .bot_token
-                    .as_ref()
-                    .is_some_and(|t| !t.expose_secret().is_empty()),
+        let telegram = match &config.telegram.bot_token {
+            Some(token) if !token.expose_secret().is_empty() => Some(
+                telegram::Telegram::connect(&config.telegram)
+                    .await
+                    .context("connecting to Telegram")?,
             ),
+            _ => {
+                tracing::info!(part = "telegram", "off: TELEGRAM_BOT_TOKEN is not set");
+                None
+            }
+        };
+        for (name, configured) in [
             (
                 "discord",
                 config.discord.bot_token.is_some() || config.discord.public_key.is_some(),
@@ -65,7 +71,19 @@ impl Application {
                 tracing::info!(part = name, "off: not configured");
             }
         }
-        Ok(Application { listener, store })
+        let messengers = telegram.iter().map(telegram::Telegram::messenger).collect();
+        let service = Arc::new(Service::new(
+            store.clone(),
+            service_settings(config)?,
+            messengers,
+        ));
+        Ok(Application {
+            listener,
+            store,
+            service,
+            telegram,
+            config: config.clone(),
+        })
     }
 
     /// The address the server listens on (the real port when configured with port 0).
@@ -90,16 +108,35 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "HTTP server listening");
-        let router = http::router(AppState {
+        let mut router = http::router(AppState {
             store: self.store.clone(),
         });
+        let mut tasks = spawn_workers(&self.config, self.service.clone(), "serve", &shutdown);
+        if let Some(telegram) = self.telegram {
+            if let Some(webhook) = telegram.webhook_router() {
+                router = router.merge(webhook);
+            }
+            tasks.push(tokio::spawn(
+                telegram.run(self.service.clone(), shutdown.clone()),
+            ));
+        }
         axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await
             .context("serving HTTP")?;
+        // Workers finish the job in hand; adapters finish the updates in hand.
+        shutdown.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// The service the application runs.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
     }
 }
 

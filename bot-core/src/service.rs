@@ -78,6 +78,8 @@ pub enum Action {
     Upscale(JobId, Quality),
     /// Show the packs.
     Buy,
+    /// Buy the pack at this place in the price list, counted from 1.
+    Pack(u8),
 }
 
 impl Action {
@@ -91,6 +93,7 @@ impl Action {
             Action::Upscale(job, Quality::FourK) => format!("u4:{job}"),
             Action::Upscale(job, _) => format!("uh:{job}"),
             Action::Buy => "b".into(),
+            Action::Pack(place) => format!("p:{place}"),
         }
     }
 
@@ -109,6 +112,7 @@ impl Action {
             "r" => Action::Regenerate(job),
             "uh" => Action::Upscale(job, Quality::Hd),
             "u4" => Action::Upscale(job, Quality::FourK),
+            "p" => Action::Pack(u8::try_from(id).ok()?),
             _ => return None,
         })
     }
@@ -141,6 +145,9 @@ pub struct Button {
 pub struct Reply {
     pub text: String,
     pub buttons: Vec<Button>,
+    /// For the person who acted only (a button someone else pressed): platforms show it as an
+    /// alert or an ephemeral message rather than in the chat.
+    pub notice: bool,
 }
 
 impl Reply {
@@ -148,6 +155,14 @@ impl Reply {
         Reply {
             text: text.into(),
             buttons: Vec::new(),
+            notice: false,
+        }
+    }
+
+    fn notice(text: impl Into<String>) -> Reply {
+        Reply {
+            notice: true,
+            ..Reply::text(text)
         }
     }
 
@@ -575,12 +590,30 @@ impl Service {
     ) -> Result<Option<Reply>> {
         match action {
             Action::Buy => Ok(Some(self.buy())),
+            Action::Pack(place) => Ok(Some(
+                match self
+                    .settings
+                    .pricing
+                    .packs
+                    .get(usize::from(place).wrapping_sub(1))
+                {
+                    Some(pack) => Reply::text(format!(
+                        "{} ({} credits for {}): payments are not configured on this bot yet, so nothing can be bought here. No money was taken.",
+                        pack.name,
+                        pack.credits,
+                        money(pack.price_cents, &pack.currency)
+                    )),
+                    None => {
+                        Reply::text("That pack is no longer offered. Send /buy to see the packs.")
+                    }
+                },
+            )),
             Action::Cancel(job) => self.cancel(user, Some(job)).await.map(Some),
             Action::Confirm(quote) | Action::Dismiss(quote) => {
                 let confirm = matches!(action, Action::Confirm(_));
                 let payload = self.store.take_quote(user.id, quote).await?;
                 let Some(payload) = payload else {
-                    return Ok(Some(Reply::text(
+                    return Ok(Some(Reply::notice(
                         "That offer was already used or is not yours.",
                     )));
                 };
@@ -595,7 +628,7 @@ impl Service {
             Action::Regenerate(job) | Action::Upscale(job, _) => {
                 let previous = self.store.job(job).await?;
                 if previous.user != user.id {
-                    return Ok(Some(Reply::text(
+                    return Ok(Some(Reply::notice(
                         "Only the person who asked for this can use its buttons.",
                     )));
                 }
@@ -651,24 +684,25 @@ impl Service {
     }
 
     fn buy(&self) -> Reply {
-        let packs: Vec<String> = self
+        let mut reply = Reply::text("Credit packs (prepaid credits; see /terms):");
+        for (place, pack) in self
             .settings
             .pricing
             .packs
             .iter()
-            .map(|p| {
-                format!(
-                    "{}: {} credits for {}",
-                    p.name,
-                    p.credits,
-                    money(p.price_cents, &p.currency)
-                )
-            })
-            .collect();
-        Reply::text(format!(
-            "Credit packs: {}.\nPayments are not configured on this bot yet, so nothing can be bought here.",
-            packs.join("; ")
-        ))
+            .enumerate()
+            .take(usize::from(u8::MAX))
+        {
+            let label = format!(
+                "{}: {} credits for {}",
+                pack.name,
+                pack.credits,
+                money(pack.price_cents, &pack.currency)
+            );
+            let place = u8::try_from(place + 1).unwrap_or(u8::MAX);
+            reply = reply.with(&label, Action::Pack(place));
+        }
+        reply
     }
 
     fn help(&self) -> String {

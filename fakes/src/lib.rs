@@ -7,6 +7,7 @@
 
 pub mod openai;
 pub mod replicate;
+pub mod telegram;
 
 use std::net::SocketAddr;
 

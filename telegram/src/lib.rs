@@ -1,8 +1,15 @@
 //! The Telegram adapter: turns Bot API updates into `bot_core` requests and core replies into
-//! Telegram messages. Holds no business rule. For now it owns its configuration section; the
-//! adapter itself arrives with the Telegram issue.
+//! Telegram messages, with teloxide. Holds no business rule.
 
 #![forbid(unsafe_code)]
+
+mod adapter;
+mod messenger;
+pub mod text;
+pub mod updates;
+
+pub use adapter::{Error, Telegram};
+pub use messenger::TelegramMessenger;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -21,6 +28,8 @@ pub struct TelegramConfig {
     pub webhook_secret: Option<SecretString>,
     /// `TELEGRAM_PAYMENT_RAILS`: `stars`, `stripe` or `stars,stripe`.
     pub payment_rails: Option<String>,
+    /// How long to wait for the rest of an album (photos sent together), in milliseconds.
+    pub album_window_ms: u64,
 }
 
 impl Default for TelegramConfig {
@@ -31,6 +40,7 @@ impl Default for TelegramConfig {
             webhook_url: None,
             webhook_secret: None,
             payment_rails: None,
+            album_window_ms: 800,
         }
     }
 }

@@ -26,21 +26,30 @@ impl TestApp {
     }
 }
 
-/// Builds the configuration exactly as the binary does, from environment pairs.
-pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
-    let mut env = vec![
-        ("DATABASE_URL".to_string(), db.url().to_string()),
-        ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::load_from(None, env).expect("valid test configuration")
-}
-
 /// Starts the application on a fresh database of `backend`; `None` when that backend is not
 /// available here.
 pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    spawn_app_with(backend, test, &[], "").await
+}
+
+/// Starts the application with extra environment variables and configuration file text.
+pub async fn spawn_app_with(
+    backend: Backend,
+    test: &str,
+    env: &[(&str, &str)],
+    file: &str,
+) -> Option<TestApp> {
     let db = TestDb::new(backend, test).await?;
-    let app = Application::build(&config(&db, &[]))
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("imagegpt.toml");
+    std::fs::write(&path, file).expect("write config");
+    let mut pairs = vec![
+        ("DATABASE_URL".to_string(), db.url().to_string()),
+        ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+    ];
+    pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
+    let app = Application::build(&config)
         .await
         .expect("application builds");
     let address = app.local_addr().expect("bound address");

@@ -5,3 +5,4 @@ mod chat;
 mod cli;
 mod helpers;
 mod http;
+mod telegram;

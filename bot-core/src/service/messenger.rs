@@ -69,6 +69,12 @@ pub trait Messenger: Send + Sync + std::fmt::Debug {
         buttons: &'a [Button],
     ) -> MessengerFuture<'a, MessageRef>;
 
+    /// Shows that the bot is working on something for this chat ("sending a photo…"), for a
+    /// few seconds. Best effort.
+    fn activity<'a>(&'a self, _chat: &'a ChatRef) -> MessengerFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Downloads an upload's bytes, at most `limit` of them.
     ///
     /// # Errors

@@ -480,11 +480,21 @@ async fn insufficient_credits_offer_buy_and_hold_nothing(store: Store) {
     assert_eq!(words.buttons[0].action, Action::Buy);
     assert_eq!(h.drain().await, 0);
     assert_eq!(h.balance("cat").await, 1);
-    assert!(
-        h.say("cat", "/buy")
-            .await
-            .contains("Payments are not configured")
+    let packs = h
+        .service
+        .handle(request("cat", "/buy", &[]))
+        .await
+        .expect("packs")
+        .expect("a reply");
+    assert_eq!(
+        packs.buttons.len(),
+        h.service.settings().pricing.packs.len()
     );
+    assert_eq!(packs.buttons[0].action, Action::Pack(1));
+    let mut press = request("cat", "", &[]);
+    press.input = Input::Action(Action::Pack(1));
+    assert!(h.send(press).await.contains("payments are not configured"));
+    assert_eq!(h.balance("cat").await, 1);
 }
 
 async fn costly_operations_are_quoted_and_a_quote_works_once(store: Store) {
@@ -755,12 +765,14 @@ fn actions_fit_in_telegram_callback_data_and_round_trip() {
         Action::Upscale(JobId::from_db(5), Quality::Hd),
         Action::Upscale(JobId::from_db(5), Quality::FourK),
         Action::Buy,
+        Action::Pack(1),
+        Action::Pack(u8::MAX),
     ] {
         let text = action.encode();
         assert!(text.len() <= 24, "{text}");
         assert_eq!(Action::decode(&text), Some(action));
     }
-    for junk in ["", "x:1", "c:", "c:-4", "c:abc", "q:0"] {
+    for junk in ["", "x:1", "c:", "c:-4", "c:abc", "q:0", "p:0", "p:256"] {
         assert_eq!(Action::decode(junk), None, "{junk}");
     }
 }

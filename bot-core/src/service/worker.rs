@@ -196,13 +196,19 @@ impl Worker {
             self.config,
             stop.clone(),
         )));
+        // While running, the chat shows that something is on its way (platforms show this for
+        // about five seconds).
+        let busy = AbortOnDrop(tokio::spawn(show_activity(
+            self.service.clone(),
+            spec.chat.clone(),
+        )));
         let (percent, watching) = tokio::sync::watch::channel(None::<u8>);
         let showing = AbortOnDrop(tokio::spawn(status.clone().follow(watching)));
         let outcome = tokio::select! {
             outcome = self.attempt(&lease, &spec, &percent) => outcome,
             () = stop.cancelled() => Outcome::Failed(String::new()),
         };
-        drop((renewing, showing));
+        drop((renewing, showing, busy));
         let store = self.service.store();
         let ended = match outcome {
             Outcome::Delivered => store.succeed(&lease).await,
@@ -437,7 +443,7 @@ struct StatusLine {
 
 struct StatusInner {
     service: Arc<Service>,
-    message: Option<super::MessageRef>,
+    message: tokio::sync::Mutex<Option<super::MessageRef>>,
     job: Job,
     spec: JobSpec,
     every: Duration,
@@ -455,7 +461,7 @@ impl StatusLine {
         StatusLine {
             inner: Arc::new(StatusInner {
                 service: service.clone(),
-                message,
+                message: tokio::sync::Mutex::new(message),
                 job: job.clone(),
                 spec: spec.clone(),
                 every: Duration::from_millis(config.status_edit_ms),
@@ -489,7 +495,23 @@ impl StatusLine {
     }
 
     async fn send(&self, text: &str, buttons: &[Button], must: bool) {
-        let Some(message) = &self.inner.message else {
+        // The status message may still have been on its way when the job started: look again.
+        // Once the job has ended, the service sees that when it records the message and edits
+        // it itself, so no message is left saying "queued".
+        let message = {
+            let mut known = self.inner.message.lock().await;
+            if known.is_none() {
+                *known = self
+                    .inner
+                    .service
+                    .status_message(self.inner.job.id)
+                    .await
+                    .ok()
+                    .flatten();
+            }
+            known.clone()
+        };
+        let Some(message) = &message else {
             return;
         };
         let Ok(messenger) = self.inner.service.messenger(message.chat.platform) else {
@@ -515,7 +537,8 @@ impl StatusLine {
             let Some(now) = *percent.borrow_and_update() else {
                 continue;
             };
-            self.edit(&format!("running · {now}%"), true).await;
+            self.edit(&format!("running {} {now}%", bar(now)), true)
+                .await;
         }
     }
 }
@@ -541,6 +564,24 @@ async fn deliver(
         // The hold stays until delivery works: the job is retried, not charged.
         Err(DeliveryError::Retry(why)) => Outcome::Retry(format!("delivery: {why}")),
         Err(error) => Outcome::Failed(format!("the result could not be delivered: {error}")),
+    }
+}
+
+/// A ten-step progress bar.
+fn bar(percent: u8) -> String {
+    let filled = usize::from(percent.min(100)) / 10;
+    format!("{}{}", "▰".repeat(filled), "▱".repeat(10 - filled))
+}
+
+/// Tells the chat every few seconds that a result is being made, until aborted.
+async fn show_activity(service: Arc<Service>, chat: super::ChatRef) {
+    let Ok(messenger) = service.messenger(chat.platform) else {
+        return;
+    };
+    let messenger = messenger.clone();
+    loop {
+        let _ = messenger.activity(&chat).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
     }
 }
 

@@ -201,7 +201,7 @@ async fn progress_is_shown_with_edits_at_least_the_interval_apart(store: Store) 
     assert!(
         edits
             .iter()
-            .any(|(_, t)| t.contains("running · ") && t.contains('%')),
+            .any(|(_, t)| t.contains("running ") && t.contains('%')),
         "{edits:?}"
     );
     assert!(

@@ -1,0 +1,349 @@
+//! The Telegram adapter's life: connect (getMe, setMyCommands, and setWebhook or deleteWebhook),
+//! receive updates by long polling or through `POST /telegram/webhook`, hand each to the core,
+//! and answer. Albums are collected for a short window so that two photos sent together with
+//! `/faceswap` are one request. No business rule lives here.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
+use bot_core::service::{Messenger, Request, Service};
+use secrecy::{ExposeSecret as _, SecretString};
+use teloxide::{
+    Bot, RequestError,
+    adaptors::throttle::Limits,
+    payloads::{GetUpdatesSetters as _, SetWebhookSetters as _},
+    prelude::{Requester as _, RequesterExt as _},
+    types::{AllowedUpdate, BotCommand, Update, UpdateKind},
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    TelegramConfig,
+    messenger::{TelegramMessenger, describe},
+    updates::{self, Incoming},
+};
+
+/// Why the adapter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TELEGRAM_BOT_TOKEN is not set")]
+    NoToken,
+    #[error("TELEGRAM_API_URL is not a URL: {0}")]
+    BadUrl(String),
+    #[error("Telegram: {0}")]
+    Telegram(String),
+}
+
+/// Updates handled at once; more wait their turn.
+const IN_FLIGHT: usize = 64;
+
+/// A connected Telegram bot.
+#[derive(Debug)]
+pub struct Telegram {
+    messenger: Arc<TelegramMessenger>,
+    raw: Bot,
+    username: String,
+    webhook: Option<(SecretString, mpsc::Sender<Update>)>,
+    updates: Option<mpsc::Receiver<Update>>,
+    album_window: Duration,
+}
+
+impl Telegram {
+    /// Connects to the Bot API: checks the token (getMe), registers the command menu, and sets
+    /// or removes the webhook.
+    ///
+    /// # Errors
+    ///
+    /// When the token is missing or refused, or Telegram cannot be reached.
+    pub async fn connect(config: &TelegramConfig) -> Result<Telegram, Error> {
+        let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
+        let api = url::Url::parse(&config.api_url).map_err(|e| Error::BadUrl(e.to_string()))?;
+        let raw = Bot::new(token.expose_secret()).set_api_url(api);
+        let throttled = raw.clone().throttle(Limits::default());
+        let failed = |error: RequestError| Error::Telegram(describe(&error));
+        let me = raw.get_me().await.map_err(failed)?;
+        let commands: Vec<BotCommand> = bot_core::command::USAGE
+            .iter()
+            .map(|(name, usage)| BotCommand::new(*name, *usage))
+            .collect();
+        raw.set_my_commands(commands).await.map_err(failed)?;
+        let (webhook, updates) = match (&config.webhook_url, &config.webhook_secret) {
+            (Some(url), Some(secret)) => {
+                let url = url::Url::parse(url).map_err(|e| Error::BadUrl(e.to_string()))?;
+                raw.set_webhook(url)
+                    .secret_token(secret.expose_secret().to_string())
+                    .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
+                    .await
+                    .map_err(failed)?;
+                let (sender, receiver) = mpsc::channel(1_024);
+                (Some((secret.clone(), sender)), Some(receiver))
+            }
+            _ => {
+                // Long polling needs any earlier webhook gone.
+                raw.delete_webhook().await.map_err(failed)?;
+                (None, None)
+            }
+        };
+        let username = me.username.clone().unwrap_or_default();
+        tracing::info!(bot = %username, mode = if webhook.is_some() { "webhook" } else { "polling" }, "Telegram connected");
+        Ok(Telegram {
+            messenger: Arc::new(TelegramMessenger::new(throttled, raw.clone())),
+            raw,
+            username,
+            webhook,
+            updates,
+            album_window: Duration::from_millis(config.album_window_ms),
+        })
+    }
+
+    /// The messenger the core uses to reach Telegram.
+    pub fn messenger(&self) -> Arc<dyn Messenger> {
+        self.messenger.clone()
+    }
+
+    /// `POST /telegram/webhook`, in webhook mode.
+    pub fn webhook_router(&self) -> Option<Router> {
+        let (secret, sender) = self.webhook.clone()?;
+        Some(
+            Router::new()
+                .route("/telegram/webhook", post(receive))
+                .with_state(Arc::new(WebhookState { secret, sender })),
+        )
+    }
+
+    /// Handles updates until `shutdown`.
+    pub async fn run(mut self, service: Arc<Service>, shutdown: CancellationToken) {
+        let handler = Handler {
+            service,
+            messenger: self.messenger.clone(),
+            username: self.username.clone(),
+            albums: Arc::default(),
+            window: self.album_window,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+        };
+        match self.updates.take() {
+            Some(mut updates) => loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    update = updates.recv() => match update {
+                        Some(update) => handler.dispatch(update).await,
+                        None => break,
+                    },
+                }
+            },
+            None => poll(&self.raw, &handler, &shutdown).await,
+        }
+        // Let in-flight updates finish.
+        let _ = handler.permits.acquire_many(IN_FLIGHT as u32).await;
+    }
+}
+
+/// Long polling with backoff on errors.
+async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
+    let mut offset = 0;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let request = bot
+            .get_updates()
+            .offset(offset)
+            .timeout(25)
+            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+        let answer = tokio::select! {
+            () = shutdown.cancelled() => return,
+            answer = request.into_future() => answer,
+        };
+        match answer {
+            Ok(updates) => {
+                backoff = Duration::from_millis(250);
+                for update in updates {
+                    offset = i32::try_from(update.id.0)
+                        .unwrap_or(i32::MAX)
+                        .saturating_add(1);
+                    handler.dispatch(update).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %describe(&error), "getUpdates failed; retrying");
+                let wait = match error {
+                    RequestError::RetryAfter(after) => after.duration(),
+                    _ => backoff,
+                };
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+struct WebhookState {
+    secret: SecretString,
+    sender: mpsc::Sender<Update>,
+}
+
+/// Same length and same bytes, in time that does not depend on where they differ.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn receive(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !same(given, state.secret.expose_secret().as_bytes()) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    match serde_json::from_str::<Update>(&body) {
+        Ok(update) => match state.sender.send(update).await {
+            Ok(()) => StatusCode::OK,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        // Not an update at all: Telegram would not send it, and retrying will not help.
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[derive(Clone)]
+struct Handler {
+    service: Arc<Service>,
+    messenger: Arc<TelegramMessenger>,
+    username: String,
+    albums: Arc<Mutex<HashMap<String, Vec<Request>>>>,
+    window: Duration,
+    permits: Arc<Semaphore>,
+}
+
+impl Handler {
+    async fn dispatch(&self, update: Update) {
+        let incoming = match &update.kind {
+            UpdateKind::Message(message) => updates::message(update.id.0, message, &self.username),
+            UpdateKind::CallbackQuery(query) => updates::press(query),
+            // Edits, joins, unknown kinds and updates teloxide could not read.
+            _ => Incoming::Ignored,
+        };
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let handler = self.clone();
+        match incoming {
+            Incoming::Ignored => {}
+            Incoming::Message(request) => {
+                tokio::spawn(async move {
+                    handler.handle(request, None).await;
+                    drop(permit);
+                });
+            }
+            Incoming::Press { query, request } => {
+                tokio::spawn(async move {
+                    match request {
+                        Some(request) => handler.handle(request, Some(query)).await,
+                        None => {
+                            handler
+                                .messenger
+                                .answer(&query, Some("This button no longer works."), false)
+                                .await;
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            Incoming::AlbumPart { album, request } => {
+                let first = {
+                    let mut albums = self
+                        .albums
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let parts = albums.entry(album.clone()).or_default();
+                    parts.push(request);
+                    parts.len() == 1
+                };
+                if first {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(handler.window).await;
+                        let parts = handler
+                            .albums
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&album)
+                            .unwrap_or_default();
+                        if let Some(request) = updates::album(parts) {
+                            handler.handle(request, None).await;
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, request: Request, query: Option<String>) {
+        let (chat, reply_to) = (request.chat.clone(), request.message_id.clone());
+        let reply = match self.service.handle(request).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                if matches!(error, bot_core::Error::Internal(_)) {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "handling a Telegram update failed"
+                    );
+                }
+                Some(self.service.reply_for_error(&error))
+            }
+        };
+        if let Some(query) = query {
+            match &reply {
+                Some(reply) if reply.notice => {
+                    self.messenger.answer(&query, Some(&reply.text), true).await;
+                }
+                _ => self.messenger.answer(&query, None, false).await,
+            }
+        }
+        let Some(reply) = reply.filter(|r| !r.notice && !r.text.trim().is_empty()) else {
+            return;
+        };
+        // In a private chat the answer follows the message; in a group it replies to it.
+        let reply_to = match chat.kind {
+            bot_core::service::ChatKind::Group => reply_to,
+            bot_core::service::ChatKind::Private => None,
+        };
+        for attempt in 1..=3 {
+            match self
+                .messenger
+                .send_text(&chat, reply_to.as_deref(), &reply.text, &reply.buttons)
+                .await
+            {
+                Ok(_) => return,
+                Err(bot_core::service::DeliveryError::Retry(why)) if attempt < 3 => {
+                    tracing::warn!(%why, "sending a reply failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a reply could not be sent");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The core's messenger port on Telegram: text in HTML with everything escaped, results as the
+//! right kind of message, inline buttons, chat actions, and uploads fetched when a job runs.
+//! Requests go through teloxide's `Throttle`, which keeps to Telegram's limits and waits out
+//! `retry_after` on 429.
+
+use bot_core::{
+    Platform,
+    media::{MediaKind, Output},
+    service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
+};
+use teloxide::{
+    ApiError, Bot, RequestError,
+    adaptors::Throttle,
+    net::Download as _,
+    payloads::{
+        AnswerCallbackQuerySetters as _, EditMessageTextSetters as _, SendAnimationSetters as _,
+        SendAudioSetters as _, SendDocumentSetters as _, SendMessageSetters as _,
+        SendPhotoSetters as _, SendVideoSetters as _,
+    },
+    prelude::Requester as _,
+    types::{
+        CallbackQueryId, ChatAction, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
+        InputFile, MessageId, ParseMode, ReplyParameters,
+    },
+};
+
+use crate::text;
+
+/// Images whose long side is beyond this go as documents, at full resolution (Telegram
+/// recompresses photos to about 1280–2560 px).
+const PHOTO_LONG_SIDE: u32 = 1_536;
+/// The largest file Telegram lets bots download.
+pub const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
+
+/// Sends through Telegram.
+#[derive(Clone)]
+pub struct TelegramMessenger {
+    bot: Throttle<Bot>,
+    /// Downloads go around the throttle: they are not messages.
+    raw: Bot,
+}
+
+impl std::fmt::Debug for TelegramMessenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bot holds the token; never print it.
+        f.debug_struct("TelegramMessenger").finish_non_exhaustive()
+    }
+}
+
+impl TelegramMessenger {
+    pub(crate) fn new(bot: Throttle<Bot>, raw: Bot) -> TelegramMessenger {
+        TelegramMessenger { bot, raw }
+    }
+
+    /// Answers a pressed button, as an alert when `alert`.
+    pub(crate) async fn answer(&self, id: &str, text: Option<&str>, alert: bool) {
+        let mut answer = self
+            .bot
+            .answer_callback_query(CallbackQueryId(id.to_string()));
+        if let Some(text) = text {
+            answer = answer.text(shorten(text, 200)).show_alert(alert);
+        }
+        if let Err(error) = answer.await {
+            tracing::warn!(error = %describe(&error), "answering a button press failed");
+        }
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn chat_id(chat: &ChatRef) -> Result<ChatId, DeliveryError> {
+    chat.id
+        .parse()
+        .map(ChatId)
+        .map_err(|_| DeliveryError::Permanent(format!("{:?} is not a Telegram chat", chat.id)))
+}
+
+fn message_id(id: &str) -> Option<MessageId> {
+    id.parse().ok().map(MessageId)
+}
+
+fn keyboard(buttons: &[Button]) -> Option<InlineKeyboardMarkup> {
+    if buttons.is_empty() {
+        return None;
+    }
+    // Three to a row keeps labels readable on a phone.
+    let rows: Vec<Vec<InlineKeyboardButton>> = buttons
+        .chunks(3)
+        .map(|row| {
+            row.iter()
+                .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.action.encode()))
+                .collect()
+        })
+        .collect();
+    Some(InlineKeyboardMarkup::new(rows))
+}
+
+/// A teloxide error without the request's URL (which holds the token).
+pub(crate) fn describe(error: &RequestError) -> String {
+    match error {
+        RequestError::Api(api) => format!("Telegram refused: {api}"),
+        RequestError::RetryAfter(after) => format!("rate limited for {}s", after.seconds()),
+        RequestError::MigrateToChatId(_) => "the group became a supergroup".into(),
+        RequestError::Network(_) => "network error talking to Telegram".into(),
+        RequestError::InvalidJson { .. } => "Telegram answered with unexpected JSON".into(),
+        RequestError::Io(_) => "I/O error talking to Telegram".into(),
+    }
+}
+
+/// Whether a failed send is worth retrying.
+fn delivery(error: RequestError) -> DeliveryError {
+    let why = describe(&error);
+    match error {
+        RequestError::RetryAfter(_) | RequestError::Network(_) | RequestError::Io(_) => {
+            DeliveryError::Retry(why)
+        }
+        RequestError::Api(ApiError::Unknown(ref text)) if text.contains("Too Many Requests") => {
+            DeliveryError::Retry(why)
+        }
+        _ => DeliveryError::Permanent(why),
+    }
+}
+
+impl Messenger for TelegramMessenger {
+    fn platform(&self) -> Platform {
+        Platform::Telegram
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        body: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let id = chat_id(chat)?;
+            let pieces = text::split(body, text::MAX_TEXT);
+            let last = pieces.len() - 1;
+            let mut first = None;
+            for (n, piece) in pieces.into_iter().enumerate() {
+                let mut send = self.bot.send_message(id, piece).parse_mode(ParseMode::Html);
+                if n == 0
+                    && let Some(to) = reply_to.and_then(message_id)
+                {
+                    send = send
+                        .reply_parameters(ReplyParameters::new(to).allow_sending_without_reply());
+                }
+                if n == last
+                    && let Some(markup) = keyboard(buttons)
+                {
+                    send = send.reply_markup(markup);
+                }
+                let sent = send.await.map_err(delivery)?;
+                first.get_or_insert(sent.id);
+            }
+            Ok(MessageRef {
+                chat: chat.clone(),
+                id: first.map(|m| m.0.to_string()).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn edit_text<'a>(
+        &'a self,
+        message: &'a MessageRef,
+        body: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, ()> {
+        Box::pin(async move {
+            let id = chat_id(&message.chat)?;
+            let target = message_id(&message.id)
+                .ok_or_else(|| DeliveryError::Permanent("not a Telegram message".into()))?;
+            // A status line is short; if a prompt made it long, the edit keeps the first part.
+            let piece = text::split(body, text::MAX_TEXT).remove(0);
+            let mut edit = self
+                .bot
+                .edit_message_text(id, target, piece)
+                .parse_mode(ParseMode::Html);
+            if let Some(markup) = keyboard(buttons) {
+                edit = edit.reply_markup(markup);
+            }
+            match edit.await {
+                Ok(_) => Ok(()),
+                Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
+                Err(error) => Err(delivery(error)),
+            }
+        })
+    }
+
+    fn send_media<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        media: &'a Output,
+        caption: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let id = chat_id(chat)?;
+            let file = InputFile::memory(media.bytes.clone()).file_name(media.file_name.clone());
+            let caption = text::caption(caption, text::MAX_CAPTION);
+            let reply = reply_to
+                .and_then(message_id)
+                .map(|to| ReplyParameters::new(to).allow_sending_without_reply());
+            let markup = keyboard(buttons);
+            macro_rules! send {
+                ($request:expr) => {{
+                    let mut request = $request.caption(caption).parse_mode(ParseMode::Html);
+                    if let Some(reply) = reply {
+                        request = request.reply_parameters(reply);
+                    }
+                    if let Some(markup) = markup {
+                        request = request.reply_markup(markup);
+                    }
+                    request.await
+                }};
+            }
+            let large = media
+                .dimensions
+                .is_some_and(|(w, h)| w.max(h) > PHOTO_LONG_SIDE)
+                || media.bytes.len() > 10 * 1024 * 1024;
+            let sent = match media.kind {
+                MediaKind::Image if large => send!(self.bot.send_document(id, file)),
+                MediaKind::Image => send!(self.bot.send_photo(id, file)),
+                MediaKind::Animation => send!(self.bot.send_animation(id, file)),
+                MediaKind::Video => send!(self.bot.send_video(id, file)),
+                MediaKind::Audio => send!(self.bot.send_audio(id, file)),
+            }
+            .map_err(delivery)?;
+            Ok(MessageRef {
+                chat: chat.clone(),
+                id: sent.id.0.to_string(),
+            })
+        })
+    }
+
+    fn activity<'a>(&'a self, chat: &'a ChatRef) -> MessengerFuture<'a, ()> {
+        Box::pin(async move {
+            let id = chat_id(chat)?;
+            self.bot
+                .send_chat_action(id, ChatAction::UploadPhoto)
+                .await
+                .map(|_| ())
+                .map_err(delivery)
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a Attachment,
+        limit: usize,
+    ) -> MessengerFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let limit = limit.min(DOWNLOAD_LIMIT);
+            let too_large = || {
+                DeliveryError::TooLarge(format!(
+                    "The file is larger than the {} MB Telegram lets bots download. Send it compressed as a photo, or a smaller file. No credits were taken.",
+                    limit / (1024 * 1024)
+                ))
+            };
+            let file = match self.raw.get_file(FileId(attachment.id.clone())).await {
+                Ok(file) => file,
+                Err(RequestError::Api(ApiError::Unknown(text)))
+                    if text.contains("file is too big") =>
+                {
+                    return Err(too_large());
+                }
+                Err(error) => return Err(delivery(error)),
+            };
+            if file.meta.size as usize > limit {
+                return Err(too_large());
+            }
+            let mut bytes = Vec::new();
+            let mut stream = self.raw.download_file_stream(&file.path);
+            use futures_util::StreamExt as _;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk
+                    .map_err(|_| DeliveryError::Retry("downloading the photo failed".into()))?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+    }
+}

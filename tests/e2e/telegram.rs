@@ -1,0 +1,342 @@
+//! The whole application with Telegram on, started on port 0 against the in-repo fake Bot API
+//! (strict like Telegram: HTML must parse, lengths and callback data are checked, 429s carry
+//! `retry_after`) and the offline local provider.
+
+use std::time::Duration;
+
+use bot_core::Backend;
+use fakes::telegram::{BOT_USERNAME, Chat, FakeTelegram, Sent};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const TOKEN: &str = "123456:TEST-token";
+const SETTINGS: &str =
+    "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n\n[telegram]\nalbum_window_ms = 300\n";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn start(test: &str, extra: &[(&str, &str)]) -> (FakeTelegram, TestApp) {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let mut env = vec![
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("WELCOME_CREDITS", "10"),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(Backend::Sqlite, test, &env, SETTINGS)
+        .await
+        .expect("SQLite is always available");
+    (fake, app)
+}
+
+async fn stop(app: TestApp) {
+    let db = app.stop().await;
+    let audit = db.store().audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+fn texts(sent: &[Sent], chat: i64) -> Vec<String> {
+    sent.iter()
+        .filter(|s| s.chat_id == chat && s.method != "answerCallbackQuery")
+        .map(|s| s.text.clone())
+        .collect()
+}
+
+fn media(sent: &[Sent], chat: i64) -> Vec<&Sent> {
+    sent.iter()
+        .filter(|s| s.chat_id == chat && s.method.starts_with("send") && s.method != "sendMessage")
+        .collect()
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    fakes::png(width, height)
+}
+
+#[tokio::test]
+async fn a_private_session_from_start_to_a_delivered_image_and_balance() {
+    let (fake, app) = start("telegram_private_session", &[]).await;
+    assert_eq!(fake.commands().len(), bot_core::command::USAGE.len());
+    let alice = Chat::private(1001);
+    fake.message(&alice, 1001, "/start");
+    let sent = fake.wait_for(WAIT, |s| !texts(s, 1001).is_empty()).await;
+    assert!(
+        texts(&sent, 1001)[0].contains("You have 10 credits"),
+        "{sent:?}"
+    );
+    // Markup-looking prompt text comes back exactly as typed.
+    let prompt = "a <b>fox</b> & _*[ 🦊 مرحبا";
+    fake.message(&alice, 1001, &format!("/imagine {prompt}"));
+    let sent = fake.wait_for(WAIT, |s| !media(s, 1001).is_empty()).await;
+    let result = media(&sent, 1001)[0].clone();
+    assert_eq!(
+        result.method, "sendPhoto",
+        "a standard image goes as a photo"
+    );
+    assert!(result.text.contains(prompt), "{}", result.text);
+    assert!(result.text.contains("1 credit"), "{}", result.text);
+    let labels: Vec<&str> = result
+        .buttons
+        .iter()
+        .flatten()
+        .map(|(l, _)| l.as_str())
+        .collect();
+    assert_eq!(labels, ["Regenerate", "HD", "4K"]);
+    // The status message went from queued to done, and no message still says "queued".
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            s.iter()
+                .any(|m| m.method == "editMessageText" && m.text.contains("done"))
+        })
+        .await;
+    let status_id = sent
+        .iter()
+        .find(|m| m.method == "sendMessage" && m.text.contains("queued"))
+        .expect("a status message")
+        .message_id;
+    let last_edit = sent
+        .iter()
+        .rfind(|m| m.method == "editMessageText" && m.message_id == status_id)
+        .expect("edited");
+    assert!(last_edit.text.contains("done"), "{last_edit:?}");
+    assert!(fake.calls().contains(&"sendChatAction".to_string()));
+    fake.message(&alice, 1001, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 1001).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 1001)
+            .iter()
+            .any(|t| t.contains("Your balance: 9 credits")),
+        "{:?}",
+        texts(&sent, 1001)
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn in_a_group_the_requester_pays_and_only_they_can_press_their_buttons() {
+    let (fake, app) = start("telegram_group", &[]).await;
+    let group = Chat::group(5005);
+    fake.message(&group, 2001, "/imagine@OtherBot a cat");
+    fake.message(&group, 2001, "just chatting");
+    let asked = fake.message(
+        &group,
+        2001,
+        &format!("/imagine@{BOT_USERNAME} a lighthouse"),
+    );
+    let sent = fake
+        .wait_for(WAIT, |s| !media(s, group.id).is_empty())
+        .await;
+    let result = media(&sent, group.id)[0].clone();
+    assert_eq!(
+        result.reply_to,
+        Some(asked),
+        "the result replies to the request"
+    );
+    assert!(
+        result.text.contains("@user2001"),
+        "names the requester: {}",
+        result.text
+    );
+    let sent_before = fake.sent().len();
+    // Only one request was taken: the other bot's command and chatter were ignored.
+    assert_eq!(media(&fake.sent(), group.id).len(), 1);
+    let regenerate = result.buttons[0][0].1.clone();
+    fake.press(&group, 2002, result.message_id, &regenerate);
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            s.iter().any(|m| m.method == "answerCallbackQuery")
+        })
+        .await;
+    let answer = sent
+        .iter()
+        .find(|m| m.method == "answerCallbackQuery")
+        .expect("answered");
+    assert!(
+        answer.alert && answer.text.contains("Only the person who asked"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        media(&sent, group.id).len(),
+        1,
+        "nothing new for the stranger"
+    );
+    fake.press(&group, 2001, result.message_id, &regenerate);
+    let sent = fake.wait_for(WAIT, |s| media(s, group.id).len() == 2).await;
+    assert_eq!(media(&sent, group.id).len(), 2);
+    assert!(sent.len() > sent_before);
+    assert_eq!(
+        sent.iter()
+            .filter(|m| m.method == "answerCallbackQuery")
+            .count(),
+        2,
+        "every press is answered"
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn enhance_replying_to_a_photo_and_faceswap_with_an_album() {
+    let (fake, app) = start("telegram_photos", &[]).await;
+    let bob = Chat::private(3001);
+    let photo = fake.upload(png(40, 30));
+    let original = fake.photo(&bob, 3001, &photo, None, None);
+    fake.reply(&bob, 3001, original, "/enhance");
+    let sent = fake.wait_for(WAIT, |s| !media(s, 3001).is_empty()).await;
+    let enhanced = media(&sent, 3001)[0].clone();
+    assert!(enhanced.media_bytes > 0);
+    assert!(enhanced.text.contains("enhancement"), "{}", enhanced.text);
+    let face = fake.upload(png(48, 48));
+    let target = fake.upload(png(64, 48));
+    fake.photo(&bob, 3001, &face, Some("/faceswap"), Some("album-1"));
+    fake.photo(&bob, 3001, &target, None, Some("album-1"));
+    let sent = fake.wait_for(WAIT, |s| media(s, 3001).len() >= 2).await;
+    let swapped = media(&sent, 3001)[1].clone();
+    assert!(swapped.text.contains("face swap"), "{}", swapped.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        media(&fake.sent(), 3001).len(),
+        2,
+        "the album was one request"
+    );
+    fake.message(&bob, 3001, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 3001).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 3001)
+            .iter()
+            .any(|t| t.contains("Your balance: 7 credits")),
+        "enhance 1 + face swap 2: {:?}",
+        texts(&sent, 3001)
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn a_file_over_telegrams_download_limit_is_refused_plainly_and_costs_nothing() {
+    let (fake, app) = start("telegram_big_file", &[]).await;
+    let cy = Chat::private(4001);
+    let huge = fake.upload_claiming(png(8, 8), 25 * 1024 * 1024);
+    fake.photo(&cy, 4001, &huge, Some("/enhance"), None);
+    let sent = fake
+        .wait_for(WAIT, |s| texts(s, 4001).iter().any(|t| t.contains("MB")))
+        .await;
+    assert!(
+        texts(&sent, 4001).iter().any(|t| t.contains("20 MB")),
+        "{:?}",
+        texts(&sent, 4001)
+    );
+    fake.message(&cy, 4001, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 4001).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 4001)
+            .iter()
+            .any(|t| t.contains("Your balance: 10 credits"))
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn a_429_storm_loses_nothing() {
+    let (fake, app) = start("telegram_429", &[]).await;
+    let dee = Chat::private(5001);
+    fake.rate_limit(4, 1);
+    fake.message(&dee, 5001, "/imagine a storm at sea");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            !media(s, 5001).is_empty() && texts(s, 5001).iter().any(|t| t.contains("done"))
+        })
+        .await;
+    assert_eq!(
+        media(&sent, 5001).len(),
+        1,
+        "delivered once after the storm"
+    );
+    assert!(
+        texts(&sent, 5001).iter().any(|t| t.contains("done")),
+        "the status message ends saying done: {:?}",
+        texts(&sent, 5001)
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_updates_are_ignored_without_a_crash() {
+    let (fake, app) = start("telegram_malformed", &[]).await;
+    fake.raw(
+        json!({ "update_id": 900, "message_reaction": { "chat": { "id": 1, "type": "private" } } }),
+    );
+    fake.raw(json!({ "update_id": 901, "message": { "text": "no chat or id" } }));
+    fake.raw(json!({ "update_id": 902, "callback_query": { "id": "x", "from": { "id": 1, "is_bot": false, "first_name": "A" }, "chat_instance": "c", "data": "garbage" } }));
+    let eve = Chat::private(6001);
+    fake.message(&eve, 6001, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 6001).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 6001)
+            .iter()
+            .any(|t| t.contains("Your balance"))
+    );
+    let answered = sent.iter().any(|m| m.method == "answerCallbackQuery");
+    assert!(answered, "even a press with bad data is answered");
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn webhook_mode_takes_updates_with_the_right_secret_only() {
+    // The webhook URL names the port the application will listen on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let hook = format!("http://{addr}/telegram/webhook");
+    let (fake, app) = start(
+        "telegram_webhook",
+        &[
+            ("HTTP_ADDR", addr.as_str()),
+            ("TELEGRAM_WEBHOOK_URL", hook.as_str()),
+            ("TELEGRAM_WEBHOOK_SECRET", "s3cret_token"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        fake.webhook(),
+        Some((hook.clone(), Some("s3cret_token".into())))
+    );
+    let fay = Chat::private(7001);
+    fake.message(&fay, 7001, "/balance");
+    assert_eq!(fake.deliver_to_webhook(Some("wrong")).await, vec![401]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        texts(&fake.sent(), 7001).is_empty(),
+        "a wrong secret is dropped"
+    );
+    fake.message(&fay, 7001, "/balance");
+    assert_eq!(fake.deliver_to_webhook(None).await, vec![200]);
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 7001).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 7001)
+            .iter()
+            .any(|t| t.contains("Your balance"))
+    );
+    stop(app).await;
+}
