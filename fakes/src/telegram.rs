@@ -82,6 +82,8 @@ pub struct Sent {
     pub media_bytes: usize,
     /// For answerCallbackQuery: whether it was an alert.
     pub alert: bool,
+    /// For sendDocument: whether a preview (thumbnail) was attached.
+    pub thumbnail: bool,
 }
 
 #[derive(Debug, Default)]
@@ -395,6 +397,8 @@ fn fail(code: u16, description: &str) -> Response {
 struct Call {
     params: Map<String, Value>,
     upload: usize,
+    /// The `thumbnail` file part, if one was attached.
+    thumbnail: Option<Vec<u8>>,
 }
 
 async fn read_call(headers: &HeaderMap, body: Bytes) -> Result<Call, Response> {
@@ -411,11 +415,16 @@ async fn read_call(headers: &HeaderMap, body: Bytes) -> Result<Call, Response> {
         return Ok(Call {
             params: Map::new(),
             upload: 0,
+            thumbnail: None,
         });
     }
     if kind.starts_with("application/json") {
         return match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(params)) => Ok(Call { params, upload: 0 }),
+            Ok(Value::Object(params)) => Ok(Call {
+                params,
+                upload: 0,
+                thumbnail: None,
+            }),
             _ => Err(fail(400, "Bad Request: can't parse JSON")),
         };
     }
@@ -425,7 +434,11 @@ async fn read_call(headers: &HeaderMap, body: Bytes) -> Result<Call, Response> {
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_string(), form_value(&percent_decode(v))))
             .collect();
-        return Ok(Call { params, upload: 0 });
+        return Ok(Call {
+            params,
+            upload: 0,
+            thumbnail: None,
+        });
     }
     Err(fail(400, "Bad Request: unsupported content type"))
 }
@@ -474,6 +487,7 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Call, Response> {
     let delimiter = format!("--{boundary}");
     let mut params = Map::new();
     let mut upload = 0;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let text = body;
     let positions: Vec<usize> = find_all(text, delimiter.as_bytes());
     if positions.is_empty() {
@@ -496,13 +510,26 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Call, Response> {
             .map(|n| n.trim_matches('"').to_string())
             .unwrap_or_default();
         if head.contains("filename=") {
-            upload += content.len();
-            params.insert(name, Value::String("<file>".into()));
+            files.insert(name.clone(), content.to_vec());
+            params
+                .entry(name)
+                .or_insert_with(|| Value::String("<file>".into()));
         } else {
             params.insert(name, form_value(&String::from_utf8_lossy(content)));
         }
     }
-    Ok(Call { params, upload })
+    // A thumbnail is the part named `thumbnail`, or the part its `attach://NAME` names.
+    let thumbnail_part = match params.get("thumbnail").and_then(Value::as_str) {
+        Some(attach) if attach.starts_with("attach://") => attach["attach://".len()..].to_string(),
+        _ => "thumbnail".to_string(),
+    };
+    let thumbnail = files.remove(&thumbnail_part);
+    upload += files.values().map(Vec::len).sum::<usize>();
+    Ok(Call {
+        params,
+        upload,
+        thumbnail,
+    })
 }
 
 fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
@@ -839,6 +866,7 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
                     .and_then(Value::as_bool)
                     .unwrap_or(false)
                     || params.get("show_alert").and_then(Value::as_str) == Some("true"),
+                thumbnail: false,
             });
             ok(json!(true))
         }
@@ -926,6 +954,14 @@ fn send(fake: &mut Fake, name: &str, call: &Call, chat_id: Option<i64>) -> Respo
             &format!("Bad Request: there is no {field} in the request"),
         );
     }
+    if let Some(thumbnail) = &call.thumbnail {
+        // Telegram's rule: a JPEG under 200 kB, at most 320 px a side.
+        let size = image::load_from_memory_with_format(thumbnail, image::ImageFormat::Jpeg)
+            .map(|i| (i.width(), i.height()));
+        if thumbnail.len() >= 200 * 1024 || !size.is_ok_and(|(w, h)| w <= 320 && h <= 320) {
+            return fail(400, "Bad Request: wrong thumbnail");
+        }
+    }
     if name == "sendPhoto" && call.upload > 10 * 1024 * 1024 {
         return fail(400, "Bad Request: PHOTO_INVALID_DIMENSIONS");
     }
@@ -1003,6 +1039,7 @@ fn send(fake: &mut Fake, name: &str, call: &Call, chat_id: Option<i64>) -> Respo
         buttons,
         media_bytes: call.upload,
         alert: false,
+        thumbnail: call.thumbnail.is_some(),
     });
     ok(message)
 }

@@ -45,7 +45,7 @@ pub enum Error {
 }
 
 /// Updates handled at once; more wait their turn.
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 1_024;
 
 /// A connected Telegram bot.
 #[derive(Debug)]
@@ -69,7 +69,10 @@ impl Telegram {
         let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
         let api = url::Url::parse(&config.api_url).map_err(|e| Error::BadUrl(e.to_string()))?;
         let raw = Bot::new(token.expose_secret()).set_api_url(api);
-        let throttled = raw.clone().throttle(Limits::default());
+        let throttled = raw.clone().throttle(Limits {
+            messages_per_sec_overall: config.messages_per_second.max(1),
+            ..Limits::default()
+        });
         let failed = |error: RequestError| Error::Telegram(describe(&error));
         let me = raw.get_me().await.map_err(failed)?;
         let commands: Vec<BotCommand> = bot_core::command::USAGE

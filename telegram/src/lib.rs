@@ -30,6 +30,8 @@ pub struct TelegramConfig {
     pub payment_rails: Option<String>,
     /// How long to wait for the rest of an album (photos sent together), in milliseconds.
     pub album_window_ms: u64,
+    /// Messages sent per second across all chats (Telegram allows about 30).
+    pub messages_per_second: u32,
 }
 
 impl Default for TelegramConfig {
@@ -41,6 +43,7 @@ impl Default for TelegramConfig {
             webhook_secret: None,
             payment_rails: None,
             album_window_ms: 800,
+            messages_per_second: 30,
         }
     }
 }

@@ -66,6 +66,19 @@ impl TelegramMessenger {
     }
 }
 
+/// A JPEG preview of an image sent as a document, as Telegram wants one: at most 320 px a side
+/// and under 200 kB.
+fn preview(bytes: &[u8]) -> Option<Vec<u8>> {
+    let image = image::load_from_memory(bytes).ok()?;
+    let small = image.thumbnail(320, 320).to_rgb8();
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&small)
+        .ok()?;
+    let jpeg = jpeg.into_inner();
+    (jpeg.len() < 200 * 1024).then_some(jpeg)
+}
+
 fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
@@ -229,7 +242,14 @@ impl Messenger for TelegramMessenger {
                 .is_some_and(|(w, h)| w.max(h) > PHOTO_LONG_SIDE)
                 || media.bytes.len() > 10 * 1024 * 1024;
             let sent = match media.kind {
-                MediaKind::Image if large => send!(self.bot.send_document(id, file)),
+                MediaKind::Image if large => {
+                    let mut document = self.bot.send_document(id, file);
+                    if let Some(preview) = preview(&media.bytes) {
+                        document =
+                            document.thumbnail(InputFile::memory(preview).file_name("preview.jpg"));
+                    }
+                    send!(document)
+                }
                 MediaKind::Image => send!(self.bot.send_photo(id, file)),
                 MediaKind::Animation => send!(self.bot.send_animation(id, file)),
                 MediaKind::Video => send!(self.bot.send_video(id, file)),

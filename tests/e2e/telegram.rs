@@ -16,12 +16,20 @@ const SETTINGS: &str =
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn start(test: &str, extra: &[(&str, &str)]) -> (FakeTelegram, TestApp) {
+    start_with_credits(test, "10", extra).await
+}
+
+async fn start_with_credits(
+    test: &str,
+    credits: &str,
+    extra: &[(&str, &str)],
+) -> (FakeTelegram, TestApp) {
     let fake = FakeTelegram::start(TOKEN).await;
     let url = fake.url();
     let mut env = vec![
         ("TELEGRAM_BOT_TOKEN", TOKEN),
         ("TELEGRAM_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", "10"),
+        ("WELCOME_CREDITS", credits),
     ];
     env.extend_from_slice(extra);
     let app = spawn_app_with(Backend::Sqlite, test, &env, SETTINGS)
@@ -100,6 +108,14 @@ async fn a_private_session_from_start_to_a_delivered_image_and_balance() {
         .expect("edited");
     assert!(last_edit.text.contains("done"), "{last_edit:?}");
     assert!(fake.calls().contains(&"sendChatAction".to_string()));
+    // HD goes as a document, at full resolution.
+    let hd = result.buttons[0][1].1.clone();
+    fake.press(&alice, 1001, result.message_id, &hd);
+    let sent = fake.wait_for(WAIT, |s| media(s, 1001).len() == 2).await;
+    let upscaled = media(&sent, 1001)[1].clone();
+    assert_eq!(upscaled.method, "sendDocument", "{upscaled:?}");
+    assert!(upscaled.thumbnail, "a document comes with a preview");
+    assert!(upscaled.text.contains("HD image"), "{}", upscaled.text);
     fake.message(&alice, 1001, "/balance");
     let sent = fake
         .wait_for(WAIT, |s| {
@@ -109,7 +125,7 @@ async fn a_private_session_from_start_to_a_delivered_image_and_balance() {
     assert!(
         texts(&sent, 1001)
             .iter()
-            .any(|t| t.contains("Your balance: 9 credits")),
+            .any(|t| t.contains("Your balance: 7 credits")),
         "{:?}",
         texts(&sent, 1001)
     );
@@ -337,6 +353,69 @@ async fn webhook_mode_takes_updates_with_the_right_secret_only() {
         texts(&sent, 7001)
             .iter()
             .any(|t| t.contains("Your balance"))
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn video_after_a_confirmed_quote_and_music_arrive_as_animation_and_audio() {
+    let (fake, app) = start_with_credits("telegram_video_music", "20", &[]).await;
+    let gus = Chat::private(8001);
+    fake.message(&gus, 8001, "/video waves on a beach");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            s.iter().any(|m| m.chat_id == 8001 && !m.buttons.is_empty())
+        })
+        .await;
+    let quote = sent
+        .iter()
+        .find(|m| m.chat_id == 8001 && m.text.contains("costs 10 credits"))
+        .expect("a quote")
+        .clone();
+    let (label, confirm) = quote.buttons[0][0].clone();
+    assert_eq!(label, "Confirm");
+    assert!(confirm.len() <= 64);
+    fake.press(&gus, 8001, quote.message_id, &confirm);
+    let sent = fake.wait_for(WAIT, |s| !media(s, 8001).is_empty()).await;
+    assert_eq!(media(&sent, 8001)[0].method, "sendAnimation");
+    fake.message(&gus, 8001, "/music calm piano --seconds 30");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 8001).iter().any(|t| t.contains("costs 5 credits"))
+        })
+        .await;
+    let quote = sent
+        .iter()
+        .find(|m| m.chat_id == 8001 && m.text.contains("costs 5 credits"))
+        .expect("a quote for music")
+        .clone();
+    fake.press(&gus, 8001, quote.message_id, &quote.buttons[0][0].1);
+    let sent = fake.wait_for(WAIT, |s| media(s, 8001).len() == 2).await;
+    assert_eq!(media(&sent, 8001)[1].method, "sendAudio");
+    fake.message(&gus, 8001, "/buy");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 8001).iter().any(|t| t.contains("Credit packs"))
+        })
+        .await;
+    let packs = sent
+        .iter()
+        .find(|m| m.text.contains("Credit packs"))
+        .expect("packs")
+        .clone();
+    assert!(!packs.buttons.is_empty());
+    fake.press(&gus, 8001, packs.message_id, &packs.buttons[0][0].1);
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 8001)
+                .iter()
+                .any(|t| t.contains("payments are not configured"))
+        })
+        .await;
+    assert!(
+        texts(&sent, 8001)
+            .iter()
+            .any(|t| t.contains("No money was taken"))
     );
     stop(app).await;
 }
