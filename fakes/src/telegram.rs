@@ -239,6 +239,30 @@ impl FakeTelegram {
         })
     }
 
+    /// A person sends a file as a document (full resolution), with `caption`.
+    pub fn document(
+        &self,
+        chat: &Chat,
+        user: i64,
+        file_id: &str,
+        mime: &str,
+        caption: &str,
+    ) -> i64 {
+        let size = lock(&self.state)
+            .files
+            .get(file_id)
+            .map(|f| f.2)
+            .unwrap_or(0);
+        self.post(chat, user, |m| {
+            m.insert(
+                "document".into(),
+                json!({ "file_id": file_id, "file_unique_id": "d", "file_name": "photo.png",
+                        "mime_type": mime, "file_size": size }),
+            );
+            m.insert("caption".into(), json!(caption));
+        })
+    }
+
     /// A person replies to message `to` with `text`.
     pub fn reply(&self, chat: &Chat, user: i64, to: i64, text: &str) -> i64 {
         let original = lock(&self.state).messages.get(&(chat.id, to)).cloned();

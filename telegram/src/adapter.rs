@@ -169,9 +169,11 @@ async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
             Ok(updates) => {
                 backoff = Duration::from_millis(250);
                 for update in updates {
-                    offset = i32::try_from(update.id.0)
+                    // Never move back: Telegram confirms everything below the offset.
+                    let next = i32::try_from(update.id.0)
                         .unwrap_or(i32::MAX)
                         .saturating_add(1);
+                    offset = offset.max(next);
                     handler.dispatch(update).await;
                 }
             }

@@ -419,3 +419,68 @@ async fn video_after_a_confirmed_quote_and_music_arrive_as_animation_and_audio()
     );
     stop(app).await;
 }
+
+#[tokio::test]
+async fn an_image_sent_as_a_document_is_used_and_other_documents_are_not() {
+    let (fake, app) = start("telegram_documents", &[]).await;
+    let hal = Chat::private(9001);
+    let pdf = fake.upload(b"%PDF-1.7 not an image".to_vec());
+    fake.document(&hal, 9001, &pdf, "application/pdf", "/enhance");
+    let sent = fake
+        .wait_for(WAIT, |s| texts(s, 9001).iter().any(|t| t.contains("photo")))
+        .await;
+    assert!(
+        texts(&sent, 9001)
+            .iter()
+            .any(|t| t.contains("Send this command with a photo")),
+        "{:?}",
+        texts(&sent, 9001)
+    );
+    let full = fake.upload(png(64, 48));
+    fake.document(&hal, 9001, &full, "image/png", "/removebg");
+    let sent = fake.wait_for(WAIT, |s| !media(s, 9001).is_empty()).await;
+    assert!(
+        media(&sent, 9001)[0].text.contains("background removal"),
+        "{:?}",
+        media(&sent, 9001)
+    );
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn a_replicate_video_arrives_as_a_telegram_video() {
+    let replicate = fakes::replicate::FakeReplicate::start("r8_tg").await;
+    let url = replicate.url();
+    let (fake, app) = start_with_credits(
+        "telegram_replicate_video",
+        "20",
+        &[
+            ("REPLICATE_API_TOKEN", "r8_tg"),
+            ("REPLICATE_API_URL", url.as_str()),
+        ],
+    )
+    .await;
+    let ivy = Chat::private(9101);
+    fake.message(&ivy, 9101, "/video a wave breaking");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, 9101)
+                .iter()
+                .any(|t| t.contains("costs 10 credits"))
+        })
+        .await;
+    let quote = sent
+        .iter()
+        .find(|m| m.chat_id == 9101 && m.text.contains("costs 10 credits"))
+        .expect("a quote")
+        .clone();
+    fake.press(&ivy, 9101, quote.message_id, &quote.buttons[0][0].1);
+    let sent = fake
+        .wait_for(Duration::from_secs(30), |s| !media(s, 9101).is_empty())
+        .await;
+    let video = media(&sent, 9101)[0].clone();
+    assert_eq!(video.method, "sendVideo", "{video:?}");
+    assert!(!video.text.contains("local preview"), "{}", video.text);
+    assert_eq!(replicate.created()[0].0, "bytedance/seedance-1-lite");
+    stop(app).await;
+}
