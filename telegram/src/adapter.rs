@@ -48,7 +48,6 @@ pub enum Error {
 const IN_FLIGHT: usize = 1_024;
 
 /// A connected Telegram bot.
-#[derive(Debug)]
 pub struct Telegram {
     messenger: Arc<TelegramMessenger>,
     raw: Bot,
@@ -56,6 +55,16 @@ pub struct Telegram {
     webhook: Option<(SecretString, mpsc::Sender<Update>)>,
     updates: Option<mpsc::Receiver<Update>>,
     album_window: Duration,
+}
+
+impl std::fmt::Debug for Telegram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // teloxide's `Bot` prints its token in `Debug`; only say which bot this is.
+        f.debug_struct("Telegram")
+            .field("username", &self.username)
+            .field("webhook", &self.webhook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Telegram {
