@@ -168,9 +168,10 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
         media_dir: PathBuf::from("data/out"),
         buttons: Arc::new(Mutex::new(Vec::new())),
     };
+    let routes = config.providers.build(config.media);
     let service = Arc::new(Service::new(
         store.clone(),
-        startup::service_settings(&config)?,
+        startup::service_settings(&config, &routes)?,
         vec![Arc::new(console.clone())],
     ));
     let user = store.contact(&identity).await?.user;
@@ -188,7 +189,7 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
             .await?;
     }
     let shutdown = CancellationToken::new();
-    let workers = startup::spawn_workers(&config, service.clone(), "console", &shutdown);
+    let workers = startup::spawn_workers(&config, &routes, service.clone(), "console", &shutdown);
     console.print(
         &format!("imagegpt chat as {identity}. Type /help; Ctrl-D to quit."),
         &[],

@@ -16,6 +16,7 @@ use crate::{
 use bot_core::{
     Credits,
     policy::ContentPolicy,
+    providers::Routes,
     service::{Service, Settings, worker::Worker},
 };
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     service: Arc<Service>,
+    routes: Routes,
     telegram: Option<telegram::Telegram>,
     config: Config,
 }
@@ -72,15 +74,18 @@ impl Application {
             }
         }
         let messengers = telegram.iter().map(telegram::Telegram::messenger).collect();
+        // The provider clients, built once for the settings and for the workers.
+        let routes = config.providers.build(config.media);
         let service = Arc::new(Service::new(
             store.clone(),
-            service_settings(config)?,
+            service_settings(config, &routes)?,
             messengers,
         ));
         Ok(Application {
             listener,
             store,
             service,
+            routes,
             telegram,
             config: config.clone(),
         })
@@ -111,7 +116,13 @@ impl Application {
         let mut router = http::router(AppState {
             store: self.store.clone(),
         });
-        let mut tasks = spawn_workers(&self.config, self.service.clone(), "serve", &shutdown);
+        let mut tasks = spawn_workers(
+            &self.config,
+            &self.routes,
+            self.service.clone(),
+            "serve",
+            &shutdown,
+        );
         if let Some(telegram) = self.telegram {
             if let Some(webhook) = telegram.webhook_router() {
                 router = router.merge(webhook);
@@ -145,7 +156,7 @@ impl Application {
 /// # Errors
 ///
 /// When the content policy does not compile (checked at load, so only after an edit).
-pub fn service_settings(config: &Config) -> anyhow::Result<Settings> {
+pub fn service_settings(config: &Config, routes: &Routes) -> anyhow::Result<Settings> {
     Ok(Settings {
         pricing: config.pricing.clone(),
         commands: config.commands.clone(),
@@ -154,18 +165,18 @@ pub fn service_settings(config: &Config) -> anyhow::Result<Settings> {
         media: config.media,
         welcome_credits: Credits::new(config.welcome_credits),
         terms_version: config.terms.version.clone(),
-        local_preview: config.providers.build(config.media).serves_preview(),
+        local_preview: routes.serves_preview(),
     })
 }
 
 /// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.
 pub fn spawn_workers(
     config: &Config,
+    routes: &Routes,
     service: Arc<Service>,
     instance: &str,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let routes = config.providers.build(config.media);
     (0..config.workers.count.max(1))
         .map(|n| {
             let worker = Worker::new(

@@ -123,6 +123,17 @@ fn error(
         .into_response()
 }
 
+/// OpenAI's answer to a request without a required parameter.
+fn missing(param: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        Some("missing_required_parameter"),
+        Some(param),
+        &format!("Missing required parameter: '{param}'."),
+    )
+}
+
 /// The checks every request passes first: key, scripted throttling and failures.
 async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let delay = lock(state).delay_ms;
@@ -175,22 +186,10 @@ async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 fn answer(state: &Shared, endpoint: &'static str, fields: &Value, images: usize) -> Response {
     let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_string);
     let Some(model) = text("model").filter(|m| !m.is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("missing_required_parameter"),
-            Some("model"),
-            "Missing required parameter: 'model'.",
-        );
+        return missing("model");
     };
     let Some(prompt) = text("prompt").filter(|p| !p.is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("missing_required_parameter"),
-            Some("prompt"),
-            "Missing required parameter: 'prompt'.",
-        );
+        return missing("prompt");
     };
     if prompt.chars().count() > 32_000 {
         return error(
@@ -313,13 +312,7 @@ async fn edits(State(state): State<Shared>, headers: HeaderMap, mut form: Multip
         }
     }
     if images == 0 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("missing_required_parameter"),
-            Some("image"),
-            "Missing required parameter: 'image'.",
-        );
+        return missing("image");
     }
     answer(&state, "edits", &Value::Object(fields), images)
 }

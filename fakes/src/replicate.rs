@@ -235,6 +235,14 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
         .into_response()
 }
 
+fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "The requested resource could not be found.",
+    )
+}
+
 fn authorised(fake: &Fake, headers: &HeaderMap) -> Result<(), Response> {
     let expected = format!("Bearer {}", fake.token);
     match headers
@@ -258,11 +266,7 @@ async fn create_official(
 ) -> Response {
     let reference = format!("{owner}/{name}");
     let Some(model) = CATALOGUE.iter().find(|m| m.reference == reference) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "The requested resource could not be found.",
-        );
+        return not_found();
     };
     create(&state, &headers, model, &body)
 }
@@ -422,11 +426,7 @@ async fn poll(State(state): State<Shared>, Path(id): Path<String>, headers: Head
     }
     let origin = fake.origin.clone();
     let Some(prediction) = fake.predictions.get_mut(&id) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "The requested resource could not be found.",
-        );
+        return not_found();
     };
     let mut new_file = None;
     if matches!(prediction.status, "starting" | "processing") {
@@ -489,11 +489,7 @@ async fn cancel(
     }
     let origin = fake.origin.clone();
     let Some(prediction) = fake.predictions.get_mut(&id) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "The requested resource could not be found.",
-        );
+        return not_found();
     };
     if matches!(prediction.status, "starting" | "processing") {
         prediction.status = "canceled";

@@ -208,6 +208,11 @@ impl FakeTelegram {
         })
     }
 
+    /// The declared size of an uploaded file.
+    fn size_of(&self, file_id: &str) -> usize {
+        lock(&self.state).files.get(file_id).map_or(0, |f| f.2)
+    }
+
     /// A person sends a photo (with `caption`, and in an album when `group_id` is set).
     pub fn photo(
         &self,
@@ -217,11 +222,7 @@ impl FakeTelegram {
         caption: Option<&str>,
         album: Option<&str>,
     ) -> i64 {
-        let size = lock(&self.state)
-            .files
-            .get(file_id)
-            .map(|f| f.2)
-            .unwrap_or(0);
+        let size = self.size_of(file_id);
         self.post(chat, user, |m| {
             m.insert(
                 "photo".into(),
@@ -248,11 +249,7 @@ impl FakeTelegram {
         mime: &str,
         caption: &str,
     ) -> i64 {
-        let size = lock(&self.state)
-            .files
-            .get(file_id)
-            .map(|f| f.2)
-            .unwrap_or(0);
+        let size = self.size_of(file_id);
         self.post(chat, user, |m| {
             m.insert(
                 "document".into(),
@@ -999,8 +996,17 @@ fn send(fake: &mut Fake, name: &str, call: &Call, chat_id: Option<i64>) -> Respo
         let Some(id) = params.get("message_id").and_then(as_i64) else {
             return fail(400, "Bad Request: message identifier is not specified");
         };
-        if !fake.messages.contains_key(&(chat_id, id)) {
+        let Some(current) = fake.messages.get(&(chat_id, id)) else {
             return fail(400, "Bad Request: message to edit not found");
+        };
+        // Telegram refuses an edit that changes nothing.
+        let same_text = current.get("text").and_then(Value::as_str) == Some(visible.as_str());
+        let same_markup = current.get("reply_markup") == params.get("reply_markup");
+        if name == "editMessageText" && same_text && same_markup {
+            return fail(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            );
         }
         id
     } else {

@@ -257,6 +257,9 @@ impl Handler {
             // Edits, joins, unknown kinds and updates teloxide could not read.
             _ => Incoming::Ignored,
         };
+        if matches!(incoming, Incoming::Ignored) {
+            return;
+        }
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return;
         };

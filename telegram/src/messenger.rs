@@ -58,7 +58,8 @@ impl TelegramMessenger {
             .bot
             .answer_callback_query(CallbackQueryId(id.to_string()));
         if let Some(text) = text {
-            answer = answer.text(shorten(text, 200)).show_alert(alert);
+            // Telegram shows at most 200 characters in an alert.
+            answer = answer.text(text::truncate(text, 200)).show_alert(alert);
         }
         if let Err(error) = answer.await {
             tracing::warn!(error = %describe(&error), "answering a button press failed");
@@ -77,16 +78,6 @@ fn preview(bytes: &[u8]) -> Option<Vec<u8>> {
         .ok()?;
     let jpeg = jpeg.into_inner();
     (jpeg.len() < 200 * 1024).then_some(jpeg)
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(max - 1).collect();
-        cut.push('…');
-        cut
-    }
 }
 
 fn chat_id(chat: &ChatRef) -> Result<ChatId, DeliveryError> {
@@ -133,9 +124,6 @@ fn delivery(error: RequestError) -> DeliveryError {
     let why = describe(&error);
     match error {
         RequestError::RetryAfter(_) | RequestError::Network(_) | RequestError::Io(_) => {
-            DeliveryError::Retry(why)
-        }
-        RequestError::Api(ApiError::Unknown(ref text)) if text.contains("Too Many Requests") => {
             DeliveryError::Retry(why)
         }
         _ => DeliveryError::Permanent(why),
@@ -244,7 +232,13 @@ impl Messenger for TelegramMessenger {
             let sent = match media.kind {
                 MediaKind::Image if large => {
                     let mut document = self.bot.send_document(id, file);
-                    if let Some(preview) = preview(&media.bytes) {
+                    // Decoding a 4K image is CPU work: keep it off the async threads.
+                    let bytes = media.bytes.clone();
+                    let preview = tokio::task::spawn_blocking(move || preview(&bytes))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(preview) = preview {
                         document =
                             document.thumbnail(InputFile::memory(preview).file_name("preview.jpg"));
                     }
@@ -283,7 +277,7 @@ impl Messenger for TelegramMessenger {
             let limit = limit.min(DOWNLOAD_LIMIT);
             let too_large = || {
                 DeliveryError::TooLarge(format!(
-                    "The file is larger than the {} MB Telegram lets bots download. Send it compressed as a photo, or a smaller file. No credits were taken.",
+                    "The file is larger than the {} MB Telegram lets bots download. Send it compressed as a photo, or a smaller file.",
                     limit / (1024 * 1024)
                 ))
             };

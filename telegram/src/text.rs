@@ -57,10 +57,10 @@ pub fn split(text: &str, limit: usize) -> Vec<String> {
     pieces
 }
 
-/// Plain `text` cut to `limit` visible units (with an ellipsis), escaped: for captions.
-pub fn caption(text: &str, limit: usize) -> String {
+/// Plain `text` cut to `limit` visible UTF-16 units, with an ellipsis when cut.
+pub fn truncate(text: &str, limit: usize) -> String {
     if units(text) <= limit {
-        return escape(text);
+        return text.to_string();
     }
     let mut count = 0;
     let mut out = String::new();
@@ -72,7 +72,12 @@ pub fn caption(text: &str, limit: usize) -> String {
         out.push(c);
     }
     out.push('…');
-    escape(&out)
+    out
+}
+
+/// Plain `text` cut to `limit` visible units and escaped: for captions.
+pub fn caption(text: &str, limit: usize) -> String {
+    escape(&truncate(text, limit))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use bot_core::{
     Platform,
     service::{Action, Attachment, ChatKind, ChatRef, Input, Request},
 };
-use teloxide::types::{CallbackQuery, MaybeInaccessibleMessage, Message, User};
+use teloxide::types::{CallbackQuery, Chat, Message, User};
 
 /// What an update asks of the core.
 #[derive(Debug, Clone)]
@@ -32,11 +32,11 @@ fn person(user: &User) -> (String, String) {
     (format!("telegram:{}", user.id.0), name)
 }
 
-fn chat_of(message: &Message) -> ChatRef {
+fn chat_ref(chat: &Chat) -> ChatRef {
     ChatRef {
         platform: Platform::Telegram,
-        id: message.chat.id.0.to_string(),
-        kind: if message.chat.is_private() {
+        id: chat.id.0.to_string(),
+        kind: if chat.is_private() {
             ChatKind::Private
         } else {
             ChatKind::Group
@@ -111,7 +111,7 @@ pub fn message(update_id: u32, message: &Message, me: &str) -> Incoming {
     let request = Request {
         identity,
         name,
-        chat: chat_of(message),
+        chat: chat_ref(&message.chat),
         message_id: Some(message.id.0.to_string()),
         key: format!("telegram:update:{update_id}"),
         input: Input::Text(text),
@@ -167,18 +167,7 @@ pub fn press(query: &CallbackQuery) -> Incoming {
             request: None,
         };
     };
-    let chat = match message {
-        MaybeInaccessibleMessage::Regular(message) => chat_of(message),
-        MaybeInaccessibleMessage::Inaccessible(old) => ChatRef {
-            platform: Platform::Telegram,
-            id: old.chat.id.0.to_string(),
-            kind: if old.chat.is_private() {
-                ChatKind::Private
-            } else {
-                ChatKind::Group
-            },
-        },
-    };
+    let chat = chat_ref(message.chat());
     Incoming::Press {
         request: Some(Request {
             identity,

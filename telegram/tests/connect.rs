@@ -37,3 +37,50 @@ async fn a_refused_token_stops_start_up_without_showing_it() {
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("WRONG-token"), "{shown}");
 }
+
+#[tokio::test]
+async fn an_edit_that_changes_nothing_is_not_an_error() {
+    use bot_core::{
+        Platform,
+        service::{ChatKind, ChatRef},
+    };
+    let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
+    let config = telegram::TelegramConfig {
+        bot_token: Some(SecretString::from("123456:TEST-token".to_string())),
+        api_url: fake.url(),
+        ..telegram::TelegramConfig::default()
+    };
+    let messenger = telegram::Telegram::connect(&config)
+        .await
+        .expect("connects")
+        .messenger();
+    let chat = ChatRef {
+        platform: Platform::Telegram,
+        id: "42".into(),
+        kind: ChatKind::Private,
+    };
+    let message = messenger
+        .send_text(&chat, None, "#1 image: running", &[])
+        .await
+        .expect("sent");
+    // Telegram answers 400 "message is not modified"; for a status line that is success.
+    messenger
+        .edit_text(&message, "#1 image: running", &[])
+        .await
+        .expect("an unchanged edit is fine");
+    messenger
+        .edit_text(&message, "#1 image: done", &[])
+        .await
+        .expect("edited");
+    let edits: Vec<_> = fake
+        .sent()
+        .into_iter()
+        .filter(|s| s.method == "editMessageText")
+        .map(|s| s.text)
+        .collect();
+    assert_eq!(
+        edits,
+        ["#1 image: done"],
+        "the unchanged edit was refused by the fake"
+    );
+}

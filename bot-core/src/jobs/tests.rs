@@ -1,7 +1,12 @@
 //! The queue's rules, each a story on both backends ending with a clean audit.
 
 use super::*;
-use crate::{ledger::TransferState, on_every_backend, people::User, store::testing::person};
+use crate::{
+    ledger::TransferState,
+    on_every_backend,
+    people::User,
+    store::testing::{available, person},
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -29,15 +34,6 @@ fn new_job(user: &User, key: &str, cost: u64) -> NewJob {
         cost: Credits::new(cost),
         payload: r#"{"prompt":"a fox"}"#.into(),
     }
-}
-
-async fn available(store: &Store, user: &User) -> u64 {
-    store
-        .account_balance(user.wallet)
-        .await
-        .expect("balance")
-        .available()
-        .get()
 }
 
 async fn spent(store: &Store, user: &User) -> u64 {

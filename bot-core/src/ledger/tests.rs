@@ -2,7 +2,11 @@
 //! ending with a clean audit; plus the concurrency test and a property test against a model.
 
 use super::*;
-use crate::{Identity, on_every_backend, people::User, store::execute_unchecked};
+use crate::{
+    Identity, on_every_backend,
+    people::User,
+    store::{execute_unchecked, testing::available},
+};
 
 async fn person(store: &Store, name: &str) -> User {
     let identity: Identity = format!("console:{name}").parse().expect("identity");
@@ -51,15 +55,6 @@ async fn hold(store: &Store, user: &User, amount: u64, key: &str) -> Result<Tran
             TransferKind::Generation,
         ))
         .await
-}
-
-async fn available(store: &Store, user: &User) -> u64 {
-    store
-        .account_balance(user.wallet)
-        .await
-        .expect("balance")
-        .available()
-        .get()
 }
 
 async fn remaining_in_lots(store: &Store, user: &User) -> Vec<u64> {

@@ -71,17 +71,12 @@ pub const MODEL_KEYS: [&str; 9] = [
     "music",
 ];
 
+/// The operation's name, with image tiers told apart: each tier has its own model.
 fn model_key(operation: Operation) -> &'static str {
     match operation {
-        Operation::Image(Quality::Standard) => "image",
         Operation::Image(Quality::Hd) => "image_hd",
         Operation::Image(Quality::FourK) => "image_4k",
-        Operation::Enhance => "enhance",
-        Operation::RemoveBackground => "removebg",
-        Operation::FaceSwap => "faceswap",
-        Operation::Portrait => "portrait",
-        Operation::Video { .. } => "video",
-        Operation::Music { .. } => "music",
+        other => other.name(),
     }
 }
 

@@ -116,55 +116,47 @@ impl Messenger for Recorder {
     }
 }
 
-/// A provider that never finishes, standing for a worker stuck mid-job.
+/// A provider that always answers the same way: never (standing for a worker stuck mid-job),
+/// or with the same error.
 #[derive(Debug)]
-struct Stuck;
+struct Scripted(&'static str, Option<crate::providers::ProviderError>);
 
-impl Provider for Stuck {
-    fn name(&self) -> &'static str {
-        "stuck"
+impl Scripted {
+    fn stuck() -> Scripted {
+        Scripted("stuck", None)
     }
-    fn supports(&self, _: Operation) -> bool {
-        true
-    }
-    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
-        Box::pin(std::future::pending())
-    }
-}
 
-/// A provider that refuses every request, as a real one does for "no face found".
-#[derive(Debug)]
-struct Refuses;
-
-impl Provider for Refuses {
-    fn name(&self) -> &'static str {
-        "refuses"
-    }
-    fn supports(&self, _: Operation) -> bool {
-        true
-    }
-    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
-        Box::pin(async {
-            Err(crate::providers::ProviderError::Refused(
+    /// Refuses every request, as a real provider does for "no face found".
+    fn refuses() -> Scripted {
+        Scripted(
+            "refuses",
+            Some(crate::providers::ProviderError::Refused(
                 "No face found in the photo.".into(),
-            ))
-        })
+            )),
+        )
+    }
+
+    /// Always down, to prove fall-through.
+    fn down() -> Scripted {
+        Scripted(
+            "down",
+            Some(crate::providers::ProviderError::Unavailable("503".into())),
+        )
     }
 }
 
-/// A provider that is always down, to prove fall-through.
-#[derive(Debug)]
-struct Down;
-
-impl Provider for Down {
+impl Provider for Scripted {
     fn name(&self) -> &'static str {
-        "down"
+        self.0
     }
     fn supports(&self, _: Operation) -> bool {
         true
     }
     fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
-        Box::pin(async { Err(crate::providers::ProviderError::Unavailable("503".into())) })
+        match self.1.clone() {
+            None => Box::pin(std::future::pending()),
+            Some(error) => Box::pin(async move { Err(error) }),
+        }
     }
 }
 
@@ -188,7 +180,10 @@ fn harness(store: Store, settings: Settings) -> Harness {
         settings,
         vec![Arc::new(recorder.clone())],
     ));
-    let providers = Routes::every(vec![Arc::new(Down), Arc::new(LocalProvider::default())]);
+    let providers = Routes::every(vec![
+        Arc::new(Scripted::down()),
+        Arc::new(LocalProvider::default()),
+    ]);
     let worker = Worker::new(
         service.clone(),
         providers,
@@ -279,6 +274,25 @@ impl Harness {
         ran
     }
 
+    /// What `name` has been charged: (posted, still held).
+    async fn charged(&self, name: &str) -> (u64, u64) {
+        let identity: Identity = format!("console:{name}").parse().expect("identity");
+        let user = self
+            .service
+            .store()
+            .find_user(&identity)
+            .await
+            .expect("lookup")
+            .expect("exists");
+        let balance = self
+            .service
+            .store()
+            .account_balance(user.wallet)
+            .await
+            .expect("balance");
+        (balance.debits_posted.get(), balance.debits_pending.get())
+    }
+
     async fn balance(&self, name: &str) -> u64 {
         let identity: Identity = format!("console:{name}").parse().expect("identity");
         let user = self
@@ -321,7 +335,7 @@ async fn cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_no
     let h = harness(store, settings());
     let stuck = Worker::new(
         h.service.clone(),
-        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        Routes::every(vec![Arc::new(Scripted::stuck()) as Arc<dyn Provider>]),
         test_config(),
         "w".into(),
     );
@@ -357,7 +371,7 @@ async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_c
     config.timeouts.image = 1;
     let stuck = Worker::new(
         h.service.clone(),
-        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        Routes::every(vec![Arc::new(Scripted::stuck()) as Arc<dyn Provider>]),
         config,
         "w".into(),
     );
@@ -605,37 +619,13 @@ async fn a_result_is_not_charged_until_it_is_delivered(store: Store) {
     h.recorder.seen(|s| s.fail_deliveries = 1);
     h.say("hal", "/imagine a fox").await;
     assert_eq!(h.drain().await, 1);
-    let identity: Identity = "console:hal".parse().expect("identity");
-    let user = h
-        .service
-        .store()
-        .find_user(&identity)
-        .await
-        .expect("lookup")
-        .expect("exists");
-    let balance = h
-        .service
-        .store()
-        .account_balance(user.wallet)
-        .await
-        .expect("balance");
-    assert_eq!(
-        (balance.debits_posted.get(), balance.debits_pending.get()),
-        (0, 1),
-        "still held, not charged"
-    );
+    assert_eq!(h.charged("hal").await, (0, 1), "still held, not charged");
     crate::store::execute_unchecked(h.service.store(), "UPDATE jobs SET run_after = $1", 0)
         .await
         .expect("due");
     assert_eq!(h.drain().await, 1);
-    let balance = h
-        .service
-        .store()
-        .account_balance(user.wallet)
-        .await
-        .expect("balance");
     assert_eq!(
-        (balance.debits_posted.get(), balance.debits_pending.get()),
+        h.charged("hal").await,
         (1, 0),
         "charged once, after delivery"
     );
@@ -677,7 +667,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
     h.say("kit", "/imagine a fox").await;
     let stuck = Worker::new(
         h.service.clone(),
-        Routes::every(vec![Arc::new(Stuck) as Arc<dyn Provider>]),
+        Routes::every(vec![Arc::new(Scripted::stuck()) as Arc<dyn Provider>]),
         WorkerConfig {
             lease_seconds: 1,
             ..test_config()
@@ -698,25 +688,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
     assert_eq!(h.drain().await, 1, "another worker takes the expired lease");
     assert_eq!(h.drain().await, 0);
     assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
-    let identity: Identity = "console:kit".parse().expect("identity");
-    let user = h
-        .service
-        .store()
-        .find_user(&identity)
-        .await
-        .expect("lookup")
-        .expect("exists");
-    let balance = h
-        .service
-        .store()
-        .account_balance(user.wallet)
-        .await
-        .expect("balance");
-    assert_eq!(
-        (balance.debits_posted.get(), balance.debits_pending.get()),
-        (1, 0),
-        "posted once"
-    );
+    assert_eq!(h.charged("kit").await, (1, 0), "posted once");
 }
 
 async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
@@ -724,7 +696,7 @@ async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
     let refusing = Worker::new(
         h.service.clone(),
         Routes::every(vec![
-            Arc::new(Refuses) as Arc<dyn Provider>,
+            Arc::new(Scripted::refuses()) as Arc<dyn Provider>,
             Arc::new(LocalProvider::default()),
         ]),
         test_config(),

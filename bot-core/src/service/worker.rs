@@ -183,7 +183,7 @@ impl Worker {
                 return;
             }
         };
-        let status = StatusLine::open(&self.service, &job, &spec, self.config).await;
+        let status = StatusLine::open(&self.service, &job, &spec, self.config);
         status.edit("running", true).await;
         // Renew the lease while working; a lost lease (we were too slow and another worker took
         // the job) or a cancellation stops the work.
@@ -451,17 +451,12 @@ struct StatusInner {
 }
 
 impl StatusLine {
-    async fn open(
-        service: &Arc<Service>,
-        job: &Job,
-        spec: &JobSpec,
-        config: WorkerConfig,
-    ) -> StatusLine {
-        let message = service.status_message(job.id).await.ok().flatten();
+    /// The job's status line; where its message is, is looked up at the first edit.
+    fn open(service: &Arc<Service>, job: &Job, spec: &JobSpec, config: WorkerConfig) -> StatusLine {
         StatusLine {
             inner: Arc::new(StatusInner {
                 service: service.clone(),
-                message: tokio::sync::Mutex::new(message),
+                message: tokio::sync::Mutex::new(None),
                 job: job.clone(),
                 spec: spec.clone(),
                 every: Duration::from_millis(config.status_edit_ms),
@@ -495,8 +490,8 @@ impl StatusLine {
     }
 
     async fn send(&self, text: &str, buttons: &[Button], must: bool) {
-        // The status message may still have been on its way when the job started: look again.
-        // Once the job has ended, the service sees that when it records the message and edits
+        // Looked up until found: the status message may still be on its way when the job
+        // starts. Once the job has ended, the service sees that when it records the message and edits
         // it itself, so no message is left saying "queued".
         let message = {
             let mut known = self.inner.message.lock().await;

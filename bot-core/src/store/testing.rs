@@ -177,6 +177,20 @@ async fn connect(url: &str, connections: u32) -> Store {
         .unwrap_or_else(|e| panic!("opening test database: {e:#}"))
 }
 
+/// What `user` can spend now.
+///
+/// # Panics
+///
+/// When the store fails.
+pub async fn available(store: &Store, user: &crate::people::User) -> u64 {
+    store
+        .account_balance(user.wallet)
+        .await
+        .expect("balance")
+        .available()
+        .get()
+}
+
 /// The person `console:NAME`, granted `credits` (once: the grant is keyed by the name).
 ///
 /// # Panics

@@ -79,6 +79,17 @@ async fn generate(
         .await
 }
 
+/// A standard image nobody watches.
+async fn image(provider: &Replicate) -> Result<Output, ProviderError> {
+    generate(
+        provider,
+        &request(Operation::Image(Quality::Standard)),
+        None,
+        &Seen::default(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn every_operation_runs_on_its_default_model_and_downloads_the_right_media() {
     let fake = FakeReplicate::start(TOKEN).await;
@@ -131,14 +142,7 @@ async fn every_operation_runs_on_its_default_model_and_downloads_the_right_media
 async fn a_wrong_token_is_an_outage_so_the_next_provider_is_tried() {
     let fake = FakeReplicate::start(TOKEN).await;
     let replicate = Replicate::from_config(&config(&fake, "r8_wrong")).expect("configured");
-    let error = generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect_err("refused");
+    let error = image(&replicate).await.expect_err("refused");
     assert!(matches!(error, ProviderError::Unavailable(_)), "{error:?}");
     assert!(!error.to_string().contains("r8_wrong"));
 }
@@ -156,14 +160,7 @@ async fn invalid_input_is_a_refusal_naming_what_was_wrong() {
         },
     );
     let replicate = Replicate::from_config(&config).expect("configured");
-    let error = generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect_err("invalid");
+    let error = image(&replicate).await.expect_err("invalid");
     assert_eq!(
         error,
         ProviderError::Refused(
@@ -177,23 +174,9 @@ async fn rate_limits_are_waited_out_then_become_a_retry() {
     let fake = FakeReplicate::start(TOKEN).await;
     let replicate = provider(&fake);
     fake.throttle_creates(2);
-    generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect("third try succeeds");
+    image(&replicate).await.expect("third try succeeds");
     fake.throttle_creates(5);
-    let error = generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect_err("still throttled");
+    let error = image(&replicate).await.expect_err("still throttled");
     assert!(matches!(error, ProviderError::Transient(_)), "{error:?}");
     assert_eq!(fake.created().len(), 1);
 }
@@ -203,25 +186,11 @@ async fn a_server_error_before_the_run_exists_falls_through_and_after_it_retries
     let fake = FakeReplicate::start(TOKEN).await;
     let replicate = provider(&fake);
     fake.fail_creates(1);
-    let error = generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect_err("500");
+    let error = image(&replicate).await.expect_err("500");
     assert!(matches!(error, ProviderError::Unavailable(_)), "{error:?}");
     // Once the run exists, polling errors never start a second paid run elsewhere.
     fake.fail_polls(10);
-    let error = generate(
-        &replicate,
-        &request(Operation::Image(Quality::Standard)),
-        None,
-        &Seen::default(),
-    )
-    .await
-    .expect_err("polls fail");
+    let error = image(&replicate).await.expect_err("polls fail");
     assert!(matches!(error, ProviderError::Transient(_)), "{error:?}");
 }
 

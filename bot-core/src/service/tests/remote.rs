@@ -158,24 +158,7 @@ async fn a_run_past_its_timeout_is_cancelled_at_the_provider_and_retried(store: 
         .await;
     assert_eq!(fake.created().len(), 2);
     assert_eq!(h.recorder.seen(|s| s.media.len()), 1);
-    let identity: Identity = "console:quinn".parse().expect("identity");
-    let user = h
-        .service
-        .store()
-        .find_user(&identity)
-        .await
-        .expect("lookup")
-        .expect("exists");
-    let balance = h
-        .service
-        .store()
-        .account_balance(user.wallet)
-        .await
-        .expect("balance");
-    assert_eq!(
-        (balance.debits_posted.get(), balance.debits_pending.get()),
-        (1, 0)
-    );
+    assert_eq!(h.charged("quinn").await, (1, 0));
 }
 
 async fn progress_is_shown_with_edits_at_least_the_interval_apart(store: Store) {
@@ -223,7 +206,12 @@ async fn when_every_provider_is_down_the_job_waits_and_costs_nothing(store: Stor
     settings.jobs.max_attempts = 2;
     let h = harness(store, settings);
     h.say("sam", "/imagine a harbour").await;
-    let down = worker(&h, Routes::every(vec![Arc::new(Down)]), test_config(), "w");
+    let down = worker(
+        &h,
+        Routes::every(vec![Arc::new(Scripted::down())]),
+        test_config(),
+        "w",
+    );
     let lease = h.claim("w", Duration::from_secs(30)).await;
     down.work(lease).await;
     let job = wait_for(&h, |job| job.state == JobState::Queued).await;
