@@ -18,7 +18,7 @@ use bot_core::{
     media::Output,
     service::{
         Action, Attachment, Button, ChatKind, ChatRef, DeliveryError, Input, MessageRef, Messenger,
-        MessengerFuture, Request, Service,
+        MessengerFuture, Press, Request, Service,
     },
     store::Migrations,
 };
@@ -41,8 +41,13 @@ impl Console {
         let mut shown = Vec::new();
         if let Ok(mut actions) = self.buttons.lock() {
             for button in buttons {
-                actions.push(button.action);
-                shown.push(format!("[!{}] {}", actions.len(), button.label));
+                match &button.press {
+                    Press::Action(action) => {
+                        actions.push(*action);
+                        shown.push(format!("[!{}] {}", actions.len(), button.label));
+                    }
+                    Press::Link(url) => shown.push(format!("[{}: {url}]", button.label)),
+                }
             }
         }
         if let Ok(mut out) = self.out.lock() {
@@ -169,11 +174,15 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
         buttons: Arc::new(Mutex::new(Vec::new())),
     };
     let routes = config.providers.build(config.media);
-    let service = Arc::new(Service::new(
-        store.clone(),
-        startup::service_settings(&config, &routes)?,
-        vec![Arc::new(console.clone())],
-    ));
+    let service = Arc::new(startup::with_rails(
+        Service::new(
+            store.clone(),
+            startup::service_settings(&config, &routes)?,
+            vec![Arc::new(console.clone())],
+        ),
+        &config,
+        None,
+    )?);
     let user = store.contact(&identity).await?.user;
     if let Some(credits) = credits.filter(|c| *c > 0) {
         // Keyed by name and amount: running the same command again grants nothing more.
@@ -189,7 +198,13 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
             .await?;
     }
     let shutdown = CancellationToken::new();
-    let workers = startup::spawn_workers(&config, &routes, service.clone(), "console", &shutdown);
+    let mut workers =
+        startup::spawn_workers(&config, &routes, service.clone(), "console", &shutdown);
+    // Payment notices addressed to this console ("credits added").
+    workers.push(tokio::spawn(service.clone().run_payments(
+        Duration::from_millis(config.workers.poll_ms.max(50)),
+        shutdown.clone(),
+    )));
     console.print(
         &format!("imagegpt chat as {identity}. Type /help; Ctrl-D to quit."),
         &[],

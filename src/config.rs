@@ -24,6 +24,8 @@ use figment::{
 use payments::StripeConfig;
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
+use bot_core::payments::Approval;
+use bot_core::service::PaymentSettings;
 use telegram::{PaymentRail, TelegramConfig};
 
 /// The file read when no `--config` is given, if it exists.
@@ -47,6 +49,7 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub admin: AdminConfig,
     pub terms: TermsConfig,
+    pub refunds: RefundsConfig,
     pub log: LogConfig,
     /// `WELCOME_CREDITS`: a one-time grant to each new person.
     pub welcome_credits: u64,
@@ -95,6 +98,26 @@ impl Default for TermsConfig {
     fn default() -> Self {
         TermsConfig {
             version: bot_core::policy::TERMS_VERSION.into(),
+        }
+    }
+}
+
+/// The `[refunds]` section (terms §4.4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefundsConfig {
+    /// `REFUNDS_APPROVAL`: `auto` (sent to the payment service at once) or `admin` (waits for
+    /// `imagegpt admin refunds approve ID`).
+    pub approval: Approval,
+    /// How many days after paying a purchase may be refunded.
+    pub window_days: u32,
+}
+
+impl Default for RefundsConfig {
+    fn default() -> Self {
+        RefundsConfig {
+            approval: Approval::Auto,
+            window_days: 14,
         }
     }
 }
@@ -183,6 +206,7 @@ const ENVIRONMENT: &[(&str, &str, Read)] = &[
     ("OPENAI_API_KEY", "providers.openai.api_key", Read::Text),
     ("OPENAI_BASE_URL", "providers.openai.base_url", Read::Text),
     ("ADMIN_IDS", "admin.ids", Read::Text),
+    ("REFUNDS_APPROVAL", "refunds.approval", Read::Text),
     ("WELCOME_CREDITS", "welcome_credits", Read::Value),
     ("TERMS_VERSION", "terms.version", Read::Text),
     ("RUST_LOG", "log.filter", Read::Text),
@@ -224,6 +248,25 @@ fn env_name(key: &str) -> &str {
 }
 
 impl Config {
+    /// How payments behave: the Telegram rails (`TELEGRAM_PAYMENT_RAILS`, by default Stars, plus
+    /// Stripe when a Stripe key is set), refund approval and window, the card fee estimate.
+    pub fn payment_settings(&self) -> PaymentSettings {
+        let telegram_rails = match &self.telegram.payment_rails {
+            Some(rails) => PaymentRail::parse_list(rails).unwrap_or_default(),
+            None if self.stripe.secret_key.is_some() => {
+                vec![PaymentRail::Stars, PaymentRail::Stripe]
+            }
+            None => vec![PaymentRail::Stars],
+        };
+        PaymentSettings {
+            telegram_rails,
+            approval: self.refunds.approval,
+            refund_window_days: self.refunds.window_days,
+            fee_basis_points: self.stripe.fee_basis_points,
+            fee_fixed: self.stripe.fee_fixed,
+        }
+    }
+
     /// Loads the file (the given one, which must exist, or `imagegpt.toml` if present), then
     /// the process environment, and checks the result.
     ///

@@ -57,30 +57,23 @@ impl Application {
                 None
             }
         };
-        for (name, configured) in [
-            (
-                "discord",
-                config.discord.bot_token.is_some() || config.discord.public_key.is_some(),
-            ),
-            ("stripe", config.stripe.secret_key.is_some()),
-        ] {
-            if configured {
-                tracing::warn!(
-                    part = name,
-                    "configured, but this build does not include it yet"
-                );
-            } else {
-                tracing::info!(part = name, "off: not configured");
-            }
+        if config.discord.bot_token.is_some() || config.discord.public_key.is_some() {
+            tracing::warn!(
+                part = "discord",
+                "configured, but this build does not include it yet"
+            );
+        } else {
+            tracing::info!(part = "discord", "off: not configured");
         }
         let messengers = telegram.iter().map(telegram::Telegram::messenger).collect();
         // The provider clients, built once for the settings and for the workers.
         let routes = config.providers.build(config.media);
-        let service = Arc::new(Service::new(
-            store.clone(),
-            service_settings(config, &routes)?,
-            messengers,
-        ));
+        let service = with_rails(
+            Service::new(store.clone(), service_settings(config, &routes)?, messengers),
+            config,
+            telegram.as_ref(),
+        )?;
+        let service = Arc::new(service);
         Ok(Application {
             listener,
             store,
@@ -115,7 +108,11 @@ impl Application {
         tracing::info!(%addr, "HTTP server listening");
         let mut router = http::router(AppState {
             store: self.store.clone(),
-        });
+        })
+        .merge(payments::router(
+            self.service.clone(),
+            self.config.stripe.webhook_secret.clone(),
+        ));
         let mut tasks = spawn_workers(
             &self.config,
             &self.routes,
@@ -123,6 +120,10 @@ impl Application {
             "serve",
             &shutdown,
         );
+        tasks.push(tokio::spawn(self.service.clone().run_payments(
+            std::time::Duration::from_millis(self.config.workers.poll_ms.max(50)),
+            shutdown.clone(),
+        )));
         if let Some(telegram) = self.telegram {
             if let Some(webhook) = telegram.webhook_router() {
                 router = router.merge(webhook);
@@ -165,8 +166,39 @@ pub fn service_settings(config: &Config, routes: &Routes) -> anyhow::Result<Sett
         media: config.media,
         welcome_credits: Credits::new(config.welcome_credits),
         terms_version: config.terms.version.clone(),
+        payments: config.payment_settings(),
         local_preview: routes.serves_preview(),
     })
+}
+
+/// Adds the payment rails that are configured: Stripe when `STRIPE_SECRET_KEY` is set, Telegram
+/// Stars when the Telegram adapter runs.
+///
+/// # Errors
+///
+/// When the Stripe client cannot be built.
+pub fn with_rails(
+    mut service: Service,
+    config: &Config,
+    telegram: Option<&telegram::Telegram>,
+) -> anyhow::Result<Service> {
+    if config.stripe.secret_key.is_some() {
+        let base = config.http.public_base_url.as_deref().unwrap_or_default();
+        let stripe = payments::Stripe::new(&config.stripe, base, &config.pricing)
+            .context("setting up Stripe")?;
+        service = service.with_rail(Arc::new(stripe));
+        tracing::info!(
+            part = "stripe",
+            webhook = config.stripe.webhook_secret.is_some(),
+            "on: card payments through Stripe Checkout"
+        );
+    } else {
+        tracing::info!(part = "stripe", "off: STRIPE_SECRET_KEY is not set");
+    }
+    if let Some(telegram) = telegram {
+        service = service.with_rail(telegram.stars());
+    }
+    Ok(service)
 }
 
 /// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.

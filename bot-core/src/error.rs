@@ -25,6 +25,14 @@ pub enum Error {
     #[error("you already have {limit} jobs waiting; wait for one to finish or /cancel one")]
     TooManyQueued { limit: u32 },
 
+    /// A payment dispute froze the wallet: no spending, buying or refunds until it is settled.
+    #[error("your wallet is frozen because of a payment dispute; contact support to settle it")]
+    Frozen,
+
+    /// A refund cannot be made; the reason is for the person.
+    #[error("this cannot be refunded: {0}")]
+    NotRefundable(String),
+
     /// No such job (for this person).
     #[error("there is no job #{0}")]
     UnknownJob(JobId),

@@ -20,6 +20,12 @@ macro_rules! db_id {
             pub(crate) const fn from_db(value: i64) -> Self {
                 Self(value)
             }
+
+            /// An id an adapter read from the outside (a payment's metadata); whether it names
+            /// anything is for the store to say.
+            pub const fn from_raw(value: i64) -> Self {
+                Self(value)
+            }
         }
 
         impl fmt::Display for $name {
@@ -49,6 +55,14 @@ db_id!(
 db_id!(
     /// A lot: the credits that one incoming transfer put into a wallet.
     LotId
+);
+db_id!(
+    /// One order of a credit pack, paid or not.
+    PurchaseId
+);
+db_id!(
+    /// A refund of a purchase's unused credits.
+    RefundId
 );
 
 /// The chat platforms (and the local console) people reach us through.

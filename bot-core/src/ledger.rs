@@ -512,7 +512,7 @@ pub(crate) async fn insert_transfer(
     }
 }
 
-async fn update_transfer_state(
+pub(crate) async fn update_transfer_state(
     conn: &mut AnyConnection,
     id: TransferId,
     to: TransferState,

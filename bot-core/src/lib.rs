@@ -13,6 +13,8 @@
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
 //!   [`ledger::audit`] proves the books balance on a live database.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
+//! - [`payments`]: credit packs bought on Stripe or with Telegram Stars, credited once per
+//!   order; refunds of unused credits; the notices outbox; the [`payments::PaymentRail`] port.
 //! - [`quotes`]: priced operations waiting for Confirm.
 //! - [`service`]: the façade adapters call (`handle(Request) -> Reply`), the [`service::Messenger`]
 //!   port they implement, and the job worker.
@@ -30,6 +32,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod media;
 pub mod money;
+pub mod payments;
 pub mod people;
 pub mod policy;
 pub mod pricing;
@@ -39,6 +42,8 @@ pub mod service;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use ids::{AccountId, Identity, JobId, LotId, Platform, TransferId, UserId};
+pub use ids::{
+    AccountId, Identity, JobId, LotId, Platform, PurchaseId, RefundId, TransferId, UserId,
+};
 pub use money::Credits;
 pub use store::{Backend, DatabaseConfig, Store};

@@ -20,6 +20,8 @@ pub struct User {
     pub terms: Option<TermsAcceptance>,
     /// `Some(true)`: opted out of anonymised reuse of outputs (terms 5.4); `None`: the default.
     pub privacy_opt_out: Option<bool>,
+    /// A payment dispute froze their wallet (unix milliseconds): no spending, buying or refunds.
+    pub frozen_at: Option<i64>,
 }
 
 /// Which terms a person accepted, and when.
@@ -38,11 +40,21 @@ pub struct Contact {
 }
 
 const USER_SELECT: &str = "SELECT u.id, a.id, u.created_at, u.terms_version, u.terms_accepted_at, \
-                           u.privacy_opt_out FROM users u JOIN accounts a ON a.user_id = u.id";
+                           u.privacy_opt_out, u.frozen_at FROM users u JOIN accounts a ON a.user_id = u.id";
 
-type UserRow = (i64, i64, i64, Option<String>, Option<i64>, Option<i64>);
+type UserRow = (
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
-fn user_from_row((id, wallet, created_at, version, accepted_at, opt_out): UserRow) -> User {
+fn user_from_row(
+    (id, wallet, created_at, version, accepted_at, opt_out, frozen_at): UserRow,
+) -> User {
     User {
         id: UserId::from_db(id),
         wallet: AccountId::from_db(wallet),
@@ -54,6 +66,7 @@ fn user_from_row((id, wallet, created_at, version, accepted_at, opt_out): UserRo
                 accepted_at,
             }),
         privacy_opt_out: opt_out.map(|v| v == 1),
+        frozen_at,
     }
 }
 
@@ -248,6 +261,7 @@ async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<Use
         created_at: now,
         terms: None,
         privacy_opt_out: None,
+        frozen_at: None,
     })
 }
 

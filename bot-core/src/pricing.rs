@@ -65,6 +65,9 @@ pub struct Pack {
     pub currency: String,
     /// The price in Telegram Stars (XTR), when sold for Stars.
     pub stars: Option<u64>,
+    /// A Stripe Price id (`price_…`) to sell the pack with; without one, Checkout is given the
+    /// price and currency above.
+    pub stripe_price: Option<String>,
 }
 
 /// The `[pricing]` section.
@@ -96,6 +99,7 @@ impl Default for PricingConfig {
             price_cents: dollars * 100,
             currency: "usd".into(),
             stars: Some(stars),
+            stripe_price: None,
         };
         PricingConfig {
             image_standard: 1,

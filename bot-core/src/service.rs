@@ -4,6 +4,7 @@
 //! [`Messenger`]. Adapters translate, this decides.
 
 mod messenger;
+mod payments;
 pub mod worker;
 
 use std::{collections::HashMap, fmt::Write as _, sync::Arc};
@@ -11,13 +12,15 @@ use std::{collections::HashMap, fmt::Write as _, sync::Arc};
 use serde::{Deserialize, Serialize};
 
 pub use messenger::{DeliveryError, Messenger, MessengerFuture};
+pub use payments::PaymentSettings;
 
 use crate::{
-    Credits, Error, Identity, JobId, Platform, Result, Store,
+    Credits, Error, Identity, JobId, Platform, PurchaseId, Result, Store,
     command::{self, Command, CommandLimits, ParseError, Quality},
     jobs::{Job, JobLimits, JobState, NewJob},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     media::MediaLimits,
+    payments::{PaymentRail, Rail},
     people::User,
     policy::ContentPolicy,
     pricing::{Operation, PricingConfig},
@@ -80,6 +83,14 @@ pub enum Action {
     Buy,
     /// Buy the pack at this place in the price list, counted from 1.
     Pack(u8),
+    /// Pay for the pack at this place by card (Stripe Checkout).
+    PayCard(u8),
+    /// Pay for the pack at this place with Telegram Stars.
+    PayStars(u8),
+    /// Show what refunding this purchase gives back.
+    RefundAsk(PurchaseId),
+    /// Refund this purchase's unused credits.
+    RefundConfirm(PurchaseId),
 }
 
 impl Action {
@@ -94,6 +105,10 @@ impl Action {
             Action::Upscale(job, _) => format!("uh:{job}"),
             Action::Buy => "b".into(),
             Action::Pack(place) => format!("p:{place}"),
+            Action::PayCard(place) => format!("pc:{place}"),
+            Action::PayStars(place) => format!("ps:{place}"),
+            Action::RefundAsk(purchase) => format!("ra:{purchase}"),
+            Action::RefundConfirm(purchase) => format!("rc:{purchase}"),
         }
     }
 
@@ -113,6 +128,10 @@ impl Action {
             "uh" => Action::Upscale(job, Quality::Hd),
             "u4" => Action::Upscale(job, Quality::FourK),
             "p" => Action::Pack(u8::try_from(id).ok()?),
+            "pc" => Action::PayCard(u8::try_from(id).ok()?),
+            "ps" => Action::PayStars(u8::try_from(id).ok()?),
+            "ra" => Action::RefundAsk(PurchaseId::from_db(id)),
+            "rc" => Action::RefundConfirm(PurchaseId::from_db(id)),
             _ => return None,
         })
     }
@@ -137,7 +156,26 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Button {
     pub label: String,
-    pub action: Action,
+    pub press: Press,
+}
+
+/// What pressing a button does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Press {
+    /// Comes back to us as [`Input::Action`].
+    Action(Action),
+    /// Opens a web page (a Stripe Checkout link).
+    Link(String),
+}
+
+impl Button {
+    /// A button that comes back as `action`.
+    pub fn action(label: impl Into<String>, action: Action) -> Button {
+        Button {
+            label: label.into(),
+            press: Press::Action(action),
+        }
+    }
 }
 
 /// What to answer, platform-neutral.
@@ -167,9 +205,14 @@ impl Reply {
     }
 
     fn with(mut self, label: &str, action: Action) -> Reply {
+        self.buttons.push(Button::action(label, action));
+        self
+    }
+
+    fn link(mut self, label: &str, url: &str) -> Reply {
         self.buttons.push(Button {
             label: label.into(),
-            action,
+            press: Press::Link(url.into()),
         });
         self
     }
@@ -202,6 +245,7 @@ pub struct Settings {
     pub media: MediaLimits,
     pub welcome_credits: Credits,
     pub terms_version: String,
+    pub payments: PaymentSettings,
     /// Said in /help and captions while the local provider serves requests.
     pub local_preview: bool,
 }
@@ -217,6 +261,7 @@ impl Default for Settings {
             media: MediaLimits::default(),
             welcome_credits: Credits::ZERO,
             terms_version: crate::policy::TERMS_VERSION.into(),
+            payments: PaymentSettings::default(),
             local_preview: true,
         }
     }
@@ -228,6 +273,7 @@ pub struct Service {
     store: Store,
     settings: Settings,
     messengers: HashMap<Platform, Arc<dyn Messenger>>,
+    rails: HashMap<Rail, Arc<dyn PaymentRail>>,
 }
 
 impl Service {
@@ -238,7 +284,15 @@ impl Service {
             store,
             settings,
             messengers,
+            rails: HashMap::new(),
         }
+    }
+
+    /// Takes payments on `rail` (Stripe from `payments`, Stars from `telegram`).
+    #[must_use]
+    pub fn with_rail(mut self, rail: Arc<dyn PaymentRail>) -> Service {
+        self.rails.insert(rail.rail(), rail);
+        self
     }
 
     /// The store this service uses.
@@ -366,10 +420,29 @@ impl Service {
                  generations are not (§4.5).",
                 self.settings.terms_version
             )),
-            Command::Buy { .. } => self.buy(),
-            Command::Refund { .. } | Command::Link { .. } => {
-                Reply::text("This is not available yet.")
+            Command::Buy { pack: None } => self.buy(request.chat.platform),
+            Command::Buy { pack: Some(pack) } => {
+                let place = self
+                    .settings
+                    .pricing
+                    .packs
+                    .iter()
+                    .position(|p| p.id.eq_ignore_ascii_case(&pack))
+                    .and_then(|i| u8::try_from(i + 1).ok());
+                match place {
+                    Some(place) => return self.pack_chosen(request, user, place, None).await,
+                    None => Reply::text(format!(
+                        "There is no {pack:?} pack. Send /buy to see the packs."
+                    )),
+                }
             }
+            Command::Refund { purchase } => {
+                let purchase = purchase
+                    .and_then(|id| i64::try_from(id).ok())
+                    .map(PurchaseId::from_db);
+                self.refund_command(user, purchase).await?
+            }
+            Command::Link { .. } => Reply::text("This is not available yet."),
             Command::Privacy { reuse } => {
                 if let Some(reuse) = reuse {
                     self.store.set_privacy_opt_out(user.id, !reuse).await?;
@@ -486,6 +559,9 @@ impl Service {
             self.store.count_policy_refusal(user.id).await?;
             return Ok(Some(Reply::text(refusal.reason)));
         }
+        if user.frozen_at.is_some() {
+            return Err(Error::Frozen);
+        }
         let cost = self.settings.pricing.cost(spec.operation);
         if self.settings.pricing.needs_confirmation(spec.operation) {
             return self.quote(user, &spec, cost).await.map(Some);
@@ -543,10 +619,7 @@ impl Service {
         };
         let text = status_text(&job, &spec, &place);
         let messenger = self.messenger(spec.chat.platform)?;
-        let buttons = [Button {
-            label: "Cancel".into(),
-            action: Action::Cancel(job.id),
-        }];
+        let buttons = [Button::action("Cancel", Action::Cancel(job.id))];
         match messenger
             .send_text(&spec.chat, spec.reply_to.as_deref(), &text, &buttons)
             .await
@@ -589,25 +662,23 @@ impl Service {
         action: Action,
     ) -> Result<Option<Reply>> {
         match action {
-            Action::Buy => Ok(Some(self.buy())),
-            Action::Pack(place) => Ok(Some(
-                match self
-                    .settings
-                    .pricing
-                    .packs
-                    .get(usize::from(place).wrapping_sub(1))
-                {
-                    Some(pack) => Reply::text(format!(
-                        "{} ({} credits for {}): payments are not configured on this bot yet, so nothing can be bought here. No money was taken.",
-                        pack.name,
-                        pack.credits,
-                        money(pack.price_cents, &pack.currency)
-                    )),
-                    None => {
-                        Reply::text("That pack is no longer offered. Send /buy to see the packs.")
-                    }
-                },
-            )),
+            Action::Buy => Ok(Some(self.buy(request.chat.platform))),
+            Action::Pack(place) => self.pack_chosen(request, user, place, None).await,
+            Action::PayCard(place) => {
+                self.pack_chosen(request, user, place, Some(Rail::Stripe))
+                    .await
+            }
+            Action::PayStars(place) => {
+                self.pack_chosen(request, user, place, Some(Rail::Stars))
+                    .await
+            }
+            Action::RefundAsk(purchase) => self
+                .refund_command(user, Some(purchase))
+                .await
+                .map(Some),
+            Action::RefundConfirm(purchase) => {
+                self.refund_confirmed(user, purchase).await.map(Some)
+            }
             Action::Cancel(job) => self.cancel(user, Some(job)).await.map(Some),
             Action::Confirm(quote) | Action::Dismiss(quote) => {
                 let confirm = matches!(action, Action::Confirm(_));
@@ -681,28 +752,6 @@ impl Service {
 
     async fn balance(&self, user: &User) -> Result<Credits> {
         Ok(self.store.account_balance(user.wallet).await?.available())
-    }
-
-    fn buy(&self) -> Reply {
-        let mut reply = Reply::text("Credit packs (prepaid credits; see /terms):");
-        for (place, pack) in self
-            .settings
-            .pricing
-            .packs
-            .iter()
-            .enumerate()
-            .take(usize::from(u8::MAX))
-        {
-            let label = format!(
-                "{}: {} credits for {}",
-                pack.name,
-                pack.credits,
-                money(pack.price_cents, &pack.currency)
-            );
-            let place = u8::try_from(place + 1).unwrap_or(u8::MAX);
-            reply = reply.with(&label, Action::Pack(place));
-        }
-        reply
     }
 
     fn help(&self) -> String {
@@ -812,16 +861,6 @@ fn capitalise(text: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// A price in a currency's smallest unit, as people write it: `$5`, `$10.50`, `12.00 EUR`.
-fn money(cents: u64, currency: &str) -> String {
-    let (whole, rest) = (cents / 100, cents % 100);
-    match (currency, rest) {
-        ("usd", 0) => format!("${whole}"),
-        ("usd", _) => format!("${whole}.{rest:02}"),
-        (other, _) => format!("{whole}.{rest:02} {}", other.to_uppercase()),
     }
 }
 

@@ -144,6 +144,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "turns",
         include_str!("../../migrations/sqlite/0004_turns.sql"),
     ),
+    (
+        5,
+        "payments",
+        include_str!("../../migrations/sqlite/0005_payments.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -165,6 +170,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "turns",
         include_str!("../../migrations/postgres/0004_turns.sql"),
+    ),
+    (
+        5,
+        "payments",
+        include_str!("../../migrations/postgres/0005_payments.sql"),
     ),
 ];
 

@@ -94,7 +94,11 @@ impl Telegram {
                 let url = url::Url::parse(url).map_err(|e| Error::BadUrl(e.to_string()))?;
                 raw.set_webhook(url)
                     .secret_token(secret.expose_secret().to_string())
-                    .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
+                    .allowed_updates(vec![
+                        AllowedUpdate::Message,
+                        AllowedUpdate::CallbackQuery,
+                        AllowedUpdate::PreCheckoutQuery,
+                    ])
                     .await
                     .map_err(failed)?;
                 let (sender, receiver) = mpsc::channel(1_024);
@@ -121,6 +125,11 @@ impl Telegram {
     /// The messenger the core uses to reach Telegram.
     pub fn messenger(&self) -> Arc<dyn Messenger> {
         self.messenger.clone()
+    }
+
+    /// Telegram Stars, as a payment rail.
+    pub fn stars(&self) -> Arc<dyn bot_core::payments::PaymentRail> {
+        Arc::new(crate::Stars::new(self.messenger.bot()))
     }
 
     /// `POST /telegram/webhook`, in webhook mode.
@@ -169,7 +178,11 @@ async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
             .get_updates()
             .offset(offset)
             .timeout(25)
-            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+            .allowed_updates(vec![
+                AllowedUpdate::Message,
+                AllowedUpdate::CallbackQuery,
+                AllowedUpdate::PreCheckoutQuery,
+            ]);
         let answer = tokio::select! {
             () = shutdown.cancelled() => return,
             answer = request.into_future() => answer,
@@ -252,6 +265,19 @@ struct Handler {
 impl Handler {
     async fn dispatch(&self, update: Update) {
         let incoming = match &update.kind {
+            UpdateKind::PreCheckoutQuery(query) => {
+                // Telegram waits at most 10 seconds for the answer: checked and answered at once.
+                let handler = self.clone();
+                let query = query.clone();
+                tokio::spawn(async move { handler.pre_checkout(&query).await });
+                return;
+            }
+            UpdateKind::Message(message) if message.successful_payment().is_some() => {
+                let handler = self.clone();
+                let message = message.clone();
+                tokio::spawn(async move { handler.paid(&message).await });
+                return;
+            }
             UpdateKind::Message(message) => updates::message(update.id.0, message, &self.username),
             UpdateKind::CallbackQuery(query) => updates::press(query),
             // Edits, joins, unknown kinds and updates teloxide could not read.
@@ -312,6 +338,60 @@ impl Handler {
                     });
                 }
             }
+        }
+    }
+
+    async fn pre_checkout(&self, query: &teloxide::types::PreCheckoutQuery) {
+        let payer: Result<bot_core::Identity, _> = format!("telegram:{}", query.from.id.0).parse();
+        let verdict = match payer {
+            Ok(payer) => {
+                self.service
+                    .stars_pre_checkout(
+                        &payer,
+                        &query.invoice_payload,
+                        &query.currency,
+                        u64::from(query.total_amount),
+                    )
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let refusal = match verdict {
+            Ok(Ok(())) => None,
+            Ok(Err(why)) => Some(why),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "checking a Stars order failed");
+                Some("Sorry, the order could not be checked. No Stars were taken.".to_string())
+            }
+        };
+        self.messenger
+            .answer_pre_checkout(&query.id.0, refusal.as_deref())
+            .await;
+    }
+
+    async fn paid(&self, message: &teloxide::types::Message) {
+        let Some(payment) = message.successful_payment() else {
+            return;
+        };
+        let outcome = self
+            .service
+            .stars_paid(
+                &payment.invoice_payload,
+                &payment.telegram_payment_charge_id.0,
+                u64::from(payment.total_amount),
+            )
+            .await;
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "Telegram Stars payment");
+            }
+            // Telegram delivers the update once: the charge id is logged so an operator can
+            // credit or refund it by hand.
+            Err(error) => tracing::error!(
+                charge = %payment.telegram_payment_charge_id.0,
+                error = format!("{error:#}"),
+                "crediting a Stars payment failed"
+            ),
         }
     }
 

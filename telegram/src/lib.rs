@@ -5,11 +5,13 @@
 
 mod adapter;
 mod messenger;
+mod stars;
 pub mod text;
 pub mod updates;
 
 pub use adapter::{Error, Telegram};
 pub use messenger::TelegramMessenger;
+pub use stars::Stars;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -48,55 +50,5 @@ impl Default for TelegramConfig {
     }
 }
 
-/// The ways people can pay inside Telegram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentRail {
-    /// Telegram Stars (XTR), required for digital goods sold inside Telegram.
-    Stars,
-    /// A Stripe Checkout link.
-    Stripe,
-}
-
-impl PaymentRail {
-    /// Parses `TELEGRAM_PAYMENT_RAILS`; `None` names the first unknown rail.
-    ///
-    /// # Errors
-    ///
-    /// The unknown or empty entry, for the configuration error message.
-    pub fn parse_list(text: &str) -> Result<Vec<PaymentRail>, String> {
-        let mut rails = Vec::new();
-        for part in text.split(',').map(str::trim) {
-            let rail = match part {
-                "stars" => PaymentRail::Stars,
-                "stripe" => PaymentRail::Stripe,
-                other => return Err(other.to_string()),
-            };
-            if !rails.contains(&rail) {
-                rails.push(rail);
-            }
-        }
-        Ok(rails)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payment_rails_parse_in_the_order_given() {
-        assert_eq!(
-            PaymentRail::parse_list("stars"),
-            Ok(vec![PaymentRail::Stars])
-        );
-        assert_eq!(
-            PaymentRail::parse_list("stripe, stars,stripe"),
-            Ok(vec![PaymentRail::Stripe, PaymentRail::Stars])
-        );
-        assert_eq!(
-            PaymentRail::parse_list("stars,paypal"),
-            Err("paypal".into())
-        );
-        assert_eq!(PaymentRail::parse_list(""), Err(String::new()));
-    }
-}
+/// The ways people can pay inside Telegram (`TELEGRAM_PAYMENT_RAILS`).
+pub use bot_core::payments::Rail as PaymentRail;

@@ -6,9 +6,12 @@
 use bot_core::{
     Platform,
     media::{MediaKind, Output},
-    service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
+    service::{
+        Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture, Press,
+    },
 };
 use teloxide::{
+    payloads::AnswerPreCheckoutQuerySetters as _,
     ApiError, Bot, RequestError,
     adaptors::Throttle,
     net::Download as _,
@@ -19,7 +22,7 @@ use teloxide::{
     },
     prelude::Requester as _,
     types::{
-        CallbackQueryId, ChatAction, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
+        CallbackQueryId, ChatAction, PreCheckoutQueryId, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
         InputFile, MessageId, ParseMode, ReplyParameters,
     },
 };
@@ -50,6 +53,24 @@ impl std::fmt::Debug for TelegramMessenger {
 impl TelegramMessenger {
     pub(crate) fn new(bot: Throttle<Bot>, raw: Bot) -> TelegramMessenger {
         TelegramMessenger { bot, raw }
+    }
+
+    /// The throttled bot, for the Stars rail.
+    pub(crate) fn bot(&self) -> Throttle<Bot> {
+        self.bot.clone()
+    }
+
+    /// Answers Telegram's pre-checkout question: yes, or no with the reason shown to the payer.
+    pub(crate) async fn answer_pre_checkout(&self, id: &str, refusal: Option<&str>) {
+        let mut answer = self
+            .bot
+            .answer_pre_checkout_query(PreCheckoutQueryId(id.to_string()), refusal.is_none());
+        if let Some(why) = refusal {
+            answer = answer.error_message(why);
+        }
+        if let Err(error) = answer.await {
+            tracing::warn!(error = %describe(&error), "answering a pre-checkout query failed");
+        }
     }
 
     /// Answers a pressed button, as an alert when `alert`.
@@ -100,7 +121,15 @@ fn keyboard(buttons: &[Button]) -> Option<InlineKeyboardMarkup> {
         .chunks(3)
         .map(|row| {
             row.iter()
-                .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.action.encode()))
+                .filter_map(|b| match &b.press {
+                    Press::Action(action) => Some(InlineKeyboardButton::callback(
+                        b.label.clone(),
+                        action.encode(),
+                    )),
+                    Press::Link(url) => url::Url::parse(url)
+                        .ok()
+                        .map(|url| InlineKeyboardButton::url(b.label.clone(), url)),
+                })
                 .collect()
         })
         .collect();

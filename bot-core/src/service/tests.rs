@@ -491,7 +491,7 @@ async fn insufficient_credits_offer_buy_and_hold_nothing(store: Store) {
         words.text,
         "This costs 4 credits, and your balance is 1 credit. Buy credits to continue."
     );
-    assert_eq!(words.buttons[0].action, Action::Buy);
+    assert_eq!(words.buttons[0].press, Press::Action(Action::Buy));
     assert_eq!(h.drain().await, 0);
     assert_eq!(h.balance("cat").await, 1);
     let packs = h
@@ -504,7 +504,7 @@ async fn insufficient_credits_offer_buy_and_hold_nothing(store: Store) {
         packs.buttons.len(),
         h.service.settings().pricing.packs.len()
     );
-    assert_eq!(packs.buttons[0].action, Action::Pack(1));
+    assert_eq!(packs.buttons[0].press, Press::Action(Action::Pack(1)));
     let mut press = request("cat", "", &[]);
     press.input = Input::Action(Action::Pack(1));
     assert!(h.send(press).await.contains("payments are not configured"));
@@ -526,7 +526,7 @@ async fn costly_operations_are_quoted_and_a_quote_works_once(store: Store) {
         "A 5-second video costs 10 credits; your balance 12 → 2."
     );
     assert_eq!(h.balance("dan").await, 12, "nothing is held for a quote");
-    let Action::Confirm(id) = quote.buttons[0].action else {
+    let Press::Action(Action::Confirm(id)) = quote.buttons[0].press else {
         panic!("{quote:?}")
     };
     let confirm = |action| {
@@ -722,9 +722,9 @@ async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {
 
 #[test]
 fn prices_read_as_people_write_them() {
-    assert_eq!(money(500, "usd"), "$5");
-    assert_eq!(money(1_050, "usd"), "$10.50");
-    assert_eq!(money(1_205, "eur"), "12.05 EUR");
+    assert_eq!(crate::payments::format_price(500, "usd"), "$5");
+    assert_eq!(crate::payments::format_price(1_050, "usd"), "$10.50");
+    assert_eq!(crate::payments::format_price(1_205, "eur"), "12.05 EUR");
 }
 
 #[test]

@@ -293,22 +293,13 @@ impl Worker {
             Err(outcome) => return outcome,
         };
         let caption = self.caption(job, spec, preview).await;
-        let mut buttons = vec![Button {
-            label: "Regenerate".into(),
-            action: Action::Regenerate(job.id),
-        }];
+        let mut buttons = vec![Button::action("Regenerate", Action::Regenerate(job.id))];
         if let Operation::Image(quality) = spec.operation {
             if quality == Quality::Standard {
-                buttons.push(Button {
-                    label: "HD".into(),
-                    action: Action::Upscale(job.id, Quality::Hd),
-                });
+                buttons.push(Button::action("HD", Action::Upscale(job.id, Quality::Hd)));
             }
             if quality != Quality::FourK {
-                buttons.push(Button {
-                    label: "4K".into(),
-                    action: Action::Upscale(job.id, Quality::FourK),
-                });
+                buttons.push(Button::action("4K", Action::Upscale(job.id, Quality::FourK)));
             }
         }
         deliver(&*messenger, spec, &output, &caption, &buttons).await
@@ -468,10 +459,7 @@ impl StatusLine {
     /// Shows `state` with a Cancel button. When the last edit was too recent, a `must` edit
     /// waits its turn and any other is dropped.
     async fn edit(&self, state: &str, must: bool) {
-        let buttons = [Button {
-            label: "Cancel".into(),
-            action: Action::Cancel(self.inner.job.id),
-        }];
+        let buttons = [Button::action("Cancel", Action::Cancel(self.inner.job.id))];
         let text = status_text(&self.inner.job, &self.inner.spec, state);
         self.send(&text, &buttons, must).await;
     }

@@ -1,0 +1,332 @@
+//! Purchases, refunds and payment events, each a story on SQLite and PostgreSQL ending with a
+//! clean audit.
+
+use super::*;
+use crate::{
+    Platform, Store, on_every_backend,
+    ledger::{SystemAccount, TransferKind, TransferRequest},
+    people::User,
+    service::ChatKind,
+    store::testing::{available, person},
+};
+
+fn chat() -> ChatRef {
+    ChatRef {
+        platform: Platform::Console,
+        id: "test".into(),
+        kind: ChatKind::Private,
+    }
+}
+
+async fn order(store: &Store, user: &User, rail: Rail) -> Purchase {
+    let (amount, currency, fee) = match rail {
+        Rail::Stripe => (500, "usd", 45),
+        Rail::Stars => (250, "xtr", 0),
+    };
+    store
+        .create_purchase(&NewPurchase {
+            user: user.id,
+            payer: "console:buyer".into(),
+            pack: "small".into(),
+            credits: Credits::new(150),
+            rail,
+            amount,
+            currency: currency.into(),
+            chat: chat(),
+            fee_estimate: fee,
+        })
+        .await
+        .expect("purchase")
+}
+
+fn paid(purchase: &Purchase) -> Option<PaymentEvent> {
+    Some(PaymentEvent::Paid {
+        purchase: purchase.id,
+        session: format!("cs_test_{}", purchase.id),
+        payment_intent: Some(format!("pi_{}", purchase.id)),
+    })
+}
+
+fn charge(purchase: &Purchase, refunded: u64) -> Option<PaymentEvent> {
+    Some(PaymentEvent::Charge {
+        purchase: Some(purchase.id),
+        payment_intent: Some(format!("pi_{}", purchase.id)),
+        charge: format!("ch_{}", purchase.id),
+        balance_transaction: Some(format!("txn_{}", purchase.id)),
+        amount_refunded: refunded,
+    })
+}
+
+/// Spends `amount` of the wallet for a generation (oldest credits first).
+async fn spend(store: &Store, user: &User, amount: u64, key: &str) {
+    store
+        .transfer(&TransferRequest {
+            key: key.into(),
+            debit: user.wallet,
+            credit: store.account(SystemAccount::GenerationRevenue),
+            amount: Credits::new(amount),
+            kind: TransferKind::Generation,
+            memo: None,
+        })
+        .await
+        .expect("spend");
+}
+
+async fn apply(store: &Store, id: &str, event: Option<PaymentEvent>) -> EventOutcome {
+    store
+        .apply_stripe_event(id, "test.event", event)
+        .await
+        .expect("event applies")
+}
+
+async fn a_purchase_is_credited_once_whatever_events_arrive(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    assert_eq!(available(&store, &buyer).await, 0);
+    // The charge arrives first, then both "paid" events, each delivered twice.
+    assert_eq!(
+        apply(&store, "evt_charge", charge(&purchase, 0)).await,
+        EventOutcome::Applied
+    );
+    for id in ["evt_completed", "evt_async", "evt_completed", "evt_async"] {
+        apply(&store, id, paid(&purchase)).await;
+    }
+    assert_eq!(
+        apply(&store, "evt_async", paid(&purchase)).await,
+        EventOutcome::Duplicate
+    );
+    assert_eq!(available(&store, &buyer).await, 150);
+    let now = store.purchase(purchase.id).await.expect("read").expect("there");
+    assert_eq!(now.state, PurchaseState::Paid);
+    assert_eq!(now.stripe_charge_id.as_deref(), Some(format!("ch_{}", purchase.id).as_str()));
+    // One "credits added" notice, however many events.
+    let notices = store.due_notices(10).await.expect("notices");
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].text.contains("150 credits added"), "{}", notices[0].text);
+    store.notice_done(notices[0].id).await.expect("done");
+    assert_eq!(store.pending_notices().await.expect("count"), 0);
+    // An unknown type is recorded and changes nothing.
+    assert!(matches!(
+        apply(&store, "evt_other", None).await,
+        EventOutcome::Ignored(_)
+    ));
+}
+
+async fn a_failed_payment_credits_nothing_and_tells_the_person(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    apply(
+        &store,
+        "evt_failed",
+        Some(PaymentEvent::Failed {
+            purchase: purchase.id,
+            session: "cs_x".into(),
+        }),
+    )
+    .await;
+    assert_eq!(available(&store, &buyer).await, 0);
+    let notices = store.due_notices(10).await.expect("notices");
+    assert_eq!(notices.len(), 1);
+    assert!(notices[0].text.contains("did not go through"));
+}
+
+async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
+    // Ten welcome credits are older than the purchase, so spending uses them first.
+    let buyer = person(&store, "buyer", 10).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    apply(&store, "evt_paid", paid(&purchase)).await;
+    spend(&store, &buyer, 20, "job:1").await;
+    assert_eq!(available(&store, &buyer).await, 140);
+    let listed = store.refundable(buyer.id, 0).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].unused, Credits::new(140));
+    // (500 − 45) × 140 ÷ 150, rounded down.
+    assert_eq!(listed[0].amount, 424);
+
+    let (refund, _) = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
+        .await
+        .expect("refund starts");
+    assert_eq!((refund.credits, refund.amount), (Credits::new(140), 424));
+    assert_eq!(available(&store, &buyer).await, 0);
+    // A second request while one is under way is refused.
+    let again = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
+        .await;
+    assert!(matches!(again, Err(Error::NotRefundable(_))), "{again:?}");
+    // Stripe refuses: the credits come back to the same purchase.
+    assert!(
+        store
+            .fail_refund(refund.id, RefundState::Failed, "charge already refunded")
+            .await
+            .expect("fails")
+    );
+    assert!(!store
+        .fail_refund(refund.id, RefundState::Failed, "twice")
+        .await
+        .expect("ends once"));
+    assert_eq!(available(&store, &buyer).await, 140);
+    assert_eq!(store.refundable(buyer.id, 0).await.expect("list")[0].unused, Credits::new(140));
+
+    let (refund, _) = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
+        .await
+        .expect("refund starts again");
+    assert!(store.finish_refund(refund.id, "re_1").await.expect("finishes"));
+    assert_eq!(available(&store, &buyer).await, 0);
+    assert!(store.refundable(buyer.id, 0).await.expect("list").is_empty());
+    // Stripe's charge.refunded for our own refund takes nothing more.
+    apply(&store, "evt_refunded", charge(&purchase, 424)).await;
+    assert_eq!(available(&store, &buyer).await, 0);
+    let texts: Vec<String> = store
+        .due_notices(10)
+        .await
+        .expect("notices")
+        .into_iter()
+        .map(|n| n.text)
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("could not be made")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("$4.24")), "{texts:?}");
+}
+
+async fn old_and_used_up_purchases_are_not_refundable(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    apply(&store, "evt_paid", paid(&purchase)).await;
+    let later = now_plus_a_day();
+    assert!(store.refundable(buyer.id, later).await.expect("list").is_empty());
+    let late = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, later, Approval::Auto)
+        .await;
+    assert!(matches!(late, Err(Error::NotRefundable(_))), "{late:?}");
+    spend(&store, &buyer, 150, "job:all").await;
+    let used = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
+        .await;
+    assert!(matches!(used, Err(Error::NotRefundable(_))), "{used:?}");
+    let stranger = person(&store, "stranger", 0).await;
+    let theirs = store
+        .begin_refund(stranger.id, stranger.wallet, purchase.id, 0, Approval::Auto)
+        .await;
+    assert!(matches!(theirs, Err(Error::NotRefundable(_))), "{theirs:?}");
+}
+
+fn now_plus_a_day() -> i64 {
+    crate::store::now_millis() + 86_400_000
+}
+
+async fn an_admin_decides_refunds_waiting_for_approval(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    apply(&store, "evt_paid", paid(&purchase)).await;
+    let (refund, _) = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Admin)
+        .await
+        .expect("requested");
+    assert_eq!(refund.state, RefundState::AwaitingApproval);
+    assert_eq!(available(&store, &buyer).await, 0);
+    let waiting = store
+        .refunds_in(RefundState::AwaitingApproval, None)
+        .await
+        .expect("list");
+    assert_eq!(waiting.len(), 1);
+    assert!(store
+        .fail_refund(refund.id, RefundState::Rejected, "bought by mistake? ask support")
+        .await
+        .expect("rejected"));
+    assert_eq!(available(&store, &buyer).await, 150);
+    assert!(store.approve_refund(refund.id).await.expect("no-op").is_none());
+
+    let (refund, _) = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Admin)
+        .await
+        .expect("requested again");
+    let (approved, _) = store
+        .approve_refund(refund.id)
+        .await
+        .expect("approve")
+        .expect("was waiting");
+    assert_eq!(approved.state, RefundState::Processing);
+    assert!(store.finish_refund(refund.id, "re_2").await.expect("done"));
+    assert_eq!(available(&store, &buyer).await, 0);
+}
+
+async fn a_refund_made_in_stripe_takes_its_share_and_a_dispute_freezes(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stripe).await;
+    // Out of order: the partial refund is reported before the payment.
+    apply(&store, "evt_refund_half", charge(&purchase, 250)).await;
+    apply(&store, "evt_paid", paid(&purchase)).await;
+    // Half the money: half the credits (150 × 250 ÷ 500).
+    assert_eq!(available(&store, &buyer).await, 75);
+    apply(&store, "evt_refund_half", charge(&purchase, 250)).await;
+    apply(&store, "evt_refund_half_again", charge(&purchase, 250)).await;
+    assert_eq!(available(&store, &buyer).await, 75);
+    spend(&store, &buyer, 5, "job:5").await;
+    apply(
+        &store,
+        "evt_dispute",
+        Some(PaymentEvent::Disputed {
+            purchase: None,
+            payment_intent: None,
+            charge: format!("ch_{}", purchase.id),
+        }),
+    )
+    .await;
+    assert_eq!(available(&store, &buyer).await, 0);
+    let user = store.user(buyer.id).await.expect("user");
+    assert!(user.frozen_at.is_some());
+    let frozen = store
+        .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
+        .await;
+    assert!(matches!(frozen, Err(Error::Frozen)), "{frozen:?}");
+}
+
+async fn a_stars_payment_arriving_twice_is_credited_once(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let purchase = order(&store, &buyer, Rail::Stars).await;
+    let first = store
+        .credit_stars(purchase.id, "stxCHARGE1", 250)
+        .await
+        .expect("credits");
+    let second = store
+        .credit_stars(purchase.id, "stxCHARGE1", 250)
+        .await
+        .expect("deduplicated");
+    assert_eq!((first, second), (EventOutcome::Applied, EventOutcome::Duplicate));
+    assert_eq!(available(&store, &buyer).await, 150);
+    // Another charge for the same order, or a wrong amount, credits nothing.
+    assert!(matches!(
+        store.credit_stars(purchase.id, "stxOTHER", 250).await.expect("read"),
+        EventOutcome::Ignored(_)
+    ));
+    let cheap = order(&store, &buyer, Rail::Stars).await;
+    assert!(matches!(
+        store.credit_stars(cheap.id, "stxCHEAP", 1).await.expect("read"),
+        EventOutcome::Ignored(_)
+    ));
+    assert_eq!(available(&store, &buyer).await, 150);
+    // Stars are refunded whole while nothing is used.
+    let listed = store.refundable(buyer.id, 0).await.expect("list");
+    assert_eq!(listed[0].amount, 250);
+    spend(&store, &buyer, 1, "job:star").await;
+    assert!(store.refundable(buyer.id, 0).await.expect("list").is_empty());
+}
+
+on_every_backend!(
+    a_purchase_is_credited_once_whatever_events_arrive,
+    a_failed_payment_credits_nothing_and_tells_the_person,
+    a_refund_takes_only_the_unused_credits_of_that_purchase,
+    old_and_used_up_purchases_are_not_refundable,
+    an_admin_decides_refunds_waiting_for_approval,
+    a_refund_made_in_stripe_takes_its_share_and_a_dispute_freezes,
+    a_stars_payment_arriving_twice_is_credited_once,
+);
+
+#[test]
+fn prices_read_as_people_write_them() {
+    assert_eq!(format_price(500, "usd"), "$5");
+    assert_eq!(format_price(424, "usd"), "$4.24");
+    assert_eq!(format_price(1200, "eur"), "12.00 EUR");
+    assert_eq!(format_price(250, "xtr"), "250 Stars");
+}
