@@ -4,6 +4,8 @@
 
 use std::{net::SocketAddr, path::Path};
 
+use bot_core::payments::Approval;
+use bot_core::service::PaymentSettings;
 use bot_core::{
     DatabaseConfig, Identity,
     command::CommandLimits,
@@ -24,8 +26,6 @@ use figment::{
 use payments::StripeConfig;
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
-use bot_core::payments::Approval;
-use bot_core::service::PaymentSettings;
 use telegram::{PaymentRail, TelegramConfig};
 
 /// The file read when no `--config` is given, if it exists.

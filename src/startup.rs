@@ -69,7 +69,11 @@ impl Application {
         // The provider clients, built once for the settings and for the workers.
         let routes = config.providers.build(config.media);
         let service = with_rails(
-            Service::new(store.clone(), service_settings(config, &routes)?, messengers),
+            Service::new(
+                store.clone(),
+                service_settings(config, &routes)?,
+                messengers,
+            ),
             config,
             telegram.as_ref(),
         )?;

@@ -287,8 +287,11 @@ pub trait PaymentRail: Send + Sync + fmt::Debug {
     /// # Errors
     ///
     /// [`PaymentError`]; nothing was charged.
-    fn checkout<'a>(&'a self, purchase: &'a Purchase, title: &'a str)
-    -> PaymentFuture<'a, Checkout>;
+    fn checkout<'a>(
+        &'a self,
+        purchase: &'a Purchase,
+        title: &'a str,
+    ) -> PaymentFuture<'a, Checkout>;
 
     /// Gives `amount` of `purchase` back, once per `key` (a retry with the same key changes
     /// nothing more). Returns the service's refund id.
@@ -307,22 +310,6 @@ pub trait PaymentRail: Send + Sync + fmt::Debug {
     /// The real processing fee of a paid purchase, when the service can tell it.
     fn fee<'a>(&'a self, _purchase: &'a Purchase) -> PaymentFuture<'a, Option<u64>> {
         Box::pin(async { Ok(None) })
-    }
-}
-
-#[cfg(test)]
-mod rail_tests {
-    use super::*;
-
-    #[test]
-    fn rails_parse_in_the_order_given() {
-        assert_eq!(Rail::parse_list("stars"), Ok(vec![Rail::Stars]));
-        assert_eq!(
-            Rail::parse_list("stripe, stars,stripe"),
-            Ok(vec![Rail::Stripe, Rail::Stars])
-        );
-        assert_eq!(Rail::parse_list("stars,paypal"), Err("paypal".into()));
-        assert_eq!(Rail::parse_list(""), Err(String::new()));
     }
 }
 

@@ -672,10 +672,9 @@ impl Service {
                 self.pack_chosen(request, user, place, Some(Rail::Stars))
                     .await
             }
-            Action::RefundAsk(purchase) => self
-                .refund_command(user, Some(purchase))
-                .await
-                .map(Some),
+            Action::RefundAsk(purchase) => {
+                self.refund_command(user, Some(purchase)).await.map(Some)
+            }
             Action::RefundConfirm(purchase) => {
                 self.refund_confirmed(user, purchase).await.map(Some)
             }

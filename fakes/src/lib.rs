@@ -4,9 +4,12 @@
 
 // Handlers answer with whole responses; their size does not matter in a test fake.
 #![allow(clippy::result_large_err)]
+// The fakes build whole Stripe objects with `json!`.
+#![recursion_limit = "256"]
 
 pub mod openai;
 pub mod replicate;
+pub mod stripe;
 pub mod telegram;
 
 use std::net::SocketAddr;

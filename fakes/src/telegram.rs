@@ -86,6 +86,9 @@ pub struct Sent {
     pub thumbnail: bool,
 }
 
+/// The bot's answer to a pre-checkout query: `ok`, and the error message when not.
+pub type PreCheckoutAnswer = (bool, Option<String>);
+
 #[derive(Debug, Default)]
 struct Fake {
     token: String,
@@ -102,6 +105,12 @@ struct Fake {
     retry_after: u64,
     webhook: Option<(String, Option<String>)>,
     commands: Vec<(String, String)>,
+    /// Stars invoices sent: (chat, payload, amount in XTR).
+    invoices: Vec<(i64, String, u64)>,
+    /// Pre-checkout queries asked, by id: when asked and, once answered, the answer.
+    pre_checkouts: BTreeMap<String, (std::time::Instant, Option<PreCheckoutAnswer>)>,
+    /// Stars charges paid and whether each was refunded.
+    star_charges: BTreeMap<String, (i64, bool)>,
 }
 
 type Shared = Arc<(Mutex<Fake>, Notify)>;
@@ -294,6 +303,73 @@ impl FakeTelegram {
         fake.updates.push_back(update);
         drop(fake);
         self.state.1.notify_waiters();
+    }
+
+    /// The Stars invoices the bot sent: (chat, payload, amount).
+    pub fn invoices(&self) -> Vec<(i64, String, u64)> {
+        lock(&self.state).invoices.clone()
+    }
+
+    /// A person opens the payment form for an invoice: Telegram asks the bot (pre_checkout_query)
+    /// and waits up to 10 seconds. Returns the query id.
+    pub fn pre_checkout(&self, user: i64, payload: &str, total: u64) -> String {
+        let mut fake = lock(&self.state);
+        let id = fake.next_update;
+        fake.next_update += 1;
+        let query = format!("pcq{id}");
+        fake.pre_checkouts
+            .insert(query.clone(), (std::time::Instant::now(), None));
+        fake.updates.push_back(json!({
+            "update_id": id,
+            "pre_checkout_query": {
+                "id": query, "from": person(user), "currency": "XTR",
+                "total_amount": total, "invoice_payload": payload,
+            }
+        }));
+        drop(fake);
+        self.state.1.notify_waiters();
+        query
+    }
+
+    /// The bot's answer to a pre-checkout query: `(ok, error_message)`, once answered.
+    pub fn pre_checkout_answer(&self, query: &str) -> Option<PreCheckoutAnswer> {
+        lock(&self.state)
+            .pre_checkouts
+            .get(query)
+            .and_then(|(_, a)| a.clone())
+    }
+
+    /// The payment went through: Telegram posts a service message with `successful_payment`
+    /// (call it twice to replay the same charge). The charge id is `charge`.
+    pub fn successful_payment(
+        &self,
+        chat: &Chat,
+        user: i64,
+        payload: &str,
+        total: u64,
+        charge: &str,
+    ) {
+        lock(&self.state)
+            .star_charges
+            .entry(charge.to_string())
+            .or_insert((user, false));
+        self.post(chat, user, |m| {
+            m.insert(
+                "successful_payment".into(),
+                json!({
+                    "currency": "XTR", "total_amount": total, "invoice_payload": payload,
+                    "telegram_payment_charge_id": charge, "provider_payment_charge_id": "",
+                }),
+            );
+        });
+    }
+
+    /// Whether a Stars charge was refunded.
+    pub fn star_refunded(&self, charge: &str) -> bool {
+        lock(&self.state)
+            .star_charges
+            .get(charge)
+            .is_some_and(|(_, r)| *r)
     }
 
     /// Queues any update JSON as it is (for malformed and unknown updates).
@@ -710,6 +786,9 @@ const METHODS: &[&str] = &[
     "sendVideo",
     "sendAnimation",
     "sendAudio",
+    "sendInvoice",
+    "answerPreCheckoutQuery",
+    "refundStarPayment",
 ];
 
 async fn method_get(
@@ -910,6 +989,111 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
             }
         }
         "deleteMessage" => ok(json!(true)),
+        "sendInvoice" => {
+            let Some(chat) = chat_id else {
+                return fail(400, "Bad Request: chat not found");
+            };
+            let text = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or("");
+            let (title, description, payload) =
+                (text("title"), text("description"), text("payload"));
+            if title.is_empty() || title.chars().count() > 32 {
+                return fail(400, "Bad Request: INVOICE_TITLE_INVALID");
+            }
+            if description.is_empty() || description.chars().count() > 255 {
+                return fail(400, "Bad Request: INVOICE_DESCRIPTION_INVALID");
+            }
+            if payload.is_empty() || payload.len() > 128 {
+                return fail(400, "Bad Request: INVOICE_PAYLOAD_INVALID");
+            }
+            // Stars: currency XTR, exactly one price, no provider token.
+            if text("currency") != "XTR" {
+                return fail(400, "Bad Request: CURRENCY_INVALID");
+            }
+            if !text("provider_token").is_empty() {
+                return fail(400, "Bad Request: PAYMENT_PROVIDER_INVALID");
+            }
+            let prices = params.get("prices").and_then(Value::as_array);
+            let amount = match prices.map(Vec::as_slice) {
+                Some([price]) => price.get("amount").and_then(Value::as_u64).unwrap_or(0),
+                _ => return fail(400, "Bad Request: STARS_INVOICE_INVALID"),
+            };
+            if amount == 0 || amount > 10_000 {
+                return fail(400, "Bad Request: STARS_INVOICE_INVALID");
+            }
+            fake.invoices.push((chat, payload.to_string(), amount));
+            let message_id = fake.next_message;
+            fake.next_message += 1;
+            fake.sent.push(Sent {
+                method: name.to_string(),
+                chat_id: chat,
+                message_id,
+                text: format!("{title}: {description}"),
+                reply_to: None,
+                buttons: Vec::new(),
+                media_bytes: 0,
+                alert: false,
+                thumbnail: false,
+            });
+            ok(
+                json!({ "message_id": message_id, "date": 0, "chat": { "id": chat, "type": "private" } }),
+            )
+        }
+        "answerPreCheckoutQuery" => {
+            let id = params
+                .get("pre_checkout_query_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ok_given = params.get("ok").and_then(Value::as_bool).or_else(|| {
+                params
+                    .get("ok")
+                    .and_then(Value::as_str)
+                    .map(|v| v == "true")
+            });
+            let Some(answer) = ok_given else {
+                return fail(400, "Bad Request: parameter \"ok\" is required");
+            };
+            let error = params
+                .get("error_message")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if !answer && error.as_deref().is_none_or(str::is_empty) {
+                return fail(400, "Bad Request: ERROR_MESSAGE_EMPTY");
+            }
+            match fake.pre_checkouts.get_mut(id) {
+                // Telegram drops the query after 10 seconds; each is answered once.
+                Some((asked, given @ None)) if asked.elapsed() <= Duration::from_secs(10) => {
+                    *given = Some((answer, error));
+                    ok(json!(true))
+                }
+                _ => fail(
+                    400,
+                    "Bad Request: query is too old and response timeout expired or query ID is invalid",
+                ),
+            }
+        }
+        "refundStarPayment" => {
+            let charge = params
+                .get("telegram_payment_charge_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let user = params.get("user_id").and_then(Value::as_i64).or_else(|| {
+                params
+                    .get("user_id")
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse().ok())
+            });
+            match fake.star_charges.get_mut(charge) {
+                Some((payer, _)) if Some(*payer) != user => {
+                    fail(400, "Bad Request: USER_ID_INVALID")
+                }
+                Some((_, true)) => fail(400, "Bad Request: CHARGE_ALREADY_REFUNDED"),
+                Some((_, refunded)) => {
+                    *refunded = true;
+                    ok(json!(true))
+                }
+                None => fail(400, "Bad Request: CHARGE_ID_INVALID"),
+            }
+        }
         "sendMessage"
         | "editMessageText"
         | "sendPhoto"

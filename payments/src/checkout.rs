@@ -87,9 +87,7 @@ impl Stripe {
                 let currency: stripe_types::Currency = purchase.currency.parse().map_err(|_| {
                     PaymentError::Refused(format!("unknown currency {}", purchase.currency))
                 })?;
-                let mut data = CreateCheckoutSessionLineItemsPriceData::new(
-                    currency,
-                );
+                let mut data = CreateCheckoutSessionLineItemsPriceData::new(currency);
                 data.unit_amount = Some(
                     i64::try_from(purchase.amount)
                         .map_err(|_| PaymentError::Refused("price too large".into()))?,
@@ -133,7 +131,8 @@ impl Stripe {
     ) -> Result<String, PaymentError> {
         let mut request = CreateRefund::new()
             .amount(
-                i64::try_from(amount).map_err(|_| PaymentError::Refused("amount too large".into()))?,
+                i64::try_from(amount)
+                    .map_err(|_| PaymentError::Refused("amount too large".into()))?,
             )
             .metadata(HashMap::from([
                 ("purchase".to_string(), purchase.id.to_string()),
@@ -187,14 +186,12 @@ fn idempotent(key: &str) -> Result<RequestStrategy, PaymentError> {
 /// in its own words; anything else (auth, rate limit, outage, network) leaves the outcome open.
 fn payment_error(error: StripeError) -> PaymentError {
     match error {
-        StripeError::Stripe(errors, status) if matches!(status, 400 | 402 | 404) => {
-            PaymentError::Refused(
-                errors
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "Stripe refused the request".into()),
-            )
-        }
+        StripeError::Stripe(errors, 400 | 402 | 404) => PaymentError::Refused(
+            errors
+                .message
+                .clone()
+                .unwrap_or_else(|| "Stripe refused the request".into()),
+        ),
         StripeError::Stripe(errors, status) => PaymentError::Unavailable(format!(
             "Stripe answered {status}: {}",
             errors.message.as_deref().unwrap_or("no message")

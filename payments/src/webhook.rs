@@ -96,7 +96,11 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
         Err(error) => {
             // Nothing was written; Stripe retries with backoff.
             tracing::error!(event = %event.id, %kind, error = format!("{error:#}"), "applying a Stripe event failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not apply the event").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not apply the event",
+            )
+                .into_response()
         }
     }
 }

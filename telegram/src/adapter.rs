@@ -360,7 +360,10 @@ impl Handler {
             Ok(Ok(())) => None,
             Ok(Err(why)) => Some(why),
             Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "checking a Stars order failed");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "checking a Stars order failed"
+                );
                 Some("Sorry, the order could not be checked. No Stars were taken.".to_string())
             }
         };

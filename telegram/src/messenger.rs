@@ -11,10 +11,10 @@ use bot_core::{
     },
 };
 use teloxide::{
-    payloads::AnswerPreCheckoutQuerySetters as _,
     ApiError, Bot, RequestError,
     adaptors::Throttle,
     net::Download as _,
+    payloads::AnswerPreCheckoutQuerySetters as _,
     payloads::{
         AnswerCallbackQuerySetters as _, EditMessageTextSetters as _, SendAnimationSetters as _,
         SendAudioSetters as _, SendDocumentSetters as _, SendMessageSetters as _,
@@ -22,8 +22,8 @@ use teloxide::{
     },
     prelude::Requester as _,
     types::{
-        CallbackQueryId, ChatAction, PreCheckoutQueryId, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
-        InputFile, MessageId, ParseMode, ReplyParameters,
+        CallbackQueryId, ChatAction, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
+        InputFile, MessageId, ParseMode, PreCheckoutQueryId, ReplyParameters,
     },
 };
 

@@ -43,7 +43,10 @@ impl Stars {
             .send_invoice(
                 ChatId(chat),
                 title,
-                format!("{} for imagegpt (order #{}).", purchase.credits, purchase.id),
+                format!(
+                    "{} for imagegpt (order #{}).",
+                    purchase.credits, purchase.id
+                ),
                 purchase.id.to_string(),
                 "XTR",
                 [LabeledPrice::new(purchase.credits.to_string(), amount)],

@@ -5,4 +5,5 @@ mod chat;
 mod cli;
 mod helpers;
 mod http;
+mod payments;
 mod telegram;

@@ -322,7 +322,9 @@ impl Store {
                         return Ok(EventOutcome::Ignored("no such purchase"));
                     };
                     if row.purchase.rail != Rail::Stars || row.purchase.amount != amount {
-                        return Ok(EventOutcome::Ignored("the payment does not match the order"));
+                        return Ok(EventOutcome::Ignored(
+                            "the payment does not match the order",
+                        ));
                     }
                     if row.purchase.telegram_charge_id.is_some() {
                         return Ok(EventOutcome::Ignored("the order was already paid"));
@@ -462,7 +464,11 @@ impl Store {
                 })
             })
             .await?;
-        if moved { self.refund(id).await } else { Ok(None) }
+        if moved {
+            self.refund(id).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// The payment service gave the money back: the held credits are taken for good.
@@ -875,11 +881,17 @@ async fn begin_refund(
         return Err(Error::Frozen);
     }
     lock_wallet(conn, books.backend, wallet).await?;
-    let Some(row) = load(conn, id).await?.filter(|row| row.purchase.user == user) else {
+    let Some(row) = load(conn, id)
+        .await?
+        .filter(|row| row.purchase.user == user)
+    else {
         return refuse("there is no such purchase of yours");
     };
     let purchase = row.purchase;
-    let Some(transfer) = row.transfer.filter(|_| purchase.state == PurchaseState::Paid) else {
+    let Some(transfer) = row
+        .transfer
+        .filter(|_| purchase.state == PurchaseState::Paid)
+    else {
         return refuse("that order was never paid");
     };
     if purchase.paid_at.unwrap_or(0) < since {
@@ -900,7 +912,9 @@ async fn begin_refund(
     }
     let (lot, remaining) = lot_of(conn, transfer).await?;
     if remaining == 0 {
-        return refuse("all its credits were used, and used credits are not refundable (terms §4.5)");
+        return refuse(
+            "all its credits were used, and used credits are not refundable (terms §4.5)",
+        );
     }
     let unused = Credits::new(remaining);
     if purchase.rail == Rail::Stars && unused != purchase.credits {

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::{
-    Platform, Store, on_every_backend,
+    Platform, Store,
     ledger::{SystemAccount, TransferKind, TransferRequest},
+    on_every_backend,
     people::User,
     service::ChatKind,
     store::testing::{available, person},
@@ -96,13 +97,24 @@ async fn a_purchase_is_credited_once_whatever_events_arrive(store: Store) {
         EventOutcome::Duplicate
     );
     assert_eq!(available(&store, &buyer).await, 150);
-    let now = store.purchase(purchase.id).await.expect("read").expect("there");
+    let now = store
+        .purchase(purchase.id)
+        .await
+        .expect("read")
+        .expect("there");
     assert_eq!(now.state, PurchaseState::Paid);
-    assert_eq!(now.stripe_charge_id.as_deref(), Some(format!("ch_{}", purchase.id).as_str()));
+    assert_eq!(
+        now.stripe_charge_id.as_deref(),
+        Some(format!("ch_{}", purchase.id).as_str())
+    );
     // One "credits added" notice, however many events.
     let notices = store.due_notices(10).await.expect("notices");
     assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].text.contains("150 credits added"), "{}", notices[0].text);
+    assert!(
+        notices[0].text.contains("150 credits added"),
+        "{}",
+        notices[0].text
+    );
     store.notice_done(notices[0].id).await.expect("done");
     assert_eq!(store.pending_notices().await.expect("count"), 0);
     // An unknown type is recorded and changes nothing.
@@ -161,20 +173,36 @@ async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
             .await
             .expect("fails")
     );
-    assert!(!store
-        .fail_refund(refund.id, RefundState::Failed, "twice")
-        .await
-        .expect("ends once"));
+    assert!(
+        !store
+            .fail_refund(refund.id, RefundState::Failed, "twice")
+            .await
+            .expect("ends once")
+    );
     assert_eq!(available(&store, &buyer).await, 140);
-    assert_eq!(store.refundable(buyer.id, 0).await.expect("list")[0].unused, Credits::new(140));
+    assert_eq!(
+        store.refundable(buyer.id, 0).await.expect("list")[0].unused,
+        Credits::new(140)
+    );
 
     let (refund, _) = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
         .await
         .expect("refund starts again");
-    assert!(store.finish_refund(refund.id, "re_1").await.expect("finishes"));
+    assert!(
+        store
+            .finish_refund(refund.id, "re_1")
+            .await
+            .expect("finishes")
+    );
     assert_eq!(available(&store, &buyer).await, 0);
-    assert!(store.refundable(buyer.id, 0).await.expect("list").is_empty());
+    assert!(
+        store
+            .refundable(buyer.id, 0)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     // Stripe's charge.refunded for our own refund takes nothing more.
     apply(&store, "evt_refunded", charge(&purchase, 424)).await;
     assert_eq!(available(&store, &buyer).await, 0);
@@ -185,7 +213,10 @@ async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
         .into_iter()
         .map(|n| n.text)
         .collect();
-    assert!(texts.iter().any(|t| t.contains("could not be made")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("could not be made")),
+        "{texts:?}"
+    );
     assert!(texts.iter().any(|t| t.contains("$4.24")), "{texts:?}");
 }
 
@@ -194,7 +225,13 @@ async fn old_and_used_up_purchases_are_not_refundable(store: Store) {
     let purchase = order(&store, &buyer, Rail::Stripe).await;
     apply(&store, "evt_paid", paid(&purchase)).await;
     let later = now_plus_a_day();
-    assert!(store.refundable(buyer.id, later).await.expect("list").is_empty());
+    assert!(
+        store
+            .refundable(buyer.id, later)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let late = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, later, Approval::Auto)
         .await;
@@ -230,12 +267,24 @@ async fn an_admin_decides_refunds_waiting_for_approval(store: Store) {
         .await
         .expect("list");
     assert_eq!(waiting.len(), 1);
-    assert!(store
-        .fail_refund(refund.id, RefundState::Rejected, "bought by mistake? ask support")
-        .await
-        .expect("rejected"));
+    assert!(
+        store
+            .fail_refund(
+                refund.id,
+                RefundState::Rejected,
+                "bought by mistake? ask support"
+            )
+            .await
+            .expect("rejected")
+    );
     assert_eq!(available(&store, &buyer).await, 150);
-    assert!(store.approve_refund(refund.id).await.expect("no-op").is_none());
+    assert!(
+        store
+            .approve_refund(refund.id)
+            .await
+            .expect("no-op")
+            .is_none()
+    );
 
     let (refund, _) = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Admin)
@@ -293,16 +342,25 @@ async fn a_stars_payment_arriving_twice_is_credited_once(store: Store) {
         .credit_stars(purchase.id, "stxCHARGE1", 250)
         .await
         .expect("deduplicated");
-    assert_eq!((first, second), (EventOutcome::Applied, EventOutcome::Duplicate));
+    assert_eq!(
+        (first, second),
+        (EventOutcome::Applied, EventOutcome::Duplicate)
+    );
     assert_eq!(available(&store, &buyer).await, 150);
     // Another charge for the same order, or a wrong amount, credits nothing.
     assert!(matches!(
-        store.credit_stars(purchase.id, "stxOTHER", 250).await.expect("read"),
+        store
+            .credit_stars(purchase.id, "stxOTHER", 250)
+            .await
+            .expect("read"),
         EventOutcome::Ignored(_)
     ));
     let cheap = order(&store, &buyer, Rail::Stars).await;
     assert!(matches!(
-        store.credit_stars(cheap.id, "stxCHEAP", 1).await.expect("read"),
+        store
+            .credit_stars(cheap.id, "stxCHEAP", 1)
+            .await
+            .expect("read"),
         EventOutcome::Ignored(_)
     ));
     assert_eq!(available(&store, &buyer).await, 150);
@@ -310,7 +368,13 @@ async fn a_stars_payment_arriving_twice_is_credited_once(store: Store) {
     let listed = store.refundable(buyer.id, 0).await.expect("list");
     assert_eq!(listed[0].amount, 250);
     spend(&store, &buyer, 1, "job:star").await;
-    assert!(store.refundable(buyer.id, 0).await.expect("list").is_empty());
+    assert!(
+        store
+            .refundable(buyer.id, 0)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 on_every_backend!(
@@ -329,4 +393,15 @@ fn prices_read_as_people_write_them() {
     assert_eq!(format_price(424, "usd"), "$4.24");
     assert_eq!(format_price(1200, "eur"), "12.00 EUR");
     assert_eq!(format_price(250, "xtr"), "250 Stars");
+}
+
+#[test]
+fn rails_parse_in_the_order_given() {
+    assert_eq!(Rail::parse_list("stars"), Ok(vec![Rail::Stars]));
+    assert_eq!(
+        Rail::parse_list("stripe, stars,stripe"),
+        Ok(vec![Rail::Stripe, Rail::Stars])
+    );
+    assert_eq!(Rail::parse_list("stars,paypal"), Err("paypal".into()));
+    assert_eq!(Rail::parse_list(""), Err(String::new()));
 }

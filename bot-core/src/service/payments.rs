@@ -65,9 +65,12 @@ impl Service {
 
     /// The packs, as buttons.
     pub(super) fn buy(&self, platform: Platform) -> Reply {
-        let mut reply = Reply::text("Credit packs (prepaid credits that never expire; see /terms):");
+        let mut reply =
+            Reply::text("Credit packs (prepaid credits that never expire; see /terms):");
         if self.rails_for(platform).is_empty() {
-            reply.text.push_str("\nPayments are not configured on this bot yet.");
+            reply
+                .text
+                .push_str("\nPayments are not configured on this bot yet.");
         }
         for (place, pack) in self.settings.pricing.packs.iter().enumerate().take(255) {
             let label = format!(
@@ -129,12 +132,14 @@ impl Service {
                 for rail in several {
                     match (rail, pack.stars) {
                         (Rail::Stars, Some(stars)) => {
-                            reply = reply.with(&format!("⭐ {stars} Stars"), Action::PayStars(place));
+                            reply =
+                                reply.with(&format!("⭐ {stars} Stars"), Action::PayStars(place));
                         }
                         (Rail::Stars, None) => {}
                         (Rail::Stripe, _) => {
                             let price = format_price(pack.price_cents, &pack.currency);
-                            reply = reply.with(&format!("💳 {price} by card"), Action::PayCard(place));
+                            reply =
+                                reply.with(&format!("💳 {price} by card"), Action::PayCard(place));
                         }
                     }
                 }
@@ -247,7 +252,8 @@ impl Service {
                 item.unused,
                 item.purchase.credits,
                 match item.purchase.rail {
-                    Rail::Stripe => " (the unused share of the price, less that share of the card fee)",
+                    Rail::Stripe =>
+                        " (the unused share of the price, less that share of the card fee)",
                     Rail::Stars => " as Stars",
                 }
             ))
@@ -332,7 +338,9 @@ impl Service {
         let key = format!("imagegpt-refund-{}", refund.id);
         match port.refund(purchase, refund.amount, &key).await {
             Ok(provider_refund) => {
-                self.store.finish_refund(refund.id, &provider_refund).await?;
+                self.store
+                    .finish_refund(refund.id, &provider_refund)
+                    .await?;
             }
             Err(PaymentError::Refused(why)) => {
                 tracing::info!(refund = %refund.id, %why, "the payment service refused a refund");
@@ -402,7 +410,9 @@ impl Service {
         total: u64,
     ) -> Result<std::result::Result<(), String>> {
         let Some(purchase) = self.stars_order(payload).await? else {
-            return Ok(Err("This order is unknown. Send /buy to start again.".into()));
+            return Ok(Err(
+                "This order is unknown. Send /buy to start again.".into()
+            ));
         };
         if purchase.payer != payer.to_string() {
             return Ok(Err("This invoice belongs to someone else.".into()));
@@ -425,7 +435,12 @@ impl Service {
     /// # Errors
     ///
     /// [`Error::Internal`] when the database fails.
-    pub async fn stars_paid(&self, payload: &str, charge: &str, total: u64) -> Result<EventOutcome> {
+    pub async fn stars_paid(
+        &self,
+        payload: &str,
+        charge: &str,
+        total: u64,
+    ) -> Result<EventOutcome> {
         let Some(purchase) = self.stars_order(payload).await? else {
             tracing::error!(%payload, "a Stars payment for an unknown order");
             return Ok(EventOutcome::Ignored("no such purchase"));
@@ -456,7 +471,10 @@ impl Service {
                 // Another instance (or a later start) with that platform will send it.
                 continue;
             };
-            match messenger.send_text(&notice.chat, None, &notice.text, &[]).await {
+            match messenger
+                .send_text(&notice.chat, None, &notice.text, &[])
+                .await
+            {
                 Ok(_) => {
                     self.store.notice_done(notice.id).await?;
                     sent += 1;

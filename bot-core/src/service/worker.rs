@@ -299,7 +299,10 @@ impl Worker {
                 buttons.push(Button::action("HD", Action::Upscale(job.id, Quality::Hd)));
             }
             if quality != Quality::FourK {
-                buttons.push(Button::action("4K", Action::Upscale(job.id, Quality::FourK)));
+                buttons.push(Button::action(
+                    "4K",
+                    Action::Upscale(job.id, Quality::FourK),
+                ));
             }
         }
         deliver(&*messenger, spec, &output, &caption, &buttons).await
