@@ -1,0 +1,177 @@
+//! Stripe webhook throughput: unique signed `checkout.session.completed` events, each crediting
+//! its own purchase, verified and applied per second through `POST /stripe/webhook` of the whole
+//! application, at 32 concurrent senders. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
+//!
+//! `cargo bench --bench webhook [-- --events N]`
+
+#[path = "support/args.rs"]
+mod args;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use bot_core::{
+    Backend, Credits, Platform,
+    payments::{NewPurchase, Rail},
+    service::{ChatKind, ChatRef},
+    store::testing::{TestDb, person},
+};
+use fakes::stripe::{FakeStripe, Session, sign};
+use imagegpt::{config::Config, startup::Application};
+use tokio_util::sync::CancellationToken;
+
+const SENDERS: usize = 32;
+const SECRET: &str = "whsec_bench";
+
+fn main() {
+    let events = args::option("--events", 4_000) as usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("webhook benchmark: {events} unique signed events, {SENDERS} concurrent senders");
+    println!(
+        "{:<10} {:>10} {:>10} {:>10}",
+        "backend", "events/s", "p50 ms", "p99 ms"
+    );
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if !runtime.block_on(run(backend, events)) {
+            println!(
+                "{:<10} skipped: TEST_POSTGRES_URL is not set",
+                backend.name()
+            );
+        }
+    }
+}
+
+async fn run(backend: Backend, events: usize) -> bool {
+    let Some(db) = TestDb::new(backend, "webhook benchmark").await else {
+        return false;
+    };
+    let stripe = FakeStripe::start("sk_bench").await;
+    let config = Config::load_from(
+        None,
+        [
+            ("DATABASE_URL", db.url()),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("STRIPE_SECRET_KEY", "sk_bench"),
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            ("STRIPE_API_URL", &stripe.url()),
+            ("PUBLIC_BASE_URL", "https://bot.example.org"),
+            ("RUST_LOG", "warn"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .expect("configuration");
+    let app = Application::build(&config).await.expect("application");
+    let address = app.local_addr().expect("address");
+    let store = app.store().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let buyer = person(&store, "bench-buyer", 0).await;
+    let chat = ChatRef {
+        platform: Platform::Console,
+        id: "bench".into(),
+        kind: ChatKind::Private,
+    };
+    let mut bodies = Vec::with_capacity(events);
+    for _ in 0..events {
+        let purchase = store
+            .create_purchase(&NewPurchase {
+                user: buyer.id,
+                payer: "console:bench-buyer".into(),
+                pack: "small".into(),
+                credits: Credits::new(150),
+                rail: Rail::Stripe,
+                amount: 500,
+                currency: "usd".into(),
+                chat: chat.clone(),
+                fee_estimate: 45,
+            })
+            .await
+            .expect("purchase");
+        let session = Session {
+            id: format!("cs_bench_{}", purchase.id),
+            client_reference_id: Some(purchase.id.to_string()),
+            metadata: Default::default(),
+            amount: 500,
+            currency: "usd".into(),
+            success_url: "https://bot.example.org/checkout/success".into(),
+            payment_intent: format!("pi_bench_{}", purchase.id),
+            charge: format!("ch_bench_{}", purchase.id),
+        };
+        bodies.push(stripe.event(
+            "checkout.session.completed",
+            stripe.session_object(&session, "paid"),
+        ));
+    }
+    let bodies = Arc::new(bodies);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(SENDERS)
+        .build()
+        .expect("client");
+    let url = format!("http://{address}/stripe/webhook");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (client, url, bodies, next) =
+            (client.clone(), url.clone(), bodies.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return latencies;
+                };
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let sent = Instant::now();
+                let status = client
+                    .post(&url)
+                    .header("Stripe-Signature", sign(body, SECRET, now))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("webhook answers")
+                    .status();
+                assert_eq!(status.as_u16(), 200);
+                latencies.push(sent.elapsed());
+            }
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for sender in senders {
+        latencies.extend(sender.await.expect("sender"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let balance = store
+        .account_balance(buyer.wallet)
+        .await
+        .expect("balance")
+        .available();
+    assert_eq!(
+        balance.get(),
+        150 * events as u64,
+        "every event credited once"
+    );
+    println!(
+        "{:<10} {:>10.0} {:>10.2} {:>10.2}",
+        backend.name(),
+        events as f64 / elapsed.as_secs_f64(),
+        at(0.5).as_secs_f64() * 1000.0,
+        at(0.99).as_secs_f64() * 1000.0
+    );
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+    shutdown.cancel();
+    let _ = server.await;
+    drop(db);
+    true
+}
