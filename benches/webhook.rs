@@ -1,8 +1,10 @@
 //! Stripe webhook throughput: unique signed `checkout.session.completed` events, each crediting
 //! its own purchase, verified and applied per second through `POST /stripe/webhook` of the whole
-//! application, at 32 concurrent senders. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
+//! application, at 32 concurrent senders. The purchases belong to `--buyers` people (default
+//! 64; `--buyers 1` is the worst case, every credit contending for one wallet). On SQLite and
+//! (with `TEST_POSTGRES_URL`) PostgreSQL.
 //!
-//! `cargo bench --bench webhook [-- --events N]`
+//! `cargo bench --bench webhook [-- --events N --buyers N]`
 
 #[path = "support/args.rs"]
 mod args;
@@ -27,17 +29,21 @@ const SECRET: &str = "whsec_bench";
 
 fn main() {
     let events = args::option("--events", 4_000) as usize;
+    let buyers = args::option("--buyers", 64).max(1) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    println!("webhook benchmark: {events} unique signed events, {SENDERS} concurrent senders");
+    println!(
+        "webhook benchmark: {events} unique signed events from {buyers} buyers, {SENDERS} \
+         concurrent senders"
+    );
     println!(
         "{:<10} {:>10} {:>10} {:>10}",
         "backend", "events/s", "p50 ms", "p99 ms"
     );
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        if !runtime.block_on(run(backend, events)) {
+        if !runtime.block_on(run(backend, events, buyers)) {
             println!(
                 "{:<10} skipped: TEST_POSTGRES_URL is not set",
                 backend.name()
@@ -46,7 +52,7 @@ fn main() {
     }
 }
 
-async fn run(backend: Backend, events: usize) -> bool {
+async fn run(backend: Backend, events: usize, buyers: usize) -> bool {
     let Some(db) = TestDb::new(backend, "webhook benchmark").await else {
         return false;
     };
@@ -71,18 +77,22 @@ async fn run(backend: Backend, events: usize) -> bool {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
-    let buyer = person(&store, "bench-buyer", 0).await;
+    let mut people = Vec::with_capacity(buyers);
+    for n in 0..buyers {
+        people.push(person(&store, &format!("bench-buyer-{n}"), 0).await);
+    }
     let chat = ChatRef {
         platform: Platform::Console,
         id: "bench".into(),
         kind: ChatKind::Private,
     };
     let mut bodies = Vec::with_capacity(events);
-    for _ in 0..events {
+    for n in 0..events {
+        let buyer = &people[n % buyers];
         let purchase = store
             .create_purchase(&NewPurchase {
                 user: buyer.id,
-                payer: "console:bench-buyer".into(),
+                payer: format!("console:bench-buyer-{}", n % buyers),
                 pack: "small".into(),
                 credits: Credits::new(150),
                 rail: Rail::Stripe,
@@ -151,16 +161,16 @@ async fn run(backend: Backend, events: usize) -> bool {
     let elapsed = started.elapsed();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    let balance = store
-        .account_balance(buyer.wallet)
-        .await
-        .expect("balance")
-        .available();
-    assert_eq!(
-        balance.get(),
-        150 * events as u64,
-        "every event credited once"
-    );
+    let mut credited = 0;
+    for buyer in &people {
+        credited += store
+            .account_balance(buyer.wallet)
+            .await
+            .expect("balance")
+            .available()
+            .get();
+    }
+    assert_eq!(credited, 150 * events as u64, "every event credited once");
     println!(
         "{:<10} {:>10.0} {:>10.2} {:>10.2}",
         backend.name(),

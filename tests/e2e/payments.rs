@@ -340,3 +340,92 @@ async fn a_stars_purchase_paid_twice_is_credited_once_and_refunded_whole() {
     said(tg, 7002, "Your balance: 0 credits").await;
     shop.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admin_approval_a_refund_waits_for_the_operator() {
+    let Some(shop) = open(
+        Backend::Sqlite,
+        "payments::admin",
+        &[
+            ("TELEGRAM_PAYMENT_RAILS", "stripe"),
+            ("REFUNDS_APPROVAL", "admin"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let (cy, chat) = (7003, Chat::private(7003));
+    let tg = &shop.telegram;
+    tg.message(&chat, cy, "/buy small");
+    said(tg, 7003, "Pay securely with Stripe").await;
+    let session = shop.stripe.sessions()[0].clone();
+    for kind in ["checkout.session.completed", "charge.succeeded"] {
+        let object = match kind {
+            "charge.succeeded" => shop.stripe.charge_object(&session),
+            _ => shop.stripe.session_object(&session, "paid"),
+        };
+        assert_eq!(shop.deliver(&shop.stripe.event(kind, object)).await, 200);
+    }
+    said(tg, 7003, "150 credits added").await;
+
+    // Twice the refund; the operator rejects the first and approves the second.
+    let stripe_url = shop.stripe.url();
+    let database = shop.app.db.url().to_string();
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("STRIPE_SECRET_KEY", KEY),
+        ("STRIPE_API_URL", stripe_url.as_str()),
+        ("PUBLIC_BASE_URL", "https://bot.example.org"),
+        ("REFUNDS_APPROVAL", "admin"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin =
+        |args: &[&str]| crate::helpers::text(&crate::helpers::imagegpt(dir.path(), args, &env));
+    for (round, decision) in [(1, "reject"), (2, "approve")] {
+        tg.message(&chat, cy, "/refund 1");
+        let offer = said(tg, 7003, "Refund order #1").await;
+        tg.press(
+            &chat,
+            cy,
+            offer.message_id,
+            &button(&offer, "Confirm refund"),
+        );
+        said(
+            tg,
+            7003,
+            &format!("Refund #{round} of order #1 ($4.56) requested"),
+        )
+        .await;
+        tg.message(&chat, cy, "/balance");
+        said(tg, 7003, "Your balance: 0 credits").await;
+        let (listed, _) = admin(&["admin", "refunds"]);
+        assert!(
+            listed.contains(&format!("refund #{round} order #1")),
+            "{listed}"
+        );
+        let id = round.to_string();
+        let (out, err) = admin(&["admin", "refunds", decision, &id]);
+        assert!(out.contains(decision.trim_end_matches('e')), "{out}{err}");
+        let (_, err) = admin(&["admin", "refunds", decision, &id]);
+        assert!(
+            err.contains("not waiting"),
+            "a decision is made once: {err}"
+        );
+    }
+    // Rejected: the credits came back before the second request; approved: Stripe refunded
+    // once (the fee is the estimate, 2.9 % + 30¢ = 44¢, since Stripe told none).
+    said(tg, 7003, "was declined: declined by an admin").await;
+    said(tg, 7003, "is on its way back").await;
+    assert_eq!(
+        shop.stripe
+            .refunds()
+            .iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        vec![456]
+    );
+    tg.message(&chat, cy, "/balance");
+    said(tg, 7003, "Your balance: 0 credits").await;
+    shop.finish().await;
+}

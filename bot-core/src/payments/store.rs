@@ -19,11 +19,15 @@ use crate::{
 const PURCHASE_COLUMNS: &str = "p.id, p.user_id, p.payer, p.pack, p.credits, p.rail, p.amount, \
      p.currency, p.chat, p.state, p.fee, p.fee_estimated, p.refunded, p.stripe_session_id, \
      p.stripe_payment_intent, p.stripe_charge_id, p.stripe_balance_txn, p.telegram_charge_id, \
-     p.created_at, p.paid_at, p.transfer_id, p.provider_refunded, p.disputed_at";
+     p.created_at, p.paid_at, p.transfer_id, p.provider_refunded, p.disputed_at, a.id";
+
+/// Purchases with their buyer's wallet.
+const PURCHASES: &str = "purchases p JOIN accounts a ON a.user_id = p.user_id";
 
 /// What is kept about a purchase beyond what callers see.
 struct Row {
     purchase: Purchase,
+    wallet: AccountId,
     transfer: Option<TransferId>,
     provider_refunded: u64,
     disputed: bool,
@@ -61,6 +65,7 @@ fn purchase_from_row(row: &AnyRow) -> Result<Row> {
             created_at: row.try_get(18)?,
             paid_at: row.try_get(19)?,
         },
+        wallet: AccountId::from_db(row.try_get(23)?),
         transfer: transfer.map(TransferId::from_db),
         provider_refunded: unsigned(row.try_get(21)?)?,
         disputed: disputed_at.is_some(),
@@ -68,7 +73,7 @@ fn purchase_from_row(row: &AnyRow) -> Result<Row> {
 }
 
 async fn load(conn: &mut AnyConnection, id: PurchaseId) -> Result<Option<Row>> {
-    let sql = format!("SELECT {PURCHASE_COLUMNS} FROM purchases p WHERE p.id = $1");
+    let sql = format!("SELECT {PURCHASE_COLUMNS} FROM {PURCHASES} WHERE p.id = $1");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.get())
         .fetch_optional(conn)
@@ -90,7 +95,7 @@ async fn find(
         return load(conn, id).await;
     }
     let sql = format!(
-        "SELECT {PURCHASE_COLUMNS} FROM purchases p \
+        "SELECT {PURCHASE_COLUMNS} FROM {PURCHASES} \
          WHERE p.stripe_charge_id = $1 OR p.stripe_payment_intent = $2"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -197,7 +202,7 @@ impl Store {
     /// [`Error::Internal`] when the database fails.
     pub async fn purchases(&self, user: UserId) -> Result<Vec<Purchase>> {
         let sql = format!(
-            "SELECT {PURCHASE_COLUMNS} FROM purchases p WHERE p.user_id = $1 ORDER BY p.id DESC"
+            "SELECT {PURCHASE_COLUMNS} FROM {PURCHASES} WHERE p.user_id = $1 ORDER BY p.id DESC"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.get())
@@ -334,7 +339,7 @@ impl Store {
                         .bind(&charge)
                         .execute(&mut *conn)
                         .await?;
-                    credit(conn, books, &row.purchase).await?;
+                    credit(conn, books, &row, &StripeIds::default()).await?;
                     Ok(EventOutcome::Applied)
                 })
             })
@@ -350,7 +355,7 @@ impl Store {
     /// [`Error::Internal`] when the database fails.
     pub async fn refundable(&self, user: UserId, since: i64) -> Result<Vec<Refundable>> {
         let sql = format!(
-            "SELECT {PURCHASE_COLUMNS}, l.remaining FROM purchases p \
+            "SELECT {PURCHASE_COLUMNS}, l.remaining FROM {PURCHASES} \
              JOIN lots l ON l.transfer_id = p.transfer_id \
              WHERE p.user_id = $1 AND p.state = 'paid' AND p.paid_at >= $2 \
                AND p.disputed_at IS NULL AND l.remaining > 0 \
@@ -366,7 +371,7 @@ impl Store {
         let mut out = Vec::new();
         for row in &rows {
             let purchase = purchase_from_row(row)?.purchase;
-            let unused = Credits::from_db(row.try_get(23)?)?;
+            let unused = Credits::from_db(row.try_get(24)?)?;
             // Stars payments can only be refunded whole (refundStarPayment).
             if purchase.rail == Rail::Stars && unused != purchase.credits {
                 continue;
@@ -613,17 +618,14 @@ async fn apply(
             {
                 return Ok(EventOutcome::Ignored("the session is not this purchase's"));
             }
-            sqlx::query(
-                "UPDATE purchases SET stripe_session_id = COALESCE(stripe_session_id, $2), \
-                 stripe_payment_intent = COALESCE(stripe_payment_intent, $3) WHERE id = $1",
-            )
-            .bind(purchase.get())
-            .bind(&session)
-            .bind(payment_intent.as_deref())
-            .execute(&mut *conn)
-            .await?;
-            credit(conn, books, &row.purchase).await?;
-            settle(conn, books, purchase).await?;
+            let ids = StripeIds {
+                session: Some(session),
+                payment_intent,
+            };
+            credit(conn, books, &row, &ids).await?;
+            if row.provider_refunded > 0 || row.disputed {
+                settle(conn, books, purchase).await?;
+            }
             Ok(EventOutcome::Applied)
         }
         PaymentEvent::Failed { purchase, session } => {
@@ -711,10 +713,17 @@ async fn apply(
     }
 }
 
+/// The Stripe ids a payment event told, recorded with the payment.
+#[derive(Default)]
+struct StripeIds {
+    session: Option<String>,
+    payment_intent: Option<String>,
+}
+
 /// Marks a purchase paid and credits its pack, once: the transfer's key is the purchase id,
 /// and only an unpaid purchase is marked. Queues the "credits added" notice.
-async fn credit(conn: &mut AnyConnection, books: Books, purchase: &Purchase) -> Result<()> {
-    let wallet = wallet_of(conn, purchase.user).await?;
+async fn credit(conn: &mut AnyConnection, books: Books, row: &Row, ids: &StripeIds) -> Result<()> {
+    let (purchase, wallet) = (&row.purchase, row.wallet);
     let source = match purchase.rail {
         Rail::Stripe => books.card_sales,
         Rail::Stars => books.stars_sales,
@@ -737,14 +746,26 @@ async fn credit(conn: &mut AnyConnection, books: Books, purchase: &Purchase) -> 
     if matches!(inserted, crate::ledger::Inserted::Existing(_)) {
         return Ok(());
     }
+    let transfer = match inserted {
+        crate::ledger::Inserted::Created(transfer) => transfer.id,
+        _ => {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "the credit of purchase {} was refused",
+                purchase.id
+            )));
+        }
+    };
     let marked = sqlx::query(
-        "UPDATE purchases SET state = 'paid', paid_at = $2, \
-         transfer_id = (SELECT id FROM transfers WHERE idempotency_key = $3) \
+        "UPDATE purchases SET state = 'paid', paid_at = $2, transfer_id = $3, \
+         stripe_session_id = COALESCE(stripe_session_id, $4), \
+         stripe_payment_intent = COALESCE(stripe_payment_intent, $5) \
          WHERE id = $1 AND state <> 'paid'",
     )
     .bind(purchase.id.get())
     .bind(now)
-    .bind(format!("purchase:{}", purchase.id))
+    .bind(transfer.get())
+    .bind(ids.session.as_deref())
+    .bind(ids.payment_intent.as_deref())
     .execute(&mut *conn)
     .await?;
     if marked.rows_affected() != 1 {
@@ -778,7 +799,7 @@ async fn settle(conn: &mut AnyConnection, books: Books, id: PurchaseId) -> Resul
     let (purchase, Some(transfer)) = (&row.purchase, row.transfer) else {
         return Ok(());
     };
-    let wallet = wallet_of(conn, purchase.user).await?;
+    let wallet = row.wallet;
     lock_wallet(conn, books.backend, wallet).await?;
     let reported = row.provider_refunded.min(purchase.amount);
     if reported > purchase.refunded {
@@ -981,7 +1002,7 @@ async fn end_refund(
     let Some(row) = load(conn, PurchaseId::from_db(purchase_id)).await? else {
         return Ok(false);
     };
-    let purchase = row.purchase;
+    let (purchase, wallet) = (row.purchase, row.wallet);
     let state = if to == RefundState::Succeeded {
         TransferState::Posted
     } else {
@@ -997,7 +1018,6 @@ async fn end_refund(
             .execute(&mut *conn)
             .await?;
     }
-    let wallet = wallet_of(conn, purchase.user).await?;
     let balance = available(conn, wallet).await?;
     let money = format_price(refund.amount, &purchase.currency);
     let text = match to {
@@ -1134,19 +1154,14 @@ async fn take_from_lot(
     }
 }
 
-async fn wallet_of(conn: &mut AnyConnection, user: UserId) -> Result<AccountId> {
-    let id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
-        .bind(user.get())
-        .fetch_one(conn)
-        .await?;
-    Ok(AccountId::from_db(id))
-}
-
 /// On PostgreSQL, makes this transaction the only one changing the wallet's lots until it ends
 /// (SQLite has one writer already).
 async fn lock_wallet(conn: &mut AnyConnection, backend: Backend, wallet: AccountId) -> Result<()> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        // NO KEY UPDATE: a plain FOR UPDATE would also wait for the key-share locks other
+        // transactions' transfer inserts hold on the wallet row (their foreign-key checks), and
+        // those then wait for us: a deadlock under concurrent payments.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
             .bind(wallet.get())
             .fetch_optional(conn)
             .await?;

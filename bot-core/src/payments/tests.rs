@@ -377,7 +377,38 @@ async fn a_stars_payment_arriving_twice_is_credited_once(store: Store) {
     );
 }
 
+async fn concurrent_payments_into_one_wallet_are_each_credited_once(store: Store) {
+    let buyer = person(&store, "buyer", 0).await;
+    let mut purchases = Vec::new();
+    for _ in 0..16 {
+        purchases.push(order(&store, &buyer, Rail::Stripe).await);
+    }
+    // Every purchase's payment and charge events race each other, twice over; on PostgreSQL
+    // they contend for the one wallet row.
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for purchase in &purchases {
+            for (kind, event) in [("paid", paid(purchase)), ("charge", charge(purchase, 0))] {
+                let (store, id) = (store.clone(), format!("evt_{kind}_{}_{round}", purchase.id));
+                tasks.push(tokio::spawn(async move {
+                    store.apply_stripe_event(&id, "test.event", event).await
+                }));
+            }
+        }
+    }
+    let all = async {
+        for task in tasks {
+            task.await.expect("task").expect("applied");
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("no deadlock between concurrent payments");
+    assert_eq!(available(&store, &buyer).await, 16 * 150);
+}
+
 on_every_backend!(
+    concurrent_payments_into_one_wallet_are_each_credited_once,
     a_purchase_is_credited_once_whatever_events_arrive,
     a_failed_payment_credits_nothing_and_tells_the_person,
     a_refund_takes_only_the_unused_credits_of_that_purchase,
