@@ -107,6 +107,8 @@ CREATE INDEX refunds_open ON refunds (state) WHERE state IN ('awaiting_approval'
 CREATE TABLE notices (
     id              INTEGER PRIMARY KEY,
     idempotency_key TEXT   NOT NULL UNIQUE,
+    -- Which platform's messenger delivers it (an instance sends only what it can reach).
+    platform        TEXT   NOT NULL,
     chat            TEXT   NOT NULL,
     text            TEXT   NOT NULL,
     created_at      BIGINT NOT NULL,
@@ -114,4 +116,4 @@ CREATE TABLE notices (
     next_attempt_at BIGINT NOT NULL,
     sent_at         BIGINT
 );
-CREATE INDEX notices_due ON notices (next_attempt_at) WHERE sent_at IS NULL;
+CREATE INDEX notices_due ON notices (platform, next_attempt_at) WHERE sent_at IS NULL;

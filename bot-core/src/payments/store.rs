@@ -517,14 +517,27 @@ impl Store {
         .await
     }
 
-    /// Takes up to `limit` notices that are due, leasing each for a while (longer after each
+    /// Takes up to `limit` notices for `platforms` that are due, leasing each for a while (longer after each
     /// failed attempt) so that no other sender takes it meanwhile.
     ///
     /// # Errors
     ///
     /// [`Error::Internal`] when the database fails.
-    pub async fn due_notices(&self, limit: u32) -> Result<Vec<NoticeToSend>> {
+    pub async fn due_notices(
+        &self,
+        platforms: &[crate::Platform],
+        limit: u32,
+    ) -> Result<Vec<NoticeToSend>> {
+        if platforms.is_empty() {
+            return Ok(Vec::new());
+        }
         let backend = self.backend();
+        // Platform names are our own constants, never input.
+        let platforms = platforms
+            .iter()
+            .map(|p| format!("'{}'", p.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
         let rows: Vec<(i64, String, String, i64)> = self
             .write(Atomic::Statement, move |conn| {
                 Box::pin(async move {
@@ -539,7 +552,8 @@ impl Store {
                            next_attempt_at = $1 + 5000 * (CASE WHEN attempts < 7 THEN \
                              (1 << CAST(attempts AS INTEGER)) ELSE 120 END) \
                          WHERE id IN (SELECT id FROM notices \
-                                      WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+                                      WHERE sent_at IS NULL AND platform IN ({platforms}) \
+                                        AND next_attempt_at <= $1 \
                                       ORDER BY next_attempt_at, id LIMIT $2{lock}) \
                          RETURNING id, chat, text, attempts"
                     );
@@ -1189,14 +1203,15 @@ async fn available(conn: &mut AnyConnection, wallet: AccountId) -> Result<Credit
 }
 
 /// Queues a message for the person, once per `key`.
-async fn notice(conn: &mut AnyConnection, key: &str, chat: &ChatRef, text: &str) -> Result<()> {
-    let chat = serde_json::to_string(chat).map_err(anyhow::Error::from)?;
+async fn notice(conn: &mut AnyConnection, key: &str, chat_ref: &ChatRef, text: &str) -> Result<()> {
+    let chat = serde_json::to_string(chat_ref).map_err(anyhow::Error::from)?;
     let now = now_millis();
     sqlx::query(
-        "INSERT INTO notices (idempotency_key, chat, text, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO notices (idempotency_key, platform, chat, text, created_at, \
+         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(key)
+    .bind(chat_ref.platform.as_str())
     .bind(chat)
     .bind(text)
     .bind(now)

@@ -108,7 +108,10 @@ async fn a_purchase_is_credited_once_whatever_events_arrive(store: Store) {
         Some(format!("ch_{}", purchase.id).as_str())
     );
     // One "credits added" notice, however many events.
-    let notices = store.due_notices(10).await.expect("notices");
+    let notices = store
+        .due_notices(&[Platform::Console], 10)
+        .await
+        .expect("notices");
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(
         notices[0].text.contains("150 credits added"),
@@ -137,7 +140,10 @@ async fn a_failed_payment_credits_nothing_and_tells_the_person(store: Store) {
     )
     .await;
     assert_eq!(available(&store, &buyer).await, 0);
-    let notices = store.due_notices(10).await.expect("notices");
+    let notices = store
+        .due_notices(&[Platform::Console], 10)
+        .await
+        .expect("notices");
     assert_eq!(notices.len(), 1);
     assert!(notices[0].text.contains("did not go through"));
 }
@@ -207,7 +213,7 @@ async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
     apply(&store, "evt_refunded", charge(&purchase, 424)).await;
     assert_eq!(available(&store, &buyer).await, 0);
     let texts: Vec<String> = store
-        .due_notices(10)
+        .due_notices(&[Platform::Console], 10)
         .await
         .expect("notices")
         .into_iter()

@@ -466,9 +466,11 @@ impl Service {
     /// [`Error::Internal`] when the database fails.
     pub async fn deliver_notices(&self) -> Result<usize> {
         let mut sent = 0;
-        for notice in self.store.due_notices(32).await? {
+        // Only what this process can reach; another instance (or a later start) with that
+        // platform sends the rest.
+        let platforms: Vec<Platform> = self.messengers.keys().copied().collect();
+        for notice in self.store.due_notices(&platforms, 32).await? {
             let Ok(messenger) = self.messenger(notice.chat.platform) else {
-                // Another instance (or a later start) with that platform will send it.
                 continue;
             };
             match messenger

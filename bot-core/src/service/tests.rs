@@ -313,6 +313,8 @@ impl Harness {
 }
 
 on_every_backend!(
+    a_payment_notice_waits_for_a_messenger_and_is_sent_once,
+    a_frozen_wallet_cannot_generate_or_buy,
     start_welcomes_once_with_the_welcome_grant_and_records_the_terms,
     each_operation_charges_exactly_its_price_once_delivered,
     insufficient_credits_offer_buy_and_hold_nothing,
@@ -762,3 +764,80 @@ fn an_output_shows_its_size_not_its_bytes_in_debug() {
 }
 
 mod remote;
+
+async fn paid_purchase(store: &Store, name: &str) -> crate::people::User {
+    use crate::payments::{NewPurchase, PaymentEvent, Rail};
+    let user = crate::store::testing::person(store, name, 0).await;
+    let purchase = store
+        .create_purchase(&NewPurchase {
+            user: user.id,
+            payer: format!("console:{name}"),
+            pack: "small".into(),
+            credits: Credits::new(150),
+            rail: Rail::Stripe,
+            amount: 500,
+            currency: "usd".into(),
+            chat: request(name, "/buy", &[]).chat,
+            fee_estimate: 44,
+        })
+        .await
+        .expect("purchase");
+    store
+        .apply_stripe_event(
+            &format!("evt_{name}"),
+            "checkout.session.completed",
+            Some(PaymentEvent::Paid {
+                purchase: purchase.id,
+                session: "cs_1".into(),
+                payment_intent: None,
+            }),
+        )
+        .await
+        .expect("credited");
+    user
+}
+
+async fn a_payment_notice_waits_for_a_messenger_and_is_sent_once(store: Store) {
+    paid_purchase(&store, "ann").await;
+    // A process without the buyer's platform (another instance, or before a restart) leaves
+    // the notice alone…
+    let elsewhere = Service::new(store.clone(), settings(), Vec::new());
+    assert_eq!(elsewhere.deliver_notices().await.expect("runs"), 0);
+    // …and the one with it sends it, once.
+    let h = harness(store.clone(), settings());
+    assert_eq!(h.service.deliver_notices().await.expect("runs"), 1);
+    assert_eq!(h.service.deliver_notices().await.expect("runs"), 0);
+    let texts = h.recorder.seen(|s| s.texts.clone());
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("150 credits added"), "{texts:?}");
+    assert_eq!(store.pending_notices().await.expect("count"), 0);
+}
+
+async fn a_frozen_wallet_cannot_generate_or_buy(store: Store) {
+    use crate::payments::PaymentEvent;
+    let user = paid_purchase(&store, "bo").await;
+    store
+        .apply_stripe_event(
+            "evt_dispute",
+            "charge.dispute.created",
+            Some(PaymentEvent::Disputed {
+                purchase: Some(crate::PurchaseId::from_raw(1)),
+                payment_intent: None,
+                charge: "ch_1".into(),
+            }),
+        )
+        .await
+        .expect("applied");
+    assert!(store.user(user.id).await.expect("user").frozen_at.is_some());
+    let h = harness(store.clone(), settings());
+    for text in ["/imagine a fox", "/buy small", "/refund"] {
+        let error = h
+            .service
+            .handle(request("bo", text, &[]))
+            .await
+            .expect_err("frozen");
+        assert!(matches!(error, Error::Frozen), "{text}: {error:?}");
+        assert!(h.service.reply_for_error(&error).text.contains("frozen"));
+    }
+    assert_eq!(crate::store::testing::available(&store, &user).await, 0);
+}
