@@ -765,7 +765,7 @@ fn an_output_shows_its_size_not_its_bytes_in_debug() {
 
 mod remote;
 
-async fn paid_purchase(store: &Store, name: &str) -> crate::people::User {
+async fn paid_purchase(store: &Store, name: &str) -> User {
     use crate::payments::{NewPurchase, PaymentEvent, Rail};
     let user = crate::store::testing::person(store, name, 0).await;
     let purchase = store
@@ -821,7 +821,7 @@ async fn a_frozen_wallet_cannot_generate_or_buy(store: Store) {
             "evt_dispute",
             "charge.dispute.created",
             Some(PaymentEvent::Disputed {
-                purchase: Some(crate::PurchaseId::from_raw(1)),
+                purchase: Some(PurchaseId::from_raw(1)),
                 payment_intent: None,
                 charge: "ch_1".into(),
             }),
