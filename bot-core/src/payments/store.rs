@@ -270,6 +270,32 @@ impl Store {
         event: Option<PaymentEvent>,
     ) -> Result<EventOutcome> {
         let books = self.books();
+        if books.backend == Backend::Sqlite
+            && let Some(PaymentEvent::Paid {
+                purchase,
+                session,
+                payment_intent,
+            }) = &event
+            && let Some(known) = self.purchase(*purchase).await?
+        {
+            let paid = OneTrip {
+                event_id: event_id.to_string(),
+                kind: kind.to_string(),
+                session: session.clone(),
+                payment_intent: payment_intent.clone(),
+                chat: serde_json::to_string(&known.chat).map_err(anyhow::Error::from)?,
+                notice: credited_text(&known),
+                purchase: known,
+            };
+            return self
+                .retrying(|| {
+                    let paid = paid.clone();
+                    self.write(Atomic::Transaction, move |conn| {
+                        Box::pin(credit_in_one_trip(conn, books, paid))
+                    })
+                })
+                .await;
+        }
         let (event_id, kind) = (event_id.to_string(), kind.to_string());
         self.retrying(|| {
             let (event_id, kind, event) = (event_id.clone(), kind.clone(), event.clone());
@@ -734,6 +760,106 @@ struct StripeIds {
     payment_intent: Option<String>,
 }
 
+/// A card payment to credit on SQLite in one round trip (see [`credit_in_one_trip`]).
+#[derive(Clone)]
+struct OneTrip {
+    event_id: String,
+    kind: String,
+    session: String,
+    payment_intent: Option<String>,
+    /// The purchase as read before the write: only what never changes after it is opened.
+    purchase: Purchase,
+    chat: String,
+    notice: String,
+}
+
+/// The "credits added" text, with `{balance}` for the balance read when it is written.
+fn credited_text(purchase: &Purchase) -> String {
+    format!(
+        "{} added (order #{}, {}). Your balance: {{balance}}.",
+        purchase.credits,
+        purchase.id,
+        format_price(purchase.amount, &purchase.currency)
+    )
+}
+
+/// The same as the general path for a `Paid` event (record the event id, credit the purchase
+/// once, mark it paid, queue the notice), written so that SQLite runs it as one multi-statement
+/// round trip: each step is gated on the one before with `changes()`. Every statement is a round
+/// trip to sqlx-sqlite's worker thread, and with one writer those trips are what limits how
+/// many payments per second the webhook takes. The ledger's own rules (the transfer key, the
+/// triggers) hold as on every other path; the payment stories run on both paths.
+async fn credit_in_one_trip(
+    conn: &mut AnyConnection,
+    books: Books,
+    paid: OneTrip,
+) -> Result<EventOutcome> {
+    let id = paid.purchase.id;
+    let rows = sqlx::query(
+        "INSERT INTO stripe_events (id, type, received_at) VALUES ($1, $2, $3) \
+           ON CONFLICT (id) DO NOTHING; \
+         SELECT changes(); \
+         INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
+           kind, state, two_phase, memo, created_at, resolved_at) \
+           SELECT $4, $5, a.id, p.credits, 'purchase', 'posted', 0, $6, $3, $3 \
+           FROM purchases p JOIN accounts a ON a.user_id = p.user_id \
+           WHERE changes() = 1 AND p.id = $7 AND p.state <> 'paid' AND p.rail = 'stripe' \
+             AND (p.stripe_session_id IS NULL OR p.stripe_session_id = $8) \
+           ON CONFLICT (idempotency_key) DO NOTHING; \
+         UPDATE purchases SET state = 'paid', paid_at = $3, transfer_id = last_insert_rowid(), \
+           stripe_session_id = COALESCE(stripe_session_id, $8), \
+           stripe_payment_intent = COALESCE(stripe_payment_intent, $9) \
+           WHERE id = $7 AND changes() = 1; \
+         INSERT INTO notices (idempotency_key, platform, chat, text, created_at, next_attempt_at) \
+           SELECT $10, $11, $12, REPLACE($13, '{balance}', \
+             CASE WHEN b = 1 THEN '1 credit' ELSE CAST(b AS TEXT) || ' credits' END), $3, $3 \
+           FROM (SELECT a.credits_posted - a.debits_posted - a.debits_pending AS b \
+                 FROM purchases p JOIN accounts a ON a.user_id = p.user_id \
+                 WHERE changes() = 1 AND p.id = $7) \
+           WHERE true ON CONFLICT (idempotency_key) DO NOTHING; \
+         SELECT p.rail, p.stripe_session_id, p.provider_refunded, p.disputed_at \
+           FROM purchases p WHERE p.id = $7;",
+    )
+    .bind(&paid.event_id)
+    .bind(&paid.kind)
+    .bind(now_millis())
+    .bind(format!("purchase:{id}"))
+    .bind(books.card_sales.get())
+    .bind(format!("{} pack, order #{id}", paid.purchase.pack))
+    .bind(id.get())
+    .bind(&paid.session)
+    .bind(paid.payment_intent.as_deref())
+    .bind(format!("credited:{id}"))
+    .bind(paid.purchase.chat.platform.as_str())
+    .bind(&paid.chat)
+    .bind(&paid.notice)
+    .fetch_all(&mut *conn)
+    .await?;
+    let recorded: i64 = rows
+        .first()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("no answer from the credit batch")))?
+        .try_get(0)?;
+    if recorded != 1 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let Some(now) = rows.get(1) else {
+        return Ok(EventOutcome::Ignored("no such purchase"));
+    };
+    let (rail, session, refunded, disputed): (String, Option<String>, i64, Option<i64>) = (
+        now.try_get(0)?,
+        now.try_get(1)?,
+        now.try_get(2)?,
+        now.try_get(3)?,
+    );
+    if rail != Rail::Stripe.as_str() || session.is_some_and(|known| known != paid.session) {
+        return Ok(EventOutcome::Ignored("the session is not this purchase's"));
+    }
+    if refunded > 0 || disputed.is_some() {
+        settle(conn, books, id).await?;
+    }
+    Ok(EventOutcome::Applied)
+}
+
 /// Marks a purchase paid and credits its pack, once: the transfer's key is the purchase id,
 /// and only an unpaid purchase is marked. Queues the "credits added" notice.
 async fn credit(conn: &mut AnyConnection, books: Books, row: &Row, ids: &StripeIds) -> Result<()> {
@@ -793,12 +919,7 @@ async fn credit(conn: &mut AnyConnection, books: Books, row: &Row, ids: &StripeI
         conn,
         &format!("credited:{}", purchase.id),
         &purchase.chat,
-        &format!(
-            "{} added (order #{}, {}). Your balance: {balance}.",
-            purchase.credits,
-            purchase.id,
-            format_price(purchase.amount, &purchase.currency)
-        ),
+        &credited_text(purchase).replace("{balance}", &balance.to_string()),
     )
     .await
 }
