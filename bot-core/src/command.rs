@@ -38,6 +38,8 @@ pub enum Command {
     Privacy { reuse: Option<bool> },
     /// `/link [code]`: show a one-time code, or use one from the other platform.
     Link { code: Option<String> },
+    /// `/unlink <identity>`: detach a linked identity (`telegram:123`) into its own account.
+    Unlink { identity: String },
     /// `/cancel [job]`: the newest queued job, or the one named.
     Cancel { job: Option<u64> },
     /// `/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]`.
@@ -172,11 +174,13 @@ pub const USAGE: &[(&str, &str)] = &[
     ("terms", "/terms"),
     ("privacy", PRIVACY_USAGE),
     ("link", "/link [code]"),
+    ("unlink", UNLINK_USAGE),
     ("cancel", CANCEL_USAGE),
 ];
 
 const PRIVACY_USAGE: &str = "/privacy [on | off]  (anonymised reuse of your outputs)";
 const CANCEL_USAGE: &str = "/cancel [job number]";
+const UNLINK_USAGE: &str = "/unlink <platform:id>  (as /link lists them)";
 
 /// Parses one message. `Ok(None)` when the text is not a command at all (no leading `/`).
 ///
@@ -235,6 +239,11 @@ pub fn parse(text: &str, limits: &CommandLimits) -> Result<Option<Parsed>, Parse
         },
         "link" => Command::Link {
             code: single_word(arguments, "/link [code]")?.map(str::to_ascii_uppercase),
+        },
+        "unlink" => Command::Unlink {
+            identity: single_word(arguments, UNLINK_USAGE)?
+                .ok_or_else(|| ParseError::invalid("Name the identity to unlink.", UNLINK_USAGE))?
+                .to_ascii_lowercase(),
         },
         "privacy" => Command::Privacy {
             reuse: match arguments.to_ascii_lowercase().as_str() {

@@ -29,6 +29,10 @@ pub enum Error {
     #[error("your wallet is frozen because of a payment dispute; contact support to settle it")]
     Frozen,
 
+    /// Two identities cannot be linked; the reason is for the person.
+    #[error("those accounts cannot be linked: {0}")]
+    LinkRefused(String),
+
     /// A refund cannot be made; the reason is for the person.
     #[error("this cannot be refunded: {0}")]
     NotRefundable(String),

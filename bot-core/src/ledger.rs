@@ -67,15 +67,18 @@ pub enum TransferKind {
     Refund,
     /// An operator's correction, with a reason in the memo.
     Adjustment,
+    /// A balance moved to the wallet of the person an identity was linked to (§3.4).
+    Link,
 }
 
 impl TransferKind {
-    const ALL: [TransferKind; 5] = [
+    const ALL: [TransferKind; 6] = [
         TransferKind::Purchase,
         TransferKind::Grant,
         TransferKind::Generation,
         TransferKind::Refund,
         TransferKind::Adjustment,
+        TransferKind::Link,
     ];
 
     /// The name stored in the database.
@@ -86,6 +89,7 @@ impl TransferKind {
             TransferKind::Generation => "generation",
             TransferKind::Refund => "refund",
             TransferKind::Adjustment => "adjustment",
+            TransferKind::Link => "link",
         }
     }
 

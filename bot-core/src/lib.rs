@@ -12,6 +12,7 @@
 //! - [`people`]: a person, their wallet and their linked platform identities.
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
 //!   [`ledger::audit`] proves the books balance on a live database.
+//! - [`links`]: one wallet across platforms: one-time codes that join two identities.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
 //! - [`payments`]: credit packs bought on Stripe or with Telegram Stars, credited once per
 //!   order; refunds of unused credits; the notices outbox; the [`payments::PaymentRail`] port.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod ledger;
+pub mod links;
 pub mod media;
 pub mod money;
 pub mod payments;

@@ -442,7 +442,47 @@ impl Service {
                     .map(PurchaseId::from_db);
                 self.refund_command(user, purchase).await?
             }
-            Command::Link { .. } => Reply::text("This is not available yet."),
+            Command::Link { code: None } => {
+                let code = self.store.create_link_code(user.id).await?;
+                let linked: Vec<String> = self
+                    .store
+                    .identities(user.id)
+                    .await?
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                Reply::text(format!(
+                    "Your link code: {} (works once, for 10 minutes). Send /link {} from your \
+                     other account (Telegram or Discord) to share one wallet; its credits and \
+                     history join this account.\nLinked now: {}.",
+                    code.code,
+                    code.code,
+                    linked.join(", ")
+                ))
+            }
+            Command::Link { code: Some(code) } => {
+                let linked = self.store.link(user.id, user.wallet, &code).await?;
+                let balance = self.store.user(linked.user).await?;
+                let balance = self
+                    .store
+                    .account_balance(balance.wallet)
+                    .await?
+                    .available();
+                Reply::text(format!(
+                    "Linked: this account now shares one wallet with the account that made the \
+                     code ({} moved over). Balance: {balance}.",
+                    linked.moved
+                ))
+            }
+            Command::Unlink { identity } => match identity.parse::<Identity>() {
+                Ok(identity) if self.store.unlink(user.id, &identity).await? => Reply::text(
+                    format!("{identity} is unlinked; it starts again with its own empty wallet."),
+                ),
+                _ => Reply::text(
+                    "That identity is not one of yours, or it is your only one. Send /link to see \
+                     your linked identities.",
+                ),
+            },
             Command::Privacy { reuse } => {
                 if let Some(reuse) = reuse {
                     self.store.set_privacy_opt_out(user.id, !reuse).await?;

@@ -149,6 +149,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "payments",
         include_str!("../../migrations/sqlite/0005_payments.sql"),
     ),
+    (
+        6,
+        "links",
+        include_str!("../../migrations/sqlite/0006_links.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +180,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "payments",
         include_str!("../../migrations/postgres/0005_payments.sql"),
+    ),
+    (
+        6,
+        "links",
+        include_str!("../../migrations/postgres/0006_links.sql"),
     ),
 ];
 

@@ -313,6 +313,7 @@ impl Harness {
 }
 
 on_every_backend!(
+    link_shows_a_code_and_the_other_account_joins_with_it,
     a_payment_notice_waits_for_a_messenger_and_is_sent_once,
     a_frozen_wallet_cannot_generate_or_buy,
     start_welcomes_once_with_the_welcome_grant_and_records_the_terms,
@@ -840,4 +841,81 @@ async fn a_frozen_wallet_cannot_generate_or_buy(store: Store) {
         assert!(h.service.reply_for_error(&error).text.contains("frozen"));
     }
     assert_eq!(crate::store::testing::available(&store, &user).await, 0);
+}
+
+async fn link_shows_a_code_and_the_other_account_joins_with_it(store: Store) {
+    let h = harness(store.clone(), settings());
+    let shown = h
+        .service
+        .handle(request("ann", "/link", &[]))
+        .await
+        .expect("handled")
+        .expect("a reply");
+    assert!(
+        shown.text.contains("Linked now: console:ann"),
+        "{}",
+        shown.text
+    );
+    let code = shown
+        .text
+        .split_whitespace()
+        .nth(3)
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .expect("the code");
+    assert_eq!(code.len(), 8, "{}", shown.text);
+    // Bob (10 welcome credits) joins Ann (10 welcome credits) with her code.
+    let joined = h
+        .service
+        .handle(request("bob", &format!("/link {code}"), &[]))
+        .await
+        .expect("handled")
+        .expect("a reply");
+    assert!(
+        joined.text.contains("10 credits moved over"),
+        "{}",
+        joined.text
+    );
+    assert!(
+        joined.text.contains("Balance: 20 credits"),
+        "{}",
+        joined.text
+    );
+    for name in ["ann", "bob"] {
+        let balance = h
+            .service
+            .handle(request(name, "/balance", &[]))
+            .await
+            .expect("handled")
+            .expect("a reply");
+        assert!(
+            balance.text.contains("20 credits"),
+            "{name}: {}",
+            balance.text
+        );
+    }
+    let again = h
+        .service
+        .handle(request("cy", &format!("/link {code}"), &[]))
+        .await
+        .expect_err("used");
+    assert!(
+        h.service
+            .reply_for_error(&again)
+            .text
+            .contains("already used")
+    );
+    let unlinked = h
+        .service
+        .handle(request("ann", "/unlink console:bob", &[]))
+        .await
+        .expect("handled")
+        .expect("a reply");
+    assert!(
+        unlinked.text.contains("console:bob is unlinked"),
+        "{}",
+        unlinked.text
+    );
 }
