@@ -7,7 +7,7 @@ use rand::Rng as _;
 
 use crate::{
     AccountId, Backend, Credits, Error, Identity, Result, Store, UserId,
-    ledger::{Phase, TransferKind, TransferRequest},
+    ledger::TransferKind,
     store::{Atomic, now_millis},
 };
 
@@ -205,26 +205,43 @@ async fn join(
     if open > 0 || held > 0 {
         return refuse("you have jobs or a refund still under way; link once they are done");
     }
-    let moved = Credits::from_db(posted)?;
-    if !moved.is_zero() {
-        let inserted = crate::ledger::insert_transfer(
-            conn,
-            TransferRequest {
-                key: format!("link:{code}"),
-                debit: wallet,
-                credit: target_wallet,
-                amount: moved,
-                kind: TransferKind::Link,
-                memo: Some("wallets joined with a link code".into()),
-            },
-            Phase::Posted,
+    // Lot by lot, so that each purchase keeps its unused credits as a lot of its own in the
+    // joined wallet (still refundable as that purchase), each transfer keyed by code and lot.
+    let lots: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, remaining, transfer_id FROM lots \
+         WHERE account_id = $1 AND remaining > 0 ORDER BY id",
+    )
+    .bind(wallet.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut moved = Credits::ZERO;
+    for (lot, remaining, bought_with) in lots {
+        let transfer: i64 = sqlx::query_scalar(
+            "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, \
+             amount, kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
+             VALUES ($1, $2, $3, $4, $5, 'posted', 0, 'wallets joined with a link code', \
+             $6, $6, $7) RETURNING id",
         )
+        .bind(format!("link:{code}:{lot}"))
+        .bind(wallet.get())
+        .bind(target_wallet.get())
+        .bind(remaining)
+        .bind(TransferKind::Link.as_str())
+        .bind(now)
+        .bind(lot)
+        .fetch_one(&mut *conn)
         .await?;
-        if !matches!(inserted, crate::ledger::Inserted::Created(_)) {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "the link transfer for code {code} already existed"
-            )));
-        }
+        sqlx::query("UPDATE purchases SET transfer_id = $1 WHERE transfer_id = $2")
+            .bind(transfer)
+            .bind(bought_with)
+            .execute(&mut *conn)
+            .await?;
+        moved = moved.saturating_add(Credits::from_db(remaining)?);
+    }
+    if moved != Credits::from_db(posted)? {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "the joining wallet's lots do not add up to its balance"
+        )));
     }
     for table in ["identities", "jobs", "purchases", "quotes"] {
         let sql = format!("UPDATE {table} SET user_id = $1 WHERE user_id = $2");

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::{
+    ledger::TransferRequest,
     on_every_backend,
     people::User,
     store::{execute_unchecked, testing::available},
@@ -65,11 +66,13 @@ async fn a_code_joins_two_identities_into_one_wallet_once(store: Store) {
     let bob = someone(&store, "discord:3", 0).await;
     assert!(refused(store.link(bob.id, bob.wallet, &code.code).await).contains("already used"));
     // Spending from either platform draws on the one wallet.
-    let transfer = store
-        .transfer_by_key(&format!("link:{}", code.code))
-        .await
-        .expect("read");
-    assert_eq!(transfer.map(|t| t.kind), Some(TransferKind::Link));
+    let lots = store.lots(ann_tg.wallet).await.expect("lots");
+    assert_eq!(
+        lots.len(),
+        2,
+        "Ann's grant and the lot that came over: {lots:?}"
+    );
+    assert_eq!(lots[1].remaining, Credits::new(20));
 
     // Unlinking gives the identity a fresh, empty wallet; the balance stays.
     assert!(store.unlink(ann_tg.id, &discord).await.expect("unlinked"));
@@ -128,7 +131,70 @@ async fn expired_codes_frozen_wallets_and_held_credits_are_refused(store: Store)
     assert_eq!(available(&store, &cy).await, 10);
 }
 
+async fn a_purchase_stays_refundable_after_its_wallet_is_joined(store: Store) {
+    use crate::payments::{NewPurchase, PaymentEvent, Rail};
+    let ann = someone(&store, "telegram:20", 5).await;
+    let bob = someone(&store, "discord:21", 0).await;
+    let purchase = store
+        .create_purchase(&NewPurchase {
+            user: bob.id,
+            payer: "discord:21".into(),
+            pack: "small".into(),
+            credits: Credits::new(150),
+            rail: Rail::Stripe,
+            amount: 500,
+            currency: "usd".into(),
+            chat: crate::service::ChatRef {
+                platform: crate::Platform::Discord,
+                id: "1".into(),
+                kind: crate::service::ChatKind::Private,
+            },
+            fee_estimate: 44,
+        })
+        .await
+        .expect("purchase");
+    store
+        .apply_stripe_event(
+            "evt_paid",
+            "checkout.session.completed",
+            Some(PaymentEvent::Paid {
+                purchase: purchase.id,
+                session: "cs_1".into(),
+                payment_intent: Some("pi_1".into()),
+            }),
+        )
+        .await
+        .expect("paid");
+    let code = store.create_link_code(ann.id).await.expect("code");
+    store
+        .link(bob.id, bob.wallet, &code.code)
+        .await
+        .expect("linked");
+    assert_eq!(available(&store, &ann).await, 155);
+    let refundable = store.refundable(ann.id, 0).await.expect("list");
+    assert_eq!(refundable.len(), 1, "{refundable:?}");
+    assert_eq!(refundable[0].purchase.id, purchase.id);
+    assert_eq!(refundable[0].unused, Credits::new(150));
+    let (refund, _) = store
+        .begin_refund(
+            ann.id,
+            ann.wallet,
+            purchase.id,
+            0,
+            crate::payments::Approval::Auto,
+        )
+        .await
+        .expect("refund starts");
+    assert!(store.finish_refund(refund.id, "re_1").await.expect("done"));
+    assert_eq!(
+        available(&store, &ann).await,
+        5,
+        "only the purchase's credits left"
+    );
+}
+
 on_every_backend!(
+    a_purchase_stays_refundable_after_its_wallet_is_joined,
     a_code_joins_two_identities_into_one_wallet_once,
     expired_codes_frozen_wallets_and_held_credits_are_refused,
 );
