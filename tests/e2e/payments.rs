@@ -462,6 +462,20 @@ async fn a_signed_event_the_typed_parser_refuses_is_still_applied_once() {
     tg.message(&chat, di, "/balance");
     said(tg, 7004, "Your balance: 150 credits").await;
     assert_eq!(count(tg, 7004, "credits added"), 1);
+    // The pages Checkout returns people to say where the credits arrive; nothing depends on them.
+    for (path, words) in [
+        ("/checkout/success?order=1", "Return to the chat"),
+        ("/checkout/cancel?order=1", "No money was taken"),
+    ] {
+        let page = shop
+            .http
+            .get(format!("http://{}{path}", shop.app.address))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status().as_u16(), 200);
+        assert!(page.text().await.expect("body").contains(words));
+    }
     // A tampered copy is still refused: the signature is checked before anything is read.
     let tampered = bare.replace("\"paid\"", "\"paid\" ");
     assert_eq!(
