@@ -294,18 +294,50 @@ fn remember(fake: &mut Fake, headers: &HeaderMap, form: Vec<(String, String)>, a
     }
 }
 
+/// Makes the object a `POST` creates, or refuses as Stripe would.
+type Create = fn(&mut Fake, &[(String, String)]) -> Result<Value, Response>;
+
+/// A `POST` as Stripe handles one: the key is checked, an `Idempotency-Key` seen before replays
+/// (or refuses) the first answer, and a new answer is remembered under it.
+fn handle_post(
+    state: &Shared,
+    headers: &HeaderMap,
+    form: Vec<(String, String)>,
+    create: Create,
+) -> Response {
+    let mut fake = lock(state);
+    if let Err(refused) = authorised(&fake, headers) {
+        return refused;
+    }
+    if let Some(replayed) = replay(&fake, headers, &form) {
+        return replayed;
+    }
+    match create(&mut fake, &form) {
+        Ok(answer) => {
+            remember(&mut fake, headers, form, &answer);
+            ok(&answer)
+        }
+        Err(refused) => refused,
+    }
+}
+
 async fn create_session(
     State(state): State<Shared>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let mut fake = lock(&state);
-    if let Err(refused) = authorised(&fake, &headers) {
-        return refused;
-    }
-    if let Some(replayed) = replay(&fake, &headers, &form) {
-        return replayed;
-    }
+    handle_post(&state, &headers, form, new_session)
+}
+
+async fn create_refund(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    handle_post(&state, &headers, form, new_refund)
+}
+
+fn new_session(fake: &mut Fake, form: &[(String, String)]) -> Result<Value, Response> {
     let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let missing = |param: &str| {
         error(
@@ -316,21 +348,21 @@ async fn create_session(
         )
     };
     if get("mode").as_deref() != Some("payment") {
-        return missing("mode");
+        return Err(missing("mode"));
     }
     let Some(success_url) = get("success_url") else {
-        return missing("success_url");
+        return Err(missing("success_url"));
     };
     if !success_url.starts_with("http") {
-        return error(
+        return Err(error(
             400,
             "invalid_request_error",
             "url_invalid",
             "Not a valid URL",
-        );
+        ));
     }
     if get("line_items[0][quantity]").is_none() {
-        return missing("line_items[0][quantity]");
+        return Err(missing("line_items[0][quantity]"));
     }
     let (amount, currency) = match (
         get("line_items[0][price]"),
@@ -340,11 +372,11 @@ async fn create_session(
         (Some(_), _, _) => (500, "usd".to_string()),
         (None, Some(currency), Some(amount)) if amount > 0 => {
             if get("line_items[0][price_data][product_data][name]").is_none() {
-                return missing("line_items[0][price_data][product_data][name]");
+                return Err(missing("line_items[0][price_data][product_data][name]"));
             }
             (amount, currency)
         }
-        _ => return missing("line_items[0][price]"),
+        _ => return Err(missing("line_items[0][price]")),
     };
     fake.next += 1;
     let n = fake.next;
@@ -369,22 +401,10 @@ async fn create_session(
         .insert(session.charge.clone(), (session.amount, 0));
     let answer = checkout_session(&session, "open", "unpaid");
     fake.sessions.push(session);
-    remember(&mut fake, &headers, form, &answer);
-    ok(&answer)
+    Ok(answer)
 }
 
-async fn create_refund(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let mut fake = lock(&state);
-    if let Err(refused) = authorised(&fake, &headers) {
-        return refused;
-    }
-    if let Some(replayed) = replay(&fake, &headers, &form) {
-        return replayed;
-    }
+fn new_refund(fake: &mut Fake, form: &[(String, String)]) -> Result<Value, Response> {
     let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let charge = match (get("payment_intent"), get("charge")) {
         (Some(intent), _) => fake
@@ -394,43 +414,48 @@ async fn create_refund(
             .map(|s| s.charge.clone()),
         (None, Some(charge)) => Some(charge),
         (None, None) => {
-            return error(
+            return Err(error(
                 400,
                 "invalid_request_error",
                 "parameter_missing",
                 "One of the following params should be provided for this request: payment_intent or charge.",
-            );
+            ));
         }
     };
     let Some((total, refunded)) = charge.as_ref().and_then(|c| fake.charges.get(c)).copied() else {
-        return error(
+        return Err(error(
             404,
             "invalid_request_error",
             "resource_missing",
             "No such payment_intent",
-        );
+        ));
     };
     if let Some(message) = fake.refuse_refunds.clone() {
-        return error(400, "invalid_request_error", "charge_disputed", &message);
+        return Err(error(
+            400,
+            "invalid_request_error",
+            "charge_disputed",
+            &message,
+        ));
     }
     if refunded >= total {
-        return error(
+        return Err(error(
             400,
             "invalid_request_error",
             "charge_already_refunded",
             "Charge has already been refunded.",
-        );
+        ));
     }
     let amount = get("amount")
         .and_then(|a| a.parse::<u64>().ok())
         .unwrap_or(total - refunded);
     if amount == 0 || amount > total - refunded {
-        return error(
+        return Err(error(
             400,
             "invalid_request_error",
             "amount_too_large",
             "Refund amount is greater than unrefunded amount on charge.",
-        );
+        ));
     }
     let charge = charge.unwrap_or_default();
     fake.charges
@@ -445,8 +470,7 @@ async fn create_refund(
         "reason": null, "receipt_number": null, "source_transfer_reversal": null,
         "status": "succeeded", "transfer_reversal": null,
     });
-    remember(&mut fake, &headers, form, &answer);
-    ok(&answer)
+    Ok(answer)
 }
 
 async fn balance_transaction(
