@@ -236,6 +236,27 @@ impl Store {
         .await
     }
 
+    /// Paid card purchases whose fee is still the estimate although Stripe named the charge's
+    /// balance transaction, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn purchases_awaiting_fee(&self, limit: u32) -> Result<Vec<Purchase>> {
+        let sql = format!(
+            "SELECT {PURCHASE_COLUMNS} FROM {PURCHASES} \
+             WHERE p.state = 'paid' AND p.fee_estimated = 1 AND p.stripe_balance_txn IS NOT NULL \
+             ORDER BY p.id LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        rows.iter()
+            .map(|row| purchase_from_row(row).map(|row| row.purchase))
+            .collect()
+    }
+
     /// Records the real processing fee the payment service reported.
     ///
     /// # Errors

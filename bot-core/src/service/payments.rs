@@ -513,6 +513,24 @@ impl Service {
         Ok(())
     }
 
+    /// Replaces estimated fees with the real ones Stripe reports for paid purchases (their
+    /// charge's balance transaction); returns how many were updated. A purchase Stripe cannot
+    /// tell about yet keeps its estimate and is asked again later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn refresh_fees(&self) -> Result<usize> {
+        let mut updated = 0;
+        for purchase in self.store.purchases_awaiting_fee(16).await? {
+            if let Some(fee) = self.real_fee(&purchase).await {
+                self.store.set_fee(purchase.id, fee).await?;
+                updated += 1;
+            }
+        }
+        Ok(updated)
+    }
+
     /// Delivers notices and retries refunds every `tick` until `shutdown`, then flushes the
     /// notices once more.
     pub async fn run_payments(self: Arc<Self>, tick: Duration, shutdown: CancellationToken) {
@@ -521,10 +539,13 @@ impl Service {
             if let Err(error) = self.deliver_notices().await {
                 tracing::error!(error = format!("{error:#}"), "delivering notices failed");
             }
-            if rounds.is_multiple_of(20)
-                && let Err(error) = self.retry_refunds().await
-            {
-                tracing::error!(error = format!("{error:#}"), "retrying refunds failed");
+            if rounds.is_multiple_of(20) {
+                if let Err(error) = self.retry_refunds().await {
+                    tracing::error!(error = format!("{error:#}"), "retrying refunds failed");
+                }
+                if let Err(error) = self.refresh_fees().await {
+                    tracing::error!(error = format!("{error:#}"), "reading fees failed");
+                }
             }
             rounds += 1;
             tokio::select! {

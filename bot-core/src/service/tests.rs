@@ -313,6 +313,7 @@ impl Harness {
 }
 
 on_every_backend!(
+    the_real_card_fee_replaces_the_estimate_once_stripe_tells_it,
     link_shows_a_code_and_the_other_account_joins_with_it,
     a_payment_notice_waits_for_a_messenger_and_is_sent_once,
     a_frozen_wallet_cannot_generate_or_buy,
@@ -917,5 +918,85 @@ async fn link_shows_a_code_and_the_other_account_joins_with_it(store: Store) {
         unlinked.text.contains("console:bob is unlinked"),
         "{}",
         unlinked.text
+    );
+}
+
+/// Stripe as the card rail sees it, reporting a fixed fee for every charge.
+#[derive(Debug)]
+struct CardFees(u64);
+
+impl PaymentRail for CardFees {
+    fn rail(&self) -> Rail {
+        Rail::Stripe
+    }
+
+    fn checkout<'a>(
+        &'a self,
+        _: &'a crate::payments::Purchase,
+        _: &'a str,
+    ) -> crate::payments::PaymentFuture<'a, crate::payments::Checkout> {
+        Box::pin(async {
+            Err(crate::payments::PaymentError::Unavailable(
+                "not here".into(),
+            ))
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        _: &'a crate::payments::Purchase,
+        _: u64,
+        _: &'a str,
+    ) -> crate::payments::PaymentFuture<'a, String> {
+        Box::pin(async {
+            Err(crate::payments::PaymentError::Unavailable(
+                "not here".into(),
+            ))
+        })
+    }
+
+    fn fee<'a>(
+        &'a self,
+        purchase: &'a crate::payments::Purchase,
+    ) -> crate::payments::PaymentFuture<'a, Option<u64>> {
+        let known = purchase.stripe_balance_transaction.is_some();
+        let fee = self.0;
+        Box::pin(async move { Ok(known.then_some(fee)) })
+    }
+}
+
+async fn the_real_card_fee_replaces_the_estimate_once_stripe_tells_it(store: Store) {
+    let user = paid_purchase(&store, "fay").await;
+    let service =
+        Service::new(store.clone(), settings(), Vec::new()).with_rail(Arc::new(CardFees(37)));
+    // No charge event yet: nothing to ask Stripe about.
+    assert_eq!(service.refresh_fees().await.expect("runs"), 0);
+    let purchase = store.purchases(user.id).await.expect("list").remove(0);
+    store
+        .apply_stripe_event(
+            "evt_charge",
+            "charge.succeeded",
+            Some(crate::payments::PaymentEvent::Charge {
+                purchase: Some(purchase.id),
+                payment_intent: None,
+                charge: "ch_fay".into(),
+                balance_transaction: Some("txn_fay".into()),
+                amount_refunded: 0,
+            }),
+        )
+        .await
+        .expect("applied");
+    assert_eq!(service.refresh_fees().await.expect("runs"), 1);
+    assert_eq!(service.refresh_fees().await.expect("runs"), 0);
+    let now = store
+        .purchase(purchase.id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!((now.fee, now.fee_estimated), (37, false));
+    // Refunds use it: (500 − 37) × 150 ÷ 150.
+    assert_eq!(
+        store.refundable(user.id, 0).await.expect("list")[0].amount,
+        463
     );
 }
