@@ -149,10 +149,7 @@ async fn refunds(config: Config, command: RefundsCommand) -> anyhow::Result<Exit
             if waiting.is_empty() {
                 println!("no refunds waiting for approval");
             }
-            for refund in waiting {
-                let Some((refund, purchase)) = store.refund(refund.id).await? else {
-                    continue;
-                };
+            for (refund, purchase) in waiting {
                 println!(
                     "refund #{} order #{} ({} pack, {}) by {}: {} → {}",
                     refund.id,

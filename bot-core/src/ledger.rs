@@ -464,6 +464,17 @@ pub(crate) async fn insert_transfer(
     request: TransferRequest,
     phase: Phase,
 ) -> Result<Inserted> {
+    insert_transfer_from_lot(conn, request, phase, None).await
+}
+
+/// As [`insert_transfer`]; with `lot`, a wallet debit draws from that lot only (a refund takes
+/// one purchase's unused credits, a link moves one lot) instead of the oldest lots first.
+pub(crate) async fn insert_transfer_from_lot(
+    conn: &mut AnyConnection,
+    request: TransferRequest,
+    phase: Phase,
+    lot: Option<LotId>,
+) -> Result<Inserted> {
     let now = now_millis();
     let (state, two_phase, resolved_at) = match phase {
         Phase::Pending => (TransferState::Pending, true, None),
@@ -471,8 +482,8 @@ pub(crate) async fn insert_transfer(
     };
     let inserted = sqlx::query_scalar::<_, i64>(
         "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
-         kind, state, two_phase, memo, created_at, resolved_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(&request.key)
@@ -485,6 +496,7 @@ pub(crate) async fn insert_transfer(
     .bind(request.memo.as_deref())
     .bind(now)
     .bind(resolved_at)
+    .bind(lot.map(LotId::get))
     .fetch_optional(&mut *conn)
     .await
     .map_err(Error::from);

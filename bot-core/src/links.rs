@@ -7,7 +7,7 @@ use rand::Rng as _;
 
 use crate::{
     AccountId, Backend, Credits, Error, Identity, Result, Store, UserId,
-    ledger::TransferKind,
+    ledger::{Phase, TransferKind, TransferRequest},
     store::{Atomic, now_millis},
 };
 
@@ -216,23 +216,27 @@ async fn join(
     .await?;
     let mut moved = Credits::ZERO;
     for (lot, remaining, bought_with) in lots {
-        let transfer: i64 = sqlx::query_scalar(
-            "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, \
-             amount, kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
-             VALUES ($1, $2, $3, $4, $5, 'posted', 0, 'wallets joined with a link code', \
-             $6, $6, $7) RETURNING id",
+        let inserted = crate::ledger::insert_transfer_from_lot(
+            conn,
+            TransferRequest {
+                key: format!("link:{code}:{lot}"),
+                debit: wallet,
+                credit: target_wallet,
+                amount: Credits::from_db(remaining)?,
+                kind: TransferKind::Link,
+                memo: Some("wallets joined with a link code".into()),
+            },
+            Phase::Posted,
+            Some(crate::LotId::from_db(lot)),
         )
-        .bind(format!("link:{code}:{lot}"))
-        .bind(wallet.get())
-        .bind(target_wallet.get())
-        .bind(remaining)
-        .bind(TransferKind::Link.as_str())
-        .bind(now)
-        .bind(lot)
-        .fetch_one(&mut *conn)
         .await?;
+        let crate::ledger::Inserted::Created(transfer) = inserted else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "the link transfer for code {code}, lot {lot} already existed"
+            )));
+        };
         sqlx::query("UPDATE purchases SET transfer_id = $1 WHERE transfer_id = $2")
-            .bind(transfer)
+            .bind(transfer.id.get())
             .bind(bought_with)
             .execute(&mut *conn)
             .await?;

@@ -53,6 +53,8 @@ struct Fake {
     refuse_refunds: Option<String>,
     idempotency: BTreeMap<String, (Vec<(String, String)>, Value)>,
     fees: BTreeMap<String, u64>,
+    /// Price ids the account has: id → (unit amount, currency).
+    prices: BTreeMap<String, (u64, String)>,
     next: u64,
 }
 
@@ -131,6 +133,13 @@ impl FakeStripe {
     /// The fee Stripe reports for a charge's balance transaction (`txn_<charge>`).
     pub fn set_fee(&self, charge: &str, fee: u64) {
         lock(&self.state).fees.insert(format!("txn_{charge}"), fee);
+    }
+
+    /// Adds a Price the account sells (`price_…`); sessions naming another price are refused.
+    pub fn add_price(&self, id: &str, amount: u64, currency: &str) {
+        lock(&self.state)
+            .prices
+            .insert(id.to_string(), (amount, currency.to_string()));
     }
 
     /// How much of a charge has been refunded.
@@ -369,7 +378,17 @@ fn new_session(fake: &mut Fake, form: &[(String, String)]) -> Result<Value, Resp
         get("line_items[0][price_data][currency]"),
         get("line_items[0][price_data][unit_amount]").and_then(|a| a.parse::<u64>().ok()),
     ) {
-        (Some(_), _, _) => (500, "usd".to_string()),
+        (Some(price), _, _) => match fake.prices.get(&price) {
+            Some((amount, currency)) => (*amount, currency.clone()),
+            None => {
+                return Err(error(
+                    400,
+                    "invalid_request_error",
+                    "resource_missing",
+                    &format!("No such price: '{price}'"),
+                ));
+            }
+        },
         (None, Some(currency), Some(amount)) if amount > 0 => {
             if get("line_items[0][price_data][product_data][name]").is_none() {
                 return Err(missing("line_items[0][price_data][product_data][name]"));
@@ -387,6 +406,19 @@ fn new_session(fake: &mut Fake, form: &[(String, String)]) -> Result<Value, Resp
             Some((name.to_string(), v.clone()))
         })
         .collect();
+    // Stripe's metadata limits: 50 keys, names up to 40 characters, values up to 500.
+    if metadata.len() > 50
+        || metadata
+            .iter()
+            .any(|(k, v)| k.chars().count() > 40 || v.chars().count() > 500)
+    {
+        return Err(error(
+            400,
+            "invalid_request_error",
+            "parameter_invalid_string",
+            "Metadata can have up to 50 keys, with names up to 40 characters and values up to 500.",
+        ));
+    }
     let session = Session {
         id: format!("cs_test_{n:024}"),
         client_reference_id: get("client_reference_id"),

@@ -21,8 +21,7 @@ use bot_core::{
     service::Service,
 };
 use secrecy::{ExposeSecret as _, SecretString};
-use stripe_shared::CheckoutSessionPaymentStatus;
-use stripe_webhook::{EventObject, Webhook, WebhookError};
+use stripe_webhook::{Webhook, WebhookError};
 
 /// The largest webhook body taken; Stripe's events are far smaller.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -61,30 +60,21 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
     let Ok(payload) = std::str::from_utf8(&body) else {
         return refuse("the body is not UTF-8");
     };
-    let (id, kind, translated) = match Webhook::construct_event(
-        payload,
-        signature,
-        hook.secret.expose_secret(),
-    ) {
-        Ok(event) => (
-            event.id.to_string(),
-            event.type_.as_str().to_string(),
-            translate(&event.data.object),
-        ),
+    // async-stripe checks the signature and its age before it parses the object, so a body
+    // that only fails to parse is Stripe's all the same (an event rendered for another API
+    // version): it is read for the few fields we act on rather than refused forever.
+    match Webhook::construct_event(payload, signature, hook.secret.expose_secret()) {
+        Ok(_) => {}
+        Err(WebhookError::BadParse(why)) => {
+            tracing::info!(%why, "a Stripe event async-stripe's types do not accept");
+        }
         Err(WebhookError::BadTimestamp(_)) => {
             return refuse("the signature is older than 5 minutes");
         }
-        // async-stripe checks the signature and its age before it parses, so this event is
-        // Stripe's; its object just does not match the library's types (another API
-        // version). Read the few fields we act on ourselves rather than refuse it forever.
-        Err(WebhookError::BadParse(why)) => match lenient(payload) {
-            Some(read) => {
-                tracing::warn!(%why, event = %read.0, "a Stripe event read without the typed parser");
-                read
-            }
-            None => return refuse("the event could not be read"),
-        },
         Err(_) => return refuse("the signature does not match"),
+    }
+    let Some((id, kind, translated)) = read_event(payload) else {
+        return refuse("the event could not be read");
     };
     match hook.service.payment_event(&id, &kind, translated).await {
         Ok(outcome) => {
@@ -126,65 +116,9 @@ fn purchase_id(reference: Option<&str>, metadata: Option<&str>) -> Option<Purcha
         .map(PurchaseId::from_raw)
 }
 
-/// The part of an event the core acts on; `None` for everything else.
-fn translate(object: &EventObject) -> Option<PaymentEvent> {
-    match object {
-        EventObject::CheckoutSessionCompleted(session)
-        | EventObject::CheckoutSessionAsyncPaymentSucceeded(session)
-        | EventObject::CheckoutSessionAsyncPaymentFailed(session) => {
-            let purchase = purchase_id(
-                session.client_reference_id.as_deref(),
-                session
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.get("purchase"))
-                    .map(String::as_str),
-            )?;
-            let session_id = session.id.to_string();
-            match object {
-                EventObject::CheckoutSessionAsyncPaymentFailed(_) => Some(PaymentEvent::Failed {
-                    purchase,
-                    session: session_id,
-                }),
-                // A completed session with a delayed payment method is not paid yet; its
-                // async_payment_succeeded event credits it.
-                EventObject::CheckoutSessionCompleted(_)
-                    if session.payment_status != CheckoutSessionPaymentStatus::Paid =>
-                {
-                    None
-                }
-                _ => Some(PaymentEvent::Paid {
-                    purchase,
-                    session: session_id,
-                    payment_intent: session.payment_intent.as_ref().map(|p| p.id().to_string()),
-                }),
-            }
-        }
-        EventObject::ChargeSucceeded(charge)
-        | EventObject::ChargeUpdated(charge)
-        | EventObject::ChargeCaptured(charge)
-        | EventObject::ChargeRefunded(charge) => Some(PaymentEvent::Charge {
-            purchase: purchase_id(None, charge.metadata.get("purchase").map(String::as_str)),
-            payment_intent: charge.payment_intent.as_ref().map(|p| p.id().to_string()),
-            charge: charge.id.to_string(),
-            balance_transaction: charge
-                .balance_transaction
-                .as_ref()
-                .map(|b| b.id().to_string()),
-            amount_refunded: u64::try_from(charge.amount_refunded).unwrap_or(0),
-        }),
-        EventObject::ChargeDisputeCreated(dispute) => Some(PaymentEvent::Disputed {
-            purchase: purchase_id(None, dispute.metadata.get("purchase").map(String::as_str)),
-            payment_intent: dispute.payment_intent.as_ref().map(|p| p.id().to_string()),
-            charge: dispute.charge.id().to_string(),
-        }),
-        _ => None,
-    }
-}
-
-/// The fields we act on, read from the raw JSON: for an event whose object async-stripe's
-/// types do not accept. `None` when the body is not an event at all.
-fn lenient(payload: &str) -> Option<(String, String, Option<PaymentEvent>)> {
+/// The event's id and type and the part of it the core acts on, read from the verified body;
+/// `None` when the body is not an event at all.
+fn read_event(payload: &str) -> Option<(String, String, Option<PaymentEvent>)> {
     use serde_json::Value;
     let event: Value = serde_json::from_str(payload).ok()?;
     let id = event.get("id")?.as_str()?.to_string();
@@ -278,13 +212,13 @@ mod tests {
     use super::*;
 
     fn read(body: &str) -> Option<PaymentEvent> {
-        lenient(body).and_then(|(_, _, event)| event)
+        read_event(body).and_then(|(_, _, event)| event)
     }
 
     #[test]
-    fn events_the_typed_parser_refuses_are_read_for_the_fields_we_act_on() {
-        assert_eq!(lenient("{\"id\": \"evt_1\", \"object\":"), None);
-        assert_eq!(lenient("[]"), None);
+    fn events_are_read_for_the_fields_we_act_on_whatever_else_they_carry() {
+        assert_eq!(read_event("{\"id\": \"evt_1\", \"object\":"), None);
+        assert_eq!(read_event("[]"), None);
         let paid = r#"{"id":"evt_1","type":"checkout.session.completed","data":{"object":
             {"id":"cs_1","client_reference_id":"7","payment_status":"paid",
              "payment_intent":{"id":"pi_1","object":"payment_intent"}}}}"#;
@@ -298,7 +232,7 @@ mod tests {
         );
         let unpaid = paid.replace("\"paid\"", "\"unpaid\"");
         assert_eq!(read(&unpaid), None);
-        let (id, kind, _) = lenient(&unpaid).expect("still an event");
+        let (id, kind, _) = read_event(&unpaid).expect("still an event");
         assert_eq!(
             (id.as_str(), kind.as_str()),
             ("evt_1", "checkout.session.completed")

@@ -104,6 +104,25 @@ async fn said(telegram: &FakeTelegram, chat: i64, needle: &str) -> Sent {
         .unwrap_or_else(|| panic!("no {needle:?} in {:#?}", texts(&sent, chat)))
 }
 
+/// Waits until `needle` was said in `chat` at least `times` times: a repeated answer such as a
+/// balance must be new, not the one from earlier in the test.
+async fn said_times(telegram: &FakeTelegram, chat: i64, needle: &str, times: usize) {
+    telegram
+        .wait_for(WAIT, |sent| {
+            texts(sent, chat)
+                .iter()
+                .filter(|t| t.contains(needle))
+                .count()
+                >= times
+        })
+        .await;
+    assert_eq!(
+        count(telegram, chat, needle),
+        times,
+        "{needle:?} in chat {chat}"
+    );
+}
+
 fn count(telegram: &FakeTelegram, chat: i64, needle: &str) -> usize {
     texts(&telegram.sent(), chat)
         .iter()
@@ -232,7 +251,7 @@ async fn a_card_purchase_is_credited_once_and_refunds_follow_stripe(backend: Bac
     );
     said(tg, 7001, "could not be made: This charge is disputed.").await;
     tg.message(&chat, ann, "/balance");
-    said(tg, 7001, "Your balance: 150 credits").await;
+    said_times(tg, 7001, "Your balance: 150 credits", 2).await;
 
     // Then Stripe agrees: the money goes back once, the credits leave once.
     shop.stripe.refuse_refunds(None);
@@ -398,7 +417,7 @@ async fn with_admin_approval_a_refund_waits_for_the_operator() {
         )
         .await;
         tg.message(&chat, cy, "/balance");
-        said(tg, 7003, "Your balance: 0 credits").await;
+        said_times(tg, 7003, "Your balance: 0 credits", round).await;
         let (listed, _) = admin(&["admin", "refunds"]);
         assert!(
             listed.contains(&format!("refund #{round} order #1")),
@@ -426,7 +445,7 @@ async fn with_admin_approval_a_refund_waits_for_the_operator() {
         vec![456]
     );
     tg.message(&chat, cy, "/balance");
-    said(tg, 7003, "Your balance: 0 credits").await;
+    said_times(tg, 7003, "Your balance: 0 credits", 3).await;
     shop.finish().await;
 }
 

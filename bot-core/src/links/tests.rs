@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::{
-    ledger::TransferRequest,
     on_every_backend,
     people::User,
     store::{execute_unchecked, testing::available},

@@ -472,12 +472,16 @@ impl Store {
         Ok(Some((refund, purchase.purchase)))
     }
 
-    /// Refunds in `state`, oldest first; with `before`, only those created before it.
+    /// Refunds in `state` with their purchases, oldest first; with `before`, only those created before it.
     ///
     /// # Errors
     ///
     /// [`Error::Internal`] when the database fails.
-    pub async fn refunds_in(&self, state: RefundState, before: Option<i64>) -> Result<Vec<Refund>> {
+    pub async fn refunds_in(
+        &self,
+        state: RefundState,
+        before: Option<i64>,
+    ) -> Result<Vec<(Refund, Purchase)>> {
         let rows: Vec<(i64,)> = sqlx::query_as(
             "SELECT id FROM refunds WHERE state = $1 AND created_at < $2 ORDER BY id LIMIT 100",
         )
@@ -485,12 +489,9 @@ impl Store {
         .bind(before.unwrap_or(i64::MAX))
         .fetch_all(&mut *self.reader().await?)
         .await?;
-        let mut conn = self.reader().await?;
         let mut out = Vec::new();
         for (id,) in rows {
-            if let Some((refund, _)) = load_refund(&mut conn, RefundId::from_db(id)).await? {
-                out.push(refund);
-            }
+            out.extend(self.refund(RefundId::from_db(id)).await?);
         }
         Ok(out)
     }
@@ -546,9 +547,9 @@ impl Store {
         .await
     }
 
-    /// The refund did not happen (the payment service refused, or an admin rejected it): the
-    /// held credits come back and the person is told `reason`. `false` when it was no longer
-    /// under way.
+    /// The refund did not happen: the payment service refused one that was sent (`Failed`), or
+    /// an admin rejected one waiting for approval (`Rejected`). The held credits come back and
+    /// the person is told `reason`. `false` when it was not in that state.
     ///
     /// # Errors
     ///
@@ -1072,7 +1073,7 @@ async fn begin_refund(
         return refuse("that order was never paid");
     };
     if purchase.paid_at.unwrap_or(0) < since {
-        return refuse("purchases can be refunded within 14 days (terms §4.4)");
+        return refuse("purchases can be refunded only for a while after paying (terms §4.4)");
     }
     if row.disputed {
         return refuse("that payment is disputed");
@@ -1137,16 +1138,22 @@ async fn end_refund(
     provider_refund: Option<String>,
     failure: Option<String>,
 ) -> Result<bool> {
+    // An admin rejects a refund that waits for approval; the payment service answers one that
+    // was sent. Anything else is not under way in that sense, and changes nothing.
+    let from = match to {
+        RefundState::Rejected => RefundState::AwaitingApproval,
+        _ => RefundState::Processing,
+    };
     let ended: Option<(i64, Option<i64>)> = sqlx::query_as(
         "UPDATE refunds SET state = $2, provider_refund_id = $3, failure = $4, resolved_at = $5 \
-         WHERE id = $1 AND state IN ('awaiting_approval', 'processing') \
-         RETURNING purchase_id, transfer_id",
+         WHERE id = $1 AND state = $6 RETURNING purchase_id, transfer_id",
     )
     .bind(id.get())
     .bind(to.as_str())
     .bind(provider_refund.as_deref())
     .bind(failure.as_deref())
     .bind(now_millis())
+    .bind(from.as_str())
     .fetch_optional(&mut *conn)
     .await?;
     let Some((purchase_id, hold)) = ended else {
@@ -1273,40 +1280,30 @@ async fn take_from_lot(
     if amount == 0 {
         return Ok(None);
     }
-    let now = now_millis();
-    let (state, two_phase, resolved) = if posted {
-        ("posted", 0_i64, Some(now))
-    } else {
-        ("pending", 1, None)
-    };
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
-         kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
-         VALUES ($1, $2, $3, $4, 'refund', $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    let inserted = crate::ledger::insert_transfer_from_lot(
+        conn,
+        crate::ledger::TransferRequest {
+            key: key.to_string(),
+            debit: wallet,
+            credit: books.refunds,
+            amount: Credits::new(amount),
+            kind: crate::ledger::TransferKind::Refund,
+            memo: Some("unused credits of a refunded purchase".into()),
+        },
+        if posted {
+            crate::ledger::Phase::Posted
+        } else {
+            crate::ledger::Phase::Pending
+        },
+        Some(crate::LotId::from_db(lot)),
     )
-    .bind(key)
-    .bind(wallet.get())
-    .bind(books.refunds.get())
-    .bind(i64::try_from(amount).map_err(anyhow::Error::from)?)
-    .bind(state)
-    .bind(two_phase)
-    .bind("unused credits of a refunded purchase")
-    .bind(now)
-    .bind(resolved)
-    .bind(lot)
-    .fetch_optional(&mut *conn)
     .await?;
-    match id {
-        Some(id) => Ok(Some(TransferId::from_db(id))),
-        None => {
-            let existing: i64 =
-                sqlx::query_scalar("SELECT id FROM transfers WHERE idempotency_key = $1")
-                    .bind(key)
-                    .fetch_one(conn)
-                    .await?;
-            Ok(Some(TransferId::from_db(existing)))
-        }
+    match inserted {
+        crate::ledger::Inserted::Created(transfer)
+        | crate::ledger::Inserted::Existing(transfer) => Ok(Some(transfer.id)),
+        crate::ledger::Inserted::MissingAccount => Err(Error::Internal(anyhow::anyhow!(
+            "the refund transfer {key} names a missing account"
+        ))),
     }
 }
 

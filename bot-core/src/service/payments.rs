@@ -229,8 +229,11 @@ impl Service {
         }
         let since = self.refund_window_start();
         let mut items = self.store.refundable(user.id, since).await?;
+        // The payments loop reads real fees in the background; one it has not reached yet is
+        // read (and kept) here, so the amount offered is the amount confirmed.
         for item in &mut items {
             if let Some(fee) = self.real_fee(&item.purchase).await {
+                self.store.set_fee(item.purchase.id, fee).await?;
                 item.purchase.fee = fee;
                 item.purchase.fee_estimated = false;
                 item.amount = crate::payments::refund_amount(&item.purchase, item.unused);
@@ -284,14 +287,10 @@ impl Service {
         Ok(reply)
     }
 
-    /// The person confirmed: the credits go on hold and the refund is sent (or waits for an
+    /// The person confirmed the offer `refund_command` made (with the fee it read): the
+    /// credits go on hold and the refund is sent (or waits for an
     /// admin). The outcome reaches them as a notice.
     pub(super) async fn refund_confirmed(&self, user: &User, id: PurchaseId) -> Result<Reply> {
-        if let Some(purchase) = self.store.purchase(id).await?.filter(|p| p.user == user.id)
-            && let Some(fee) = self.real_fee(&purchase).await
-        {
-            self.store.set_fee(id, fee).await?;
-        }
         let (refund, purchase) = self
             .store
             .begin_refund(
@@ -368,14 +367,6 @@ impl Service {
             self.send_refund(&refund, &purchase).await?;
             Ok(true)
         } else {
-            let waiting = self
-                .store
-                .refund(id)
-                .await?
-                .is_some_and(|(r, _)| r.state == RefundState::AwaitingApproval);
-            if !waiting {
-                return Ok(false);
-            }
             self.store
                 .fail_refund(id, RefundState::Rejected, reason)
                 .await
@@ -501,14 +492,12 @@ impl Service {
     /// [`Error::Internal`] when the database fails.
     pub async fn retry_refunds(&self) -> Result<()> {
         let stale = now_millis() - i64::try_from(REFUND_RETRY_AFTER.as_millis()).unwrap_or(0);
-        for refund in self
+        for (refund, purchase) in self
             .store
             .refunds_in(RefundState::Processing, Some(stale))
             .await?
         {
-            if let Some((refund, purchase)) = self.store.refund(refund.id).await? {
-                self.send_refund(&refund, &purchase).await?;
-            }
+            self.send_refund(&refund, &purchase).await?;
         }
         Ok(())
     }
