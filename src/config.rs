@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, path::Path};
 
 use bot_core::payments::Approval;
+use bot_core::payments::Rail;
 use bot_core::service::PaymentSettings;
 use bot_core::{
     DatabaseConfig, Identity,
@@ -26,7 +27,7 @@ use figment::{
 use payments::StripeConfig;
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
-use telegram::{PaymentRail, TelegramConfig};
+use telegram::TelegramConfig;
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "imagegpt.toml";
@@ -252,11 +253,11 @@ impl Config {
     /// Stripe when a Stripe key is set), refund approval and window, the card fee estimate.
     pub fn payment_settings(&self) -> PaymentSettings {
         let telegram_rails = match &self.telegram.payment_rails {
-            Some(rails) => PaymentRail::parse_list(rails).unwrap_or_default(),
+            Some(rails) => Rail::parse_list(rails).unwrap_or_default(),
             None if self.stripe.secret_key.is_some() => {
-                vec![PaymentRail::Stars, PaymentRail::Stripe]
+                vec![Rail::Stars, Rail::Stripe]
             }
-            None => vec![PaymentRail::Stars],
+            None => vec![Rail::Stars],
         };
         PaymentSettings {
             telegram_rails,
@@ -393,13 +394,13 @@ impl Config {
             )?;
         }
         if let Some(rails) = &telegram.payment_rails {
-            let rails = PaymentRail::parse_list(rails).map_err(|bad| {
+            let rails = Rail::parse_list(rails).map_err(|bad| {
                 ConfigError::new(
                     "telegram.payment_rails",
                     format!("unknown rail {bad:?}: use stars, stripe or stars,stripe"),
                 )
             })?;
-            if rails.contains(&PaymentRail::Stripe) {
+            if rails.contains(&Rail::Stripe) {
                 requires(
                     "telegram.payment_rails",
                     self.stripe.secret_key.is_some(),

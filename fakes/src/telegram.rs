@@ -89,6 +89,16 @@ pub struct Sent {
 /// The bot's answer to a pre-checkout query: `ok`, and the error message when not.
 pub type PreCheckoutAnswer = (bool, Option<String>);
 
+/// A pre-checkout query Telegram asked: when, for whom and what, and the bot's answer.
+#[derive(Debug)]
+struct PreCheckout {
+    asked: std::time::Instant,
+    user: i64,
+    payload: String,
+    total: u64,
+    answer: Option<PreCheckoutAnswer>,
+}
+
 #[derive(Debug, Default)]
 struct Fake {
     token: String,
@@ -108,7 +118,7 @@ struct Fake {
     /// Stars invoices sent: (chat, payload, amount in XTR).
     invoices: Vec<(i64, String, u64)>,
     /// Pre-checkout queries asked, by id: when asked and, once answered, the answer.
-    pre_checkouts: BTreeMap<String, (std::time::Instant, Option<PreCheckoutAnswer>)>,
+    pre_checkouts: BTreeMap<String, PreCheckout>,
     /// Stars charges paid and whether each was refunded.
     star_charges: BTreeMap<String, (i64, bool)>,
 }
@@ -312,13 +322,31 @@ impl FakeTelegram {
 
     /// A person opens the payment form for an invoice: Telegram asks the bot (pre_checkout_query)
     /// and waits up to 10 seconds. Returns the query id.
+    ///
+    /// # Panics
+    ///
+    /// When the bot sent no invoice with this payload and total: Telegram has no form to open.
     pub fn pre_checkout(&self, user: i64, payload: &str, total: u64) -> String {
         let mut fake = lock(&self.state);
+        assert!(
+            fake.invoices
+                .iter()
+                .any(|(_, sent, amount)| sent == payload && *amount == total),
+            "Telegram has no invoice for {payload:?} at {total} XTR"
+        );
         let id = fake.next_update;
         fake.next_update += 1;
         let query = format!("pcq{id}");
-        fake.pre_checkouts
-            .insert(query.clone(), (std::time::Instant::now(), None));
+        fake.pre_checkouts.insert(
+            query.clone(),
+            PreCheckout {
+                asked: std::time::Instant::now(),
+                user,
+                payload: payload.to_string(),
+                total,
+                answer: None,
+            },
+        );
         fake.updates.push_back(json!({
             "update_id": id,
             "pre_checkout_query": {
@@ -336,11 +364,16 @@ impl FakeTelegram {
         lock(&self.state)
             .pre_checkouts
             .get(query)
-            .and_then(|(_, a)| a.clone())
+            .and_then(|q| q.answer.clone())
     }
 
     /// The payment went through: Telegram posts a service message with `successful_payment`
     /// (call it twice to replay the same charge). The charge id is `charge`.
+    ///
+    /// # Panics
+    ///
+    /// When the bot did not approve a pre-checkout for this person, payload and total: Telegram
+    /// takes no payment then.
     pub fn successful_payment(
         &self,
         chat: &Chat,
@@ -349,10 +382,18 @@ impl FakeTelegram {
         total: u64,
         charge: &str,
     ) {
-        lock(&self.state)
-            .star_charges
+        let mut fake = lock(&self.state);
+        assert!(
+            fake.pre_checkouts.values().any(|q| q.user == user
+                && q.payload == payload
+                && q.total == total
+                && q.answer.as_ref().is_some_and(|(ok, _)| *ok)),
+            "Telegram takes no payment from {user} for {payload:?} without an approved pre-checkout"
+        );
+        fake.star_charges
             .entry(charge.to_string())
             .or_insert((user, false));
+        drop(fake);
         self.post(chat, user, |m| {
             m.insert(
                 "successful_payment".into(),
@@ -1061,8 +1102,11 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
             }
             match fake.pre_checkouts.get_mut(id) {
                 // Telegram drops the query after 10 seconds; each is answered once.
-                Some((asked, given @ None)) if asked.elapsed() <= Duration::from_secs(10) => {
-                    *given = Some((answer, error));
+                Some(query)
+                    if query.answer.is_none()
+                        && query.asked.elapsed() <= Duration::from_secs(10) =>
+                {
+                    query.answer = Some((answer, error));
                     ok(json!(true))
                 }
                 _ => fail(

@@ -94,11 +94,7 @@ impl Telegram {
                 let url = url::Url::parse(url).map_err(|e| Error::BadUrl(e.to_string()))?;
                 raw.set_webhook(url)
                     .secret_token(secret.expose_secret().to_string())
-                    .allowed_updates(vec![
-                        AllowedUpdate::Message,
-                        AllowedUpdate::CallbackQuery,
-                        AllowedUpdate::PreCheckoutQuery,
-                    ])
+                    .allowed_updates(allowed_updates())
                     .await
                     .map_err(failed)?;
                 let (sender, receiver) = mpsc::channel(1_024);
@@ -178,11 +174,7 @@ async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
             .get_updates()
             .offset(offset)
             .timeout(25)
-            .allowed_updates(vec![
-                AllowedUpdate::Message,
-                AllowedUpdate::CallbackQuery,
-                AllowedUpdate::PreCheckoutQuery,
-            ]);
+            .allowed_updates(allowed_updates());
         let answer = tokio::select! {
             () = shutdown.cancelled() => return,
             answer = request.into_future() => answer,
@@ -252,6 +244,15 @@ async fn receive(
     }
 }
 
+/// The updates the bot asks Telegram for, polling or by webhook.
+fn allowed_updates() -> Vec<AllowedUpdate> {
+    vec![
+        AllowedUpdate::Message,
+        AllowedUpdate::CallbackQuery,
+        AllowedUpdate::PreCheckoutQuery,
+    ]
+}
+
 #[derive(Clone)]
 struct Handler {
     service: Arc<Service>,
@@ -265,17 +266,28 @@ struct Handler {
 impl Handler {
     async fn dispatch(&self, update: Update) {
         let incoming = match &update.kind {
+            // Payments are handled apart (Telegram waits at most 10 seconds for a pre-checkout
+            // answer) but, like every update, within a permit that shutdown waits for.
             UpdateKind::PreCheckoutQuery(query) => {
-                // Telegram waits at most 10 seconds for the answer: checked and answered at once.
-                let handler = self.clone();
-                let query = query.clone();
-                tokio::spawn(async move { handler.pre_checkout(&query).await });
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (handler, query) = (self.clone(), query.clone());
+                tokio::spawn(async move {
+                    handler.pre_checkout(&query).await;
+                    drop(permit);
+                });
                 return;
             }
             UpdateKind::Message(message) if message.successful_payment().is_some() => {
-                let handler = self.clone();
-                let message = message.clone();
-                tokio::spawn(async move { handler.paid(&message).await });
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (handler, message) = (self.clone(), message.clone());
+                tokio::spawn(async move {
+                    handler.paid(&message).await;
+                    drop(permit);
+                });
                 return;
             }
             UpdateKind::Message(message) => updates::message(update.id.0, message, &self.username),

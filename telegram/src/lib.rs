@@ -49,6 +49,3 @@ impl Default for TelegramConfig {
         }
     }
 }
-
-/// The ways people can pay inside Telegram (`TELEGRAM_PAYMENT_RAILS`).
-pub use bot_core::payments::Rail as PaymentRail;

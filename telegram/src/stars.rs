@@ -3,7 +3,10 @@
 //! pre-checkout answer and the crediting on `successful_payment` are in the adapter; the rules
 //! are the core's.
 
-use bot_core::payments::{Checkout, PaymentError, PaymentFuture, PaymentRail, Purchase, Rail};
+use bot_core::{
+    Identity, Platform,
+    payments::{Checkout, PaymentError, PaymentFuture, PaymentRail, Purchase, Rail},
+};
 use teloxide::{
     ApiError, Bot, RequestError,
     adaptors::Throttle,
@@ -63,8 +66,10 @@ impl Stars {
             .ok_or_else(|| PaymentError::Refused("the payment was never completed".into()))?;
         let payer: u64 = purchase
             .payer
-            .strip_prefix("telegram:")
-            .and_then(|id| id.parse().ok())
+            .parse::<Identity>()
+            .ok()
+            .filter(|payer| payer.platform() == Platform::Telegram)
+            .and_then(|payer| payer.external_id().parse().ok())
             .ok_or_else(|| PaymentError::Refused("not paid from Telegram".into()))?;
         let refunded = self
             .bot
