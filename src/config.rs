@@ -82,7 +82,7 @@ impl Default for HttpConfig {
 pub struct AdminConfig {
     /// `ADMIN_IDS`: platform identities allowed to run admin commands, comma-separated in the
     /// environment (`telegram:123,discord:456`) or a list in the file.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(deserialize_with = "bot_core::listing::list_or_comma_separated")]
     pub ids: Vec<String>,
 }
 
@@ -191,6 +191,7 @@ const ENVIRONMENT: &[(&str, &str, Read)] = &[
     ),
     ("DISCORD_PUBLIC_KEY", "discord.public_key", Read::Text),
     ("DISCORD_API_URL", "discord.api_url", Read::Text),
+    ("DISCORD_GUILD_IDS", "discord.guild_ids", Read::Text),
     ("STRIPE_SECRET_KEY", "stripe.secret_key", Read::Text),
     ("STRIPE_WEBHOOK_SECRET", "stripe.webhook_secret", Read::Text),
     ("STRIPE_API_URL", "stripe.api_url", Read::Text),
@@ -555,26 +556,6 @@ fn merge(mut left: Dict, right: Dict) -> Dict {
         left.insert(key, merged);
     }
     left
-}
-
-fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrText {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match ListOrText::deserialize(deserializer)? {
-        ListOrText::List(list) => list,
-        ListOrText::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-    })
 }
 
 #[cfg(test)]

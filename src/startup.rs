@@ -29,6 +29,7 @@ pub struct Application {
     service: Arc<Service>,
     routes: Routes,
     telegram: Option<telegram::Telegram>,
+    discord: Option<discord::Discord>,
     config: Config,
 }
 
@@ -57,15 +58,24 @@ impl Application {
                 None
             }
         };
-        if config.discord.bot_token.is_some() || config.discord.public_key.is_some() {
-            tracing::warn!(
-                part = "discord",
-                "configured, but this build does not include it yet"
-            );
+        let discord = if config.discord.enabled() {
+            Some(
+                discord::Discord::connect(&config.discord)
+                    .await
+                    .context("connecting to Discord")?,
+            )
         } else {
-            tracing::info!(part = "discord", "off: not configured");
-        }
-        let messengers = telegram.iter().map(telegram::Telegram::messenger).collect();
+            tracing::info!(
+                part = "discord",
+                "off: DISCORD_APPLICATION_ID with DISCORD_PUBLIC_KEY or DISCORD_BOT_TOKEN is not set"
+            );
+            None
+        };
+        let messengers = telegram
+            .iter()
+            .map(telegram::Telegram::messenger)
+            .chain(discord.iter().map(discord::Discord::messenger))
+            .collect();
         // The provider clients, built once for the settings and for the workers.
         let routes = config.providers.build(config.media);
         let service = with_rails(
@@ -84,6 +94,7 @@ impl Application {
             service,
             routes,
             telegram,
+            discord,
             config: config.clone(),
         })
     }
@@ -135,6 +146,13 @@ impl Application {
             tasks.push(tokio::spawn(
                 telegram.run(self.service.clone(), shutdown.clone()),
             ));
+        }
+        if let Some(discord) = self.discord {
+            let handler = discord.handler(self.service.clone());
+            if let Some(endpoint) = discord.router(&handler) {
+                router = router.merge(endpoint);
+            }
+            tasks.push(tokio::spawn(discord.run(handler, shutdown.clone())));
         }
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

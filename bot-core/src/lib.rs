@@ -23,6 +23,7 @@
 //! - [`media`]: upload checks (magic bytes, size, header pixel count) and result media.
 //! - [`providers`]: the provider trait; the offline `local` provider; provider configuration.
 //! - [`error`]: the crate's one error enum.
+//! - [`listing`]: lists in configuration (a TOML list or comma-separated text).
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod ids;
 pub mod jobs;
 pub mod ledger;
 pub mod links;
+pub mod listing;
 pub mod media;
 pub mod money;
 pub mod payments;

@@ -7,6 +7,7 @@
 // The fakes build whole Stripe objects with `json!`.
 #![recursion_limit = "256"]
 
+pub mod discord;
 pub mod openai;
 pub mod replicate;
 pub mod stripe;

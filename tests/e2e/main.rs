@@ -3,6 +3,7 @@
 
 mod chat;
 mod cli;
+mod discord_adapter;
 mod helpers;
 mod http;
 mod payments;

@@ -1,0 +1,173 @@
+//! One handler for both ways in. An interaction is acknowledged at once (Discord allows three
+//! seconds and one acknowledgement), then the core answers in a task: the answer replaces the
+//! deferred response, or, when it must be private and the deferral was public, the deferral is
+//! removed and the answer sent ephemerally.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use bot_core::service::{Reply, Service};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{
+    messenger::{DiscordMessenger, Live},
+    model::Interaction,
+    render,
+    rest::Body,
+    translate::{self, Ack, Incoming, Translated},
+};
+
+/// How many interactions are worked on at once; more wait for a permit.
+pub const IN_FLIGHT: usize = 256;
+
+/// Interaction callback types.
+const PONG: u8 = 1;
+const CHANNEL_MESSAGE: u8 = 4;
+const DEFERRED_CHANNEL_MESSAGE: u8 = 5;
+const DEFERRED_UPDATE: u8 = 6;
+const AUTOCOMPLETE_RESULT: u8 = 8;
+const EPHEMERAL: u64 = 1 << 6;
+
+/// Turns interactions into core requests and core replies into Discord answers.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    service: Arc<Service>,
+    messenger: Arc<DiscordMessenger>,
+    permits: Arc<Semaphore>,
+}
+
+/// Work left after the acknowledgement.
+#[derive(Debug)]
+pub struct Pending {
+    translated: Translated,
+    live: Arc<Live>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Handler {
+    pub fn new(service: Arc<Service>, messenger: Arc<DiscordMessenger>) -> Handler {
+        Handler {
+            service,
+            messenger,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+        }
+    }
+
+    pub fn messenger(&self) -> &Arc<DiscordMessenger> {
+        &self.messenger
+    }
+
+    /// The acknowledgement to give `interaction`, and the work to do once it is given.
+    pub async fn begin(&self, interaction: &Interaction) -> (Value, Option<Pending>) {
+        match translate::interaction(interaction) {
+            Incoming::Ping => (json!({"type": PONG}), None),
+            Incoming::NoChoices => (
+                json!({"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}}),
+                None,
+            ),
+            Incoming::Refuse(text) => (
+                json!({"type": CHANNEL_MESSAGE, "data": render::text(&text, &[], true)}),
+                None,
+            ),
+            Incoming::Request(translated) => {
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return (
+                        json!({"type": CHANNEL_MESSAGE,
+                               "data": render::text("The bot is shutting down; please try again in a minute.", &[], true)}),
+                        None,
+                    );
+                };
+                let ack = match translated.ack {
+                    Ack::Message { ephemeral: true } => {
+                        json!({"type": DEFERRED_CHANNEL_MESSAGE, "data": {"flags": EPHEMERAL}})
+                    }
+                    Ack::Message { ephemeral: false } => json!({"type": DEFERRED_CHANNEL_MESSAGE}),
+                    Ack::Update => json!({"type": DEFERRED_UPDATE}),
+                };
+                let live = self.messenger.register(Live::new(
+                    &interaction.id,
+                    interaction.token.clone(),
+                    translated.ack,
+                    interaction.attachment_size_limit,
+                ));
+                (
+                    ack,
+                    Some(Pending {
+                        translated,
+                        live,
+                        _permit: permit,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// Asks the core and delivers its answer.
+    pub async fn finish(&self, pending: Pending) {
+        let Pending {
+            translated, live, ..
+        } = pending;
+        let (reply, private) = match self.service.handle(translated.request).await {
+            Ok(reply) => (reply, false),
+            Err(error) => {
+                if matches!(error, bot_core::Error::Internal(_)) {
+                    tracing::error!(
+                        interaction = %live.id,
+                        error = format!("{error:#}"),
+                        "handling a Discord interaction failed"
+                    );
+                }
+                (Some(self.service.reply_for_error(&error)), true)
+            }
+        };
+        let reply = reply.filter(|r| !r.text.trim().is_empty());
+        let private = private || reply.as_ref().is_some_and(|r| r.notice);
+        let result = match (translated.ack, reply) {
+            // A button: the answer is a private follow-up, the message with the button stays.
+            (Ack::Update, Some(reply)) => self.followup(&live, &reply).await,
+            (Ack::Update, None) => Ok(()),
+            (Ack::Message { ephemeral }, reply) => {
+                let original_free = !live.original_used.swap(true, Ordering::SeqCst);
+                match reply {
+                    // A job's status message took the response (or nothing to say).
+                    None if original_free => {
+                        self.messenger.delete_original(&live).await;
+                        Ok(())
+                    }
+                    None => Ok(()),
+                    Some(reply) if original_free && (ephemeral || !private) => {
+                        let body = render::text(&reply.text, &reply.buttons, ephemeral);
+                        self.messenger
+                            .edit_original(&live, Body::Json(body))
+                            .await
+                            .map(drop)
+                    }
+                    // Private words under a public "thinking…": remove it, answer privately.
+                    Some(reply) => {
+                        if original_free {
+                            self.messenger.delete_original(&live).await;
+                        }
+                        self.followup(&live, &reply).await
+                    }
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(interaction = %live.id, %error, "a Discord answer could not be sent");
+        }
+    }
+
+    async fn followup(&self, live: &Live, reply: &Reply) -> Result<(), crate::rest::RestError> {
+        let body = render::text(&reply.text, &reply.buttons, true);
+        self.messenger
+            .followup(live, Body::Json(body))
+            .await
+            .map(drop)
+    }
+
+    /// Waits for the interactions in hand to be answered; new ones are turned away.
+    pub async fn drain(&self) {
+        let _ = self.permits.acquire_many(IN_FLIGHT as u32).await;
+        self.permits.close();
+    }
+}

@@ -1,0 +1,617 @@
+//! The core's [`Messenger`] on Discord. A message meant for an interaction goes through its
+//! token while the token lives (15 minutes): the first one replaces the deferred response, later
+//! ones are follow-ups. Once the token is gone, the bot token posts in the channel mentioning the
+//! requester, or in a DM where the bot cannot post. Tokens stay in memory only.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bot_core::{
+    media::{MediaKind, Output},
+    service::{
+        Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture,
+    },
+};
+use futures_util::StreamExt as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    model::{Token, created_ms},
+    render,
+    rest::{Body, File, Rest, RestError, codes},
+    translate::{Ack, read_marker},
+};
+
+/// Discord's upload limit when an interaction does not state its own.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 * 1024 * 1024;
+/// An interaction token lasts 15 minutes; stop using it a little before.
+const TOKEN_LIFETIME_MS: u64 = 15 * 60 * 1000 - 20_000;
+
+/// An interaction whose token can still answer it.
+#[derive(Debug)]
+pub struct Live {
+    pub id: String,
+    pub token: Token,
+    pub ack: Ack,
+    /// When Discord stops taking the token, in ms since the epoch.
+    expires_ms: u64,
+    /// Discord refused the token before its time.
+    dead: AtomicBool,
+    /// The deferred response has been replaced (by a status message or the reply).
+    pub original_used: AtomicBool,
+    pub upload_limit: u64,
+}
+
+impl Live {
+    /// A live interaction, with its expiry read from its snowflake.
+    pub fn new(id: &str, token: Token, ack: Ack, upload_limit: Option<u64>) -> Live {
+        let created = created_ms(id).unwrap_or_else(now_ms);
+        Live {
+            id: id.to_string(),
+            token,
+            ack,
+            expires_ms: created + TOKEN_LIFETIME_MS,
+            dead: AtomicBool::new(false),
+            original_used: AtomicBool::new(false),
+            upload_limit: upload_limit.unwrap_or(DEFAULT_UPLOAD_LIMIT),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed) && now_ms() < self.expires_ms
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Talks to Discord for the core.
+#[derive(Debug)]
+pub struct DiscordMessenger {
+    rest: Arc<Rest>,
+    application_id: String,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+/// Where a message we sent lives, as kept in a [`MessageRef`]'s id.
+enum Sent<'a> {
+    /// The interaction's original response.
+    Original { interaction: &'a str, message: &'a str },
+    /// A follow-up of the interaction.
+    Followup { interaction: &'a str, message: &'a str },
+    /// A channel message sent with the bot token.
+    Channel { message: &'a str },
+}
+
+impl<'a> Sent<'a> {
+    fn read(id: &'a str) -> Sent<'a> {
+        let mut parts = id.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("o"), Some(interaction), Some(message)) => Sent::Original {
+                interaction,
+                message,
+            },
+            (Some("f"), Some(interaction), Some(message)) => Sent::Followup {
+                interaction,
+                message,
+            },
+            (Some("c"), Some(message), None) => Sent::Channel { message },
+            _ => Sent::Channel { message: id },
+        }
+    }
+}
+
+impl DiscordMessenger {
+    /// A messenger for the application, over `rest`.
+    pub fn new(rest: Arc<Rest>, application_id: &str) -> DiscordMessenger {
+        DiscordMessenger {
+            rest,
+            application_id: application_id.to_string(),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers an interaction that was just acknowledged.
+    pub fn register(&self, live: Live) -> Arc<Live> {
+        let live = Arc::new(live);
+        let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 1_024 && map.len().is_power_of_two() {
+            map.retain(|_, live| live.alive());
+        }
+        map.insert(live.id.clone(), live.clone());
+        live
+    }
+
+    fn find(&self, interaction: &str) -> Option<Arc<Live>> {
+        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(interaction).filter(|live| live.alive()).cloned()
+    }
+
+    fn webhook(&self, live: &Live, rest: &str) -> String {
+        format!("/webhooks/{}/{}{rest}", self.application_id, live.token.0)
+    }
+
+    /// Sends the acknowledgement over REST (gateway mode; over HTTP it is the response body).
+    ///
+    /// # Errors
+    ///
+    /// When Discord refuses it (already acknowledged, too late) or cannot be reached.
+    pub async fn acknowledge(&self, live: &Live, body: &Value) -> Result<(), RestError> {
+        let path = format!("/interactions/{}/{}/callback", live.id, live.token.0);
+        self.rest
+            .call(
+                Method::POST,
+                &path,
+                "interaction",
+                false,
+                &Body::Json(body.clone()),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Replaces the deferred response. Over HTTP the acknowledgement may still be on its way to
+    /// Discord, which then does not know the response yet: that is waited out briefly.
+    pub async fn edit_original(&self, live: &Live, body: Body) -> Result<Value, RestError> {
+        let path = self.webhook(live, "/messages/@original");
+        let route = format!("webhook:{}", live.id);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match self.rest.call(Method::PATCH, &path, &route, false, &body).await {
+                Err(error)
+                    if attempt < 6
+                        && matches!(
+                            error.code(),
+                            Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
+                        ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                other => return self.note_token(live, other),
+            }
+        }
+    }
+
+    /// Removes the deferred response ("thinking…") when the answer goes elsewhere.
+    pub async fn delete_original(&self, live: &Live) {
+        let path = self.webhook(live, "/messages/@original");
+        let route = format!("webhook:{}", live.id);
+        for attempt in 1..=5_u64 {
+            match self
+                .rest
+                .call(Method::DELETE, &path, &route, false, &Body::Empty)
+                .await
+            {
+                Err(error)
+                    if matches!(
+                        error.code(),
+                        Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
+                    ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A follow-up message through the interaction's token.
+    pub async fn followup(&self, live: &Live, body: Body) -> Result<Value, RestError> {
+        let path = self.webhook(live, "");
+        let route = format!("webhook:{}", live.id);
+        let sent = self
+            .rest
+            .call(Method::POST, &path, &route, false, &body)
+            .await;
+        self.note_token(live, sent)
+    }
+
+    fn note_token(
+        &self,
+        live: &Live,
+        result: Result<Value, RestError>,
+    ) -> Result<Value, RestError> {
+        if let Err(error) = &result
+            && matches!(
+                error.code(),
+                Some(codes::INVALID_WEBHOOK_TOKEN | codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_INTERACTION)
+            )
+        {
+            live.dead.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Posts in a channel with the bot token; where the bot may not post and we know whom the
+    /// message is for, it goes to them in a DM.
+    async fn post(
+        &self,
+        chat: &ChatRef,
+        person: Option<&str>,
+        body: Body,
+    ) -> Result<MessageRef, DeliveryError> {
+        if !self.rest.has_bot_token() {
+            return Err(DeliveryError::Permanent(
+                "the interaction expired and no bot token is configured".into(),
+            ));
+        }
+        let path = format!("/channels/{}/messages", chat.id);
+        let route = format!("channel:{}", chat.id);
+        match self.rest.call(Method::POST, &path, &route, true, &body).await {
+            Ok(message) => Ok(channel_message(chat.clone(), &message)),
+            Err(error)
+                if person.is_some()
+                    && matches!(
+                        error.code(),
+                        Some(codes::MISSING_ACCESS | codes::MISSING_PERMISSIONS)
+                    ) =>
+            {
+                let person = person.unwrap_or_default();
+                let dm = self
+                    .rest
+                    .call(
+                        Method::POST,
+                        "/users/@me/channels",
+                        "dm",
+                        true,
+                        &Body::Json(json!({"recipient_id": person})),
+                    )
+                    .await
+                    .map_err(delivery)?;
+                let dm = ChatRef {
+                    platform: chat.platform,
+                    id: dm["id"].as_str().unwrap_or_default().to_string(),
+                    kind: bot_core::service::ChatKind::Private,
+                };
+                let path = format!("/channels/{}/messages", dm.id);
+                let route = format!("channel:{}", dm.id);
+                let message = self
+                    .rest
+                    .call(Method::POST, &path, &route, true, &body)
+                    .await
+                    .map_err(delivery)?;
+                Ok(channel_message(dm, &message))
+            }
+            Err(error) => Err(delivery(error)),
+        }
+    }
+
+    /// The media to upload within `limit`: images re-encoded smaller when needed.
+    async fn fit(&self, media: &Output, limit: u64) -> Result<File, DeliveryError> {
+        let file = File {
+            name: media.file_name.clone(),
+            mime: media.mime,
+            bytes: media.bytes.clone(),
+        };
+        if file.bytes.len() as u64 <= limit {
+            return Ok(file);
+        }
+        if media.kind != MediaKind::Image {
+            return Err(DeliveryError::Permanent(format!(
+                "the result ({} MB) is larger than Discord lets the bot upload here ({} MB)",
+                file.bytes.len() / 1_000_000,
+                limit / 1_000_000
+            )));
+        }
+        let bytes = media.bytes.clone();
+        let fitted = tokio::task::spawn_blocking(move || shrink(&bytes, limit))
+            .await
+            .map_err(|e| DeliveryError::Retry(e.to_string()))?;
+        match fitted {
+            Some(bytes) => Ok(File {
+                name: format!(
+                    "{}.jpg",
+                    media
+                        .file_name
+                        .rsplit_once('.')
+                        .map_or(media.file_name.as_str(), |(stem, _)| stem)
+                ),
+                mime: "image/jpeg",
+                bytes,
+            }),
+            None => Err(DeliveryError::Permanent(
+                "the image could not be made small enough for Discord".into(),
+            )),
+        }
+    }
+}
+
+/// Re-encodes an image as JPEG, lowering quality and then size until it fits in `limit` bytes.
+pub fn shrink(bytes: &[u8], limit: u64) -> Option<Vec<u8>> {
+    let mut image = image::load_from_memory(bytes).ok()?.into_rgb8();
+    for _ in 0..6 {
+        for quality in [90, 80, 65] {
+            let mut out = Vec::new();
+            let encoder =
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+            image.write_with_encoder(encoder).ok()?;
+            if out.len() as u64 <= limit {
+                return Some(out);
+            }
+        }
+        let (width, height) = image.dimensions();
+        if width < 64 || height < 64 {
+            return None;
+        }
+        image = image::imageops::resize(
+            &image,
+            width * 3 / 4,
+            height * 3 / 4,
+            image::imageops::FilterType::Triangle,
+        );
+    }
+    None
+}
+
+fn channel_message(chat: ChatRef, message: &Value) -> MessageRef {
+    MessageRef {
+        chat,
+        id: format!("c:{}", message["id"].as_str().unwrap_or_default()),
+    }
+}
+
+/// How a refusal reads to the core.
+fn delivery(error: RestError) -> DeliveryError {
+    match error {
+        RestError::Unavailable(why) => DeliveryError::Retry(why),
+        RestError::Refused { code, .. } if code == codes::ENTITY_TOO_LARGE => {
+            DeliveryError::TooLarge(error.to_string())
+        }
+        refused => DeliveryError::Permanent(refused.to_string()),
+    }
+}
+
+fn expired(error: &RestError) -> bool {
+    matches!(
+        error.code(),
+        Some(codes::INVALID_WEBHOOK_TOKEN | codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_INTERACTION)
+    )
+}
+
+impl Messenger for DiscordMessenger {
+    fn platform(&self) -> bot_core::Platform {
+        bot_core::Platform::Discord
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        text: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let marker = reply_to.and_then(read_marker);
+            if let Some((interaction, _)) = marker
+                && let Some(live) = self.find(interaction)
+            {
+                let body = Body::Json(render::text(text, buttons, false));
+                let original = live.ack != Ack::Update
+                    && !live.original_used.swap(true, Ordering::SeqCst);
+                let sent = if original {
+                    self.edit_original(&live, body).await
+                } else {
+                    self.followup(&live, body).await
+                };
+                match sent {
+                    Ok(message) => {
+                        let kind = if original { "o" } else { "f" };
+                        return Ok(MessageRef {
+                            chat: chat.clone(),
+                            id: format!(
+                                "{kind}:{}:{}",
+                                live.id,
+                                message["id"].as_str().unwrap_or_default()
+                            ),
+                        });
+                    }
+                    Err(error) if expired(&error) => {}
+                    Err(error) => return Err(delivery(error)),
+                }
+            }
+            let person = marker.map(|(_, person)| person);
+            let mut body = render::text(text, buttons, false);
+            if let Some(person) = person {
+                body["content"] = json!(render::fit(&format!("<@{person}> {text}"), render::MAX_CONTENT));
+                body["allowed_mentions"] = json!({"users": [person]});
+            }
+            self.post(chat, person, Body::Json(body)).await
+        })
+    }
+
+    fn edit_text<'a>(
+        &'a self,
+        message: &'a MessageRef,
+        text: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, ()> {
+        Box::pin(async move {
+            let mut body = render::text(text, buttons, false);
+            // An edit keeps the mention it was sent with; it must not ping again.
+            if let Some(object) = body.as_object_mut() {
+                object.remove("allowed_mentions");
+            }
+            let body = Body::Json(body);
+            let (interaction, id, original) = match Sent::read(&message.id) {
+                Sent::Original {
+                    interaction,
+                    message,
+                } => (Some(interaction), message, true),
+                Sent::Followup {
+                    interaction,
+                    message,
+                } => (Some(interaction), message, false),
+                Sent::Channel { message } => (None, message, false),
+            };
+            if let Some(live) = interaction.and_then(|i| self.find(i)) {
+                let sent = if original {
+                    self.edit_original(&live, body.clone()).await
+                } else {
+                    let path = self.webhook(&live, &format!("/messages/{id}"));
+                    let route = format!("webhook:{}", live.id);
+                    let sent = self
+                        .rest
+                        .call(Method::PATCH, &path, &route, false, &body)
+                        .await;
+                    self.note_token(&live, sent)
+                };
+                match sent {
+                    Ok(_) => return Ok(()),
+                    Err(error) if expired(&error) => {}
+                    Err(error) => return Err(delivery(error)),
+                }
+            }
+            // The token is gone: the bot edits its own message in the channel.
+            if !self.rest.has_bot_token() || id.is_empty() {
+                return Err(DeliveryError::Permanent(
+                    "the message can no longer be edited".into(),
+                ));
+            }
+            let path = format!("/channels/{}/messages/{id}", message.chat.id);
+            let route = format!("channel:{}", message.chat.id);
+            self.rest
+                .call(Method::PATCH, &path, &route, true, &body)
+                .await
+                .map(drop)
+                .map_err(delivery)
+        })
+    }
+
+    fn send_media<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        reply_to: Option<&'a str>,
+        media: &'a Output,
+        caption: &'a str,
+        buttons: &'a [Button],
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let marker = reply_to.and_then(read_marker);
+            let live = marker.and_then(|(interaction, _)| self.find(interaction));
+            let limit = live
+                .as_ref()
+                .map_or(DEFAULT_UPLOAD_LIMIT, |live| live.upload_limit);
+            let file = self.fit(media, limit).await?;
+            if let Some(live) = live {
+                let body = render::media(caption, &file.name, media.kind, buttons, None);
+                match self
+                    .followup(&live, Body::Files(body, vec![file.clone()]))
+                    .await
+                {
+                    Ok(message) => {
+                        return Ok(MessageRef {
+                            chat: chat.clone(),
+                            id: format!(
+                                "f:{}:{}",
+                                live.id,
+                                message["id"].as_str().unwrap_or_default()
+                            ),
+                        });
+                    }
+                    Err(error) if expired(&error) => {}
+                    Err(error) => return Err(delivery(error)),
+                }
+            }
+            // Too late for the interaction (a long video): post it, naming the requester.
+            let person = marker.map(|(_, person)| person);
+            let body = render::media(caption, &file.name, media.kind, buttons, person);
+            self.post(chat, person, Body::Files(body, vec![file])).await
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a Attachment,
+        limit: usize,
+    ) -> MessengerFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let too_large = || {
+                DeliveryError::TooLarge(format!(
+                    "The file is larger than {} MB.",
+                    limit / 1_000_000
+                ))
+            };
+            if attachment.size.is_some_and(|size| size > limit as u64) {
+                return Err(too_large());
+            }
+            let response = self
+                .rest
+                .http()
+                .get(&attachment.id)
+                .send()
+                .await
+                .map_err(|e| DeliveryError::Retry(e.without_url().to_string()))?;
+            let status = response.status();
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(DeliveryError::Retry(format!("the upload answered {status}")));
+            }
+            if !status.is_success() {
+                return Err(DeliveryError::Permanent(
+                    "the upload is no longer available; please send it again".into(),
+                ));
+            }
+            if response
+                .content_length()
+                .is_some_and(|length| length > limit as u64)
+            {
+                return Err(too_large());
+            }
+            let mut bytes = Vec::new();
+            let mut stream = response.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| DeliveryError::Retry(e.without_url().to_string()))?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_images_are_shrunk_to_fit() {
+        // Noise compresses badly: a 1200×1200 PNG of it is several megabytes.
+        let mut seed = 7_u32;
+        let image = image::RgbImage::from_fn(1200, 1200, |_, _| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let [a, b, c, _] = seed.to_le_bytes();
+            image::Rgb([a, b, c])
+        });
+        let mut png = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encodes");
+        let limit = 300_000;
+        assert!(png.len() > limit);
+        let small = shrink(&png, limit as u64).expect("fits");
+        assert!(small.len() <= limit);
+        assert!(image::load_from_memory(&small).is_ok());
+    }
+
+    #[test]
+    fn sent_ids_are_read_back() {
+        assert!(matches!(
+            Sent::read("o:1:2"),
+            Sent::Original { interaction: "1", message: "2" }
+        ));
+        assert!(matches!(Sent::read("f:1:2"), Sent::Followup { .. }));
+        assert!(matches!(Sent::read("c:9"), Sent::Channel { message: "9" }));
+    }
+}
