@@ -107,8 +107,8 @@ impl Handler {
         let Pending {
             translated, live, ..
         } = pending;
-        let (reply, private) = match self.service.handle(translated.request).await {
-            Ok(reply) => (reply, false),
+        let reply = match self.service.handle(translated.request).await {
+            Ok(reply) => reply,
             Err(error) => {
                 if matches!(error, bot_core::Error::Internal(_)) {
                     tracing::error!(
@@ -117,11 +117,10 @@ impl Handler {
                         "handling a Discord interaction failed"
                     );
                 }
-                (Some(self.service.reply_for_error(&error)), true)
+                Some(self.service.reply_for_error(&error))
             }
         };
         let reply = reply.filter(|r| !r.text.trim().is_empty());
-        let private = private || reply.as_ref().is_some_and(|r| r.notice);
         let result = match (translated.ack, reply) {
             // A button: the answer is a private follow-up, the message with the button stays.
             (Ack::Update, Some(reply)) => self.followup(&live, &reply).await,
@@ -129,20 +128,22 @@ impl Handler {
             (Ack::Message { ephemeral }, reply) => {
                 let original_free = !live.original_used.swap(true, Ordering::SeqCst);
                 match reply {
-                    // A job's status message took the response (or nothing to say).
+                    // A job's status message took the response, or there is nothing to say.
                     None if original_free => {
                         self.messenger.delete_original(&live).await;
                         Ok(())
                     }
                     None => Ok(()),
-                    Some(reply) if original_free && (ephemeral || !private) => {
-                        let body = render::text(&reply.text, &reply.buttons, ephemeral);
+                    Some(reply) if original_free && ephemeral => {
+                        let body = render::text(&reply.text, &reply.buttons, true);
                         self.messenger
                             .edit_original(&live, Body::Json(body))
                             .await
                             .map(drop)
                     }
-                    // Private words under a public "thinking…": remove it, answer privately.
+                    // A generation command answers publicly only with its job's status; any
+                    // other answer (a refusal, a price to confirm) is for the requester alone:
+                    // the public "thinking…" goes, the answer comes privately.
                     Some(reply) => {
                         if original_free {
                             self.messenger.delete_original(&live).await;

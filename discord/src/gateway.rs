@@ -16,7 +16,10 @@ use crate::{adapter::Handler, model::Interaction};
 ///
 /// When serenity's value does not read back (a field the adapter needs is missing).
 pub fn from_gateway(interaction: &SerenityInteraction) -> Result<Interaction, serde_json::Error> {
-    serde_json::to_value(interaction).and_then(serde_json::from_value)
+    let mut value = serde_json::to_value(interaction)?;
+    // serenity keeps the type in its enum, not in the inner value it writes.
+    value["type"] = serde_json::json!(u8::from(interaction.kind()));
+    serde_json::from_value(value)
 }
 
 struct Events {

@@ -152,7 +152,8 @@ async fn server_flow(backend: Backend, test: &str) {
     let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
     assert!(reply.content.contains("Your balance: 8 credits"), "{}", reply.content);
     // An error for a public command goes privately: the public "thinking…" is removed.
-    let empty = discord.slash(&bob, &place, "imagine", json!([option("prompt", 3, json!("x"))]), json!({}));
+    let long = "word ".repeat(500);
+    let empty = discord.slash(&bob, &place, "imagine", json!([option("prompt", 3, json!(long))]), json!({}));
     let answer = discord.interact(&empty).await;
     let refusal = discord
         .wait_for(WAIT, |m| {
@@ -160,7 +161,8 @@ async fn server_flow(backend: Backend, test: &str) {
         })
         .await
         .expect("a private refusal");
-    assert!(refusal.ephemeral());
+    assert!(refusal.ephemeral(), "{refusal:?}");
+    assert!(refusal.content.contains("limit is 2000"), "{}", refusal.content);
     assert!(discord.original(&answer.interaction).is_some_and(|m| m.deleted));
     close(server).await;
 }
@@ -198,7 +200,7 @@ async fn attachment_commands_and_the_message_context_menu() {
         .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
         .await
         .unwrap_or_else(|| panic!("an enhanced photo: {:#?}", discord.messages()));
-    assert!(result.text().contains("Enhance"), "{}", result.text());
+    assert!(result.text().contains("enhancement for Cy"), "{}", result.text());
     // "Remove background" on any message with an image.
     let target = json!({"id": discord.snowflake(), "channel_id": "6101", "content": "look",
                         "attachments": [photo], "author": {"id": "4102", "username": "dee"}});
@@ -233,8 +235,8 @@ async fn attachment_commands_and_the_message_context_menu() {
     let balance = discord.slash(&cy, &place, "balance", json!([]), json!({}));
     let answer = discord.interact(&balance).await;
     let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
-    // 10 welcome credits, enhance 2 and remove background 1 (§4.1).
-    assert!(reply.content.contains("Your balance: 7 credits"), "{}", reply.content);
+    // 10 welcome credits, enhance 1 and remove background 1 (§4.1); refusals cost nothing.
+    assert!(reply.content.contains("Your balance: 8 credits"), "{}", reply.content);
     close(server).await;
 }
 
