@@ -154,6 +154,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "links",
         include_str!("../../migrations/sqlite/0006_links.sql"),
     ),
+    (
+        7,
+        "notice recipient",
+        include_str!("../../migrations/sqlite/0007_notice_recipient.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -185,6 +190,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "links",
         include_str!("../../migrations/postgres/0006_links.sql"),
+    ),
+    (
+        7,
+        "notice recipient",
+        include_str!("../../migrations/postgres/0007_notice_recipient.sql"),
     ),
 ];
 

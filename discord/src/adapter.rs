@@ -89,6 +89,8 @@ impl Handler {
                     interaction.token.clone(),
                     translated.ack,
                     interaction.attachment_size_limit,
+                    translated.request.identity.external_id(),
+                    &translated.request.chat.id,
                 ));
                 (
                     ack,

@@ -37,13 +37,11 @@ impl EventHandler for Events {
             }
         };
         let (ack, pending) = self.handler.begin(&interaction).await;
-        let live = crate::messenger::Live::new(
-            &interaction.id,
-            interaction.token.clone(),
-            crate::translate::Ack::Update,
-            None,
-        );
-        if let Err(error) = self.handler.messenger().acknowledge(&live, &ack).await {
+        if let Err(error) = self
+            .handler
+            .messenger()
+            .acknowledge(&interaction.id, &interaction.token, &ack)
+            .await {
             tracing::warn!(interaction = %interaction.id, %error, "acknowledging failed");
             return;
         }

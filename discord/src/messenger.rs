@@ -47,11 +47,21 @@ pub struct Live {
     /// The deferred response has been replaced (by a status message or the reply).
     pub original_used: AtomicBool,
     pub upload_limit: u64,
+    /// Who acted, and in which channel.
+    pub person: String,
+    pub channel: String,
 }
 
 impl Live {
     /// A live interaction, with its expiry read from its snowflake.
-    pub fn new(id: &str, token: Token, ack: Ack, upload_limit: Option<u64>) -> Live {
+    pub fn new(
+        id: &str,
+        token: Token,
+        ack: Ack,
+        upload_limit: Option<u64>,
+        person: &str,
+        channel: &str,
+    ) -> Live {
         let created = created_ms(id).unwrap_or_else(now_ms);
         Live {
             id: id.to_string(),
@@ -61,6 +71,8 @@ impl Live {
             dead: AtomicBool::new(false),
             original_used: AtomicBool::new(false),
             upload_limit: upload_limit.unwrap_or(DEFAULT_UPLOAD_LIMIT),
+            person: person.to_string(),
+            channel: channel.to_string(),
         }
     }
 
@@ -137,6 +149,35 @@ impl DiscordMessenger {
         map.get(interaction).filter(|live| live.alive()).cloned()
     }
 
+    /// The newest live interaction of `person` in `channel`.
+    fn latest(&self, person: &str, channel: &str) -> Option<Arc<Live>> {
+        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .filter(|live| live.person == person && live.channel == channel && live.alive())
+            .max_by_key(|live| live.expires_ms)
+            .cloned()
+    }
+
+    /// Opens (or finds) the DM channel with `person`.
+    async fn dm(&self, chat: &ChatRef, person: &str) -> Result<ChatRef, DeliveryError> {
+        let dm = self
+            .rest
+            .call(
+                Method::POST,
+                "/users/@me/channels",
+                "dm",
+                true,
+                &Body::Json(json!({"recipient_id": person})),
+            )
+            .await
+            .map_err(delivery)?;
+        Ok(ChatRef {
+            platform: chat.platform,
+            id: dm["id"].as_str().unwrap_or_default().to_string(),
+            kind: bot_core::service::ChatKind::Private,
+        })
+    }
+
     fn webhook(&self, live: &Live, rest: &str) -> String {
         format!("/webhooks/{}/{}{rest}", self.application_id, live.token.0)
     }
@@ -146,8 +187,8 @@ impl DiscordMessenger {
     /// # Errors
     ///
     /// When Discord refuses it (already acknowledged, too late) or cannot be reached.
-    pub async fn acknowledge(&self, live: &Live, body: &Value) -> Result<(), RestError> {
-        let path = format!("/interactions/{}/{}/callback", live.id, live.token.0);
+    pub async fn acknowledge(&self, id: &str, token: &Token, body: &Value) -> Result<(), RestError> {
+        let path = format!("/interactions/{id}/{}/callback", token.0);
         self.rest
             .call(
                 Method::POST,
@@ -160,61 +201,53 @@ impl DiscordMessenger {
             .map(drop)
     }
 
-    /// Replaces the deferred response. Over HTTP the acknowledgement may still be on its way to
-    /// Discord, which then does not know the response yet: that is waited out briefly.
-    pub async fn edit_original(&self, live: &Live, body: Body) -> Result<Value, RestError> {
-        let path = self.webhook(live, "/messages/@original");
+    /// One request through the interaction's webhook. Over HTTP our acknowledgement (the
+    /// response) may still be on its way when the first follow-up goes out, and Discord does not
+    /// know the webhook (or the deferred message) until it arrives: that is waited out briefly
+    /// before the token is given up.
+    async fn webhook_call(
+        &self,
+        live: &Live,
+        method: Method,
+        suffix: &str,
+        body: &Body,
+    ) -> Result<Value, RestError> {
+        let path = self.webhook(live, suffix);
         let route = format!("webhook:{}", live.id);
-        let mut attempt: u32 = 0;
+        let mut attempt: u64 = 0;
         loop {
             attempt += 1;
-            match self.rest.call(Method::PATCH, &path, &route, false, &body).await {
+            match self.rest.call(method.clone(), &path, &route, false, body).await {
                 Err(error)
-                    if attempt < 6
+                    if attempt < 8
                         && matches!(
                             error.code(),
                             Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
                         ) =>
                 {
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
                 other => return self.note_token(live, other),
             }
         }
     }
 
+    /// Replaces the deferred response.
+    pub async fn edit_original(&self, live: &Live, body: Body) -> Result<Value, RestError> {
+        self.webhook_call(live, Method::PATCH, "/messages/@original", &body)
+            .await
+    }
+
     /// Removes the deferred response ("thinking…") when the answer goes elsewhere.
     pub async fn delete_original(&self, live: &Live) {
-        let path = self.webhook(live, "/messages/@original");
-        let route = format!("webhook:{}", live.id);
-        for attempt in 1..=5_u64 {
-            match self
-                .rest
-                .call(Method::DELETE, &path, &route, false, &Body::Empty)
-                .await
-            {
-                Err(error)
-                    if matches!(
-                        error.code(),
-                        Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
-                    ) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                _ => return,
-            }
-        }
+        let _ = self
+            .webhook_call(live, Method::DELETE, "/messages/@original", &Body::Empty)
+            .await;
     }
 
     /// A follow-up message through the interaction's token.
     pub async fn followup(&self, live: &Live, body: Body) -> Result<Value, RestError> {
-        let path = self.webhook(live, "");
-        let route = format!("webhook:{}", live.id);
-        let sent = self
-            .rest
-            .call(Method::POST, &path, &route, false, &body)
-            .await;
-        self.note_token(live, sent)
+        self.webhook_call(live, Method::POST, "", &body).await
     }
 
     fn note_token(
@@ -257,23 +290,7 @@ impl DiscordMessenger {
                         Some(codes::MISSING_ACCESS | codes::MISSING_PERMISSIONS)
                     ) =>
             {
-                let person = person.unwrap_or_default();
-                let dm = self
-                    .rest
-                    .call(
-                        Method::POST,
-                        "/users/@me/channels",
-                        "dm",
-                        true,
-                        &Body::Json(json!({"recipient_id": person})),
-                    )
-                    .await
-                    .map_err(delivery)?;
-                let dm = ChatRef {
-                    platform: chat.platform,
-                    id: dm["id"].as_str().unwrap_or_default().to_string(),
-                    kind: bot_core::service::ChatKind::Private,
-                };
+                let dm = self.dm(chat, person.unwrap_or_default()).await?;
                 let path = format!("/channels/{}/messages", dm.id);
                 let route = format!("channel:{}", dm.id);
                 let message = self
@@ -458,13 +475,8 @@ impl Messenger for DiscordMessenger {
                 let sent = if original {
                     self.edit_original(&live, body.clone()).await
                 } else {
-                    let path = self.webhook(&live, &format!("/messages/{id}"));
-                    let route = format!("webhook:{}", live.id);
-                    let sent = self
-                        .rest
-                        .call(Method::PATCH, &path, &route, false, &body)
-                        .await;
-                    self.note_token(&live, sent)
+                    self.webhook_call(&live, Method::PATCH, &format!("/messages/{id}"), &body)
+                        .await
                 };
                 match sent {
                     Ok(_) => return Ok(()),
@@ -527,6 +539,67 @@ impl Messenger for DiscordMessenger {
             let person = marker.map(|(_, person)| person);
             let body = render::media(caption, &file.name, media.kind, buttons, person);
             self.post(chat, person, Body::Files(body, vec![file])).await
+        })
+    }
+
+    fn send_notice<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        person: Option<&'a bot_core::Identity>,
+        text: &'a str,
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let person = person
+                .filter(|p| p.platform() == bot_core::Platform::Discord)
+                .map(bot_core::Identity::external_id);
+            let Some(person) = person else {
+                return self.send_text(chat, None, text, &[]).await;
+            };
+            // While they are still at it (Checkout takes minutes, a token lasts 15), the notice
+            // appears where they bought, for their eyes only.
+            if let Some(live) = self.latest(person, &chat.id) {
+                let body = Body::Json(render::text(text, &[], true));
+                match self.followup(&live, body).await {
+                    Ok(message) => {
+                        return Ok(MessageRef {
+                            chat: chat.clone(),
+                            id: format!(
+                                "f:{}:{}",
+                                live.id,
+                                message["id"].as_str().unwrap_or_default()
+                            ),
+                        });
+                    }
+                    Err(error) if expired(&error) => {}
+                    Err(error) => return Err(delivery(error)),
+                }
+            }
+            // Later: a DM, since balances are private; in the channel, naming them, only when
+            // their DMs are closed.
+            if chat.kind == bot_core::service::ChatKind::Private {
+                return self.send_text(chat, None, text, &[]).await;
+            }
+            let body = Body::Json(render::text(text, &[], false));
+            let dm = self.dm(chat, person).await;
+            let sent = match dm {
+                Ok(dm) => {
+                    let path = format!("/channels/{}/messages", dm.id);
+                    let route = format!("channel:{}", dm.id);
+                    self.rest
+                        .call(Method::POST, &path, &route, true, &body)
+                        .await
+                        .map(|message| channel_message(dm, &message))
+                        .map_err(delivery)
+                }
+                Err(error) => Err(error),
+            };
+            match sent {
+                Err(DeliveryError::Permanent(_)) => {
+                    let marker = crate::translate::marker("0", person);
+                    self.send_text(chat, Some(&marker), text, &[]).await
+                }
+                other => other,
+            }
         })
     }
 

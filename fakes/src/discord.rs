@@ -212,6 +212,7 @@ pub struct FakeDiscord {
     key: SigningKey,
     endpoint: Mutex<Option<String>>,
     http: reqwest::Client,
+    ack_delay: Mutex<Duration>,
 }
 
 /// What the application answered to an interaction.
@@ -282,6 +283,7 @@ impl FakeDiscord {
             key: SigningKey::from_bytes(&seed),
             endpoint: Mutex::new(None),
             http: reqwest::Client::new(),
+            ack_delay: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -473,6 +475,11 @@ impl FakeDiscord {
         };
         let token = interaction["token"].as_str().unwrap_or_default();
         let id = interaction["id"].as_str().unwrap_or_default().to_string();
+        // Discord takes a moment to process a response; until then the webhook is unknown.
+        let delay = *self.ack_delay.lock().unwrap_or_else(|e| e.into_inner());
+        if status == 200 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if status == 200 {
             let mut state = lock(&self.state);
             if late {
@@ -572,6 +579,12 @@ impl FakeDiscord {
     /// Commands registered, by scope (`global` or the guild id).
     pub fn commands(&self) -> HashMap<String, Value> {
         lock(&self.state).commands.clone()
+    }
+
+    /// Takes this long after a response before treating it as the acknowledgement, as Discord
+    /// does under load: follow-ups sent at once meet `10015 Unknown Webhook`.
+    pub fn delay_acks(&self, delay: Duration) {
+        *self.ack_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
     }
 
     /// Changes the upload limit.

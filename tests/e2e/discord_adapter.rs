@@ -359,7 +359,7 @@ async fn an_oversized_result_is_reencoded_to_fit_the_upload_limit() {
 }
 
 #[tokio::test]
-async fn rate_limits_are_waited_out_and_nothing_is_lost() {
+async fn rate_limits_and_a_slow_acknowledgement_are_waited_out_and_nothing_is_lost() {
     let server = open(Backend::Sqlite, "discord_rate_limits", &[])
         .await
         .expect("SQLite");
@@ -367,6 +367,8 @@ async fn rate_limits_are_waited_out_and_nothing_is_lost() {
     let hal = Person::new(4501, "Hal");
     let place = Place::guild(5501, 6501);
     discord.rate_limit(4, 0.2);
+    // Discord slow to take the acknowledgement: the first answers wait for it.
+    discord.delay_acks(Duration::from_millis(400));
     let imagine = discord.slash(
         &hal,
         &place,
@@ -375,12 +377,24 @@ async fn rate_limits_are_waited_out_and_nothing_is_lost() {
         json!({}),
     );
     let answer = discord.interact(&imagine).await;
-    discord
+    let result = discord
         .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
         .await
         .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
     assert_eq!(discord.rate_limited(), 4);
-    original(discord, &answer.interaction, |m| m.content.contains("done")).await;
+    // A button's answers are follow-ups, which also wait for the acknowledgement.
+    let press = discord.press(&hal, &place, &result, &result.custom_ids()[0]);
+    let pressed = discord.interact(&press).await;
+    discord
+        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&pressed.interaction))
+        .await
+        .unwrap_or_else(|| panic!("a regenerated result: {:#?}", discord.messages()));
+    let status = original(discord, &answer.interaction, |m| m.content.contains("done")).await;
+    assert!(!status.deleted);
+    assert!(
+        discord.messages().iter().all(|m| m.via != Via::Bot),
+        "nothing fell back to the bot token while the interaction lived"
+    );
     close(server).await;
 }
 
@@ -481,4 +495,96 @@ fn recorded_gateway_payloads_translate_like_http_ones() {
         assert_eq!(describe(&through_gateway), describe(&through_http));
         assert_eq!(describe(&through_gateway), expected);
     }
+}
+
+#[tokio::test]
+async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() {
+    let stripe = fakes::stripe::FakeStripe::start("sk_test_discord").await;
+    let stripe_url = stripe.url();
+    let server = open(
+        Backend::Sqlite,
+        "discord_buy",
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_discord"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_discord"),
+            ("STRIPE_API_URL", stripe_url.as_str()),
+            ("PUBLIC_BASE_URL", "https://bot.example.org"),
+        ],
+    )
+    .await
+    .expect("SQLite");
+    let discord = &server.discord;
+    let http = reqwest::Client::new();
+    let kim = Person::new(4701, "Kim");
+    let place = Place::guild(5701, 6701);
+    let mut interactions = Vec::new();
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let buy = discord.slash(&kim, &place, "buy", json!([]), json!({}));
+        let answer = discord.interact(&buy).await;
+        assert_eq!(answer.body["data"]["flags"], 64, "/buy is private");
+        let packs = original(discord, &answer.interaction, |m| !m.custom_ids().is_empty()).await;
+        assert!(packs.content.contains("Credit packs"), "{}", packs.content);
+        let press = discord.press(&kim, &place, &packs, &packs.custom_ids()[0]);
+        let pressed = discord.interact(&press).await;
+        let link = discord
+            .wait_for(WAIT, |m| {
+                m.interaction.as_deref() == Some(&pressed.interaction) && !m.links().is_empty()
+            })
+            .await
+            .unwrap_or_else(|| panic!("a checkout link: {:#?}", discord.messages()));
+        assert!(link.ephemeral());
+        assert!(link.links()[0].starts_with("https://checkout.stripe.com/"), "{:?}", link.links());
+        let sessions = stripe.sessions();
+        let session = sessions.last().expect("a session");
+        assert_eq!(
+            session.metadata.get("identity").map(String::as_str),
+            Some("discord:4701")
+        );
+        interactions.extend([answer.interaction.clone(), pressed.interaction.clone()]);
+        if round == 1 {
+            // Paid after Kim's interactions ran out: the notice goes by DM.
+            for interaction in &interactions {
+                discord.expire(interaction);
+            }
+        }
+        let event = stripe.event(
+            "checkout.session.completed",
+            stripe.session_object(session, "paid"),
+        );
+        let signature = fakes::stripe::sign(&event, "whsec_discord", now() as i64);
+        for _ in 0..2 {
+            let status = http
+                .post(format!("http://{}/stripe/webhook", server.app.address))
+                .header("Stripe-Signature", &signature)
+                .body(event.clone())
+                .send()
+                .await
+                .expect("webhook")
+                .status();
+            assert_eq!(status, 200);
+        }
+        let notice = discord
+            .wait_for(WAIT, |m| {
+                m.content.contains("credits added") && !m.deleted && !seen.contains(&m.id)
+            })
+            .await
+            .unwrap_or_else(|| panic!("a notice: {:#?}", discord.messages()));
+        seen.push(notice.id.clone());
+        if round == 0 {
+            assert!(notice.ephemeral(), "where they bought, for them only");
+            assert_eq!(notice.interaction, Some(pressed.interaction.clone()));
+        } else {
+            assert_eq!(notice.via, Via::Bot);
+            assert_eq!(Some(notice.channel.clone()), discord.dm_channel(&kim.id));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let notices = discord
+        .messages()
+        .iter()
+        .filter(|m| m.content.contains("credits added"))
+        .count();
+    assert_eq!(notices, 2, "one notice per purchase, though each event came twice");
+    close(server).await;
 }

@@ -124,6 +124,8 @@ pub enum EventOutcome {
 pub struct NoticeToSend {
     pub id: i64,
     pub chat: ChatRef,
+    /// Whom it is for (the identity that paid), when known.
+    pub recipient: Option<crate::Identity>,
     pub text: String,
     pub attempts: u32,
 }
@@ -586,7 +588,7 @@ impl Store {
             .map(|p| format!("'{}'", p.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows: Vec<(i64, String, String, i64)> = self
+        let rows: Vec<(i64, String, String, i64, Option<String>)> = self
             .write(Atomic::Statement, move |conn| {
                 Box::pin(async move {
                     let now = now_millis();
@@ -603,7 +605,7 @@ impl Store {
                                       WHERE sent_at IS NULL AND platform IN ({platforms}) \
                                         AND next_attempt_at <= $1 \
                                       ORDER BY next_attempt_at, id LIMIT $2{lock}) \
-                         RETURNING id, chat, text, attempts"
+                         RETURNING id, chat, text, attempts, recipient"
                     );
                     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .bind(now)
@@ -614,10 +616,11 @@ impl Store {
             })
             .await?;
         rows.into_iter()
-            .map(|(id, chat, text, attempts)| {
+            .map(|(id, chat, text, attempts, recipient)| {
                 Ok(NoticeToSend {
                     id,
                     chat: serde_json::from_str(&chat).map_err(anyhow::Error::from)?,
+                    recipient: recipient.and_then(|r| r.parse().ok()),
                     text,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 })
@@ -709,6 +712,7 @@ async fn apply(
                     conn,
                     &format!("payment-failed:{}", p.id),
                     &p.chat,
+                    &p.payer,
                     &format!(
                         "Your payment of {} for {} (order #{}) did not go through, so no credits \
                          were added. Send /buy to try again.",
@@ -832,10 +836,11 @@ async fn credit_in_one_trip(
            stripe_session_id = COALESCE(stripe_session_id, $8), \
            stripe_payment_intent = COALESCE(stripe_payment_intent, $9) \
            WHERE id = $7 AND changes() = 1; \
-         INSERT INTO notices (idempotency_key, platform, chat, text, created_at, next_attempt_at) \
+         INSERT INTO notices (idempotency_key, platform, chat, text, created_at, next_attempt_at, \
+                              recipient) \
            SELECT $10, $11, $12, REPLACE($13, '{balance}', \
-             CASE WHEN b = 1 THEN '1 credit' ELSE CAST(b AS TEXT) || ' credits' END), $3, $3 \
-           FROM (SELECT a.credits_posted - a.debits_posted - a.debits_pending AS b \
+             CASE WHEN b = 1 THEN '1 credit' ELSE CAST(b AS TEXT) || ' credits' END), $3, $3, payer \
+           FROM (SELECT a.credits_posted - a.debits_posted - a.debits_pending AS b, p.payer AS payer \
                  FROM purchases p JOIN accounts a ON a.user_id = p.user_id \
                  WHERE changes() = 1 AND p.id = $7) \
            WHERE true ON CONFLICT (idempotency_key) DO NOTHING; \
@@ -941,6 +946,7 @@ async fn credit(conn: &mut AnyConnection, books: Books, row: &Row, ids: &StripeI
         conn,
         &format!("credited:{}", purchase.id),
         &purchase.chat,
+        &purchase.payer,
         &credited_text(purchase).replace("{balance}", &balance.to_string()),
     )
     .await
@@ -987,6 +993,7 @@ async fn settle(conn: &mut AnyConnection, books: Books, id: PurchaseId) -> Resul
             conn,
             &key,
             &purchase.chat,
+            &purchase.payer,
             &format!(
                 "{} of order #{} was refunded to your card; {} were removed. Your balance: {balance}.",
                 format_price(delta, &purchase.currency),
@@ -1026,6 +1033,7 @@ async fn settle(conn: &mut AnyConnection, books: Books, id: PurchaseId) -> Resul
                 conn,
                 &key,
                 &purchase.chat,
+                &purchase.payer,
                 &format!(
                     "The payment for order #{} was disputed with your bank, so your wallet is \
                      frozen and its {} unused from that order were removed. Contact support to \
@@ -1203,7 +1211,14 @@ async fn end_refund(
             refund.credits
         ),
     };
-    notice(conn, &format!("refund-end:{id}"), &purchase.chat, &text).await?;
+    notice(
+        conn,
+        &format!("refund-end:{id}"),
+        &purchase.chat,
+        &purchase.payer,
+        &text,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -1342,18 +1357,26 @@ async fn available(conn: &mut AnyConnection, wallet: AccountId) -> Result<Credit
 }
 
 /// Queues a message for the person, once per `key`.
-async fn notice(conn: &mut AnyConnection, key: &str, chat_ref: &ChatRef, text: &str) -> Result<()> {
+async fn notice(
+    conn: &mut AnyConnection,
+    key: &str,
+    chat_ref: &ChatRef,
+    recipient: &str,
+    text: &str,
+) -> Result<()> {
     let chat = serde_json::to_string(chat_ref).map_err(anyhow::Error::from)?;
     let now = now_millis();
     sqlx::query(
         "INSERT INTO notices (idempotency_key, platform, chat, text, created_at, \
-         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+         next_attempt_at, recipient) VALUES ($1, $2, $3, $4, $5, $5, $6) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(key)
     .bind(chat_ref.platform.as_str())
     .bind(chat)
     .bind(text)
     .bind(now)
+    .bind(recipient)
     .execute(conn)
     .await?;
     Ok(())

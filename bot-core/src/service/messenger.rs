@@ -3,7 +3,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use crate::{Platform, media::Output};
+use crate::{Identity, Platform, media::Output};
 
 use super::{Attachment, Button, ChatRef, MessageRef};
 
@@ -68,6 +68,22 @@ pub trait Messenger: Send + Sync + std::fmt::Debug {
         caption: &'a str,
         buttons: &'a [Button],
     ) -> MessengerFuture<'a, MessageRef>;
+
+    /// Sends a private notice (a payment's or refund's outcome) for `person`, in or from `chat`
+    /// where they bought. Platforms that can answer one person privately do; by default it is
+    /// sent to the chat.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] saying whether to retry.
+    fn send_notice<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        _person: Option<&'a Identity>,
+        text: &'a str,
+    ) -> MessengerFuture<'a, MessageRef> {
+        self.send_text(chat, None, text, &[])
+    }
 
     /// Shows that the bot is working on something for this chat ("sending a photo…"), for a
     /// few seconds. Best effort.

@@ -465,7 +465,7 @@ impl Service {
                 continue;
             };
             match messenger
-                .send_text(&notice.chat, None, &notice.text, &[])
+                .send_notice(&notice.chat, notice.recipient.as_ref(), &notice.text)
                 .await
             {
                 Ok(_) => {
