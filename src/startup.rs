@@ -60,7 +60,10 @@ impl Application {
         };
         let discord = if config.discord.enabled() {
             Some(
-                discord::Discord::connect(&config.discord)
+                discord::Discord::connect(
+                    &config.discord,
+                    config.http.public_base_url.as_deref(),
+                )
                     .await
                     .context("connecting to Discord")?,
             )
@@ -149,9 +152,7 @@ impl Application {
         }
         if let Some(discord) = self.discord {
             let handler = discord.handler(self.service.clone());
-            if let Some(endpoint) = discord.router(&handler) {
-                router = router.merge(endpoint);
-            }
+            router = router.merge(discord.router(&handler));
             tasks.push(tokio::spawn(discord.run(handler, shutdown.clone())));
         }
         axum::serve(self.listener, router)

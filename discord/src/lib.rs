@@ -6,6 +6,7 @@
 
 mod adapter;
 pub mod commands;
+pub mod downloads;
 pub mod endpoint;
 pub mod gateway;
 pub mod messenger;
@@ -90,16 +91,21 @@ pub struct Discord {
     config: DiscordConfig,
     messenger: Arc<DiscordMessenger>,
     verifier: Option<endpoint::Verifier>,
+    downloads: Option<Arc<downloads::Downloads>>,
 }
 
 impl Discord {
     /// Checks the configuration and registers every command (one bulk overwrite, globally or
-    /// in `guild_ids`) when a bot token is configured.
+    /// in `guild_ids`) when a bot token is configured. With `public_base_url`, results too
+    /// large to upload are offered as signed links under it.
     ///
     /// # Errors
     ///
     /// A malformed key or a refused registration.
-    pub async fn connect(config: &DiscordConfig) -> Result<Discord, Error> {
+    pub async fn connect(
+        config: &DiscordConfig,
+        public_base_url: Option<&str>,
+    ) -> Result<Discord, Error> {
         let application = config
             .application_id
             .clone()
@@ -145,10 +151,16 @@ impl Discord {
                 "no DISCORD_BOT_TOKEN: commands are not registered and results cannot be posted after an interaction expires"
             );
         }
+        let downloads = public_base_url
+            .map(downloads::Downloads::new)
+            .transpose()
+            .map_err(|e| Error::Config(format!("a folder for large results: {e}")))?
+            .map(Arc::new);
         Ok(Discord {
             config: config.clone(),
-            messenger: Arc::new(DiscordMessenger::new(rest, &application)),
+            messenger: Arc::new(DiscordMessenger::new(rest, &application, downloads.clone())),
             verifier,
+            downloads,
         })
     }
 
@@ -171,11 +183,16 @@ impl Discord {
         Handler::new(service, self.messenger.clone())
     }
 
-    /// `POST /discord/interactions`, in HTTP mode.
-    pub fn router(&self, handler: &Handler) -> Option<axum::Router> {
-        self.verifier
-            .clone()
-            .map(|verifier| endpoint::router(handler.clone(), verifier))
+    /// `POST /discord/interactions` in HTTP mode, and `GET /files/…` for large results.
+    pub fn router(&self, handler: &Handler) -> axum::Router {
+        let mut router = axum::Router::new();
+        if let Some(verifier) = self.verifier.clone() {
+            router = router.merge(endpoint::router(handler.clone(), verifier));
+        }
+        if let Some(downloads) = self.downloads.clone() {
+            router = router.merge(downloads.router());
+        }
+        router
     }
 
     /// Runs the gateway (gateway mode) until `shutdown`, then waits for the interactions in hand.

@@ -23,6 +23,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
+    downloads::Downloads,
     model::{Token, created_ms},
     render,
     rest::{Body, File, Rest, RestError, codes},
@@ -93,6 +94,13 @@ pub struct DiscordMessenger {
     rest: Arc<Rest>,
     application_id: String,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    downloads: Option<Arc<Downloads>>,
+}
+
+/// A result as it will be sent: attached, or as a link when too large.
+enum Upload {
+    File(File),
+    Link { url: String, megabytes: f64 },
 }
 
 /// Where a message we sent lives, as kept in a [`MessageRef`]'s id.
@@ -125,11 +133,16 @@ impl<'a> Sent<'a> {
 
 impl DiscordMessenger {
     /// A messenger for the application, over `rest`.
-    pub fn new(rest: Arc<Rest>, application_id: &str) -> DiscordMessenger {
+    pub fn new(
+        rest: Arc<Rest>,
+        application_id: &str,
+        downloads: Option<Arc<Downloads>>,
+    ) -> DiscordMessenger {
         DiscordMessenger {
             rest,
             application_id: application_id.to_string(),
             live: Mutex::new(HashMap::new()),
+            downloads,
         }
     }
 
@@ -304,42 +317,47 @@ impl DiscordMessenger {
         }
     }
 
-    /// The media to upload within `limit`: images re-encoded smaller when needed.
-    async fn fit(&self, media: &Output, limit: u64) -> Result<File, DeliveryError> {
-        let file = File {
-            name: media.file_name.clone(),
-            mime: media.mime,
-            bytes: media.bytes.clone(),
-        };
-        if file.bytes.len() as u64 <= limit {
-            return Ok(file);
+    /// The media to upload within `limit`: images re-encoded smaller when needed; anything else
+    /// too large offered as a signed link when `PUBLIC_BASE_URL` is set.
+    async fn fit(&self, media: &Output, limit: u64) -> Result<Upload, DeliveryError> {
+        if media.bytes.len() as u64 <= limit {
+            return Ok(Upload::File(File {
+                name: media.file_name.clone(),
+                mime: media.mime,
+                bytes: media.bytes.clone(),
+            }));
         }
-        if media.kind != MediaKind::Image {
-            return Err(DeliveryError::Permanent(format!(
-                "the result ({} MB) is larger than Discord lets the bot upload here ({} MB)",
-                file.bytes.len() / 1_000_000,
-                limit / 1_000_000
-            )));
+        if media.kind == MediaKind::Image {
+            let bytes = media.bytes.clone();
+            let fitted = tokio::task::spawn_blocking(move || shrink(&bytes, limit))
+                .await
+                .map_err(|e| DeliveryError::Retry(e.to_string()))?;
+            if let Some(bytes) = fitted {
+                let stem = media
+                    .file_name
+                    .rsplit_once('.')
+                    .map_or(media.file_name.as_str(), |(stem, _)| stem);
+                return Ok(Upload::File(File {
+                    name: format!("{stem}.jpg"),
+                    mime: "image/jpeg",
+                    bytes,
+                }));
+            }
         }
-        let bytes = media.bytes.clone();
-        let fitted = tokio::task::spawn_blocking(move || shrink(&bytes, limit))
-            .await
-            .map_err(|e| DeliveryError::Retry(e.to_string()))?;
-        match fitted {
-            Some(bytes) => Ok(File {
-                name: format!(
-                    "{}.jpg",
-                    media
-                        .file_name
-                        .rsplit_once('.')
-                        .map_or(media.file_name.as_str(), |(stem, _)| stem)
-                ),
-                mime: "image/jpeg",
-                bytes,
-            }),
-            None => Err(DeliveryError::Permanent(
-                "the image could not be made small enough for Discord".into(),
-            )),
+        let megabytes = media.bytes.len() as f64 / 1_000_000.0;
+        match &self.downloads {
+            Some(downloads) => {
+                let url = downloads
+                    .offer(&media.file_name, &media.bytes)
+                    .await
+                    .map_err(|e| DeliveryError::Retry(format!("keeping a large result: {e}")))?;
+                Ok(Upload::Link { url, megabytes })
+            }
+            None => Err(DeliveryError::Permanent(format!(
+                "the result ({megabytes:.1} MB) is larger than Discord lets the bot upload here \
+                 ({:.1} MB)",
+                limit as f64 / 1_000_000.0
+            ))),
         }
     }
 }
@@ -514,13 +532,18 @@ impl Messenger for DiscordMessenger {
             let limit = live
                 .as_ref()
                 .map_or(DEFAULT_UPLOAD_LIMIT, |live| live.upload_limit);
-            let file = self.fit(media, limit).await?;
+            let upload = self.fit(media, limit).await?;
+            let body = |mention: Option<&str>| match &upload {
+                Upload::File(file) => Body::Files(
+                    render::media(caption, &file.name, media.kind, buttons, mention),
+                    vec![file.clone()],
+                ),
+                Upload::Link { url, megabytes } => Body::Json(render::media_link(
+                    caption, url, *megabytes, buttons, mention,
+                )),
+            };
             if let Some(live) = live {
-                let body = render::media(caption, &file.name, media.kind, buttons, None);
-                match self
-                    .followup(&live, Body::Files(body, vec![file.clone()]))
-                    .await
-                {
+                match self.followup(&live, body(None)).await {
                     Ok(message) => {
                         return Ok(MessageRef {
                             chat: chat.clone(),
@@ -537,8 +560,7 @@ impl Messenger for DiscordMessenger {
             }
             // Too late for the interaction (a long video): post it, naming the requester.
             let person = marker.map(|(_, person)| person);
-            let body = render::media(caption, &file.name, media.kind, buttons, person);
-            self.post(chat, person, Body::Files(body, vec![file])).await
+            self.post(chat, person, body(person)).await
         })
     }
 

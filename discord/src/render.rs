@@ -96,6 +96,38 @@ pub fn media(
     body
 }
 
+/// A result too large to attach: the caption and a download link, as a link button too.
+pub fn media_link(
+    caption: &str,
+    url: &str,
+    megabytes: f64,
+    buttons: &[Button],
+    mention: Option<&str>,
+) -> Value {
+    let note = format!(
+        "\n\nToo large to attach here ({megabytes:.1} MB): [download it]({url}) within 24 hours."
+    );
+    let description = format!(
+        "{}{note}",
+        fit(caption, MAX_EMBED_DESCRIPTION.saturating_sub(note.chars().count()))
+    );
+    let mut all = buttons.to_vec();
+    all.push(Button {
+        label: format!("Download ({megabytes:.1} MB)"),
+        press: Press::Link(url.to_string()),
+    });
+    let mut body = json!({
+        "embeds": [{"description": description, "color": 0x5865F2}],
+        "components": components(&all),
+        "allowed_mentions": {"parse": []},
+    });
+    if let Some(user) = mention {
+        body["content"] = json!(format!("<@{user}>"));
+        body["allowed_mentions"] = json!({"users": [user]});
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use bot_core::service::Action;

@@ -588,3 +588,90 @@ async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() 
     assert_eq!(notices, 2, "one notice per purchase, though each event came twice");
     close(server).await;
 }
+
+/// Runs `/music` (a priced request: confirmed first) and returns the result message.
+async fn music(discord: &FakeDiscord, person: &Person, place: &Place) -> Option<Message> {
+    let request = discord.slash(
+        person,
+        place,
+        "music",
+        json!([option("prompt", 3, json!("calm piano")), option("seconds", 4, json!(30))]),
+        json!({}),
+    );
+    let answer = discord.interact(&request).await;
+    let quote = discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction) && !m.custom_ids().is_empty()
+        })
+        .await
+        .unwrap_or_else(|| panic!("a quote: {:#?}", discord.messages()));
+    assert!(quote.ephemeral(), "a price to confirm is for the requester only");
+    assert!(quote.content.contains("costs 5 credits"), "{}", quote.content);
+    let confirm = discord.press(person, place, &quote, &quote.custom_ids()[0]);
+    let pressed = discord.interact(&confirm).await;
+    // The job answers through the interaction that asked for it (its token still lives) or
+    // the press that confirmed it.
+    let ours = |m: &Message| {
+        [&answer.interaction, &pressed.interaction]
+            .iter()
+            .any(|i| m.interaction.as_deref() == Some(i.as_str()))
+    };
+    let status = discord
+        .wait_for(WAIT, |m| {
+            ours(m) && (m.content.contains("done") || m.content.contains("failed"))
+        })
+        .await
+        .unwrap_or_else(|| panic!("a final status: {:#?}", discord.messages()));
+    assert!(!status.ephemeral(), "a job's status is public");
+    discord
+        .messages()
+        .into_iter()
+        .find(|m| ours(m) && !m.embeds.is_empty())
+}
+
+#[tokio::test]
+async fn a_result_too_large_to_upload_is_linked_or_costs_nothing() {
+    let linked = open(
+        Backend::Sqlite,
+        "discord_large_linked",
+        &[("PUBLIC_BASE_URL", "https://bot.example.org")],
+    )
+    .await
+    .expect("SQLite");
+    let discord = &linked.discord;
+    discord.set_upload_limit(8 * 1024);
+    let lu = Person::new(4801, "Lu");
+    let place = Place::guild(5801, 6801);
+    let result = music(discord, &lu, &place).await.expect("a result");
+    assert!(result.files.is_empty(), "not attached: {result:?}");
+    let url = result.links().pop().expect("a download link");
+    assert!(url.starts_with("https://bot.example.org/files/"), "{url}");
+    assert!(result.text().contains("calm piano"), "{}", result.text());
+    let local = url.replace("https://bot.example.org", &format!("http://{}", linked.app.address));
+    let http = reqwest::Client::new();
+    let response = http.get(&local).send().await.expect("download");
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.expect("bytes");
+    assert!(bytes.len() > 8 * 1024);
+    assert_eq!(&bytes[..4], b"RIFF", "the WAV itself");
+    let forged = local.replace("expires=", "expires=9");
+    assert_eq!(http.get(&forged).send().await.expect("answer").status(), 404);
+    close(linked).await;
+
+    // Without PUBLIC_BASE_URL there is no way to hand it over: the job fails, nothing is taken.
+    let plain = open(Backend::Sqlite, "discord_large_plain", &[]).await.expect("SQLite");
+    let discord = &plain.discord;
+    discord.set_upload_limit(8 * 1024);
+    assert!(music(discord, &lu, &place).await.is_none());
+    let status = discord
+        .messages()
+        .into_iter()
+        .find(|m| m.content.contains("failed"))
+        .expect("a failed status");
+    assert!(status.content.contains("no credits taken"), "{}", status.content);
+    let balance = discord.slash(&lu, &place, "balance", json!([]), json!({}));
+    let answer = discord.interact(&balance).await;
+    let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
+    assert!(reply.content.contains("Your balance: 10 credits"), "{}", reply.content);
+    close(plain).await;
+}
