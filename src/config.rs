@@ -439,6 +439,16 @@ impl Config {
                 "discord.application_id",
             )?;
         }
+        if discord
+            .guild_ids
+            .iter()
+            .any(|id| id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(ConfigError::new(
+                "discord.guild_ids",
+                "must be numeric server ids, comma-separated",
+            ));
+        }
 
         let stripe = &self.stripe;
         if stripe.webhook_secret.is_some() {
@@ -631,6 +641,24 @@ mod tests {
                 .map(|t| t.expose_secret().to_string()),
             Some("12345".to_string())
         );
+    }
+
+    #[test]
+    fn discord_guild_ids_are_a_comma_separated_list_of_snowflakes() {
+        let config = load(&[
+            ("DISCORD_APPLICATION_ID", "1"),
+            ("DISCORD_BOT_TOKEN", "t"),
+            ("DISCORD_GUILD_IDS", "290926798626357999, 41771983423143937"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.discord.guild_ids,
+            ["290926798626357999", "41771983423143937"]
+        );
+        assert!(config.discord.enabled());
+        let error = load(&[("DISCORD_GUILD_IDS", "my-server")]).expect_err("not a snowflake");
+        assert!(error.to_string().contains("DISCORD_GUILD_IDS"), "{error}");
+        assert!(!load(&[]).expect("defaults").discord.enabled());
     }
 
     #[test]

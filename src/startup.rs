@@ -60,10 +60,7 @@ impl Application {
         };
         let discord = if config.discord.enabled() {
             Some(
-                discord::Discord::connect(
-                    &config.discord,
-                    config.http.public_base_url.as_deref(),
-                )
+                discord::Discord::connect(&config.discord, config.http.public_base_url.as_deref())
                     .await
                     .context("connecting to Discord")?,
             )

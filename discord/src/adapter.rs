@@ -3,7 +3,10 @@
 //! deferred response, or, when it must be private and the deferral was public, the deferral is
 //! removed and the answer sent ephemerally.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use bot_core::service::{Reply, Service};
 use serde_json::{Value, json};
@@ -70,10 +73,20 @@ impl Handler {
                 None,
             ),
             Incoming::Request(translated) => {
-                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                // Discord waits three seconds for the acknowledgement: rather than wait longer
+                // for room, say so.
+                let waiting = tokio::time::timeout(
+                    Duration::from_millis(1_500),
+                    self.permits.clone().acquire_owned(),
+                );
+                let Ok(Ok(permit)) = waiting.await else {
+                    let text = if self.permits.is_closed() {
+                        "The bot is restarting; please try again in a minute."
+                    } else {
+                        "The bot is very busy right now; please try again in a moment."
+                    };
                     return (
-                        json!({"type": CHANNEL_MESSAGE,
-                               "data": render::text("The bot is shutting down; please try again in a minute.", &[], true)}),
+                        json!({"type": CHANNEL_MESSAGE, "data": render::text(text, &[], true)}),
                         None,
                     );
                 };

@@ -71,7 +71,12 @@ pub fn all() -> Vec<Value> {
             vec![
                 option(STRING, "prompt", "What to draw", true),
                 choices(
-                    option(STRING, "quality", "Standard, HD or 4K (prices differ)", false),
+                    option(
+                        STRING,
+                        "quality",
+                        "Standard, HD or 4K (prices differ)",
+                        false,
+                    ),
                     &[("standard", "standard"), ("hd", "hd"), ("4k", "4k")],
                 ),
                 choices(
@@ -129,15 +134,12 @@ pub fn all() -> Vec<Value> {
         slash(
             "music",
             "Generate music",
-            vec![
-                option(STRING, "prompt", "The music to make", true),
-                {
-                    let mut seconds = option(INTEGER, "seconds", "Length in seconds", false);
-                    // The longest length is the operator's setting; the core checks it.
-                    seconds["min_value"] = json!(1);
-                    seconds
-                },
-            ],
+            vec![option(STRING, "prompt", "The music to make", true), {
+                let mut seconds = option(INTEGER, "seconds", "Length in seconds", false);
+                // The longest length is the operator's setting; the core checks it.
+                seconds["min_value"] = json!(1);
+                seconds
+            }],
         ),
         slash("balance", "Your credits", vec![]),
         slash("buy", "Buy credits", vec![]),
@@ -155,12 +157,22 @@ pub fn all() -> Vec<Value> {
         slash(
             "link",
             "Share one wallet with your Telegram account",
-            vec![option(STRING, "code", "The code shown on the other platform", false)],
+            vec![option(
+                STRING,
+                "code",
+                "The code shown on the other platform",
+                false,
+            )],
         ),
         slash(
             "unlink",
             "Detach a linked account",
-            vec![option(STRING, "identity", "As /link lists it, e.g. telegram:123", true)],
+            vec![option(
+                STRING,
+                "identity",
+                "As /link lists it, e.g. telegram:123",
+                true,
+            )],
         ),
         slash(
             "cancel",

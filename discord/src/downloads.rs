@@ -56,14 +56,15 @@ impl Downloads {
         Ok(Downloads {
             base: base.trim_end_matches('/').to_string(),
             key,
-            dir: tempfile::Builder::new().prefix("imagegpt-files-").tempdir()?,
+            dir: tempfile::Builder::new()
+                .prefix("imagegpt-files-")
+                .tempdir()?,
         })
     }
 
     fn signature(&self, id: &str, name: &str, expires: u64) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).unwrap_or_else(|_| {
-            unreachable!("HMAC takes keys of any length")
-        });
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(format!("{id}\n{name}\n{expires}").as_bytes());
         mac
     }

@@ -105,7 +105,11 @@ pub fn router(handler: Handler, verifier: Verifier) -> Router {
         .with_state(Endpoint { handler, verifier })
 }
 
-async fn interactions(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Bytes) -> Response {
+async fn interactions(
+    State(endpoint): State<Endpoint>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -143,8 +147,7 @@ mod tests {
     #[test]
     fn signatures_are_checked_with_their_timestamp() {
         let key = SigningKey::from_bytes(&[7; 32]);
-        let verifier =
-            Verifier::new(&hex::encode(key.verifying_key().to_bytes())).expect("a key");
+        let verifier = Verifier::new(&hex::encode(key.verifying_key().to_bytes())).expect("a key");
         let body = br#"{"type":1}"#;
         let sign = |timestamp: &str, body: &[u8]| {
             let mut message = timestamp.as_bytes().to_vec();
@@ -152,7 +155,10 @@ mod tests {
             hex::encode(key.sign(&message).to_bytes())
         };
         let good = sign("1000", body);
-        assert_eq!(verifier.verify(Some(&good), Some("1000"), body, 1010), Ok(()));
+        assert_eq!(
+            verifier.verify(Some(&good), Some("1000"), body, 1010),
+            Ok(())
+        );
         assert_eq!(
             verifier.verify(Some(&good), Some("1000"), b"{\"type\":2}", 1010),
             Err(SignatureError::Mismatch)

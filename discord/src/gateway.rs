@@ -41,7 +41,8 @@ impl EventHandler for Events {
             .handler
             .messenger()
             .acknowledge(&interaction.id, &interaction.token, &ack)
-            .await {
+            .await
+        {
             tracing::warn!(interaction = %interaction.id, %error, "acknowledging failed");
             return;
         }
@@ -65,12 +66,10 @@ pub async fn run(
         builder = builder.proxy(api_url).ratelimiter_disabled(true);
     }
     // Interactions need no intents.
-    let mut client = serenity::client::ClientBuilder::new_with_http(
-        builder.build(),
-        GatewayIntents::empty(),
-    )
-    .event_handler(Events { handler })
-    .await?;
+    let mut client =
+        serenity::client::ClientBuilder::new_with_http(builder.build(), GatewayIntents::empty())
+            .event_handler(Events { handler })
+            .await?;
     let shards = client.shard_manager.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;

@@ -142,7 +142,11 @@ impl Discord {
             tracing::info!(
                 part = "discord",
                 commands = commands::all().len(),
-                scope = if config.guild_ids.is_empty() { "global" } else { "guilds" },
+                scope = if config.guild_ids.is_empty() {
+                    "global"
+                } else {
+                    "guilds"
+                },
                 "commands registered"
             );
         } else {
@@ -212,7 +216,10 @@ impl Discord {
                 tracing::error!(error = %Error::Gateway(error.to_string()), "Discord gateway stopped");
             }
         } else {
-            tracing::info!(part = "discord", "on: HTTP interactions at /discord/interactions");
+            tracing::info!(
+                part = "discord",
+                "on: HTTP interactions at /discord/interactions"
+            );
         }
         shutdown.cancelled().await;
         handler.drain().await;

@@ -14,9 +14,7 @@ use std::{
 
 use bot_core::{
     media::{MediaKind, Output},
-    service::{
-        Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture,
-    },
+    service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
 };
 use futures_util::StreamExt as _;
 use reqwest::Method;
@@ -106,9 +104,15 @@ enum Upload {
 /// Where a message we sent lives, as kept in a [`MessageRef`]'s id.
 enum Sent<'a> {
     /// The interaction's original response.
-    Original { interaction: &'a str, message: &'a str },
+    Original {
+        interaction: &'a str,
+        message: &'a str,
+    },
     /// A follow-up of the interaction.
-    Followup { interaction: &'a str, message: &'a str },
+    Followup {
+        interaction: &'a str,
+        message: &'a str,
+    },
     /// A channel message sent with the bot token.
     Channel { message: &'a str },
 }
@@ -200,7 +204,12 @@ impl DiscordMessenger {
     /// # Errors
     ///
     /// When Discord refuses it (already acknowledged, too late) or cannot be reached.
-    pub async fn acknowledge(&self, id: &str, token: &Token, body: &Value) -> Result<(), RestError> {
+    pub async fn acknowledge(
+        &self,
+        id: &str,
+        token: &Token,
+        body: &Value,
+    ) -> Result<(), RestError> {
         let path = format!("/interactions/{id}/{}/callback", token.0);
         self.rest
             .call(
@@ -230,7 +239,11 @@ impl DiscordMessenger {
         let mut attempt: u64 = 0;
         loop {
             attempt += 1;
-            match self.rest.call(method.clone(), &path, &route, false, body).await {
+            match self
+                .rest
+                .call(method.clone(), &path, &route, false, body)
+                .await
+            {
                 Err(error)
                     if attempt < 8
                         && matches!(
@@ -271,7 +284,11 @@ impl DiscordMessenger {
         if let Err(error) = &result
             && matches!(
                 error.code(),
-                Some(codes::INVALID_WEBHOOK_TOKEN | codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_INTERACTION)
+                Some(
+                    codes::INVALID_WEBHOOK_TOKEN
+                        | codes::UNKNOWN_WEBHOOK
+                        | codes::UNKNOWN_INTERACTION
+                )
             )
         {
             live.dead.store(true, Ordering::Relaxed);
@@ -294,7 +311,11 @@ impl DiscordMessenger {
         }
         let path = format!("/channels/{}/messages", chat.id);
         let route = format!("channel:{}", chat.id);
-        match self.rest.call(Method::POST, &path, &route, true, &body).await {
+        match self
+            .rest
+            .call(Method::POST, &path, &route, true, &body)
+            .await
+        {
             Ok(message) => Ok(channel_message(chat.clone(), &message)),
             Err(error)
                 if person.is_some()
@@ -368,8 +389,7 @@ pub fn shrink(bytes: &[u8], limit: u64) -> Option<Vec<u8>> {
     for _ in 0..6 {
         for quality in [90, 80, 65] {
             let mut out = Vec::new();
-            let encoder =
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
             image.write_with_encoder(encoder).ok()?;
             if out.len() as u64 <= limit {
                 return Some(out);
@@ -432,8 +452,8 @@ impl Messenger for DiscordMessenger {
                 && let Some(live) = self.find(interaction)
             {
                 let body = Body::Json(render::text(text, buttons, false));
-                let original = live.ack != Ack::Update
-                    && !live.original_used.swap(true, Ordering::SeqCst);
+                let original =
+                    live.ack != Ack::Update && !live.original_used.swap(true, Ordering::SeqCst);
                 let sent = if original {
                     self.edit_original(&live, body).await
                 } else {
@@ -458,7 +478,10 @@ impl Messenger for DiscordMessenger {
             let person = marker.map(|(_, person)| person);
             let mut body = render::text(text, buttons, false);
             if let Some(person) = person {
-                body["content"] = json!(render::fit(&format!("<@{person}> {text}"), render::MAX_CONTENT));
+                body["content"] = json!(render::fit(
+                    &format!("<@{person}> {text}"),
+                    render::MAX_CONTENT
+                ));
                 body["allowed_mentions"] = json!({"users": [person]});
             }
             self.post(chat, person, Body::Json(body)).await
@@ -649,7 +672,9 @@ impl Messenger for DiscordMessenger {
                 .map_err(|e| DeliveryError::Retry(e.without_url().to_string()))?;
             let status = response.status();
             if status.is_server_error() || status.as_u16() == 429 {
-                return Err(DeliveryError::Retry(format!("the upload answered {status}")));
+                return Err(DeliveryError::Retry(format!(
+                    "the upload answered {status}"
+                )));
             }
             if !status.is_success() {
                 return Err(DeliveryError::Permanent(
@@ -704,7 +729,10 @@ mod tests {
     fn sent_ids_are_read_back() {
         assert!(matches!(
             Sent::read("o:1:2"),
-            Sent::Original { interaction: "1", message: "2" }
+            Sent::Original {
+                interaction: "1",
+                message: "2"
+            }
         ));
         assert!(matches!(Sent::read("f:1:2"), Sent::Followup { .. }));
         assert!(matches!(Sent::read("c:9"), Sent::Channel { message: "9" }));

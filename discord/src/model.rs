@@ -208,9 +208,7 @@ fn snowflake<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Er
     })
 }
 
-fn maybe_snowflake<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
+fn maybe_snowflake<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(
         Option::<Snowflake>::deserialize(deserializer)?.map(|id| match id {
             Snowflake::Text(text) => text,

@@ -38,9 +38,9 @@ pub fn components(buttons: &[Button]) -> Value {
                     match &button.press {
                         Press::Action(action) => {
                             let id = action.encode();
-                            (id.len() <= MAX_CUSTOM_ID).then(|| {
-                                json!({"type": 2, "style": 2, "label": label, "custom_id": id})
-                            })
+                            (id.len() <= MAX_CUSTOM_ID).then(
+                                || json!({"type": 2, "style": 2, "label": label, "custom_id": id}),
+                            )
                         }
                         Press::Link(url) => (url.len() <= MAX_URL)
                             .then(|| json!({"type": 2, "style": 5, "label": label, "url": url})),
@@ -109,7 +109,10 @@ pub fn media_link(
     );
     let description = format!(
         "{}{note}",
-        fit(caption, MAX_EMBED_DESCRIPTION.saturating_sub(note.chars().count()))
+        fit(
+            caption,
+            MAX_EMBED_DESCRIPTION.saturating_sub(note.chars().count())
+        )
     );
     let mut all = buttons.to_vec();
     all.push(Button {
@@ -141,7 +144,10 @@ mod tests {
             .map(|n| Button::action(format!("Pack {n}"), Action::Pack(n)))
             .collect();
         let body = text(&long, &buttons, true);
-        assert_eq!(body["content"].as_str().map(|s| s.chars().count()), Some(2_000));
+        assert_eq!(
+            body["content"].as_str().map(|s| s.chars().count()),
+            Some(2_000)
+        );
         assert_eq!(body["flags"], 64);
         let rows = body["components"].as_array().expect("rows");
         assert_eq!(rows.len(), 2);

@@ -158,8 +158,8 @@ impl Rest {
                 Body::Empty => request,
                 Body::Json(value) => request.json(value),
                 Body::Files(payload, files) => {
-                    let mut form = reqwest::multipart::Form::new()
-                        .text("payload_json", payload.to_string());
+                    let mut form =
+                        reqwest::multipart::Form::new().text("payload_json", payload.to_string());
                     for (n, file) in files.iter().enumerate() {
                         let part = reqwest::multipart::Part::bytes(file.bytes.clone())
                             .file_name(file.name.clone())

@@ -134,13 +134,16 @@ fn slash_command(name: &str, data: &model::Data) -> Translation {
             .and_then(|resolved| resolved.attachments.get(&id));
         match found {
             Some(attachment) if attachment.is_image() => Ok(Some(core_attachment(attachment))),
-            Some(_) => Err(format!("The {option} must be an image (PNG, JPEG or WebP).")),
-            None => Err(format!("The {option} was not received; please attach it again.")),
+            Some(_) => Err(format!(
+                "The {option} must be an image (PNG, JPEG or WebP)."
+            )),
+            None => Err(format!(
+                "The {option} was not received; please attach it again."
+            )),
         }
     };
-    let required = |option: &str| {
-        image(option)?.ok_or_else(|| format!("Attach an image as {option}."))
-    };
+    let required =
+        |option: &str| image(option)?.ok_or_else(|| format!("Attach an image as {option}."));
     let mut line = format!("/{name}");
     let mut attachments = Vec::new();
     let push = |line: &mut String, part: Option<String>, prefix: &str| {
@@ -223,7 +226,7 @@ mod tests {
 
     fn read(value: serde_json::Value) -> Incoming {
         let parsed: Interaction = serde_json::from_value(value).expect("an interaction");
-        super::interaction(&parsed)
+        interaction(&parsed)
     }
 
     fn request(incoming: Incoming) -> Translated {
@@ -315,7 +318,10 @@ mod tests {
         })));
         assert_eq!(press.ack, Ack::Update);
         assert_eq!(press.request.chat.kind, ChatKind::Private);
-        assert!(matches!(press.request.input, Input::Action(Action::Regenerate(_))));
+        assert!(matches!(
+            press.request.input,
+            Input::Action(Action::Regenerate(_))
+        ));
         let stale = read(json!({
             "id": "3", "application_id": "1", "type": 3, "token": "t", "channel_id": "6",
             "user": {"id": "43", "username": "bob"}, "data": {"custom_id": "zz:1"}

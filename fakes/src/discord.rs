@@ -375,7 +375,13 @@ impl FakeDiscord {
     }
 
     /// A message context-menu command on `target` (a message object).
-    pub fn message_command(&self, person: &Person, place: &Place, name: &str, target: Value) -> Value {
+    pub fn message_command(
+        &self,
+        person: &Person,
+        place: &Place,
+        name: &str,
+        target: Value,
+    ) -> Value {
         let mut interaction = self.base(2, person, place);
         let id = target["id"].clone();
         interaction["data"] = json!({"id": "901", "name": name, "type": 3, "target_id": id,
@@ -384,7 +390,13 @@ impl FakeDiscord {
     }
 
     /// A button press on `message`.
-    pub fn press(&self, person: &Person, place: &Place, message: &Message, custom_id: &str) -> Value {
+    pub fn press(
+        &self,
+        person: &Person,
+        place: &Place,
+        message: &Message,
+        custom_id: &str,
+    ) -> Value {
         let mut interaction = self.base(3, person, place);
         interaction["data"] = json!({"custom_id": custom_id, "component_type": 2});
         interaction["message"] = json!({"id": message.id, "channel_id": message.channel,
@@ -396,9 +408,15 @@ impl FakeDiscord {
 
     fn register_interaction(&self, interaction: &Value) {
         let id = interaction["id"].as_str().unwrap_or_default().to_string();
-        let token = interaction["token"].as_str().unwrap_or_default().to_string();
+        let token = interaction["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let source = interaction["message"]["id"].as_str().map(str::to_string);
-        let channel = interaction["channel_id"].as_str().unwrap_or_default().to_string();
+        let channel = interaction["channel_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         lock(&self.state).interactions.insert(
             token,
             Interaction {
@@ -454,7 +472,10 @@ impl FakeDiscord {
             .http
             .post(endpoint)
             .header("content-type", "application/json")
-            .header("user-agent", "Discord-Interactions/1.0 (+https://discord.com)")
+            .header(
+                "user-agent",
+                "Discord-Interactions/1.0 (+https://discord.com)",
+            )
             .body(body.to_string());
         if let Some(signature) = signature {
             request = request.header("X-Signature-Ed25519", signature);
@@ -469,7 +490,10 @@ impl FakeDiscord {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let text = response.text().await.unwrap_or_default();
-                (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
             }
             Err(_) => (0, Value::Null),
         };
@@ -500,6 +524,15 @@ impl FakeDiscord {
     /// Every message, in the order made (deleted ones included, marked).
     pub fn messages(&self) -> Vec<Message> {
         lock(&self.state).messages.clone()
+    }
+
+    /// How many messages satisfy `check` (without copying them).
+    pub fn count(&self, check: impl Fn(&Message) -> bool) -> usize {
+        lock(&self.state)
+            .messages
+            .iter()
+            .filter(|m| check(m))
+            .count()
     }
 
     /// Waits until a message satisfies `check`, up to `timeout`.
@@ -601,13 +634,20 @@ fn acknowledge(state: &mut Fake, token: &str, body: &Value) -> Result<(), Respon
     };
     interaction.acks += 1;
     if interaction.ack.is_some() {
-        return Err(error(400, 40060, "Interaction has already been acknowledged."));
+        return Err(error(
+            400,
+            40060,
+            "Interaction has already been acknowledged.",
+        ));
     }
     if interaction.created.elapsed() > ACK_DEADLINE {
         return Err(error(404, 10062, "Unknown interaction"));
     }
     if !matches!(kind, 1 | 4 | 5 | 6 | 7 | 8 | 9) {
-        return Err(form_error("type", "Value is not a valid interaction callback type."));
+        return Err(form_error(
+            "type",
+            "Value is not a valid interaction callback type.",
+        ));
     }
     if matches!(kind, 4 | 7) {
         check_message(&body["data"], 0, usize::MAX)?;
@@ -696,7 +736,10 @@ fn check_message(body: &Value, files: usize, _limit: usize) -> Result<(), Respon
             .as_str()
             .is_some_and(|d| d.chars().count() > 4_096)
         {
-            return Err(form_error("embeds.0.description", "Must be 4096 or fewer in length."));
+            return Err(form_error(
+                "embeds.0.description",
+                "Must be 4096 or fewer in length.",
+            ));
         }
     }
     let rows = body["components"].as_array().cloned().unwrap_or_default();
@@ -706,25 +749,47 @@ fn check_message(body: &Value, files: usize, _limit: usize) -> Result<(), Respon
     for row in &rows {
         let buttons = row["components"].as_array().cloned().unwrap_or_default();
         if row["type"] != 1 || buttons.is_empty() || buttons.len() > 5 {
-            return Err(form_error("components.0.components", "Must be between 1 and 5 in length."));
+            return Err(form_error(
+                "components.0.components",
+                "Must be between 1 and 5 in length.",
+            ));
         }
         for button in &buttons {
-            if button["label"].as_str().is_some_and(|l| l.chars().count() > 80) {
-                return Err(form_error("components.0.components.0.label", "Must be 80 or fewer in length."));
+            if button["label"]
+                .as_str()
+                .is_some_and(|l| l.chars().count() > 80)
+            {
+                return Err(form_error(
+                    "components.0.components.0.label",
+                    "Must be 80 or fewer in length.",
+                ));
             }
             match button["style"].as_u64() {
                 Some(5) => {
-                    if button["url"].as_str().is_none_or(|u| u.len() > 512) || button.get("custom_id").is_some() {
-                        return Err(form_error("components.0.components.0.url", "A link button needs a url and no custom_id."));
+                    if button["url"].as_str().is_none_or(|u| u.len() > 512)
+                        || button.get("custom_id").is_some()
+                    {
+                        return Err(form_error(
+                            "components.0.components.0.url",
+                            "A link button needs a url and no custom_id.",
+                        ));
                     }
                 }
                 Some(1..=4) => {
                     let id = button["custom_id"].as_str().unwrap_or_default();
                     if id.is_empty() || id.chars().count() > 100 {
-                        return Err(form_error("components.0.components.0.custom_id", "Must be between 1 and 100 in length."));
+                        return Err(form_error(
+                            "components.0.components.0.custom_id",
+                            "Must be between 1 and 100 in length.",
+                        ));
                     }
                 }
-                _ => return Err(form_error("components.0.components.0.style", "Value is not a valid button style.")),
+                _ => {
+                    return Err(form_error(
+                        "components.0.components.0.style",
+                        "Value is not a valid button style.",
+                    ));
+                }
             }
         }
     }
@@ -736,7 +801,10 @@ fn check_message(body: &Value, files: usize, _limit: usize) -> Result<(), Respon
 }
 
 /// The JSON body and files of a request (JSON, or multipart with `payload_json` and `files[n]`).
-async fn read_body(request: Request, limit: usize) -> Result<(Value, Vec<(String, usize)>), Response> {
+async fn read_body(
+    request: Request,
+    limit: usize,
+) -> Result<(Value, Vec<(String, usize)>), Response> {
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -851,7 +919,11 @@ async fn callback(
 }
 
 /// The interaction behind a webhook token, if it may be used now.
-fn webhook<'a>(state: &'a mut Fake, app: &str, token: &str) -> Result<&'a mut Interaction, Response> {
+fn webhook<'a>(
+    state: &'a mut Fake,
+    app: &str,
+    token: &str,
+) -> Result<&'a mut Interaction, Response> {
     if app != state.application {
         return Err(error(404, 10015, "Unknown Webhook"));
     }
@@ -1006,7 +1078,10 @@ async fn channel_post(
         return response;
     }
     if body["flags"].as_u64().is_some_and(|f| f & 64 != 0) {
-        return form_error("flags", "Ephemeral messages can only be sent by interactions.");
+        return form_error(
+            "flags",
+            "Ephemeral messages can only be sent by interactions.",
+        );
     }
     let id = state.snowflake();
     let message = Message {
@@ -1049,9 +1124,10 @@ async fn channel_edit(
         return response;
     }
     // The bot may edit its own messages; ephemeral ones are not in any channel.
-    let found = state.messages.iter_mut().find(|m| {
-        m.id == message && !m.deleted && !m.ephemeral() && m.channel == channel
-    });
+    let found = state
+        .messages
+        .iter_mut()
+        .find(|m| m.id == message && !m.deleted && !m.ephemeral() && m.channel == channel);
     let Some(found) = found else {
         return error(404, 10008, "Unknown Message");
     };
@@ -1059,7 +1135,11 @@ async fn channel_edit(
     Json(message_json(found)).into_response()
 }
 
-async fn open_dm(State(state): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn open_dm(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let mut state = lock(&state);
     if !authorised(&state, &headers) {
         return unauthorised();
@@ -1078,9 +1158,16 @@ async fn open_dm(State(state): State<Shared>, headers: HeaderMap, Json(body): Js
     Json(json!({"id": channel, "type": 1, "recipients": [{"id": person}]})).into_response()
 }
 
-async fn download(State(state): State<Shared>, Path((id, name)): Path<(String, String)>) -> Response {
+async fn download(
+    State(state): State<Shared>,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
     match lock(&state).files.get(&format!("{id}/{name}")) {
         Some(bytes) => bytes.clone().into_response(),
-        None => (StatusCode::NOT_FOUND, "This content is no longer available.").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "This content is no longer available.",
+        )
+            .into_response(),
     }
 }

@@ -36,8 +36,16 @@ async fn open(backend: Backend, test: &str, extra: &[(&str, &str)]) -> Option<Se
 }
 
 async fn close(server: Server) {
-    assert_eq!(server.discord.bad_acks(), 0, "every acknowledgement was valid");
-    assert_eq!(server.discord.late_acks(), 0, "every acknowledgement was in time");
+    assert_eq!(
+        server.discord.bad_acks(),
+        0,
+        "every acknowledgement was valid"
+    );
+    assert_eq!(
+        server.discord.late_acks(),
+        0,
+        "every acknowledgement was in time"
+    );
     let db = server.app.stop().await;
     let audit = db.store().audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
@@ -81,7 +89,11 @@ async fn server_flow(backend: Backend, test: &str) {
     };
     let discord = &server.discord;
     // Every command registered at start-up, in one overwrite.
-    let global = discord.commands().get("global").cloned().expect("registered");
+    let global = discord
+        .commands()
+        .get("global")
+        .cloned()
+        .expect("registered");
     assert_eq!(
         global.as_array().map(Vec::len),
         Some(discord::commands::all().len())
@@ -99,15 +111,23 @@ async fn server_flow(backend: Backend, test: &str) {
         &ann,
         &place,
         "imagine",
-        json!([option("prompt", 3, json!("a red fox in the snow")), option("aspect", 3, json!("16:9"))]),
+        json!([
+            option("prompt", 3, json!("a red fox in the snow")),
+            option("aspect", 3, json!("16:9"))
+        ]),
         json!({}),
     );
     let answer = discord.interact(&imagine).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["type"], 5, "deferred: {:?}", answer.body);
-    assert!(answer.body["data"]["flags"].is_null(), "a generation is public");
+    assert!(
+        answer.body["data"]["flags"].is_null(),
+        "a generation is public"
+    );
     let result = discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
     assert_eq!(result.via, Via::Followup);
@@ -116,9 +136,11 @@ async fn server_flow(backend: Backend, test: &str) {
     assert!(caption.contains("a red fox in the snow"), "{caption}");
     assert!(caption.contains("1 credit"), "{caption}");
     assert!(caption.contains("balance 9 credits"), "{caption}");
-    assert!(result.embeds[0]["image"]["url"]
-        .as_str()
-        .is_some_and(|url| url.starts_with("attachment://")));
+    assert!(
+        result.embeds[0]["image"]["url"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("attachment://"))
+    );
     let buttons = result.custom_ids();
     assert_eq!(buttons.len(), 3, "Regenerate, HD, 4K: {buttons:?}");
     assert!(buttons.iter().all(|id| id.len() <= 100));
@@ -130,9 +152,14 @@ async fn server_flow(backend: Backend, test: &str) {
     // Bob presses Ann's Regenerate: a private note, no job, nothing charged.
     let press = discord.press(&bob, &place, &result, &buttons[0]);
     let pressed = discord.interact(&press).await;
-    assert_eq!(pressed.body["type"], 6, "a button is acknowledged without a message");
+    assert_eq!(
+        pressed.body["type"], 6,
+        "a button is acknowledged without a message"
+    );
     let note = discord
-        .wait_for(WAIT, |m| m.interaction.as_deref() == Some(&pressed.interaction))
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&pressed.interaction)
+        })
         .await
         .expect("a note for Bob");
     assert!(note.ephemeral(), "{note:?}");
@@ -141,7 +168,9 @@ async fn server_flow(backend: Backend, test: &str) {
     let press = discord.press(&ann, &place, &result, &buttons[0]);
     let pressed = discord.interact(&press).await;
     discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&pressed.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&pressed.interaction)
+        })
         .await
         .expect("a regenerated result");
 
@@ -149,11 +178,24 @@ async fn server_flow(backend: Backend, test: &str) {
     let balance = discord.slash(&ann, &place, "balance", json!([]), json!({}));
     let answer = discord.interact(&balance).await;
     assert_eq!(answer.body["data"]["flags"], 64, "{:?}", answer.body);
-    let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
-    assert!(reply.content.contains("Your balance: 8 credits"), "{}", reply.content);
+    let reply = original(discord, &answer.interaction, |m| {
+        m.content.contains("balance")
+    })
+    .await;
+    assert!(
+        reply.content.contains("Your balance: 8 credits"),
+        "{}",
+        reply.content
+    );
     // An error for a public command goes privately: the public "thinking…" is removed.
     let long = "word ".repeat(500);
-    let empty = discord.slash(&bob, &place, "imagine", json!([option("prompt", 3, json!(long))]), json!({}));
+    let empty = discord.slash(
+        &bob,
+        &place,
+        "imagine",
+        json!([option("prompt", 3, json!(long))]),
+        json!({}),
+    );
     let answer = discord.interact(&empty).await;
     let refusal = discord
         .wait_for(WAIT, |m| {
@@ -162,8 +204,16 @@ async fn server_flow(backend: Backend, test: &str) {
         .await
         .expect("a private refusal");
     assert!(refusal.ephemeral(), "{refusal:?}");
-    assert!(refusal.content.contains("limit is 2000"), "{}", refusal.content);
-    assert!(discord.original(&answer.interaction).is_some_and(|m| m.deleted));
+    assert!(
+        refusal.content.contains("limit is 2000"),
+        "{}",
+        refusal.content
+    );
+    assert!(
+        discord
+            .original(&answer.interaction)
+            .is_some_and(|m| m.deleted)
+    );
     close(server).await;
 }
 
@@ -197,17 +247,25 @@ async fn attachment_commands_and_the_message_context_menu() {
     let answer = discord.interact(&enhance).await;
     assert_eq!(answer.body["type"], 5);
     let result = discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .unwrap_or_else(|| panic!("an enhanced photo: {:#?}", discord.messages()));
-    assert!(result.text().contains("enhancement for Cy"), "{}", result.text());
+    assert!(
+        result.text().contains("enhancement for Cy"),
+        "{}",
+        result.text()
+    );
     // "Remove background" on any message with an image.
     let target = json!({"id": discord.snowflake(), "channel_id": "6101", "content": "look",
                         "attachments": [photo], "author": {"id": "4102", "username": "dee"}});
     let menu = discord.message_command(&cy, &place, "Remove background", target);
     let answer = discord.interact(&menu).await;
     discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .expect("a cut-out");
     // A message without an image is refused at once, privately, and costs nothing.
@@ -217,9 +275,11 @@ async fn attachment_commands_and_the_message_context_menu() {
     let answer = discord.interact(&menu).await;
     assert_eq!(answer.body["type"], 4);
     assert_eq!(answer.body["data"]["flags"], 64);
-    assert!(answer.body["data"]["content"]
-        .as_str()
-        .is_some_and(|t| t.contains("no image")));
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .is_some_and(|t| t.contains("no image"))
+    );
     // A text file as the image is refused the same way.
     let notes = discord.attachment(b"hello".to_vec(), "notes.txt", "text/plain");
     let notes_id = notes["id"].as_str().expect("id").to_string();
@@ -234,9 +294,16 @@ async fn attachment_commands_and_the_message_context_menu() {
     assert_eq!(answer.body["type"], 4);
     let balance = discord.slash(&cy, &place, "balance", json!([]), json!({}));
     let answer = discord.interact(&balance).await;
-    let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
+    let reply = original(discord, &answer.interaction, |m| {
+        m.content.contains("balance")
+    })
+    .await;
     // 10 welcome credits, enhance 1 and remove background 1 (§4.1); refusals cost nothing.
-    assert!(reply.content.contains("Your balance: 8 credits"), "{}", reply.content);
+    assert!(
+        reply.content.contains("Your balance: 8 credits"),
+        "{}",
+        reply.content
+    );
     close(server).await;
 }
 
@@ -247,8 +314,7 @@ async fn bad_signatures_are_refused_and_nothing_is_done() {
         .expect("SQLite");
     let discord = &server.discord;
     let eve = Person::new(4201, "Eve");
-    let interaction =
-        discord.slash(&eve, &Place::dm(6201), "balance", json!([]), json!({}));
+    let interaction = discord.slash(&eve, &Place::dm(6201), "balance", json!([]), json!({}));
     let body = interaction.to_string();
     let at = now().to_string();
     let good = discord.sign(&at, body.as_bytes());
@@ -277,7 +343,10 @@ async fn bad_signatures_are_refused_and_nothing_is_done() {
     assert_eq!(answer.status, 400);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(discord.messages().is_empty(), "{:?}", discord.messages());
-    assert_eq!(discord.acks(&interaction["id"].as_str().unwrap_or_default()), 0);
+    assert_eq!(
+        discord.acks(interaction["id"].as_str().unwrap_or_default()),
+        0
+    );
     close(server).await;
 }
 
@@ -288,7 +357,10 @@ async fn a_job_that_outlives_its_token_is_posted_with_the_bot_token() {
     let server = open(
         Backend::Sqlite,
         "discord_expired_token",
-        &[("REPLICATE_API_TOKEN", "r8_dc"), ("REPLICATE_API_URL", url.as_str())],
+        &[
+            ("REPLICATE_API_TOKEN", "r8_dc"),
+            ("REPLICATE_API_URL", url.as_str()),
+        ],
     )
     .await
     .expect("SQLite");
@@ -310,7 +382,10 @@ async fn a_job_that_outlives_its_token_is_posted_with_the_bot_token() {
         );
         let answer = discord.interact(&imagine).await;
         // The status shows, then the token runs out before the result is ready.
-        original(discord, &answer.interaction, |m| m.content.contains("queued") || m.content.contains("running")).await;
+        original(discord, &answer.interaction, |m| {
+            m.content.contains("queued") || m.content.contains("running")
+        })
+        .await;
         discord.expire(&answer.interaction);
         let posted = discord
             .wait_for(Duration::from_secs(30), |m| {
@@ -319,12 +394,16 @@ async fn a_job_that_outlives_its_token_is_posted_with_the_bot_token() {
             .await;
         let posted = posted.unwrap_or_else(|| panic!("posted: {:#?}", discord.messages()));
         if denied {
-            assert_eq!(Some(posted.channel.clone()), discord.dm_channel(&fay.id), "sent in a DM");
+            assert_eq!(
+                Some(posted.channel.clone()),
+                discord.dm_channel(&fay.id),
+                "sent in a DM"
+            );
         } else {
             assert_eq!(posted.channel, channel.to_string());
         }
         assert_eq!(posted.content, format!("<@{}>", fay.id));
-        assert_eq!(posted.mentions, [fay.id.clone()]);
+        assert_eq!(posted.mentions, std::slice::from_ref(&fay.id));
         // The second round waits for its own.
         seen.push(posted.id);
     }
@@ -344,12 +423,17 @@ async fn an_oversized_result_is_reencoded_to_fit_the_upload_limit() {
         &gil,
         &place,
         "imagine",
-        json!([option("prompt", 3, json!("a detailed city skyline")), option("quality", 3, json!("hd"))]),
+        json!([
+            option("prompt", 3, json!("a detailed city skyline")),
+            option("quality", 3, json!("hd"))
+        ]),
         json!({}),
     );
     let answer = discord.interact(&imagine).await;
     let result = discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
     let (name, size) = result.files[0].clone();
@@ -378,7 +462,9 @@ async fn rate_limits_and_a_slow_acknowledgement_are_waited_out_and_nothing_is_lo
     );
     let answer = discord.interact(&imagine).await;
     let result = discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
     assert_eq!(discord.rate_limited(), 4);
@@ -386,7 +472,9 @@ async fn rate_limits_and_a_slow_acknowledgement_are_waited_out_and_nothing_is_lo
     let press = discord.press(&hal, &place, &result, &result.custom_ids()[0]);
     let pressed = discord.interact(&press).await;
     discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&pressed.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&pressed.interaction)
+        })
         .await
         .unwrap_or_else(|| panic!("a regenerated result: {:#?}", discord.messages()));
     let status = original(discord, &answer.interaction, |m| m.content.contains("done")).await;
@@ -416,7 +504,9 @@ async fn linking_telegram_and_discord_spends_one_balance_from_both() {
     let ivy_tg = fakes::telegram::Chat::private(9301);
     telegram.message(&ivy_tg, 9301, "/link");
     let sent = telegram
-        .wait_for(WAIT, |s| s.iter().any(|m| m.text.contains("Your link code")))
+        .wait_for(WAIT, |s| {
+            s.iter().any(|m| m.text.contains("Your link code"))
+        })
         .await;
     let text = sent
         .iter()
@@ -431,24 +521,53 @@ async fn linking_telegram_and_discord_spends_one_balance_from_both() {
         .to_string();
     let ivy = Person::new(4601, "Ivy");
     let place = Place::dm(6601);
-    let link = discord.slash(&ivy, &place, "link", json!([option("code", 3, json!(code))]), json!({}));
+    let link = discord.slash(
+        &ivy,
+        &place,
+        "link",
+        json!([option("code", 3, json!(code))]),
+        json!({}),
+    );
     let answer = discord.interact(&link).await;
-    let reply = original(discord, &answer.interaction, |m| m.content.contains("Linked")).await;
+    let reply = original(discord, &answer.interaction, |m| {
+        m.content.contains("Linked")
+    })
+    .await;
     // Both had 10 welcome credits; Discord's moved over by a ledger transfer.
-    assert!(reply.content.contains("Balance: 20 credits"), "{}", reply.content);
+    assert!(
+        reply.content.contains("Balance: 20 credits"),
+        "{}",
+        reply.content
+    );
     // The same code does not work twice.
-    let again = discord.slash(&Person::new(4602, "Jo"), &place, "link", json!([option("code", 3, json!(code))]), json!({}));
+    let again = discord.slash(
+        &Person::new(4602, "Jo"),
+        &place,
+        "link",
+        json!([option("code", 3, json!(code))]),
+        json!({}),
+    );
     let answer = discord.interact(&again).await;
     let refused = discord
-        .wait_for(WAIT, |m| m.interaction.as_deref() == Some(&answer.interaction) && !m.loading)
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction) && !m.loading
+        })
         .await
         .expect("a refusal");
     assert!(!refused.content.contains("Linked:"), "{}", refused.content);
     // Spend on Discord, then see the balance on Telegram.
-    let imagine = discord.slash(&ivy, &place, "imagine", json!([option("prompt", 3, json!("two moons"))]), json!({}));
+    let imagine = discord.slash(
+        &ivy,
+        &place,
+        "imagine",
+        json!([option("prompt", 3, json!("two moons"))]),
+        json!({}),
+    );
     let answer = discord.interact(&imagine).await;
     discord
-        .wait_for(WAIT, |m| is_result(m) && m.interaction.as_deref() == Some(&answer.interaction))
+        .wait_for(WAIT, |m| {
+            is_result(m) && m.interaction.as_deref() == Some(&answer.interaction)
+        })
         .await
         .expect("a result on Discord");
     telegram.message(&ivy_tg, 9301, "/imagine three suns");
@@ -463,7 +582,11 @@ async fn linking_telegram_and_discord_spends_one_balance_from_both() {
         .iter()
         .find(|m| m.text.contains("Your balance"))
         .expect("balance");
-    assert!(balance.text.contains("Your balance: 18 credits"), "{}", balance.text);
+    assert!(
+        balance.text.contains("Your balance: 18 credits"),
+        "{}",
+        balance.text
+    );
     close(server).await;
 }
 
@@ -481,17 +604,20 @@ fn recorded_gateway_payloads_translate_like_http_ones() {
         let through_gateway = discord::gateway::from_gateway(&serenity).expect("reads back");
         let through_http: discord::model::Interaction =
             serde_json::from_value(dispatch["d"].clone()).expect("the HTTP reading");
-        let describe = |interaction: &discord::model::Interaction| match discord::translate::interaction(interaction) {
-            discord::translate::Incoming::Request(t) => format!(
-                "{} {} {:?} {:?} {}",
-                t.request.identity,
-                t.request.chat.id,
-                t.request.input,
-                t.ack,
-                t.request.attachments.len()
-            ),
-            other => format!("{other:?}"),
-        };
+        let describe =
+            |interaction: &discord::model::Interaction| match discord::translate::interaction(
+                interaction,
+            ) {
+                discord::translate::Incoming::Request(t) => format!(
+                    "{} {} {:?} {:?} {}",
+                    t.request.identity,
+                    t.request.chat.id,
+                    t.request.input,
+                    t.ack,
+                    t.request.attachments.len()
+                ),
+                other => format!("{other:?}"),
+            };
         assert_eq!(describe(&through_gateway), describe(&through_http));
         assert_eq!(describe(&through_gateway), expected);
     }
@@ -534,7 +660,11 @@ async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() 
             .await
             .unwrap_or_else(|| panic!("a checkout link: {:#?}", discord.messages()));
         assert!(link.ephemeral());
-        assert!(link.links()[0].starts_with("https://checkout.stripe.com/"), "{:?}", link.links());
+        assert!(
+            link.links()[0].starts_with("https://checkout.stripe.com/"),
+            "{:?}",
+            link.links()
+        );
         let sessions = stripe.sessions();
         let session = sessions.last().expect("a session");
         assert_eq!(
@@ -585,7 +715,10 @@ async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() 
         .iter()
         .filter(|m| m.content.contains("credits added"))
         .count();
-    assert_eq!(notices, 2, "one notice per purchase, though each event came twice");
+    assert_eq!(
+        notices, 2,
+        "one notice per purchase, though each event came twice"
+    );
     close(server).await;
 }
 
@@ -595,7 +728,10 @@ async fn music(discord: &FakeDiscord, person: &Person, place: &Place) -> Option<
         person,
         place,
         "music",
-        json!([option("prompt", 3, json!("calm piano")), option("seconds", 4, json!(30))]),
+        json!([
+            option("prompt", 3, json!("calm piano")),
+            option("seconds", 4, json!(30))
+        ]),
         json!({}),
     );
     let answer = discord.interact(&request).await;
@@ -605,8 +741,15 @@ async fn music(discord: &FakeDiscord, person: &Person, place: &Place) -> Option<
         })
         .await
         .unwrap_or_else(|| panic!("a quote: {:#?}", discord.messages()));
-    assert!(quote.ephemeral(), "a price to confirm is for the requester only");
-    assert!(quote.content.contains("costs 5 credits"), "{}", quote.content);
+    assert!(
+        quote.ephemeral(),
+        "a price to confirm is for the requester only"
+    );
+    assert!(
+        quote.content.contains("costs 5 credits"),
+        "{}",
+        quote.content
+    );
     let confirm = discord.press(person, place, &quote, &quote.custom_ids()[0]);
     let pressed = discord.interact(&confirm).await;
     // The job answers through the interaction that asked for it (its token still lives) or
@@ -647,7 +790,10 @@ async fn a_result_too_large_to_upload_is_linked_or_costs_nothing() {
     let url = result.links().pop().expect("a download link");
     assert!(url.starts_with("https://bot.example.org/files/"), "{url}");
     assert!(result.text().contains("calm piano"), "{}", result.text());
-    let local = url.replace("https://bot.example.org", &format!("http://{}", linked.app.address));
+    let local = url.replace(
+        "https://bot.example.org",
+        &format!("http://{}", linked.app.address),
+    );
     let http = reqwest::Client::new();
     let response = http.get(&local).send().await.expect("download");
     assert_eq!(response.status(), 200);
@@ -655,11 +801,16 @@ async fn a_result_too_large_to_upload_is_linked_or_costs_nothing() {
     assert!(bytes.len() > 8 * 1024);
     assert_eq!(&bytes[..4], b"RIFF", "the WAV itself");
     let forged = local.replace("expires=", "expires=9");
-    assert_eq!(http.get(&forged).send().await.expect("answer").status(), 404);
+    assert_eq!(
+        http.get(&forged).send().await.expect("answer").status(),
+        404
+    );
     close(linked).await;
 
     // Without PUBLIC_BASE_URL there is no way to hand it over: the job fails, nothing is taken.
-    let plain = open(Backend::Sqlite, "discord_large_plain", &[]).await.expect("SQLite");
+    let plain = open(Backend::Sqlite, "discord_large_plain", &[])
+        .await
+        .expect("SQLite");
     let discord = &plain.discord;
     discord.set_upload_limit(8 * 1024);
     assert!(music(discord, &lu, &place).await.is_none());
@@ -668,10 +819,21 @@ async fn a_result_too_large_to_upload_is_linked_or_costs_nothing() {
         .into_iter()
         .find(|m| m.content.contains("failed"))
         .expect("a failed status");
-    assert!(status.content.contains("no credits taken"), "{}", status.content);
+    assert!(
+        status.content.contains("no credits taken"),
+        "{}",
+        status.content
+    );
     let balance = discord.slash(&lu, &place, "balance", json!([]), json!({}));
     let answer = discord.interact(&balance).await;
-    let reply = original(discord, &answer.interaction, |m| m.content.contains("balance")).await;
-    assert!(reply.content.contains("Your balance: 10 credits"), "{}", reply.content);
+    let reply = original(discord, &answer.interaction, |m| {
+        m.content.contains("balance")
+    })
+    .await;
+    assert!(
+        reply.content.contains("Your balance: 10 credits"),
+        "{}",
+        reply.content
+    );
     close(plain).await;
 }
