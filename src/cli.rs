@@ -5,10 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use bot_core::{
-    RefundId, Store,
-    payments::{RefundState, format_price},
-    service::Service,
-    store::Migrations,
+    RefundId, Store, admin::AdminCommand as Admin, service::Service, store::Migrations,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -53,9 +50,53 @@ pub enum Command {
     },
 }
 
-/// `imagegpt admin …`.
+/// `imagegpt admin …`: the operator's actions, on the same rules as `/admin` in a chat; each
+/// one is written to the audit table with the actor `cli`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AdminCommand {
+    /// Give a person credits (a ledger grant).
+    Grant {
+        /// platform:id, e.g. telegram:123.
+        identity: String,
+        credits: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Take credits from a person (never below zero).
+    Take {
+        identity: String,
+        credits: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Ban a person: a short notice for anything they send; their open jobs are cancelled.
+    Ban {
+        identity: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban { identity: String },
+    /// Freeze a wallet: no spending, buying or refunds.
+    Freeze {
+        identity: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Unfreeze a wallet.
+    Unfreeze { identity: String },
+    /// Identities, balance, purchases and recent jobs of a person.
+    Lookup { identity: String },
+    /// People, jobs by operation and outcome, credits sold, spent and refunded.
+    Stats {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// The audit table, newest first.
+    Log {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Refunds waiting for approval (`refunds.approval = "admin"`).
     Refunds {
         #[command(subcommand)]
@@ -87,9 +128,7 @@ pub async fn run(command: Command, config: Config) -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await,
         Command::Audit => audit(config).await,
-        Command::Admin {
-            command: AdminCommand::Refunds { command },
-        } => refunds(config, command.unwrap_or(RefundsCommand::List)).await,
+        Command::Admin { command } => admin(config, command).await,
     };
     match result {
         Ok(code) => code,
@@ -104,8 +143,24 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    app.run_until_stopped(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    let grace = std::time::Duration::from_secs(config.http.shutdown_grace_seconds);
+    let mut running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    tokio::select! {
+        stopped = &mut running => {
+            stopped??;
+            Ok(ExitCode::SUCCESS)
+        }
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "the grace period ended before everything stopped; exiting now"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn migrate(config: Config) -> anyhow::Result<ExitCode> {
@@ -127,8 +182,86 @@ async fn audit(config: Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn refunds(config: Config, command: RefundsCommand) -> anyhow::Result<ExitCode> {
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&config.database, Migrations::RequireCurrent).await?;
+    if let AdminCommand::Log { limit } = command {
+        for action in store.admin_actions(limit).await? {
+            println!(
+                "#{} {} {} {} {}{}",
+                action.id,
+                action.created_at,
+                action.actor,
+                action.action,
+                action.target.as_deref().unwrap_or("-"),
+                if action.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", action.detail)
+                }
+            );
+        }
+        store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let identity = |text: &str| -> anyhow::Result<bot_core::Identity> {
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("{text} is not an identity like telegram:123"))
+    };
+    let command = match command {
+        AdminCommand::Grant {
+            identity: who,
+            credits,
+            reason,
+        } => Admin::Grant {
+            who: identity(&who)?,
+            credits,
+            reason,
+        },
+        AdminCommand::Take {
+            identity: who,
+            credits,
+            reason,
+        } => Admin::Take {
+            who: identity(&who)?,
+            credits,
+            reason,
+        },
+        AdminCommand::Ban {
+            identity: who,
+            reason,
+        } => Admin::Ban {
+            who: identity(&who)?,
+            reason,
+        },
+        AdminCommand::Unban { identity: who } => Admin::Unban {
+            who: identity(&who)?,
+        },
+        AdminCommand::Freeze {
+            identity: who,
+            reason,
+        } => Admin::Freeze {
+            who: identity(&who)?,
+            reason,
+        },
+        AdminCommand::Unfreeze { identity: who } => Admin::Unfreeze {
+            who: identity(&who)?,
+        },
+        AdminCommand::Lookup { identity: who } => Admin::Lookup {
+            who: identity(&who)?,
+        },
+        AdminCommand::Stats { days } => Admin::Stats { days },
+        AdminCommand::Refunds { command } => match command.unwrap_or(RefundsCommand::List) {
+            RefundsCommand::List => Admin::Refunds,
+            RefundsCommand::Approve { id } => Admin::Approve {
+                refund: RefundId::from_raw(id),
+            },
+            RefundsCommand::Reject { id, reason } => Admin::Reject {
+                refund: RefundId::from_raw(id),
+                reason,
+            },
+        },
+        AdminCommand::Log { .. } => unreachable!("handled above"),
+    };
     let routes = config.providers.build(config.media);
     // Stripe refunds go out from here; Stars refunds need the running bot, whose payments loop
     // sends approved refunds it finds waiting.
@@ -141,51 +274,24 @@ async fn refunds(config: Config, command: RefundsCommand) -> anyhow::Result<Exit
         &config,
         None,
     )?;
-    let code = match command {
-        RefundsCommand::List => {
-            let waiting = store
-                .refunds_in(RefundState::AwaitingApproval, None)
-                .await?;
-            if waiting.is_empty() {
-                println!("no refunds waiting for approval");
-            }
-            for (refund, purchase) in waiting {
-                println!(
-                    "refund #{} order #{} ({} pack, {}) by {}: {} → {}",
-                    refund.id,
-                    purchase.id,
-                    purchase.pack,
-                    purchase.rail,
-                    purchase.payer,
-                    refund.credits,
-                    format_price(refund.amount, &purchase.currency)
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        RefundsCommand::Approve { id } | RefundsCommand::Reject { id, .. } => {
-            let approve = matches!(command, RefundsCommand::Approve { .. });
-            let reason = match &command {
-                RefundsCommand::Reject { reason, .. } => reason.as_str(),
-                _ => "",
-            };
-            let id = RefundId::from_raw(id);
-            if service.decide_refund(id, approve, reason).await? {
-                let now = store.refund(id).await?.map(|(refund, _)| refund.state);
-                println!(
-                    "refund #{id} {}: now {}",
-                    if approve { "approved" } else { "rejected" },
-                    now.map_or("unknown", RefundState::as_str)
-                );
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("imagegpt: refund #{id} is not waiting for approval");
-                ExitCode::FAILURE
-            }
-        }
-    };
+    let failed = matches!(command, Admin::Approve { .. } | Admin::Reject { .. });
+    // One key per invocation: a retried transaction moves credits once.
+    let key = format!(
+        "cli:{}:{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let answer = service.admin("cli", command, &key).await?;
     store.close().await;
-    Ok(code)
+    Ok(if failed && answer.contains("is not waiting") {
+        eprintln!("imagegpt: {answer}");
+        ExitCode::FAILURE
+    } else {
+        println!("{answer}");
+        ExitCode::SUCCESS
+    })
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -65,6 +65,9 @@ pub struct HttpConfig {
     /// `PUBLIC_BASE_URL`: how the outside world reaches that server (Checkout return pages,
     /// download links, webhooks).
     pub public_base_url: Option<String>,
+    /// `SHUTDOWN_GRACE_SECONDS`: after SIGTERM or SIGINT, how long the process may take to
+    /// finish or hand back its work before it exits anyway.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +75,7 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: "127.0.0.1:8080".into(),
             public_base_url: None,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -170,6 +174,11 @@ const ENVIRONMENT: &[(&str, &str, Read)] = &[
     ),
     ("HTTP_ADDR", "http.addr", Read::Text),
     ("PUBLIC_BASE_URL", "http.public_base_url", Read::Text),
+    (
+        "SHUTDOWN_GRACE_SECONDS",
+        "http.shutdown_grace_seconds",
+        Read::Value,
+    ),
     ("TELEGRAM_BOT_TOKEN", "telegram.bot_token", Read::Text),
     ("TELEGRAM_API_URL", "telegram.api_url", Read::Text),
     ("TELEGRAM_WEBHOOK_URL", "telegram.webhook_url", Read::Text),
@@ -808,6 +817,17 @@ mod tests {
         std::fs::write(&file, "[stripe]\nsecret = \"typo\"\n").expect("write");
         let error = Config::load_from(Some(&file), env(&[])).expect_err("typo");
         assert!(error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn the_deploy_env_template_names_every_variable() {
+        let template = include_str!("../deploy/imagegpt.env.example");
+        for (variable, _, _) in ENVIRONMENT {
+            assert!(
+                template.contains(&format!("{variable}=")),
+                "deploy/imagegpt.env.example does not document {variable}"
+            );
+        }
     }
 
     #[test]

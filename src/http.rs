@@ -1,4 +1,5 @@
-//! The one axum router. Each part of the application adds its routes here.
+//! The one axum router (`/healthz`, `/readyz`, `/metrics`); each part of the application adds
+//! its routes to it.
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use bot_core::Store;
@@ -14,6 +15,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -32,4 +34,19 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             "database unreachable or schema behind\n",
         )
     }
+}
+
+/// Prometheus metrics; the queue is read from the database at each scrape.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let metrics = bot_core::metrics::metrics();
+    if let Ok((depth, age)) = state.store.queue_stats().await {
+        metrics.queue(depth, age);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
 }

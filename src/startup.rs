@@ -188,6 +188,7 @@ pub fn service_settings(config: &Config, routes: &Routes) -> anyhow::Result<Sett
         terms_version: config.terms.version.clone(),
         payments: config.payment_settings(),
         local_preview: routes.serves_preview(),
+        admins: config.admin_identities(),
     })
 }
 

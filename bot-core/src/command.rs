@@ -42,6 +42,8 @@ pub enum Command {
     Unlink { identity: String },
     /// `/cancel [job]`: the newest queued job, or the one named.
     Cancel { job: Option<u64> },
+    /// `/forget`: delete my prompts and requests (after a confirmation).
+    Forget,
     /// `/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]`.
     Imagine(Imagine),
     /// `/enhance` on a photo: upscale and denoise.
@@ -176,6 +178,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("link", "/link [code]"),
     ("unlink", UNLINK_USAGE),
     ("cancel", CANCEL_USAGE),
+    ("forget", "/forget  (delete your prompts and requests)"),
 ];
 
 const PRIVACY_USAGE: &str = "/privacy [on | off]  (anonymised reuse of your outputs)";
@@ -221,6 +224,7 @@ pub fn parse(text: &str, limits: &CommandLimits) -> Result<Option<Parsed>, Parse
         "balance" => no_arguments(Command::Balance, "/balance")?,
         "history" => no_arguments(Command::History, "/history")?,
         "terms" => no_arguments(Command::Terms, "/terms")?,
+        "forget" => no_arguments(Command::Forget, "/forget")?,
         "enhance" => Command::Enhance,
         "removebg" => Command::RemoveBackground,
         "faceswap" => Command::FaceSwap,

@@ -358,6 +358,20 @@ impl Store {
         .await
     }
 
+    /// How many jobs wait to run, and the age of the oldest in seconds (for metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn queue_stats(&self) -> Result<(i64, i64)> {
+        let (depth, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE state = 'queued'")
+                .fetch_one(&mut *self.reader().await?)
+                .await?;
+        let age = oldest.map_or(0, |at| ((now_millis() - at) / 1000).max(0));
+        Ok((depth, age))
+    }
+
     /// How many of a person's jobs are queued or running.
     ///
     /// # Errors
@@ -700,9 +714,21 @@ async fn finish_job(
         .fetch_optional(&mut *conn)
         .await?;
     // The database's `job_ended` trigger posts or voids the hold in this same statement.
-    row.map(job_from_row)
+    let job = row
+        .map(job_from_row)
         .transpose()?
-        .ok_or(Error::LeaseLost(id))
+        .ok_or(Error::LeaseLost(id))?;
+    if job.state == JobState::Succeeded {
+        let amount: Option<i64> = sqlx::query_scalar("SELECT amount FROM transfers WHERE id = $1")
+            .bind(job.hold.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+        crate::metrics::metrics().credits(
+            TransferKind::Generation.as_str(),
+            amount.map_or(0, |a| u64::try_from(a).unwrap_or(0)),
+        );
+    }
+    Ok(job)
 }
 
 async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result<Job> {

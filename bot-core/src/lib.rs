@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: operator actions (credits, bans, freezes, lookups, stats, refund decisions), each
+//!   written to the audit table.
 //! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`].
 //! - [`pricing`]: what every operation costs and which packs are sold.
 //! - [`policy`]: the content policy checked before any credit is held.
@@ -20,6 +22,7 @@
 //! - [`service`]: the façade adapters call (`handle(Request) -> Reply`), the [`service::Messenger`]
 //!   port they implement, and the job worker.
 //! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
+//! - [`metrics`]: the process's Prometheus metrics.
 //! - [`media`]: upload checks (magic bytes, size, header pixel count) and result media.
 //! - [`providers`]: the provider trait; the offline `local` provider; provider configuration.
 //! - [`error`]: the crate's one error enum.
@@ -27,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -35,6 +39,7 @@ pub mod ledger;
 pub mod links;
 pub mod listing;
 pub mod media;
+pub mod metrics;
 pub mod money;
 pub mod payments;
 pub mod people;

@@ -22,6 +22,8 @@ pub struct User {
     pub privacy_opt_out: Option<bool>,
     /// A payment dispute froze their wallet (unix milliseconds): no spending, buying or refunds.
     pub frozen_at: Option<i64>,
+    /// An admin banned them (unix milliseconds): they get a short notice and nothing runs.
+    pub banned_at: Option<i64>,
 }
 
 /// Which terms a person accepted, and when.
@@ -40,7 +42,7 @@ pub struct Contact {
 }
 
 const USER_SELECT: &str = "SELECT u.id, a.id, u.created_at, u.terms_version, u.terms_accepted_at, \
-                           u.privacy_opt_out, u.frozen_at FROM users u JOIN accounts a ON a.user_id = u.id";
+                           u.privacy_opt_out, u.frozen_at, u.banned_at FROM users u JOIN accounts a ON a.user_id = u.id";
 
 type UserRow = (
     i64,
@@ -50,10 +52,11 @@ type UserRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
 );
 
 fn user_from_row(
-    (id, wallet, created_at, version, accepted_at, opt_out, frozen_at): UserRow,
+    (id, wallet, created_at, version, accepted_at, opt_out, frozen_at, banned_at): UserRow,
 ) -> User {
     User {
         id: UserId::from_db(id),
@@ -67,6 +70,7 @@ fn user_from_row(
             }),
         privacy_opt_out: opt_out.map(|v| v == 1),
         frozen_at,
+        banned_at,
     }
 }
 
@@ -197,6 +201,50 @@ impl Store {
         .await
     }
 
+    /// Deletes what a person asked for (terms 6.2): the prompts and requests of their ended
+    /// jobs (the rows stay, as the ledger's holds point at them), open quotes, delivered notices
+    /// and link codes. Payments and the ledger are kept as the law requires; they hold no
+    /// prompts. Returns how many jobs were scrubbed. Open jobs are left alone (the caller
+    /// refuses while there are any).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn forget(&self, user: UserId) -> Result<u64> {
+        self.retrying(|| {
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(async move {
+                    let jobs = sqlx::query(
+                        "UPDATE jobs SET payload = '{}', status_message = NULL, failure = NULL \
+                         WHERE user_id = $1 AND state IN ('succeeded', 'failed', 'cancelled') \
+                           AND payload <> '{}'",
+                    )
+                    .bind(user.get())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    sqlx::query("DELETE FROM quotes WHERE user_id = $1")
+                        .bind(user.get())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("DELETE FROM link_codes WHERE user_id = $1")
+                        .bind(user.get())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "DELETE FROM notices WHERE sent_at IS NOT NULL AND recipient IN \
+                         (SELECT platform || ':' || external_id FROM identities WHERE user_id = $1)",
+                    )
+                    .bind(user.get())
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(jobs)
+                })
+            })
+        })
+        .await
+    }
+
     /// Counts one more request of this person refused by the content policy.
     ///
     /// # Errors
@@ -262,6 +310,7 @@ async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<Use
         terms: None,
         privacy_opt_out: None,
         frozen_at: None,
+        banned_at: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! step, and their status messages are sent and later edited through the adapter's
 //! [`Messenger`]. Adapters translate, this decides.
 
+mod admin;
 mod messenger;
 mod payments;
 pub mod worker;
@@ -91,6 +92,8 @@ pub enum Action {
     RefundAsk(PurchaseId),
     /// Refund this purchase's unused credits.
     RefundConfirm(PurchaseId),
+    /// Delete the person's prompts and requests (terms 6.2).
+    Forget,
 }
 
 impl Action {
@@ -109,13 +112,16 @@ impl Action {
             Action::PayStars(place) => format!("ps:{place}"),
             Action::RefundAsk(purchase) => format!("ra:{purchase}"),
             Action::RefundConfirm(purchase) => format!("rc:{purchase}"),
+            Action::Forget => "fg".into(),
         }
     }
 
     /// Reads [`Action::encode`]'s form; `None` for anything else.
     pub fn decode(text: &str) -> Option<Action> {
-        if text == "b" {
-            return Some(Action::Buy);
+        match text {
+            "b" => return Some(Action::Buy),
+            "fg" => return Some(Action::Forget),
+            _ => {}
         }
         let (kind, id) = text.split_once(':')?;
         let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
@@ -248,6 +254,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// Said in /help and captions while the local provider serves requests.
     pub local_preview: bool,
+    /// Identities that may use `/admin` (`ADMIN_IDS`).
+    pub admins: Vec<Identity>,
 }
 
 impl Default for Settings {
@@ -263,6 +271,7 @@ impl Default for Settings {
             terms_version: crate::policy::TERMS_VERSION.into(),
             payments: PaymentSettings::default(),
             local_preview: true,
+            admins: Vec::new(),
         }
     }
 }
@@ -318,6 +327,19 @@ impl Service {
     ///
     /// Errors a person should read ([`Service::reply_for_error`] words them) and internal ones.
     pub async fn handle(&self, request: Request) -> Result<Option<Reply>> {
+        let platform = request.identity.platform();
+        let result = self.respond(request).await;
+        let outcome = match &result {
+            Ok(Some(_)) => "answered",
+            Ok(None) => "silent",
+            Err(Error::Internal(_)) => "error",
+            Err(_) => "refused",
+        };
+        crate::metrics::metrics().request(platform.as_str(), outcome);
+        result
+    }
+
+    async fn respond(&self, request: Request) -> Result<Option<Reply>> {
         let contact = self.store.contact(&request.identity).await?;
         let user = contact.user;
         if contact.is_new && !self.settings.welcome_credits.is_zero() {
@@ -349,6 +371,25 @@ impl Service {
                 })
             }
         };
+        if user.banned_at.is_some() {
+            return Ok(Some(Reply::text(
+                "Your access to the bot is suspended. If you think this is a mistake, contact \
+                 support.",
+            )));
+        }
+        // Admin commands exist only for admins: anyone else gets the grammar's "unknown
+        // command", as for any word we do not know.
+        if let Input::Text(text) = &request.input
+            && let Some(arguments) = admin::arguments(text)
+            && self.settings.admins.contains(&request.identity)
+        {
+            let actor = request.identity.to_string();
+            let text = match crate::admin::AdminCommand::parse(arguments) {
+                Ok(command) => self.admin(&actor, command, &request.key).await?,
+                Err(usage) => usage,
+            };
+            return Ok(Some(Reply::text(text)));
+        }
         let reply = match &request.input {
             Input::Text(text) => match command::parse(text, &self.settings.commands) {
                 Ok(None) if request.chat.kind == ChatKind::Group => None,
@@ -502,6 +543,13 @@ impl Service {
                     "Your outputs may be reused in anonymised form (terms §5.4). Send /privacy off to opt out."
                 })
             }
+            Command::Forget => Reply::text(
+                "This deletes the prompts and requests of all your past generations and your \
+                 delivered notices; results already sent stay in your chats. Payments and the \
+                 credit ledger are kept, as the law requires, without your prompts. Jobs still \
+                 running must end first. It cannot be undone.",
+            )
+            .with("Forget my data", Action::Forget),
             Command::Cancel { job } => {
                 self.cancel(user, job.map(|id| JobId::from_db(id as i64)))
                     .await?
@@ -718,6 +766,19 @@ impl Service {
             Action::RefundConfirm(purchase) => {
                 self.refund_confirmed(user, purchase).await.map(Some)
             }
+            Action::Forget => {
+                if self.store.open_jobs(user.id).await? > 0 {
+                    return Ok(Some(Reply::text(
+                        "You have jobs queued or running: wait for them (or /cancel them), then \
+                         /forget again.",
+                    )));
+                }
+                let forgotten = self.store.forget(user.id).await?;
+                Ok(Some(Reply::text(format!(
+                    "Done: the prompts and requests of {forgotten} past generation(s) are \
+                     deleted. Your balance and payments are unchanged."
+                ))))
+            }
             Action::Cancel(job) => self.cancel(user, Some(job)).await.map(Some),
             Action::Confirm(quote) | Action::Dismiss(quote) => {
                 let confirm = matches!(action, Action::Confirm(_));
@@ -742,8 +803,11 @@ impl Service {
                         "Only the person who asked for this can use its buttons.",
                     )));
                 }
-                let mut spec: JobSpec =
-                    serde_json::from_str(&previous.payload).map_err(anyhow::Error::from)?;
+                let Ok(mut spec) = serde_json::from_str::<JobSpec>(&previous.payload) else {
+                    return Ok(Some(Reply::notice(
+                        "This request was forgotten at its owner's request; it cannot be repeated.",
+                    )));
+                };
                 if let Action::Upscale(_, quality) = action {
                     let Operation::Image(_) = spec.operation else {
                         return Ok(Some(Reply::text("Only images can be upscaled.")));

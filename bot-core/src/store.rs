@@ -159,6 +159,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "notice recipient",
         include_str!("../../migrations/sqlite/0007_notice_recipient.sql"),
     ),
+    (
+        8,
+        "admin",
+        include_str!("../../migrations/sqlite/0008_admin.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -195,6 +200,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "notice recipient",
         include_str!("../../migrations/postgres/0007_notice_recipient.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../../migrations/postgres/0008_admin.sql"),
     ),
 ];
 
@@ -433,6 +443,77 @@ pub(crate) enum Atomic {
     Statement,
     /// Several changes that commit together.
     Transaction,
+}
+
+/// Leadership of one named task (Telegram long polling) among the instances sharing a database:
+/// a PostgreSQL advisory lock held by a connection of its own, so it is released the moment the
+/// leader's process or connection dies. On SQLite, one process owns the file, so it always leads.
+#[derive(Debug)]
+pub struct Leader {
+    conn: Option<AnyConnection>,
+}
+
+impl Leader {
+    /// Resolves when leadership is lost (its connection failed); never on SQLite.
+    pub async fn lost(&mut self) {
+        let Some(conn) = &mut self.conn else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let alive = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::query("SELECT 1").execute(&mut *conn),
+            )
+            .await;
+            if !matches!(alive, Ok(Ok(_))) {
+                return;
+            }
+        }
+    }
+}
+
+/// The advisory lock key for a task name (stable across builds: FNV-1a).
+fn lock_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+impl Store {
+    /// Waits to lead `name`; `None` when `shutdown` comes first. Whoever holds the lead keeps
+    /// it until the returned [`Leader`] is dropped or its connection dies.
+    pub async fn lead(
+        &self,
+        name: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<Leader> {
+        let Writer::Postgres(pool) = &self.inner.writer else {
+            return Some(Leader { conn: None });
+        };
+        let key = lock_key(name);
+        loop {
+            if let Ok(conn) = pool.acquire().await {
+                // Its own connection, out of the pool: closing it is what releases the lock.
+                let mut conn = conn.detach();
+                let taken: std::result::Result<bool, sqlx::Error> =
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut conn)
+                        .await;
+                if matches!(taken, Ok(true)) {
+                    return Some(Leader { conn: Some(conn) });
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
 }
 
 /// Where writes run.

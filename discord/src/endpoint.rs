@@ -121,6 +121,7 @@ async fn interactions(
         now,
     ) {
         tracing::warn!(%error, "refused a Discord interaction");
+        bot_core::metrics::metrics().request("discord", "rejected");
         return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
     }
     let interaction: Interaction = match serde_json::from_slice(&body) {

@@ -190,6 +190,7 @@ impl Rest {
                     .map_or(Duration::from_secs(1), Duration::from_secs_f64);
                 let global = json["global"].as_bool().unwrap_or(false)
                     || headers.contains_key("x-ratelimit-global");
+                bot_core::metrics::metrics().rate_limited("discord");
                 tracing::warn!(
                     route = route.split(':').next().unwrap_or(""),
                     wait_ms = wait.as_millis() as u64,

@@ -76,8 +76,17 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
     let Some((id, kind, translated)) = read_event(payload) else {
         return refuse("the event could not be read");
     };
+    let metrics = bot_core::metrics::metrics();
     match hook.service.payment_event(&id, &kind, translated).await {
         Ok(outcome) => {
+            metrics.webhook(
+                &kind,
+                match outcome {
+                    EventOutcome::Ignored(_) => "ignored",
+                    EventOutcome::Duplicate => "duplicate",
+                    EventOutcome::Applied => "applied",
+                },
+            );
             match outcome {
                 EventOutcome::Ignored(why) => {
                     tracing::info!(event = %id, %kind, why, "Stripe event recorded, nothing to do");
@@ -92,6 +101,7 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
             (StatusCode::OK, "{\"received\":true}").into_response()
         }
         Err(error) => {
+            metrics.webhook(&kind, "failed");
             // Nothing was written; Stripe retries with backoff.
             tracing::error!(event = %id, %kind, error = format!("{error:#}"), "applying a Stripe event failed");
             (
@@ -105,6 +115,7 @@ async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> R
 
 fn refuse(why: &'static str) -> Response {
     tracing::info!(why, "Stripe webhook refused");
+    bot_core::metrics::metrics().webhook("unverified", "refused");
     (StatusCode::BAD_REQUEST, why).into_response()
 }
 

@@ -158,7 +158,21 @@ impl Telegram {
                     },
                 }
             },
-            None => poll(&self.raw, &handler, &shutdown).await,
+            // One instance polls (Telegram allows one getUpdates at a time); the others wait to
+            // take over when it stops or dies.
+            None => loop {
+                let store = handler.service.store().clone();
+                let Some(mut leader) = store.lead("telegram-long-polling", &shutdown).await else {
+                    break;
+                };
+                tracing::info!(part = "telegram", "leading long polling");
+                tokio::select! {
+                    () = poll(&self.raw, &handler, &shutdown) => break,
+                    () = leader.lost() => {
+                        tracing::warn!(part = "telegram", "lost the long-polling lead; waiting to take it again");
+                    }
+                }
+            },
         }
         // Let in-flight updates finish.
         let _ = handler.permits.acquire_many(IN_FLIGHT as u32).await;

@@ -151,6 +151,9 @@ pub(crate) fn describe(error: &RequestError) -> String {
 /// Whether a failed send is worth retrying.
 fn delivery(error: RequestError) -> DeliveryError {
     let why = describe(&error);
+    if matches!(error, RequestError::RetryAfter(_)) {
+        bot_core::metrics::metrics().rate_limited("telegram");
+    }
     match error {
         RequestError::RetryAfter(_) | RequestError::Network(_) | RequestError::Io(_) => {
             DeliveryError::Retry(why)

@@ -81,3 +81,40 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Another instance of the application on the database of `first` (several instances sharing
+/// one PostgreSQL).
+pub struct Instance {
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    /// Asks it to stop (as SIGTERM does) and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("server task")
+            .expect("stopped cleanly");
+    }
+}
+
+/// Starts one more instance on `first`'s database with the same kind of settings.
+pub async fn spawn_instance(first: &TestApp, env: &[(&str, &str)], file: &str) -> Instance {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("imagegpt.toml");
+    std::fs::write(&path, file).expect("write config");
+    let mut pairs = vec![
+        ("DATABASE_URL".to_string(), first.db.url().to_string()),
+        ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+    ];
+    pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
+    let app = Application::build(&config)
+        .await
+        .expect("application builds");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Instance { shutdown, server }
+}

@@ -6,5 +6,6 @@ mod cli;
 mod discord_adapter;
 mod helpers;
 mod http;
+mod operations;
 mod payments;
 mod telegram;

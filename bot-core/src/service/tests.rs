@@ -313,6 +313,9 @@ impl Harness {
 }
 
 on_every_backend!(
+    forget_deletes_prompts_and_keeps_the_ledger,
+    admin_commands_are_for_admins_only_and_every_action_is_audited,
+    a_banned_person_gets_a_notice_and_their_open_jobs_end_without_charge,
     the_real_card_fee_replaces_the_estimate_once_stripe_tells_it,
     link_shows_a_code_and_the_other_account_joins_with_it,
     a_payment_notice_waits_for_a_messenger_and_is_sent_once,
@@ -999,4 +1002,152 @@ async fn the_real_card_fee_replaces_the_estimate_once_stripe_tells_it(store: Sto
         store.refundable(user.id, 0).await.expect("list")[0].amount,
         463
     );
+}
+
+fn admin_settings() -> Settings {
+    Settings {
+        admins: vec!["console:root".parse().expect("identity")],
+        ..settings()
+    }
+}
+
+async fn admin_commands_are_for_admins_only_and_every_action_is_audited(store: Store) {
+    let h = harness(store.clone(), admin_settings());
+    h.say("amy", "/start").await;
+    // Not an admin: the command does not exist, and nothing is recorded.
+    let refused = h.say("eve", "/admin grant console:eve 500 please").await;
+    assert!(refused.contains("Unknown command /admin"), "{refused}");
+    assert!(store.admin_actions(10).await.expect("log").is_empty());
+    let balance = |name: &'static str| {
+        let h = &h;
+        async move { h.say(name, "/balance").await }
+    };
+    assert!(balance("eve").await.contains("Your balance: 10 credits"));
+
+    let granted = h
+        .say(
+            "root",
+            "/admin grant console:amy 25 goodwill for the outage",
+        )
+        .await;
+    assert!(granted.contains("Their balance: 35 credits"), "{granted}");
+    // The same request again (a redelivered update) moves nothing twice.
+    let again = request(
+        "root",
+        "/admin grant console:amy 25 goodwill for the outage",
+        &[],
+    );
+    let key = again.key.clone();
+    h.send(again.clone()).await;
+    h.send(Request { key, ..again }).await;
+    assert!(balance("amy").await.contains("Your balance: 60 credits"));
+    let took = h.say("root", "/admin take console:amy 100 typo").await;
+    assert!(took.contains("nothing was taken"), "{took}");
+    let took = h
+        .say("root", "/admin take console:amy 60 test credits")
+        .await;
+    assert!(took.contains("Their balance: 0 credits"), "{took}");
+    let lookup = h.say("root", "/admin lookup console:amy").await;
+    assert!(lookup.contains("console:amy"), "{lookup}");
+    assert!(lookup.contains("0 credits available"), "{lookup}");
+    let unknown = h.say("root", "/admin lookup console:nobody").await;
+    assert!(unknown.contains("No one"), "{unknown}");
+    let frozen = h.say("root", "/admin freeze console:amy chargeback").await;
+    assert!(frozen.contains("frozen"), "{frozen}");
+    assert!(h.say("amy", "/imagine a fox").await.contains("frozen"));
+    h.say("root", "/admin unfreeze console:amy").await;
+    let stats = h.say("root", "/admin stats 7").await;
+    assert!(stats.contains("3 people"), "{stats}");
+    // Welcome credits (3 × 10) and the two grants (2 × 25).
+    assert!(stats.contains("granted 80"), "{stats}");
+    let usage = h.say("root", "/admin fly").await;
+    assert!(usage.contains("Usage"), "{usage}");
+
+    let log = store.admin_actions(50).await.expect("log");
+    let actions: Vec<&str> = log.iter().rev().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "grant", "grant", "take", "take", "lookup", "lookup", "freeze", "unfreeze", "stats"
+        ],
+        "every action once, in order; the redelivered grant is not a second action"
+    );
+    assert!(log.iter().all(|a| a.actor == "console:root"));
+    assert!(
+        log.iter()
+            .any(|a| a.detail.contains("goodwill for the outage"))
+    );
+    assert!(
+        log.iter().any(|a| a.detail.starts_with("refused")),
+        "the refused take is recorded"
+    );
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+async fn a_banned_person_gets_a_notice_and_their_open_jobs_end_without_charge(store: Store) {
+    let h = harness(store.clone(), admin_settings());
+    h.say("bea", "/imagine a quiet lake").await;
+    h.say("bea", "/imagine a loud city").await;
+    let banned = h.say("root", "/admin ban console:bea spam").await;
+    assert!(banned.contains("2 open job(s) cancelled"), "{banned}");
+    assert_eq!(h.drain().await, 0, "nothing of theirs runs");
+    let notice = h.say("bea", "/imagine again").await;
+    assert!(notice.contains("suspended"), "{notice}");
+    h.say("root", "/admin unban console:bea").await;
+    assert!(
+        h.say("bea", "/balance")
+            .await
+            .contains("Your balance: 10 credits")
+    );
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+async fn forget_deletes_prompts_and_keeps_the_ledger(store: Store) {
+    let h = harness(store.clone(), settings());
+    h.say("fin", "/imagine a secret garden").await;
+    h.drain().await;
+    h.say("fin", "/imagine another secret").await;
+    let press = |action| Request {
+        input: Input::Action(action),
+        ..request("fin", "", &[])
+    };
+    // Refused while a job is open.
+    let asked = h.say("fin", "/forget").await;
+    assert!(asked.contains("cannot be undone"), "{asked}");
+    let refused = h.send(press(Action::Forget)).await;
+    assert!(refused.contains("queued or running"), "{refused}");
+    h.drain().await;
+    let done = h.send(press(Action::Forget)).await;
+    assert!(done.contains("2 past generation(s)"), "{done}");
+    let user = store
+        .find_user(&"console:fin".parse().expect("identity"))
+        .await
+        .expect("find")
+        .expect("fin");
+    for (job, _) in store.recent_jobs(user.id, 10).await.expect("jobs") {
+        assert!(!job.payload.contains("secret"), "{}", job.payload);
+        let again = h.send(press(Action::Regenerate(job.id))).await;
+        assert!(again.contains("forgotten"), "{again}");
+    }
+    // Someone else's data is untouched; the history and the balance remain.
+    h.say("gil", "/imagine my own secret").await;
+    h.drain().await;
+    let history = h.say("fin", "/history").await;
+    assert!(history.contains("succeeded"), "{history}");
+    assert!(
+        h.say("fin", "/balance")
+            .await
+            .contains("Your balance: 8 credits")
+    );
+    let gil = store
+        .find_user(&"console:gil".parse().expect("identity"))
+        .await
+        .expect("find")
+        .expect("gil");
+    let kept = store.recent_jobs(gil.id, 10).await.expect("jobs");
+    assert!(kept[0].0.payload.contains("my own secret"));
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
 }

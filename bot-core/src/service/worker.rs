@@ -34,6 +34,9 @@ pub struct WorkerConfig {
     /// The least time between two edits of one status message, in milliseconds (chat platforms
     /// rate-limit edits; people do not need more).
     pub status_edit_ms: u64,
+    /// After shutdown is asked for, a job still running this many seconds later is handed back:
+    /// its lease released (its hold kept) so another instance takes it at once.
+    pub hand_back_seconds: u64,
 }
 
 impl Default for WorkerConfig {
@@ -44,6 +47,7 @@ impl Default for WorkerConfig {
             timeouts: Timeouts::default(),
             poll_ms: 250,
             status_edit_ms: 2_000,
+            hand_back_seconds: 20,
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Worker {
     name: String,
     /// Final status edits waiting their turn apart from the worker; awaited before it stops.
     waiting_edits: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    /// Cancelled when a job in hand must be handed back rather than finished.
+    hand_back: CancellationToken,
 }
 
 /// How one job ended, for the loop.
@@ -125,12 +131,22 @@ impl Worker {
             config,
             name,
             waiting_edits: Arc::default(),
+            hand_back: CancellationToken::new(),
         }
     }
 
     /// Works until `shutdown`; a job in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         let lease = Duration::from_secs(self.config.lease_seconds.max(1));
+        let _deadline = AbortOnDrop(tokio::spawn({
+            let (shutdown, hand_back) = (shutdown.clone(), self.hand_back.clone());
+            let after = Duration::from_secs(self.config.hand_back_seconds);
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(after).await;
+                hand_back.cancel();
+            }
+        }));
         while !shutdown.is_cancelled() {
             let claimed = self
                 .service
@@ -207,6 +223,20 @@ impl Worker {
         let outcome = tokio::select! {
             outcome = self.attempt(&lease, &spec, &percent) => outcome,
             () = stop.cancelled() => Outcome::Failed(String::new()),
+            () = self.hand_back.cancelled() => {
+                drop((renewing, showing, busy));
+                // Shutting down: the job goes back to the queue with its hold, for another
+                // instance (or this one after its restart) to take at once.
+                match self.service.store().release(&lease).await {
+                    Ok(_) => {
+                        tracing::info!("handed back at shutdown");
+                        crate::metrics::metrics().job(&job.operation, "handed_back");
+                        status.edit("waiting (the bot is restarting)", true).await;
+                    }
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "handing back failed; the lease will expire"),
+                }
+                return;
+            }
         };
         drop((renewing, showing, busy));
         let store = self.service.store();
@@ -234,6 +264,14 @@ impl Worker {
                     .await
             }
         };
+        if let Ok(ended) = &ended {
+            let state = if ended.state.is_final() {
+                ended.state.as_str()
+            } else {
+                "retry"
+            };
+            crate::metrics::metrics().job(&job.operation, state);
+        }
         match ended {
             Ok(ended) if ended.state.is_final() => {
                 if let Some(later) = status.finish(&final_status(&ended, &spec)).await {
@@ -336,7 +374,21 @@ impl Worker {
                 resume,
                 progress: &reporter,
             };
-            match tokio::time::timeout(timeout, provider.generate(run)).await {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(timeout, provider.generate(run)).await;
+            let metrics = crate::metrics::metrics();
+            metrics.provider_time(provider.name(), started.elapsed().as_secs_f64());
+            let failure = match &result {
+                Ok(Ok(_)) => None,
+                Ok(Err(ProviderError::Unavailable(_))) => Some("unavailable"),
+                Ok(Err(ProviderError::Refused(_))) => Some("refused"),
+                Ok(Err(ProviderError::Transient(_))) => Some("transient"),
+                Err(_) => Some("timeout"),
+            };
+            if let Some(kind) = failure {
+                metrics.provider_error(provider.name(), kind);
+            }
+            match result {
                 Ok(Ok(output)) => return Ok((output, provider.is_preview())),
                 Ok(Err(ProviderError::Unavailable(why))) => {
                     tracing::warn!(provider = provider.name(), %why, "provider unavailable; trying the next");
@@ -548,8 +600,14 @@ async fn deliver(
     {
         Ok(_) => Outcome::Delivered,
         // The hold stays until delivery works: the job is retried, not charged.
-        Err(DeliveryError::Retry(why)) => Outcome::Retry(format!("delivery: {why}")),
-        Err(error) => Outcome::Failed(format!("the result could not be delivered: {error}")),
+        Err(DeliveryError::Retry(why)) => {
+            crate::metrics::metrics().delivery(spec.chat.platform.as_str(), "retry");
+            Outcome::Retry(format!("delivery: {why}"))
+        }
+        Err(error) => {
+            crate::metrics::metrics().delivery(spec.chat.platform.as_str(), "failed");
+            Outcome::Failed(format!("the result could not be delivered: {error}"))
+        }
     }
 }
 

@@ -1,0 +1,262 @@
+//! `/admin` and `imagegpt admin`: the service side of [`crate::admin`]. Each action is taken
+//! once per request key, recorded in the audit table, and answered in words for the admin.
+
+use std::fmt::Write as _;
+
+use crate::{
+    Error, Identity, Result,
+    admin::{AdminCommand, Flag, describe},
+    ledger::{SystemAccount, TransferKind, TransferRequest},
+    payments::{RefundState, format_price},
+    people::User,
+    store::now_millis,
+};
+
+use super::Service;
+
+/// The words after `/admin` (or `/admin@Bot`), if `text` is an admin command at all.
+pub(super) fn arguments(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix("/admin")?;
+    match rest.chars().next() {
+        None => Some(""),
+        Some(c) if c.is_whitespace() => Some(rest.trim()),
+        Some('@') => Some(
+            rest.split_once(char::is_whitespace)
+                .map_or("", |(_, args)| args.trim()),
+        ),
+        Some(_) => None,
+    }
+}
+
+impl Service {
+    /// Runs one admin action for `actor` (an admin identity, or `cli`); `key` makes a repeated
+    /// request (the same update, the same CLI invocation) move credits once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn admin(&self, actor: &str, command: AdminCommand, key: &str) -> Result<String> {
+        let action = command.name();
+        match command {
+            AdminCommand::Grant {
+                who,
+                credits,
+                reason,
+            }
+            | AdminCommand::Take {
+                who,
+                credits,
+                reason,
+            } => {
+                let Some(user) = self.known(&who).await? else {
+                    return Ok(unknown(&who));
+                };
+                let grants = self.store.account(SystemAccount::Grants);
+                let (debit, credit, kind) = if action == "grant" {
+                    (grants, user.wallet, TransferKind::Grant)
+                } else {
+                    (user.wallet, grants, TransferKind::Adjustment)
+                };
+                let request = TransferRequest {
+                    key: format!("admin:{key}"),
+                    debit,
+                    credit,
+                    amount: crate::Credits::new(credits),
+                    kind,
+                    memo: Some(format!("{action} by {actor}: {reason}")),
+                };
+                match self
+                    .store
+                    .admin_transfer(actor, &who, request, action)
+                    .await
+                {
+                    Ok(_) => {
+                        let balance = self.store.account_balance(user.wallet).await?.available();
+                        Ok(format!(
+                            "{} {} {who}. Their balance: {balance}.",
+                            if action == "grant" {
+                                "Granted to"
+                            } else {
+                                "Took from"
+                            },
+                            crate::Credits::new(credits)
+                        ))
+                    }
+                    Err(Error::InsufficientCredits { .. }) => {
+                        let balance = self.store.account_balance(user.wallet).await?.available();
+                        self.store
+                            .record_admin_action(
+                                actor,
+                                action,
+                                Some(&who.to_string()),
+                                &format!("refused: {credits} asked, {balance} available"),
+                            )
+                            .await?;
+                        Ok(format!(
+                            "{who} has only {balance} available; nothing was taken."
+                        ))
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            AdminCommand::Ban { who, reason } => {
+                let Some(user) = self.known(&who).await? else {
+                    return Ok(unknown(&who));
+                };
+                let changed = self
+                    .store
+                    .set_flag(actor, &who, user.id, Flag::Banned, true, &reason)
+                    .await?;
+                // Nothing of theirs runs any more: open jobs end and their holds are voided.
+                let mut cancelled = 0;
+                let mut last = None;
+                while let Some(job) = self.store.newest_open_job(user.id).await? {
+                    if last == Some(job) || cancelled >= 1_000 {
+                        break;
+                    }
+                    last = Some(job);
+                    if self.store.cancel(user.id, job).await.is_ok() {
+                        cancelled += 1;
+                    }
+                }
+                Ok(if changed {
+                    format!("{who} is banned; {cancelled} open job(s) cancelled.")
+                } else {
+                    format!("{who} was already banned.")
+                })
+            }
+            AdminCommand::Unban { who }
+            | AdminCommand::Freeze { who, .. }
+            | AdminCommand::Unfreeze { who } => {
+                let Some(user) = self.known(&who).await? else {
+                    return Ok(unknown(&who));
+                };
+                let (flag, on) = match action {
+                    "unban" => (Flag::Banned, false),
+                    "freeze" => (Flag::Frozen, true),
+                    _ => (Flag::Frozen, false),
+                };
+                let changed = self
+                    .store
+                    .set_flag(actor, &who, user.id, flag, on, "")
+                    .await?;
+                let done = match action {
+                    "unban" => "unbanned",
+                    "freeze" => "frozen: no spending, buying or refunds",
+                    _ => "unfrozen",
+                };
+                Ok(if changed {
+                    format!("{who} is {done}.")
+                } else {
+                    format!("Nothing to change: {who} already was.")
+                })
+            }
+            AdminCommand::Lookup { who } => {
+                let Some(user) = self.known(&who).await? else {
+                    self.store
+                        .record_admin_action(actor, action, Some(&who.to_string()), "not found")
+                        .await?;
+                    return Ok(unknown(&who));
+                };
+                let identities = self.store.identities(user.id).await?;
+                let balance = self.store.account_balance(user.wallet).await?;
+                let purchases = self.store.purchases(user.id).await?;
+                let jobs = self.store.recent_jobs(user.id, 5).await?;
+                self.store
+                    .record_admin_action(actor, action, Some(&who.to_string()), "")
+                    .await?;
+                Ok(describe(&user, &identities, &balance, &purchases, &jobs))
+            }
+            AdminCommand::Stats { days } => {
+                let since = now_millis() - i64::from(days) * 86_400_000;
+                let stats = self.store.stats(since).await?;
+                self.store
+                    .record_admin_action(actor, action, None, &format!("{days} days"))
+                    .await?;
+                let mut text = format!(
+                    "Last {days} days: {} people ({} new). Credits sold {}, spent {}, refunded {}, \
+                     granted {}.\nJobs:",
+                    stats.people,
+                    stats.new_people,
+                    stats.credits_sold,
+                    stats.credits_spent,
+                    stats.credits_refunded,
+                    stats.credits_granted
+                );
+                if stats.jobs.is_empty() {
+                    text.push_str(" none");
+                }
+                for (operation, state, count) in &stats.jobs {
+                    let _ = write!(text, "\n  {operation} {state}: {count}");
+                }
+                Ok(text)
+            }
+            AdminCommand::Refunds => {
+                let waiting = self
+                    .store
+                    .refunds_in(RefundState::AwaitingApproval, None)
+                    .await?;
+                self.store
+                    .record_admin_action(actor, action, None, &format!("{} waiting", waiting.len()))
+                    .await?;
+                if waiting.is_empty() {
+                    return Ok("No refunds are waiting for approval.".into());
+                }
+                let mut text = String::from("Refunds waiting for approval:");
+                for (refund, purchase) in waiting {
+                    let _ = write!(
+                        text,
+                        "\n  refund #{} order #{} by {}: {} → {}",
+                        refund.id,
+                        purchase.id,
+                        purchase.payer,
+                        refund.credits,
+                        format_price(refund.amount, &purchase.currency)
+                    );
+                }
+                Ok(text)
+            }
+            AdminCommand::Approve { refund } => self.decide(actor, refund, None).await,
+            AdminCommand::Reject { refund, reason } => {
+                self.decide(actor, refund, Some(&reason)).await
+            }
+        }
+    }
+
+    /// Approves (no reason) or rejects a refund waiting for approval; it is decided once.
+    async fn decide(
+        &self,
+        actor: &str,
+        refund: crate::RefundId,
+        rejection: Option<&str>,
+    ) -> Result<String> {
+        let approve = rejection.is_none();
+        let decided = self
+            .decide_refund(refund, approve, rejection.unwrap_or_default())
+            .await?;
+        let action = if approve { "approve" } else { "reject" };
+        let detail = match (decided, rejection) {
+            (false, _) => "not waiting; no change".to_string(),
+            (true, Some(reason)) => reason.to_string(),
+            (true, None) => "sent".to_string(),
+        };
+        self.store
+            .record_admin_action(actor, action, Some(&format!("refund:{refund}")), &detail)
+            .await?;
+        Ok(if !decided {
+            format!("Refund #{refund} is not waiting for approval.")
+        } else if approve {
+            format!("Refund #{refund} approved and sent.")
+        } else {
+            format!("Refund #{refund} rejected; the credits went back to the person.")
+        })
+    }
+
+    async fn known(&self, who: &Identity) -> Result<Option<User>> {
+        self.store.find_user(who).await
+    }
+}
+
+fn unknown(who: &Identity) -> String {
+    format!("No one with the identity {who} has used the bot.")
+}
