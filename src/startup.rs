@@ -78,6 +78,7 @@ impl Application {
             .collect();
         // The provider clients, built once for the settings and for the workers.
         let routes = config.providers.build(config.media);
+        tracing::info!(part = "providers", routes = %routes.describe(), "providers ready");
         let service = with_rails(
             Service::new(
                 store.clone(),
@@ -134,6 +135,11 @@ impl Application {
             self.service.clone(),
             "serve",
             &shutdown,
+        );
+        tracing::info!(
+            part = "workers",
+            count = self.config.workers.count.max(1),
+            "job workers running"
         );
         tasks.push(tokio::spawn(self.service.clone().run_payments(
             std::time::Duration::from_millis(self.config.workers.poll_ms.max(50)),

@@ -285,6 +285,19 @@ impl Routes {
             .filter(move |provider| provider.supports(operation))
     }
 
+    /// Each operation with its providers in order, e.g. `image=replicate,openai`, for the
+    /// start-up log.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(operation, providers)| {
+                let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+                format!("{operation}={}", names.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// True when some operation may be served by the offline preview.
     pub fn serves_preview(&self) -> bool {
         self.0

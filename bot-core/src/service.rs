@@ -327,8 +327,12 @@ impl Service {
     ///
     /// Errors a person should read ([`Service::reply_for_error`] words them) and internal ones.
     pub async fn handle(&self, request: Request) -> Result<Option<Reply>> {
+        use tracing::Instrument as _;
         let platform = request.identity.platform();
-        let result = self.respond(request).await;
+        // The update's key follows the request into its job's log lines ("queued" names both).
+        let span =
+            tracing::info_span!("request", platform = platform.as_str(), update = %request.key);
+        let result = self.respond(request).instrument(span).await;
         let outcome = match &result {
             Ok(Some(_)) => "answered",
             Ok(None) => "silent",
@@ -699,6 +703,7 @@ impl Service {
         if job.state.is_final() {
             return Ok(None);
         }
+        tracing::info!(job = %job.id, operation = %job.operation, "queued");
         let position = self.store.queue_position(job.id).await?;
         let place = if position >= crate::jobs::POSITION_CAP {
             format!("queued, more than {} jobs ahead", crate::jobs::POSITION_CAP)

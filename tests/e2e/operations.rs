@@ -241,3 +241,218 @@ async fn a_job_in_hand_at_shutdown_is_handed_back_and_finished_once_elsewhere() 
     let audit = db.store().audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// Every file under `dir` (recursively) modified since `since` that contains `needle`.
+fn files_containing(
+    dir: &std::path::Path,
+    since: std::time::SystemTime,
+    needle: &[u8],
+) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            found.extend(files_containing(&path, since, needle));
+        } else if meta.len() < 64 * 1024 * 1024
+            && meta.modified().is_ok_and(|at| at >= since)
+            && std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Terms §6.2: an upload lives in memory for its job only. After a success, a failure and a
+/// cancellation, none of its bytes are in the database or in any file written meanwhile.
+#[tokio::test]
+async fn no_upload_bytes_remain_after_success_failure_or_cancel() {
+    let since = std::time::SystemTime::now();
+    let replicate = fakes::replicate::FakeReplicate::start("r8_priv").await;
+    let replicate_url = replicate.url();
+    let (fake, app) = start(
+        Backend::Sqlite,
+        "ops_uploads",
+        &[
+            ("REPLICATE_API_TOKEN", "r8_priv"),
+            ("REPLICATE_API_URL", replicate_url.as_str()),
+        ],
+    )
+    .await
+    .expect("SQLite");
+    // Noise compresses to bytes found nowhere else: a window of them is the upload's mark.
+    let mut seed = 0x2545_f491_u32;
+    let noise = image::RgbImage::from_fn(96, 96, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let [a, b, c, _] = seed.to_le_bytes();
+        image::Rgb([a, b, c])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    noise
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("png");
+    let png = png.into_inner();
+    let mark = png[png.len() / 2..png.len() / 2 + 48].to_vec();
+    let eve = Chat::private(9901);
+    let photo = fake.upload(png.clone());
+    replicate.script(fakes::replicate::Script::Succeed { polls: 1 });
+    fake.photo(&eve, 9901, &photo, Some("/enhance"), None);
+    wait_said(&fake, 9901, "enhancement: done", 1).await;
+    replicate.script(fakes::replicate::Script::Fail("out of memory".into()));
+    fake.photo(&eve, 9901, &photo, Some("/enhance"), None);
+    wait_said(&fake, 9901, "failed, no credits taken", 1).await;
+    replicate.script(fakes::replicate::Script::Hang);
+    fake.photo(&eve, 9901, &photo, Some("/enhance"), None);
+    // Running: its prediction was created at the provider.
+    for _ in 0..200 {
+        if replicate.created().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replicate.created().len(), 3);
+    fake.message(&eve, 9901, "/cancel");
+    wait_said(&fake, 9901, "cancelled at your request", 1).await;
+    let db = app.stop().await;
+    let database = std::path::Path::new(db.url().trim_start_matches("sqlite://"))
+        .parent()
+        .expect("the database's folder")
+        .to_path_buf();
+    for dir in [
+        database,
+        std::env::temp_dir(),
+        std::env::current_dir().expect("cwd").join("data"),
+    ] {
+        let found = files_containing(&dir, since, &mark);
+        assert!(found.is_empty(), "upload bytes left in {found:?}");
+    }
+    let audit = db.store().audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+/// Two processes of the real binary on one PostgreSQL share 500 jobs from 50 people; one is
+/// killed with SIGKILL midway. Every job ends once in the ledger (posted once or voided), the
+/// survivor takes over the long polling and the dead one's leases, and the audit passes. A
+/// result whose delivery had just gone out when its process died is delivered again by the
+/// survivor (no chat platform takes an idempotency key): the test counts those, and they can
+/// only be jobs the killed process had in hand.
+#[tokio::test]
+async fn two_processes_share_500_jobs_and_one_killed_midway_loses_nothing() {
+    let Some(db) = bot_core::store::testing::TestDb::new(Backend::Postgres, "ops_kill").await
+    else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("imagegpt.toml");
+    std::fs::write(
+        &config,
+        "[workers]\ncount = 4\npoll_ms = 20\nlease_seconds = 3\nstatus_edit_ms = 0\n\n\
+         [jobs]\nmax_queued_per_person = 20\nmax_running_per_person = 4\n\n\
+         [telegram]\nmessages_per_second = 10000\n",
+    )
+    .expect("config");
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("WELCOME_CREDITS", "100"),
+        ("RUST_LOG", "warn"),
+    ];
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
+            .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts")
+    };
+    let mut first = spawn();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut second = spawn();
+    for person in 0..50_i64 {
+        let id = 20_000 + person;
+        for n in 0..10 {
+            fake.message(
+                &Chat::private(id),
+                id,
+                &format!("/imagine job {person} {n}"),
+            );
+        }
+    }
+    let photos = |sent: &[Sent]| sent.iter().filter(|m| m.method == "sendPhoto").count();
+    fake.wait_for(Duration::from_secs(120), |sent| photos(sent) >= 150)
+        .await;
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    // Every job ends: the survivor takes over the polling and, once their leases lapse, the
+    // dead process's jobs.
+    let store = db.store();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let stats = loop {
+        let stats = store.stats(0).await.expect("stats");
+        let ended: i64 = stats
+            .jobs
+            .iter()
+            .filter(|(_, state, _)| matches!(state.as_str(), "succeeded" | "failed" | "cancelled"))
+            .map(|(_, _, n)| n)
+            .sum();
+        let all: i64 = stats.jobs.iter().map(|(_, _, n)| n).sum();
+        if all == 500 && ended == 500 {
+            break stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ended} of {all} jobs ended: {:?}",
+            stats.jobs
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = fake.sent();
+    let mut deliveries: std::collections::HashMap<String, usize> = Default::default();
+    for photo in sent.iter().filter(|m| m.method == "sendPhoto") {
+        let prompt = photo.text.lines().next().unwrap_or_default().to_string();
+        *deliveries.entry(prompt).or_default() += 1;
+    }
+    let succeeded: i64 = stats
+        .jobs
+        .iter()
+        .filter(|(_, state, _)| state == "succeeded")
+        .map(|(_, _, n)| n)
+        .sum();
+    let repeated = deliveries.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "500 jobs: {succeeded} succeeded, {} other; {} results delivered, {repeated} delivered twice",
+        500 - succeeded,
+        deliveries.len()
+    );
+    assert_eq!(
+        deliveries.len() as i64,
+        succeeded,
+        "every succeeded job was delivered, and nothing that failed was"
+    );
+    assert!(
+        repeated <= 4,
+        "only jobs the killed process had in hand: {repeated}"
+    );
+    // 50 people × 100 welcome credits; each succeeded job posted its 1 credit once.
+    assert_eq!(stats.credits_spent, succeeded, "each success posted once");
+    second.kill().expect("stop");
+    let _ = second.wait();
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
