@@ -198,8 +198,14 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
             .await?;
     }
     let shutdown = CancellationToken::new();
-    let mut workers =
-        startup::spawn_workers(&config, &routes, service.clone(), "console", &shutdown);
+    let mut workers = startup::spawn_workers(
+        &config,
+        &routes,
+        service.clone(),
+        "console",
+        &shutdown,
+        &Arc::new(()),
+    );
     // Payment notices addressed to this console ("credits added").
     workers.push(tokio::spawn(service.clone().run_payments(
         Duration::from_millis(config.workers.poll_ms.max(50)),

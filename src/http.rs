@@ -8,6 +8,8 @@ use bot_core::Store;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// One strong reference per running job worker (and one here): a count of 1 means none run.
+    pub workers: std::sync::Arc<()>,
 }
 
 /// Every route the server answers.
@@ -24,8 +26,14 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers and its schema is current.
+/// Readiness: job workers run, the database answers and its schema is current.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if std::sync::Arc::strong_count(&state.workers) <= 1 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no job worker is running\n",
+        );
+    }
     if state.store.is_ready().await {
         (StatusCode::OK, "ready\n")
     } else {

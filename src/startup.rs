@@ -122,8 +122,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "HTTP server listening");
+        let workers = Arc::new(());
         let mut router = http::router(AppState {
             store: self.store.clone(),
+            workers: workers.clone(),
         })
         .merge(payments::router(
             self.service.clone(),
@@ -135,6 +137,7 @@ impl Application {
             self.service.clone(),
             "serve",
             &shutdown,
+            &workers,
         );
         tracing::info!(
             part = "workers",
@@ -228,13 +231,15 @@ pub fn with_rails(
     Ok(service)
 }
 
-/// Starts `config.workers.count` workers; they stop when `shutdown` is cancelled.
+/// Starts `config.workers.count` workers, each holding a clone of `alive` while it runs; they
+/// stop when `shutdown` is cancelled.
 pub fn spawn_workers(
     config: &Config,
     routes: &Routes,
     service: Arc<Service>,
     instance: &str,
     shutdown: &CancellationToken,
+    alive: &Arc<()>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..config.workers.count.max(1))
         .map(|n| {
@@ -244,7 +249,13 @@ pub fn spawn_workers(
                 config.workers,
                 format!("{instance}-{}-{n}", std::process::id()),
             );
-            tokio::spawn(worker.run(shutdown.clone()))
+            // Held while the worker runs: readiness counts them.
+            let alive = alive.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                worker.run(shutdown).await;
+                drop(alive);
+            })
         })
         .collect()
 }

@@ -180,6 +180,17 @@ pub fn all() -> Vec<Value> {
             vec![option(INTEGER, "job", "The job number", false)],
         ),
         slash("help", "What the bot can do and what it costs", vec![]),
+        // Operators only (`ADMIN_IDS`); hidden from members without the Administrator
+        // permission, and anyone not an admin of the bot gets "unknown command".
+        {
+            let mut admin = slash(
+                "admin",
+                "Operator commands",
+                vec![option(STRING, "command", "e.g. lookup telegram:123", true)],
+            );
+            admin["default_member_permissions"] = json!("0");
+            admin
+        },
         message(ENHANCE_MESSAGE),
         message(REMOVE_BACKGROUND_MESSAGE),
     ]

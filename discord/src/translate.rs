@@ -185,6 +185,7 @@ fn slash_command(name: &str, data: &model::Data) -> Translation {
         "link" => push(&mut line, text("code"), ""),
         "unlink" => push(&mut line, text("identity"), ""),
         "cancel" => push(&mut line, text("job"), ""),
+        "admin" => push(&mut line, text("command"), ""),
         _ => {}
     }
     Ok((line, attachments))
@@ -306,6 +307,13 @@ mod tests {
         let translated = request(slash("balance", json!([]), json!({})));
         assert_eq!(translated.ack, Ack::Message { ephemeral: true });
         assert_eq!(translated.request.input, Input::Text("/balance".into()));
+        let admin = request(slash(
+            "admin",
+            json!([{"name": "command", "type": 3, "value": "lookup telegram:5"}]),
+            json!({}),
+        ));
+        assert_eq!(admin.request.input, Input::Text("/admin lookup telegram:5".into()));
+        assert_eq!(admin.ack, Ack::Message { ephemeral: true });
     }
 
     #[test]
