@@ -13,6 +13,8 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/instant.rs"]
+mod instant;
 
 use std::{
     sync::{
@@ -25,9 +27,7 @@ use std::{
 use bot_core::{
     Backend, Credits,
     jobs::JobLimits,
-    media::{MediaKind, Output},
-    pricing::Operation,
-    providers::{Provider, ProviderFuture, Routes, Run},
+    providers::Routes,
     service::{
         Service, Settings,
         worker::{Worker, WorkerConfig},
@@ -40,30 +40,6 @@ use tokio_util::sync::CancellationToken;
 
 const SENDERS: usize = 32;
 const APPLICATION: &str = "1100000000000000001";
-
-/// A provider that answers at once.
-#[derive(Debug)]
-struct InstantProvider;
-
-impl Provider for InstantProvider {
-    fn name(&self) -> &'static str {
-        "instant"
-    }
-    fn supports(&self, _: Operation) -> bool {
-        true
-    }
-    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
-        Box::pin(async {
-            Ok(Output {
-                kind: MediaKind::Image,
-                mime: "image/png",
-                file_name: "x.png".into(),
-                bytes: fakes::png(8, 8),
-                dimensions: Some((8, 8)),
-            })
-        })
-    }
-}
 
 fn main() {
     let interactions = args::option("--interactions", 4_000) as usize;
@@ -122,7 +98,7 @@ async fn run(command: &str, n: usize) {
     });
     fake.set_endpoint(&format!("http://{address}/discord/interactions"));
     let shutdown = CancellationToken::new();
-    let routes = Routes::every(vec![Arc::new(InstantProvider)]);
+    let routes = Routes::every(vec![Arc::new(instant::InstantProvider)]);
     let workers: Vec<_> = (0..2)
         .map(|n| {
             let config = WorkerConfig {

@@ -6,6 +6,8 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/instant.rs"]
+mod instant;
 
 use std::{
     sync::{
@@ -18,9 +20,8 @@ use std::{
 use bot_core::{
     Backend, Platform,
     jobs::JobLimits,
-    media::{MediaKind, Output},
-    pricing::Operation,
-    providers::{Provider, ProviderFuture, Routes, Run},
+    media::Output,
+    providers::Routes,
     service::{
         Attachment, Button, ChatKind, ChatRef, Input, MessageRef, Messenger, MessengerFuture,
         Request, Service, Settings,
@@ -82,30 +83,6 @@ impl Messenger for Instant_ {
     }
 }
 
-/// A provider that answers at once.
-#[derive(Debug)]
-struct InstantProvider;
-
-impl Provider for InstantProvider {
-    fn name(&self) -> &'static str {
-        "instant"
-    }
-    fn supports(&self, _: Operation) -> bool {
-        true
-    }
-    fn generate<'a>(&'a self, _: Run<'a>) -> ProviderFuture<'a> {
-        Box::pin(async {
-            Ok(Output {
-                kind: MediaKind::Image,
-                mime: "image/png",
-                file_name: "x.png".into(),
-                bytes: vec![0; 16],
-                dimensions: Some((1, 1)),
-            })
-        })
-    }
-}
-
 fn main() {
     let seconds = args::option("--seconds", 5);
     let workers = args::option("--workers", 2) as usize;
@@ -153,7 +130,7 @@ async fn run(backend: Backend, command: &str, duration: Duration, workers: usize
         person(&store, &format!("bench{n}"), 1_000_000_000).await;
     }
     let shutdown = CancellationToken::new();
-    let providers = Routes::every(vec![Arc::new(InstantProvider)]);
+    let providers = Routes::every(vec![Arc::new(instant::InstantProvider)]);
     let workers: Vec<_> = (0..workers)
         .map(|n| {
             let config = WorkerConfig {

@@ -409,6 +409,18 @@ pub fn shrink(bytes: &[u8], limit: u64) -> Option<Vec<u8>> {
     None
 }
 
+/// A message sent through an interaction's webhook: `kind` `o` (the original) or `f`.
+fn webhook_message(chat: &ChatRef, kind: &str, live: &Live, message: &Value) -> MessageRef {
+    MessageRef {
+        chat: chat.clone(),
+        id: format!(
+            "{kind}:{}:{}",
+            live.id,
+            message["id"].as_str().unwrap_or_default()
+        ),
+    }
+}
+
 fn channel_message(chat: ChatRef, message: &Value) -> MessageRef {
     MessageRef {
         chat,
@@ -462,14 +474,7 @@ impl Messenger for DiscordMessenger {
                 match sent {
                     Ok(message) => {
                         let kind = if original { "o" } else { "f" };
-                        return Ok(MessageRef {
-                            chat: chat.clone(),
-                            id: format!(
-                                "{kind}:{}:{}",
-                                live.id,
-                                message["id"].as_str().unwrap_or_default()
-                            ),
-                        });
+                        return Ok(webhook_message(chat, kind, &live, &message));
                     }
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),
@@ -568,14 +573,7 @@ impl Messenger for DiscordMessenger {
             if let Some(live) = live {
                 match self.followup(&live, body(None)).await {
                     Ok(message) => {
-                        return Ok(MessageRef {
-                            chat: chat.clone(),
-                            id: format!(
-                                "f:{}:{}",
-                                live.id,
-                                message["id"].as_str().unwrap_or_default()
-                            ),
-                        });
+                        return Ok(webhook_message(chat, "f", &live, &message));
                     }
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),
@@ -606,14 +604,7 @@ impl Messenger for DiscordMessenger {
                 let body = Body::Json(render::text(text, &[], true));
                 match self.followup(&live, body).await {
                     Ok(message) => {
-                        return Ok(MessageRef {
-                            chat: chat.clone(),
-                            id: format!(
-                                "f:{}:{}",
-                                live.id,
-                                message["id"].as_str().unwrap_or_default()
-                            ),
-                        });
+                        return Ok(webhook_message(chat, "f", &live, &message));
                     }
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),

@@ -312,7 +312,10 @@ mod tests {
             json!([{"name": "command", "type": 3, "value": "lookup telegram:5"}]),
             json!({}),
         ));
-        assert_eq!(admin.request.input, Input::Text("/admin lookup telegram:5".into()));
+        assert_eq!(
+            admin.request.input,
+            Input::Text("/admin lookup telegram:5".into())
+        );
         assert_eq!(admin.ack, Ack::Message { ephemeral: true });
     }
 

@@ -117,6 +117,32 @@ pub struct Message {
 }
 
 impl Message {
+    /// A new message from a request body (`content`, `embeds`, `components`, `flags`).
+    fn from_body(
+        id: String,
+        channel: String,
+        via: Via,
+        interaction: Option<String>,
+        body: &Value,
+        files: Vec<(String, usize)>,
+    ) -> Message {
+        Message {
+            id,
+            channel,
+            via,
+            interaction,
+            content: body["content"].as_str().unwrap_or_default().into(),
+            embeds: body["embeds"].as_array().cloned().unwrap_or_default(),
+            components: body["components"].clone(),
+            files,
+            flags: body["flags"].as_u64().unwrap_or(0),
+            loading: false,
+            deleted: false,
+            edits: 0,
+            mentions: mentions(body),
+        }
+    }
+
     pub fn ephemeral(&self) -> bool {
         self.flags & 64 != 0
     }
@@ -660,21 +686,16 @@ fn acknowledge(state: &mut Fake, token: &str, body: &Value) -> Result<(), Respon
     let original = match kind {
         4 | 5 => {
             let message_id = state.snowflake();
-            state.messages.push(Message {
-                id: message_id.clone(),
+            let mut message = Message::from_body(
+                message_id.clone(),
                 channel,
-                via: Via::Original,
-                interaction: Some(id),
-                content: data["content"].as_str().unwrap_or_default().into(),
-                embeds: data["embeds"].as_array().cloned().unwrap_or_default(),
-                components: data["components"].clone(),
-                files: Vec::new(),
-                flags: data["flags"].as_u64().unwrap_or(0),
-                loading: kind == 5,
-                deleted: false,
-                edits: 0,
-                mentions: Vec::new(),
-            });
+                Via::Original,
+                Some(id),
+                data,
+                Vec::new(),
+            );
+            message.loading = kind == 5;
+            state.messages.push(message);
             Some(message_id)
         }
         _ => source,
@@ -961,21 +982,14 @@ async fn followup(
         return response;
     }
     let message_id = state.snowflake();
-    let message = Message {
-        id: message_id.clone(),
+    let message = Message::from_body(
+        message_id.clone(),
         channel,
-        via: Via::Followup,
-        interaction: Some(id),
-        content: body["content"].as_str().unwrap_or_default().into(),
-        embeds: body["embeds"].as_array().cloned().unwrap_or_default(),
-        components: body["components"].clone(),
+        Via::Followup,
+        Some(id),
+        &body,
         files,
-        flags: body["flags"].as_u64().unwrap_or(0),
-        loading: false,
-        deleted: false,
-        edits: 0,
-        mentions: mentions(&body),
-    };
+    );
     state.messages.push(message.clone());
     Json(message_json(&message)).into_response()
 }
@@ -1054,16 +1068,25 @@ fn edit(message: &mut Message, body: &Value, files: Vec<(String, usize)>) {
     message.edits += 1;
 }
 
+/// A request made with the bot token: its body and files, and the upload limit.
+async fn bot_request(
+    state: &Shared,
+    request: Request,
+) -> Result<(Value, Vec<(String, usize)>, usize), Response> {
+    let limit = lock(state).upload_limit;
+    if !authorised(&lock(state), request.headers()) {
+        return Err(unauthorised());
+    }
+    let (body, files) = read_body(request, limit).await?;
+    Ok((body, files, limit))
+}
+
 async fn channel_post(
     State(state): State<Shared>,
     Path(channel): Path<String>,
     request: Request,
 ) -> Response {
-    let limit = lock(&state).upload_limit;
-    if !authorised(&lock(&state), request.headers()) {
-        return unauthorised();
-    }
-    let (body, files) = match read_body(request, limit).await {
+    let (body, files, limit) = match bot_request(&state, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -1084,21 +1107,8 @@ async fn channel_post(
         );
     }
     let id = state.snowflake();
-    let message = Message {
-        id,
-        channel,
-        via: Via::Bot,
-        interaction: None,
-        content: body["content"].as_str().unwrap_or_default().into(),
-        embeds: body["embeds"].as_array().cloned().unwrap_or_default(),
-        components: body["components"].clone(),
-        files,
-        flags: 0,
-        loading: false,
-        deleted: false,
-        edits: 0,
-        mentions: mentions(&body),
-    };
+    // Checked above: a channel message is never ephemeral.
+    let message = Message::from_body(id, channel, Via::Bot, None, &body, files);
     state.messages.push(message.clone());
     Json(message_json(&message)).into_response()
 }
@@ -1108,11 +1118,7 @@ async fn channel_edit(
     Path((channel, message)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let limit = lock(&state).upload_limit;
-    if !authorised(&lock(&state), request.headers()) {
-        return unauthorised();
-    }
-    let (body, files) = match read_body(request, limit).await {
+    let (body, files, limit) = match bot_request(&state, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
