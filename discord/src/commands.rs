@@ -179,6 +179,11 @@ pub fn all() -> Vec<Value> {
             "Cancel a queued job",
             vec![option(INTEGER, "job", "The job number", false)],
         ),
+        slash(
+            "forget",
+            "Delete the prompts and requests of your past generations",
+            vec![],
+        ),
         slash("help", "What the bot can do and what it costs", vec![]),
         // Operators only (`ADMIN_IDS`); hidden from members without the Administrator
         // permission, and anyone not an admin of the bot gets "unknown command".
@@ -233,7 +238,7 @@ mod tests {
         let names: Vec<&str> = commands.iter().filter_map(|c| c["name"].as_str()).collect();
         for wanted in [
             "imagine", "enhance", "removebg", "faceswap", "portrait", "video", "music", "balance",
-            "buy", "history", "refund", "terms", "privacy", "link", "cancel", "help",
+            "buy", "history", "refund", "terms", "privacy", "link", "cancel", "help", "forget",
         ] {
             assert!(names.contains(&wanted), "/{wanted} is registered");
         }
