@@ -44,12 +44,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Prometheus metrics; the queue is read from the database at each scrape.
+/// Prometheus metrics; the queue and the ledger's totals are read at each scrape.
 async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     let metrics = bot_core::metrics::metrics();
-    if let Ok((depth, age)) = state.store.queue_stats().await {
-        metrics.queue(depth, age);
-    }
+    metrics.refresh(&state.store).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -310,7 +310,9 @@ impl Store {
         .await
     }
 
-    /// Sets or clears a person's ban or freeze, with the audit row. `false` when it already was.
+    /// Sets or clears a person's ban or freeze, with the audit row; a ban also cancels the
+    /// person's open jobs, in the same transaction. Returns whether anything changed and how
+    /// many jobs were cancelled.
     ///
     /// # Errors
     ///
@@ -323,7 +325,7 @@ impl Store {
         flag: Flag,
         on: bool,
         reason: &str,
-    ) -> Result<bool> {
+    ) -> Result<(bool, u64)> {
         let (actor, target, reason) = (actor.to_string(), target.to_string(), reason.to_string());
         self.write(Atomic::Transaction, move |conn| {
             Box::pin(async move {
@@ -353,20 +355,18 @@ impl Store {
                     (Flag::Frozen, true) => "freeze",
                     (Flag::Frozen, false) => "unfreeze",
                 };
-                let detail = if changed {
-                    reason
+                let cancelled = if changed && flag == Flag::Banned && on {
+                    crate::jobs::cancel_open_jobs(&mut *conn, user).await?
                 } else {
-                    format!("no change; {reason}")
+                    0
                 };
-                record(
-                    conn,
-                    &actor,
-                    action,
-                    Some(&target),
-                    detail.trim_end_matches("; "),
-                )
-                .await?;
-                Ok(changed)
+                let detail = match (changed, reason.is_empty()) {
+                    (true, _) => reason,
+                    (false, true) => "no change".to_string(),
+                    (false, false) => format!("no change; {reason}"),
+                };
+                record(conn, &actor, action, Some(&target), &detail).await?;
+                Ok((changed, cancelled))
             })
         })
         .await

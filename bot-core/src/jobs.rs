@@ -714,21 +714,24 @@ async fn finish_job(
         .fetch_optional(&mut *conn)
         .await?;
     // The database's `job_ended` trigger posts or voids the hold in this same statement.
-    let job = row
-        .map(job_from_row)
+    row.map(job_from_row)
         .transpose()?
-        .ok_or(Error::LeaseLost(id))?;
-    if job.state == JobState::Succeeded {
-        let amount: Option<i64> = sqlx::query_scalar("SELECT amount FROM transfers WHERE id = $1")
-            .bind(job.hold.get())
-            .fetch_optional(&mut *conn)
-            .await?;
-        crate::metrics::metrics().credits(
-            TransferKind::Generation.as_str(),
-            amount.map_or(0, |a| u64::try_from(a).unwrap_or(0)),
-        );
+        .ok_or(Error::LeaseLost(id))
+}
+
+/// Cancels every open job of `user` (a ban): queued ones end now with their holds voided,
+/// running ones are marked for their workers. Returns how many.
+pub(crate) async fn cancel_open_jobs(conn: &mut AnyConnection, user: UserId) -> Result<u64> {
+    let open: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') ORDER BY id",
+    )
+    .bind(user.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &open {
+        cancel_job(&mut *conn, user, JobId::from_db(*id)).await?;
     }
-    Ok(job)
+    Ok(open.len() as u64)
 }
 
 async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result<Job> {

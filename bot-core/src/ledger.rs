@@ -500,9 +500,6 @@ pub(crate) async fn insert_transfer_from_lot(
     .fetch_optional(&mut *conn)
     .await
     .map_err(Error::from);
-    if let (Ok(Some(_)), TransferState::Posted) = (&inserted, state) {
-        crate::metrics::metrics().credits(request.kind.as_str(), request.amount.get());
-    }
     match inserted {
         Ok(Some(id)) => Ok(Inserted::Created(Transfer {
             id: TransferId::from_db(id),
@@ -547,11 +544,7 @@ pub(crate) async fn update_transfer_state(
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = row {
-        let transfer = transfer_from_row(row)?;
-        if to == TransferState::Posted {
-            crate::metrics::metrics().credits(transfer.kind.as_str(), transfer.amount.get());
-        }
-        return Ok(transfer);
+        return transfer_from_row(row);
     }
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
         .bind(id.get())

@@ -6,6 +6,8 @@
 
 use std::sync::LazyLock;
 
+use crate::ledger::{SystemAccount, TransferKind};
+
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
@@ -78,7 +80,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     registry.register(
         "ledger_credits",
-        "Credits moved by posted transfers, by kind",
+        "Credits posted through the ledger's system accounts, by kind",
         metrics.ledger_credits.clone(),
     );
     registry.register(
@@ -156,11 +158,16 @@ impl Metrics {
             .inc();
     }
 
-    /// A transfer of `kind` was posted.
-    pub fn credits(&self, kind: &str, amount: u64) {
-        self.ledger_credits
-            .get_or_create(&vec![("kind", kind.to_string())])
-            .inc_by(amount);
+    /// The credits ever posted for `kind`, as the ledger's system accounts total them: the
+    /// counter is brought up to `total` (it only grows), so every instance reports the books.
+    pub fn credits(&self, kind: &str, total: u64) {
+        let counter = self
+            .ledger_credits
+            .get_or_create(&vec![("kind", kind.to_string())]);
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
     }
 
     /// A payment webhook event of `event_type` ended with `result`.
@@ -201,6 +208,39 @@ impl Metrics {
     pub fn queue(&self, depth: i64, oldest_age_seconds: i64) {
         self.queue_depth.set(depth);
         self.queue_age_seconds.set(oldest_age_seconds);
+    }
+
+    /// Reads what the database knows at a scrape: the queue, and the credits the system
+    /// accounts have posted (they are the ledger's own running totals, so nothing is counted
+    /// on the hot path and a rolled-back transaction never counts).
+    pub async fn refresh(&self, store: &crate::Store) {
+        if let Ok((depth, age)) = store.queue_stats().await {
+            self.queue(depth, age);
+        }
+        let read = |account: SystemAccount| async move {
+            store.account_balance(store.account(account)).await.ok()
+        };
+        let (Some(cards), Some(stars), Some(grants), Some(revenue), Some(refunds)) = (
+            read(SystemAccount::CardSales).await,
+            read(SystemAccount::StarsSales).await,
+            read(SystemAccount::Grants).await,
+            read(SystemAccount::GenerationRevenue).await,
+            read(SystemAccount::Refunds).await,
+        ) else {
+            return;
+        };
+        for (kind, total) in [
+            (
+                TransferKind::Purchase,
+                cards.debits_posted.get() + stars.debits_posted.get(),
+            ),
+            (TransferKind::Grant, grants.debits_posted.get()),
+            (TransferKind::Adjustment, grants.credits_posted.get()),
+            (TransferKind::Generation, revenue.credits_posted.get()),
+            (TransferKind::Refund, refunds.credits_posted.get()),
+        ] {
+            self.credits(kind.as_str(), total);
+        }
     }
 
     /// Everything, in Prometheus text format.

@@ -41,6 +41,9 @@ pub struct Contact {
     pub is_new: bool,
 }
 
+/// What a job's request becomes when its owner asks to forget it (terms 6.2).
+pub const FORGOTTEN: &str = "{}";
+
 const USER_SELECT: &str = "SELECT u.id, a.id, u.created_at, u.terms_version, u.terms_accepted_at, \
                            u.privacy_opt_out, u.frozen_at, u.banned_at FROM users u JOIN accounts a ON a.user_id = u.id";
 
@@ -215,11 +218,12 @@ impl Store {
             self.write(Atomic::Transaction, move |conn| {
                 Box::pin(async move {
                     let jobs = sqlx::query(
-                        "UPDATE jobs SET payload = '{}', status_message = NULL, failure = NULL \
+                        "UPDATE jobs SET payload = $2, status_message = NULL, failure = NULL \
                          WHERE user_id = $1 AND state IN ('succeeded', 'failed', 'cancelled') \
-                           AND payload <> '{}'",
+                           AND payload <> $2",
                     )
                     .bind(user.get())
+                    .bind(FORGOTTEN)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();

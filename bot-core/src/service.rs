@@ -808,11 +808,13 @@ impl Service {
                         "Only the person who asked for this can use its buttons.",
                     )));
                 }
-                let Ok(mut spec) = serde_json::from_str::<JobSpec>(&previous.payload) else {
+                if previous.payload == crate::people::FORGOTTEN {
                     return Ok(Some(Reply::notice(
                         "This request was forgotten at its owner's request; it cannot be repeated.",
                     )));
-                };
+                }
+                let mut spec: JobSpec =
+                    serde_json::from_str(&previous.payload).map_err(anyhow::Error::from)?;
                 if let Action::Upscale(_, quality) = action {
                     let Operation::Image(_) = spec.operation else {
                         return Ok(Some(Reply::text("Only images can be upscaled.")));

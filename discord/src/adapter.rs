@@ -117,8 +117,16 @@ impl Handler {
         }
     }
 
+    /// Once the acknowledgement is given, lets the core answer in a task of its own.
+    pub fn proceed(&self, pending: Option<Pending>) {
+        if let Some(pending) = pending {
+            let handler = self.clone();
+            tokio::spawn(async move { handler.finish(pending).await });
+        }
+    }
+
     /// Asks the core and delivers its answer.
-    pub async fn finish(&self, pending: Pending) {
+    async fn finish(&self, pending: Pending) {
         let Pending {
             translated, live, ..
         } = pending;

@@ -132,10 +132,7 @@ async fn interactions(
         }
     };
     let (ack, pending) = endpoint.handler.begin(&interaction).await;
-    if let Some(pending) = pending {
-        let handler = endpoint.handler.clone();
-        tokio::spawn(async move { handler.finish(pending).await });
-    }
+    endpoint.handler.proceed(pending);
     Json(ack).into_response()
 }
 

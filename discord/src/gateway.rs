@@ -46,10 +46,7 @@ impl EventHandler for Events {
             tracing::warn!(interaction = %interaction.id, %error, "acknowledging failed");
             return;
         }
-        if let Some(pending) = pending {
-            let handler = self.handler.clone();
-            tokio::spawn(async move { handler.finish(pending).await });
-        }
+        self.handler.proceed(pending);
     }
 }
 

@@ -124,7 +124,9 @@ impl Discord {
             Rest::new(&config.api_url, token.clone()).map_err(|e| Error::Config(e.to_string()))?,
         );
         if token.is_some() {
-            let body = Body::Json(serde_json::Value::Array(commands::all()));
+            let all = commands::all();
+            let count = all.len();
+            let body = Body::Json(serde_json::Value::Array(all));
             let paths: Vec<String> = if config.guild_ids.is_empty() {
                 vec![format!("/applications/{application}/commands")]
             } else {
@@ -141,7 +143,7 @@ impl Discord {
             }
             tracing::info!(
                 part = "discord",
-                commands = commands::all().len(),
+                commands = count,
                 scope = if config.guild_ids.is_empty() {
                     "global"
                 } else {

@@ -75,6 +75,11 @@ impl Live {
         }
     }
 
+    /// Acknowledged moments ago: Discord may not have taken the acknowledgement yet.
+    fn young(&self) -> bool {
+        now_ms() + TOKEN_LIFETIME_MS < self.expires_ms + 10_000
+    }
+
     fn alive(&self) -> bool {
         !self.dead.load(Ordering::Relaxed) && now_ms() < self.expires_ms
     }
@@ -225,8 +230,8 @@ impl DiscordMessenger {
 
     /// One request through the interaction's webhook. Over HTTP our acknowledgement (the
     /// response) may still be on its way when the first follow-up goes out, and Discord does not
-    /// know the webhook (or the deferred message) until it arrives: that is waited out briefly
-    /// before the token is given up.
+    /// know the webhook (or the deferred message) until it arrives: in the interaction's first
+    /// seconds that is waited out briefly; later an unknown message is simply gone.
     async fn webhook_call(
         &self,
         live: &Live,
@@ -246,6 +251,7 @@ impl DiscordMessenger {
             {
                 Err(error)
                     if attempt < 8
+                        && live.young()
                         && matches!(
                             error.code(),
                             Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
@@ -282,14 +288,7 @@ impl DiscordMessenger {
         result: Result<Value, RestError>,
     ) -> Result<Value, RestError> {
         if let Err(error) = &result
-            && matches!(
-                error.code(),
-                Some(
-                    codes::INVALID_WEBHOOK_TOKEN
-                        | codes::UNKNOWN_WEBHOOK
-                        | codes::UNKNOWN_INTERACTION
-                )
-            )
+            && expired(error)
         {
             live.dead.store(true, Ordering::Relaxed);
         }
@@ -309,33 +308,30 @@ impl DiscordMessenger {
                 "the interaction expired and no bot token is configured".into(),
             ));
         }
+        match (self.post_in(chat, &body).await, person) {
+            (Ok(message), _) => Ok(message),
+            (Err(error), Some(person))
+                if matches!(
+                    error.code(),
+                    Some(codes::MISSING_ACCESS | codes::MISSING_PERMISSIONS)
+                ) =>
+            {
+                let dm = self.dm(chat, person).await?;
+                self.post_in(&dm, &body).await.map_err(delivery)
+            }
+            (Err(error), _) => Err(delivery(error)),
+        }
+    }
+
+    /// One message in one channel, with the bot token.
+    async fn post_in(&self, chat: &ChatRef, body: &Body) -> Result<MessageRef, RestError> {
         let path = format!("/channels/{}/messages", chat.id);
         let route = format!("channel:{}", chat.id);
-        match self
+        let message = self
             .rest
-            .call(Method::POST, &path, &route, true, &body)
-            .await
-        {
-            Ok(message) => Ok(channel_message(chat.clone(), &message)),
-            Err(error)
-                if person.is_some()
-                    && matches!(
-                        error.code(),
-                        Some(codes::MISSING_ACCESS | codes::MISSING_PERMISSIONS)
-                    ) =>
-            {
-                let dm = self.dm(chat, person.unwrap_or_default()).await?;
-                let path = format!("/channels/{}/messages", dm.id);
-                let route = format!("channel:{}", dm.id);
-                let message = self
-                    .rest
-                    .call(Method::POST, &path, &route, true, &body)
-                    .await
-                    .map_err(delivery)?;
-                Ok(channel_message(dm, &message))
-            }
-            Err(error) => Err(delivery(error)),
-        }
+            .call(Method::POST, &path, &route, true, body)
+            .await?;
+        Ok(channel_message(chat.clone(), &message))
     }
 
     /// The media to upload within `limit`: images re-encoded smaller when needed; anything else
@@ -481,14 +477,7 @@ impl Messenger for DiscordMessenger {
                 }
             }
             let person = marker.map(|(_, person)| person);
-            let mut body = render::text(text, buttons, false);
-            if let Some(person) = person {
-                body["content"] = json!(render::fit(
-                    &format!("<@{person}> {text}"),
-                    render::MAX_CONTENT
-                ));
-                body["allowed_mentions"] = json!({"users": [person]});
-            }
+            let body = render::text_for(text, buttons, person);
             self.post(chat, person, Body::Json(body)).await
         })
     }
@@ -616,23 +605,15 @@ impl Messenger for DiscordMessenger {
                 return self.send_text(chat, None, text, &[]).await;
             }
             let body = Body::Json(render::text(text, &[], false));
-            let dm = self.dm(chat, person).await;
-            let sent = match dm {
-                Ok(dm) => {
-                    let path = format!("/channels/{}/messages", dm.id);
-                    let route = format!("channel:{}", dm.id);
-                    self.rest
-                        .call(Method::POST, &path, &route, true, &body)
-                        .await
-                        .map(|message| channel_message(dm, &message))
-                        .map_err(delivery)
-                }
+            let sent = match self.dm(chat, person).await {
+                Ok(dm) => self.post_in(&dm, &body).await.map_err(delivery),
                 Err(error) => Err(error),
             };
             match sent {
+                // Their DMs are closed: the channel, naming them (no second DM attempt).
                 Err(DeliveryError::Permanent(_)) => {
-                    let marker = crate::translate::marker("0", person);
-                    self.send_text(chat, Some(&marker), text, &[]).await
+                    let body = Body::Json(render::text_for(text, &[], Some(person)));
+                    self.post(chat, None, body).await
                 }
                 other => other,
             }

@@ -67,6 +67,24 @@ pub fn text(content: &str, buttons: &[Button], ephemeral: bool) -> Value {
     body
 }
 
+/// A text message for `person` posted where others see it: it names (and pings) them alone.
+pub fn text_for(content: &str, buttons: &[Button], person: Option<&str>) -> Value {
+    let mut body = text(content, buttons, false);
+    if let Some(person) = person {
+        name(&mut body, person, content);
+    }
+    body
+}
+
+/// Starts the message with `person`'s mention and lets it ping them alone.
+fn name(body: &mut Value, person: &str, content: &str) {
+    body["content"] = json!(fit(
+        format!("<@{person}> {content}").trim_end(),
+        MAX_CONTENT
+    ));
+    body["allowed_mentions"] = json!({"users": [person]});
+}
+
 /// A result: the file attached, shown in an embed with the caption (prompt, cost, balance).
 /// `mention` pings the requester when the result is posted outside their interaction.
 pub fn media(
@@ -90,8 +108,7 @@ pub fn media(
         "allowed_mentions": {"parse": []},
     });
     if let Some(user) = mention {
-        body["content"] = json!(format!("<@{user}>"));
-        body["allowed_mentions"] = json!({"users": [user]});
+        name(&mut body, user, "");
     }
     body
 }
@@ -125,8 +142,7 @@ pub fn media_link(
         "allowed_mentions": {"parse": []},
     });
     if let Some(user) = mention {
-        body["content"] = json!(format!("<@{user}>"));
-        body["allowed_mentions"] = json!({"users": [user]});
+        name(&mut body, user, "");
     }
     body
 }

@@ -42,14 +42,6 @@ impl RestError {
             RestError::Unavailable(_) => None,
         }
     }
-
-    /// The HTTP status, when Discord refused.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            RestError::Refused { status, .. } => Some(*status),
-            RestError::Unavailable(_) => None,
-        }
-    }
 }
 
 /// Discord error codes the adapter acts on.
@@ -58,11 +50,9 @@ pub mod codes {
     pub const UNKNOWN_WEBHOOK: u64 = 10015;
     pub const UNKNOWN_INTERACTION: u64 = 10062;
     pub const MISSING_ACCESS: u64 = 50001;
-    pub const CANNOT_MESSAGE_USER: u64 = 50007;
     pub const MISSING_PERMISSIONS: u64 = 50013;
     pub const INVALID_WEBHOOK_TOKEN: u64 = 50027;
     pub const ENTITY_TOO_LARGE: u64 = 40005;
-    pub const ALREADY_ACKNOWLEDGED: u64 = 40060;
 }
 
 /// A file to upload with a message.

@@ -676,7 +676,7 @@ fn acknowledge(state: &mut Fake, token: &str, body: &Value) -> Result<(), Respon
         ));
     }
     if matches!(kind, 4 | 7) {
-        check_message(&body["data"], 0, usize::MAX)?;
+        check_message(&body["data"], 0)?;
     }
     interaction.ack = Some(kind);
     let id = interaction.id.clone();
@@ -743,7 +743,7 @@ fn limited(state: &mut Fake) -> Option<Response> {
 }
 
 /// Checks a message body; `files` is how many files come with it.
-fn check_message(body: &Value, files: usize, _limit: usize) -> Result<(), Response> {
+fn check_message(body: &Value, files: usize) -> Result<(), Response> {
     let content = body["content"].as_str().unwrap_or_default();
     if content.chars().count() > 2_000 {
         return Err(form_error("content", "Must be 2000 or fewer in length."));
@@ -814,8 +814,7 @@ fn check_message(body: &Value, files: usize, _limit: usize) -> Result<(), Respon
             }
         }
     }
-    let empty = content.is_empty() && embeds.is_empty() && files == 0 && rows.is_empty();
-    if empty && body.get("components").is_none() && body.get("attachments").is_none() {
+    if content.is_empty() && embeds.is_empty() && files == 0 && rows.is_empty() {
         return Err(error(400, 50006, "Cannot send an empty message"));
     }
     Ok(())
@@ -978,7 +977,7 @@ async fn followup(
         Ok(interaction) => (interaction.id.clone(), interaction.channel.clone()),
         Err(response) => return response,
     };
-    if let Err(response) = check_message(&body, files.len(), limit) {
+    if let Err(response) = check_message(&body, files.len()) {
         return response;
     }
     let message_id = state.snowflake();
@@ -1025,14 +1024,16 @@ async fn webhook_message(
         Err(response) => return response,
     };
     let target = if message == "@original" {
-        original
+        original.clone()
     } else {
         Some(message)
     };
+    // A token reaches its own messages, and (for a button) the message the button was on.
     let found = state.messages.iter_mut().find(|m| {
         Some(&m.id) == target.as_ref()
             && !m.deleted
-            && (m.interaction.as_deref() == Some(interaction.as_str()) || m.via == Via::Bot)
+            && (m.interaction.as_deref() == Some(interaction.as_str())
+                || Some(&m.id) == original.as_ref())
     });
     let Some(found) = found else {
         return error(404, 10008, "Unknown Message");
@@ -1044,7 +1045,7 @@ async fn webhook_message(
     if method == Method::GET {
         return Json(message_json(found)).into_response();
     }
-    if let Err(response) = check_message(&body, files.len(), limit) {
+    if let Err(response) = check_message(&body, files.len()) {
         return response;
     }
     edit(found, &body, files);
@@ -1068,17 +1069,16 @@ fn edit(message: &mut Message, body: &Value, files: Vec<(String, usize)>) {
     message.edits += 1;
 }
 
-/// A request made with the bot token: its body and files, and the upload limit.
+/// A request made with the bot token: its body and files.
 async fn bot_request(
     state: &Shared,
     request: Request,
-) -> Result<(Value, Vec<(String, usize)>, usize), Response> {
+) -> Result<(Value, Vec<(String, usize)>), Response> {
     let limit = lock(state).upload_limit;
     if !authorised(&lock(state), request.headers()) {
         return Err(unauthorised());
     }
-    let (body, files) = read_body(request, limit).await?;
-    Ok((body, files, limit))
+    read_body(request, limit).await
 }
 
 async fn channel_post(
@@ -1086,7 +1086,7 @@ async fn channel_post(
     Path(channel): Path<String>,
     request: Request,
 ) -> Response {
-    let (body, files, limit) = match bot_request(&state, request).await {
+    let (body, files) = match bot_request(&state, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -1097,7 +1097,7 @@ async fn channel_post(
     if state.denied.contains(&channel) {
         return error(403, 50001, "Missing Access");
     }
-    if let Err(response) = check_message(&body, files.len(), limit) {
+    if let Err(response) = check_message(&body, files.len()) {
         return response;
     }
     if body["flags"].as_u64().is_some_and(|f| f & 64 != 0) {
@@ -1118,7 +1118,7 @@ async fn channel_edit(
     Path((channel, message)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let (body, files, limit) = match bot_request(&state, request).await {
+    let (body, files) = match bot_request(&state, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -1126,7 +1126,7 @@ async fn channel_edit(
     if let Some(response) = limited(&mut state) {
         return response;
     }
-    if let Err(response) = check_message(&body, files.len(), limit) {
+    if let Err(response) = check_message(&body, files.len()) {
         return response;
     }
     // The bot may edit its own messages; ephemeral ones are not in any channel.

@@ -347,6 +347,15 @@ async fn bad_signatures_are_refused_and_nothing_is_done() {
         discord.acks(interaction["id"].as_str().unwrap_or_default()),
         0
     );
+    // Nothing reached the core: nobody was created for the refused requests.
+    let eve = server
+        .app
+        .db
+        .store()
+        .find_user(&"discord:4201".parse().expect("identity"))
+        .await
+        .expect("lookup");
+    assert!(eve.is_none(), "{eve:?}");
     close(server).await;
 }
 

@@ -103,53 +103,29 @@ impl Service {
                 let Some(user) = self.known(&who).await? else {
                     return Ok(unknown(&who));
                 };
-                let changed = self
+                // Nothing of theirs runs any more: open jobs end and their holds are voided.
+                let (changed, cancelled) = self
                     .store
                     .set_flag(actor, &who, user.id, Flag::Banned, true, &reason)
                     .await?;
-                // Nothing of theirs runs any more: open jobs end and their holds are voided.
-                let mut cancelled = 0;
-                let mut last = None;
-                while let Some(job) = self.store.newest_open_job(user.id).await? {
-                    if last == Some(job) || cancelled >= 1_000 {
-                        break;
-                    }
-                    last = Some(job);
-                    if self.store.cancel(user.id, job).await.is_ok() {
-                        cancelled += 1;
-                    }
-                }
                 Ok(if changed {
                     format!("{who} is banned; {cancelled} open job(s) cancelled.")
                 } else {
                     format!("{who} was already banned.")
                 })
             }
-            AdminCommand::Unban { who }
-            | AdminCommand::Freeze { who, .. }
-            | AdminCommand::Unfreeze { who } => {
-                let Some(user) = self.known(&who).await? else {
-                    return Ok(unknown(&who));
-                };
-                let (flag, on) = match action {
-                    "unban" => (Flag::Banned, false),
-                    "freeze" => (Flag::Frozen, true),
-                    _ => (Flag::Frozen, false),
-                };
-                let changed = self
-                    .store
-                    .set_flag(actor, &who, user.id, flag, on, "")
-                    .await?;
-                let done = match action {
-                    "unban" => "unbanned",
-                    "freeze" => "frozen: no spending, buying or refunds",
-                    _ => "unfrozen",
-                };
-                Ok(if changed {
-                    format!("{who} is {done}.")
-                } else {
-                    format!("Nothing to change: {who} already was.")
-                })
+            AdminCommand::Unban { who } => {
+                self.flag(actor, &who, Flag::Banned, false, "", "unbanned")
+                    .await
+            }
+            AdminCommand::Freeze { who, reason } => {
+                let done = "frozen: no spending, buying or refunds";
+                self.flag(actor, &who, Flag::Frozen, true, &reason, done)
+                    .await
+            }
+            AdminCommand::Unfreeze { who } => {
+                self.flag(actor, &who, Flag::Frozen, false, "", "unfrozen")
+                    .await
             }
             AdminCommand::Lookup { who } => {
                 let Some(user) = self.known(&who).await? else {
@@ -249,6 +225,30 @@ impl Service {
             format!("Refund #{refund} approved and sent.")
         } else {
             format!("Refund #{refund} rejected; the credits went back to the person.")
+        })
+    }
+
+    /// Unbans, freezes or unfreezes; `done` says the new state.
+    async fn flag(
+        &self,
+        actor: &str,
+        who: &Identity,
+        flag: Flag,
+        on: bool,
+        reason: &str,
+        done: &str,
+    ) -> Result<String> {
+        let Some(user) = self.known(who).await? else {
+            return Ok(unknown(who));
+        };
+        let (changed, _) = self
+            .store
+            .set_flag(actor, who, user.id, flag, on, reason)
+            .await?;
+        Ok(if changed {
+            format!("{who} is {done}.")
+        } else {
+            format!("Nothing to change: {who} already was.")
         })
     }
 

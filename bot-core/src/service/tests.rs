@@ -1107,6 +1107,8 @@ async fn a_banned_person_gets_a_notice_and_their_open_jobs_end_without_charge(st
 async fn forget_deletes_prompts_and_keeps_the_ledger(store: Store) {
     let h = harness(store.clone(), settings());
     h.say("fin", "/imagine a secret garden").await;
+    // Someone else's job, made before the forgetting, must keep its prompt.
+    h.say("gil", "/imagine my own secret").await;
     h.drain().await;
     h.say("fin", "/imagine another secret").await;
     let press = |action| Request {
@@ -1121,19 +1123,28 @@ async fn forget_deletes_prompts_and_keeps_the_ledger(store: Store) {
     h.drain().await;
     let done = h.send(press(Action::Forget)).await;
     assert!(done.contains("2 past generation(s)"), "{done}");
-    let user = store
-        .find_user(&"console:fin".parse().expect("identity"))
+    let user = |name: &str| {
+        let store = store.clone();
+        let identity = format!("console:{name}").parse().expect("identity");
+        async move {
+            store
+                .find_user(&identity)
+                .await
+                .expect("find")
+                .expect("known")
+        }
+    };
+    let jobs = store
+        .recent_jobs(user("fin").await.id, 10)
         .await
-        .expect("find")
-        .expect("fin");
-    for (job, _) in store.recent_jobs(user.id, 10).await.expect("jobs") {
+        .expect("jobs");
+    assert_eq!(jobs.len(), 2);
+    for (job, _) in jobs {
         assert!(!job.payload.contains("secret"), "{}", job.payload);
         let again = h.send(press(Action::Regenerate(job.id))).await;
         assert!(again.contains("forgotten"), "{again}");
     }
     // Someone else's data is untouched; the history and the balance remain.
-    h.say("gil", "/imagine my own secret").await;
-    h.drain().await;
     let history = h.say("fin", "/history").await;
     assert!(history.contains("succeeded"), "{history}");
     assert!(
@@ -1141,12 +1152,10 @@ async fn forget_deletes_prompts_and_keeps_the_ledger(store: Store) {
             .await
             .contains("Your balance: 8 credits")
     );
-    let gil = store
-        .find_user(&"console:gil".parse().expect("identity"))
+    let kept = store
+        .recent_jobs(user("gil").await.id, 10)
         .await
-        .expect("find")
-        .expect("gil");
-    let kept = store.recent_jobs(gil.id, 10).await.expect("jobs");
+        .expect("jobs");
     assert!(kept[0].0.payload.contains("my own secret"));
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
