@@ -71,7 +71,7 @@ async fn run(command: &str, n: usize) {
         api_url: fake.url(),
         ..discord::DiscordConfig::default()
     };
-    let adapter = discord::Discord::connect(&config, None)
+    let adapter = discord::Discord::connect(&config, &Default::default(), None)
         .await
         .expect("connects");
     let settings = Settings {

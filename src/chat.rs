@@ -258,19 +258,8 @@ pub async fn run(config: Config, name: &str, credits: Option<u64>) -> anyhow::Re
             input,
             attachments,
         };
-        match service.handle(request).await {
-            Ok(Some(reply)) => console.print(&reply.text, &reply.buttons),
-            Ok(None) => {}
-            Err(error) => {
-                if error.is_internal() {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "handling a console line failed"
-                    );
-                }
-                let reply = service.reply_for_error(&error);
-                console.print(&reply.text, &reply.buttons);
-            }
+        if let Some(reply) = service.answer(request).await {
+            console.print(&reply.text, &reply.buttons);
         }
     }
     // Input ended: let this person's jobs finish before leaving.

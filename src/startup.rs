@@ -49,7 +49,7 @@ impl Application {
             .with_context(|| format!("binding HTTP_ADDR {}", config.http.addr))?;
         let telegram = match &config.telegram.bot_token {
             Some(token) if !token.expose_secret().is_empty() => Some(
-                telegram::Telegram::connect(&config.telegram)
+                telegram::Telegram::connect(&config.telegram, &config.commands)
                     .await
                     .context("connecting to Telegram")?,
             ),
@@ -60,9 +60,13 @@ impl Application {
         };
         let discord = if config.discord.enabled() {
             Some(
-                discord::Discord::connect(&config.discord, config.http.public_base_url.as_deref())
-                    .await
-                    .context("connecting to Discord")?,
+                discord::Discord::connect(
+                    &config.discord,
+                    &config.commands,
+                    config.http.public_base_url.as_deref(),
+                )
+                .await
+                .context("connecting to Discord")?,
             )
         } else {
             tracing::info!(

@@ -1,64 +1,112 @@
-//! One grammar for every platform: the text of a message (or a platform's typed options turned
-//! into text) becomes a [`Command`], or a [`ParseError`] a person can act on: what was wrong and
-//! the usage line. Pure functions, no I/O.
+//! One grammar for every platform. A command is one file under `command/` that describes itself
+//! ([`Spec`]: its options, usage and default [`Visibility`]) and reads its [`Args`], which come
+//! either from a message's text (`/imagine a fox --hd`) or from a platform's typed options
+//! (Discord's slash options, where a prompt is one value and never carries options). The
+//! `commands!` list below is the one place a new command is added. Pure functions, no I/O.
 
-mod imagine;
-mod music;
-mod options;
-mod portrait;
-mod video;
+mod args;
+mod spec;
 
 use std::fmt;
 
 use serde::Deserialize;
 
-pub use imagine::{AspectRatio, Imagine, Quality};
-pub use music::Music;
-pub use portrait::Portrait;
-pub use video::Video;
+pub use args::{ArgValue, Args};
+pub use spec::{Choice, OptionKind, OptionSpec, Spec, TextForm};
 
-/// What a person asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// `/start`: welcome, record acceptance of the terms.
-    Start,
-    /// `/help`: every command and what it costs.
-    Help,
-    /// `/balance`.
-    Balance,
-    /// `/history`: recent generations and payments.
-    History,
-    /// `/terms`: the terms of service and the version in force.
-    Terms,
-    /// `/buy [pack]`.
-    Buy { pack: Option<String> },
-    /// `/refund [purchase]`.
-    Refund { purchase: Option<u64> },
-    /// `/privacy [on|off]`: show or set the anonymised reuse of outputs (terms 5.4).
-    Privacy { reuse: Option<bool> },
-    /// `/link [code]`: show a one-time code, or use one from the other platform.
-    Link { code: Option<String> },
-    /// `/unlink <identity>`: detach a linked identity (`telegram:123`) into its own account.
-    Unlink { identity: String },
-    /// `/cancel [job]`: the newest queued job, or the one named.
-    Cancel { job: Option<u64> },
-    /// `/forget`: delete my prompts and requests (after a confirmation).
-    Forget,
-    /// `/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]`.
-    Imagine(Imagine),
-    /// `/enhance` on a photo: upscale and denoise.
-    Enhance,
-    /// `/removebg` on a photo.
-    RemoveBackground,
-    /// `/faceswap` with a face photo and a target photo.
-    FaceSwap,
-    /// `/portrait <style>` on a photo.
-    Portrait(Portrait),
-    /// `/video <prompt> [--seconds 5|10]`, optionally from a photo.
-    Video(Video),
-    /// `/music <prompt> [--seconds N]`.
-    Music(Music),
+use crate::chat::Visibility;
+
+/// The commands, in the order `/help` and the platforms' menus show them. Each line names the
+/// variant of [`Command`] and the file's type, which provides `NAME`, `VISIBILITY`,
+/// `spec(&CommandLimits)` and `parse(&Args, &CommandLimits)`.
+macro_rules! commands {
+    ($($variant:ident => $module:ident::$kind:ident),+ $(,)?) => {
+        $(mod $module;)+
+        $(pub use $module::$kind;)+
+
+        /// What a person asked for.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Command {
+            $($variant($kind),)+
+        }
+
+        impl Command {
+            /// The command's name, as typed after the `/`.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Command::$variant(_) => $kind::NAME,)+
+                }
+            }
+
+            /// Who sees its answers unless an answer makes itself more private.
+            pub fn visibility(&self) -> Visibility {
+                match self {
+                    $(Command::$variant(_) => $kind::VISIBILITY,)+
+                }
+            }
+        }
+
+        /// Every command's description, for `/help` and the platforms' command menus; choices
+        /// (aspect ratios, lengths, styles) come from `limits`.
+        pub fn specs(limits: &CommandLimits) -> Vec<Spec> {
+            vec![$(with_visibility($kind::spec(limits), $kind::VISIBILITY),)+]
+        }
+
+        /// The default visibility of the command called `name`, known before it is parsed
+        /// (Discord must acknowledge within three seconds, publicly or not).
+        pub fn visibility(name: &str) -> Option<Visibility> {
+            match name {
+                $($kind::NAME => Some($kind::VISIBILITY),)+
+                _ => None,
+            }
+        }
+
+        fn spec_of(name: &str, limits: &CommandLimits) -> Option<Spec> {
+            match name {
+                $($kind::NAME => Some(with_visibility($kind::spec(limits), $kind::VISIBILITY)),)+
+                _ => None,
+            }
+        }
+
+        fn read(name: &str, args: &Args, limits: &CommandLimits) -> Option<Result<Command, ParseError>> {
+            match name {
+                $($kind::NAME => Some($kind::parse(args, limits).map(Command::$variant)),)+
+                _ => None,
+            }
+        }
+    };
 }
+
+/// A command's spec with its default visibility, which the command states once as `VISIBILITY`.
+fn with_visibility(mut spec: Spec, visibility: Visibility) -> Spec {
+    spec.visibility = visibility;
+    spec
+}
+
+commands! {
+    Start => start::Start,
+    Help => help::Help,
+    Imagine => imagine::Imagine,
+    Enhance => enhance::Enhance,
+    RemoveBackground => removebg::RemoveBackground,
+    FaceSwap => faceswap::FaceSwap,
+    Portrait => portrait::Portrait,
+    Video => video::Video,
+    Music => music::Music,
+    Balance => balance::Balance,
+    Buy => buy::Buy,
+    History => history::History,
+    Refund => refund::Refund,
+    Terms => terms::Terms,
+    Privacy => privacy::Privacy,
+    Link => link::Link,
+    Unlink => unlink::Unlink,
+    Cancel => cancel::Cancel,
+    Forget => forget::Forget,
+    Admin => admin::Admin,
+}
+
+pub use imagine::{AspectRatio, Quality};
 
 /// A command and the bot it was addressed to (`/balance@SomeBot`), which adapters compare with
 /// their own name.
@@ -121,14 +169,25 @@ pub enum ParseError {
     /// `/something` we do not know.
     Unknown { name: String },
     /// A known command with wrong arguments.
-    Invalid { reason: String, usage: &'static str },
+    Invalid { reason: String, usage: String },
 }
 
 impl ParseError {
-    pub(crate) fn invalid(reason: impl Into<String>, usage: &'static str) -> ParseError {
+    /// Wrong arguments; the command's usage line is added where the command is read.
+    pub(crate) fn invalid(reason: impl Into<String>) -> ParseError {
         ParseError::Invalid {
             reason: reason.into(),
-            usage,
+            usage: String::new(),
+        }
+    }
+
+    fn with_usage(self, spec: &Spec) -> ParseError {
+        match self {
+            ParseError::Invalid { reason, usage } if usage.is_empty() => ParseError::Invalid {
+                reason,
+                usage: spec.usage.clone(),
+            },
+            other => other,
         }
     }
 }
@@ -148,42 +207,6 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
-
-/// Every command with its usage line, for `/help` and platform command menus.
-pub const USAGE: &[(&str, &str)] = &[
-    ("start", "/start"),
-    ("help", "/help"),
-    ("imagine", imagine::USAGE),
-    (
-        "enhance",
-        "/enhance (send it with a photo, or reply to one)",
-    ),
-    (
-        "removebg",
-        "/removebg (send it with a photo, or reply to one)",
-    ),
-    (
-        "faceswap",
-        "/faceswap (with two photos: the face, then the target)",
-    ),
-    ("portrait", portrait::USAGE),
-    ("video", video::USAGE),
-    ("music", music::USAGE),
-    ("balance", "/balance"),
-    ("buy", "/buy [pack]"),
-    ("history", "/history"),
-    ("refund", "/refund [purchase]"),
-    ("terms", "/terms"),
-    ("privacy", PRIVACY_USAGE),
-    ("link", "/link [code]"),
-    ("unlink", UNLINK_USAGE),
-    ("cancel", CANCEL_USAGE),
-    ("forget", "/forget  (delete your prompts and requests)"),
-];
-
-const PRIVACY_USAGE: &str = "/privacy [on | off]  (anonymised reuse of your outputs)";
-const CANCEL_USAGE: &str = "/cancel [job number]";
-const UNLINK_USAGE: &str = "/unlink <platform:id>  (as /link lists them)";
 
 /// Parses one message. `Ok(None)` when the text is not a command at all (no leading `/`).
 ///
@@ -208,84 +231,75 @@ pub fn parse(text: &str, limits: &CommandLimits) -> Result<Option<Parsed>, Parse
         return Ok(None);
     }
     let name = name.to_ascii_lowercase();
-    let no_arguments = |command: Command, usage: &'static str| {
-        if arguments.is_empty() {
-            Ok(command)
-        } else {
-            Err(ParseError::invalid(
-                format!("/{name} takes no arguments."),
-                usage,
-            ))
-        }
-    };
-    let command = match name.as_str() {
-        "start" => Command::Start,
-        "help" => Command::Help,
-        "balance" => no_arguments(Command::Balance, "/balance")?,
-        "history" => no_arguments(Command::History, "/history")?,
-        "terms" => no_arguments(Command::Terms, "/terms")?,
-        "forget" => no_arguments(Command::Forget, "/forget")?,
-        "enhance" => Command::Enhance,
-        "removebg" => Command::RemoveBackground,
-        "faceswap" => Command::FaceSwap,
-        "imagine" => Command::Imagine(imagine::parse(arguments, limits)?),
-        "portrait" => Command::Portrait(portrait::parse(arguments, limits)?),
-        "video" => Command::Video(video::parse(arguments, limits)?),
-        "music" => Command::Music(music::parse(arguments, limits)?),
-        "buy" => Command::Buy {
-            pack: single_word(arguments, "/buy [pack]")?.map(str::to_ascii_lowercase),
-        },
-        "refund" => Command::Refund {
-            purchase: number(arguments, "/refund [purchase]")?,
-        },
-        "cancel" => Command::Cancel {
-            job: number(arguments, CANCEL_USAGE)?,
-        },
-        "link" => Command::Link {
-            code: single_word(arguments, "/link [code]")?.map(str::to_ascii_uppercase),
-        },
-        "unlink" => Command::Unlink {
-            identity: single_word(arguments, UNLINK_USAGE)?
-                .ok_or_else(|| ParseError::invalid("Name the identity to unlink.", UNLINK_USAGE))?
-                .to_ascii_lowercase(),
-        },
-        "privacy" => Command::Privacy {
-            reuse: match arguments.to_ascii_lowercase().as_str() {
-                "" => None,
-                "on" => Some(true),
-                "off" => Some(false),
-                _ => {
-                    return Err(ParseError::invalid(
-                        "Say on to allow anonymised reuse of your outputs, or off to opt out.",
-                        PRIVACY_USAGE,
-                    ));
-                }
-            },
-        },
-        _ => return Err(ParseError::Unknown { name }),
-    };
+    let spec = spec_of(&name, limits).ok_or_else(|| ParseError::Unknown { name: name.clone() })?;
+    let args = Args::from_text(arguments, &spec).map_err(|e| e.with_usage(&spec))?;
+    let command = build(&name, &args, limits)?;
     Ok(Some(Parsed {
         command,
         addressed_to,
     }))
 }
 
-fn single_word<'a>(arguments: &'a str, usage: &'static str) -> Result<Option<&'a str>, ParseError> {
-    match arguments.split_whitespace().collect::<Vec<_>>()[..] {
-        [] => Ok(None),
-        [word] if word.len() <= 64 => Ok(Some(word)),
-        _ => Err(ParseError::invalid("Give one word at most.", usage)),
+/// Builds the command called `name` from arguments already split into named values (a
+/// platform's typed options, or [`Args::from_text`]).
+///
+/// # Errors
+///
+/// [`ParseError::Unknown`] for a name we do not know, [`ParseError::Invalid`] with the usage line
+/// for wrong values.
+pub fn build(name: &str, args: &Args, limits: &CommandLimits) -> Result<Command, ParseError> {
+    match read(name, args, limits) {
+        Some(result) => result.map_err(|error| match spec_of(name, limits) {
+            Some(spec) => error.with_usage(&spec),
+            None => error,
+        }),
+        None => Err(ParseError::Unknown { name: name.into() }),
     }
 }
 
-fn number(arguments: &str, usage: &'static str) -> Result<Option<u64>, ParseError> {
-    match single_word(arguments, usage)? {
+/// Checks a prompt's length in characters.
+pub(crate) fn prompt(text: Option<&str>, limits: &CommandLimits) -> Result<String, ParseError> {
+    let prompt = text.unwrap_or_default().trim();
+    let length = prompt.chars().count();
+    if length < limits.prompt_min_chars.max(1) {
+        return Err(ParseError::invalid(
+            "Describe what you want after the command.",
+        ));
+    }
+    if length > limits.prompt_max_chars {
+        return Err(ParseError::invalid(format!(
+            "The prompt is {length} characters long; the limit is {}.",
+            limits.prompt_max_chars
+        )));
+    }
+    Ok(prompt.to_string())
+}
+
+/// One word of at most 64 bytes, or nothing.
+pub(crate) fn one_word<'a>(args: &'a Args, name: &str) -> Result<Option<&'a str>, ParseError> {
+    match args.text(name) {
+        None => Ok(None),
+        Some(text) => match text.split_whitespace().collect::<Vec<_>>()[..] {
+            [word] if word.len() <= 64 => Ok(Some(word)),
+            _ => Err(ParseError::invalid("Give one word at most.")),
+        },
+    }
+}
+
+/// A whole number (`12`, `#12`), or nothing.
+pub(crate) fn number(args: &Args, name: &str) -> Result<Option<u64>, ParseError> {
+    if let Some(ArgValue::Integer(n)) = args.get(name) {
+        return u64::try_from(*n)
+            .map(Some)
+            .map_err(|_| ParseError::invalid(format!("{n} is not a number I can use.")));
+    }
+    match one_word(args, name)? {
         None => Ok(None),
         Some(word) => word
             .trim_start_matches('#')
             .parse()
             .map(Some)
-            .map_err(|_| ParseError::invalid(format!("{word:?} is not a number."), usage)),
+            .map_err(|_| ParseError::invalid(format!("{word:?} is not a number."))),
     }
 }
 

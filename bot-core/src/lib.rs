@@ -6,6 +6,7 @@
 //!
 //! - [`admin`]: operator actions (credits, bans, freezes, lookups, stats, refund decisions), each
 //!   written to the audit table.
+//! - [`chat`]: requests and replies between adapters and the core, and who may see a reply.
 //! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`].
 //! - [`pricing`]: what every operation costs and which packs are sold.
 //! - [`policy`]: the content policy checked before any credit is held.
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod chat;
 pub mod command;
 pub mod error;
 pub mod ids;

@@ -6,18 +6,23 @@
 mod admin;
 mod messenger;
 mod payments;
+pub mod words;
 pub mod worker;
 
 use std::{collections::HashMap, fmt::Write as _, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::chat::{
+    Action, Attachment, Button, ChatKind, ChatRef, Input, MessageRef, Press, Reply, Request,
+    Visibility,
+};
 pub use messenger::{DeliveryError, Messenger, MessengerFuture};
 pub use payments::PaymentSettings;
 
 use crate::{
     Credits, Error, Identity, JobId, Platform, PurchaseId, Result, Store,
-    command::{self, Command, CommandLimits, ParseError, Quality},
+    command::{self, Command, CommandLimits, ParseError},
     jobs::{Job, JobLimits, JobState, NewJob},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     media::MediaLimits,
@@ -27,202 +32,6 @@ use crate::{
     pricing::{Operation, PricingConfig},
     providers::local::DISCLOSURE,
 };
-
-/// Where a conversation happens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatRef {
-    pub platform: Platform,
-    pub id: String,
-    pub kind: ChatKind,
-}
-
-/// Private chats get every reply; in groups the bot stays quiet unless addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChatKind {
-    Private,
-    Group,
-}
-
-/// A message the bot sent, to edit later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub chat: ChatRef,
-    pub id: String,
-}
-
-/// An upload, by the platform's reference; its bytes are fetched when the job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub id: String,
-    /// The size the platform announced, when it did.
-    pub size: Option<u64>,
-}
-
-/// What a person did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// A message's text or caption.
-    Text(String),
-    /// A button they pressed.
-    Action(Action),
-}
-
-/// What a button does. Encoded into at most 24 bytes for platforms' callback data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Run the quoted operation.
-    Confirm(i64),
-    /// Drop the quote.
-    Dismiss(i64),
-    /// Cancel a queued job.
-    Cancel(JobId),
-    /// The same request again.
-    Regenerate(JobId),
-    /// The same image request at a higher tier.
-    Upscale(JobId, Quality),
-    /// Show the packs.
-    Buy,
-    /// Buy the pack at this place in the price list, counted from 1.
-    Pack(u8),
-    /// Pay for the pack at this place by card (Stripe Checkout).
-    PayCard(u8),
-    /// Pay for the pack at this place with Telegram Stars.
-    PayStars(u8),
-    /// Show what refunding this purchase gives back.
-    RefundAsk(PurchaseId),
-    /// Refund this purchase's unused credits.
-    RefundConfirm(PurchaseId),
-    /// Delete the person's prompts and requests (terms 6.2).
-    Forget,
-}
-
-impl Action {
-    /// The compact text form adapters put in callback data.
-    pub fn encode(&self) -> String {
-        match self {
-            Action::Confirm(quote) => format!("q:{quote}"),
-            Action::Dismiss(quote) => format!("d:{quote}"),
-            Action::Cancel(job) => format!("c:{job}"),
-            Action::Regenerate(job) => format!("r:{job}"),
-            Action::Upscale(job, Quality::FourK) => format!("u4:{job}"),
-            Action::Upscale(job, _) => format!("uh:{job}"),
-            Action::Buy => "b".into(),
-            Action::Pack(place) => format!("p:{place}"),
-            Action::PayCard(place) => format!("pc:{place}"),
-            Action::PayStars(place) => format!("ps:{place}"),
-            Action::RefundAsk(purchase) => format!("ra:{purchase}"),
-            Action::RefundConfirm(purchase) => format!("rc:{purchase}"),
-            Action::Forget => "fg".into(),
-        }
-    }
-
-    /// Reads [`Action::encode`]'s form; `None` for anything else.
-    pub fn decode(text: &str) -> Option<Action> {
-        match text {
-            "b" => return Some(Action::Buy),
-            "fg" => return Some(Action::Forget),
-            _ => {}
-        }
-        let (kind, id) = text.split_once(':')?;
-        let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
-        let job = JobId::from_db(id);
-        Some(match kind {
-            "q" => Action::Confirm(id),
-            "d" => Action::Dismiss(id),
-            "c" => Action::Cancel(job),
-            "r" => Action::Regenerate(job),
-            "uh" => Action::Upscale(job, Quality::Hd),
-            "u4" => Action::Upscale(job, Quality::FourK),
-            "p" => Action::Pack(u8::try_from(id).ok()?),
-            "pc" => Action::PayCard(u8::try_from(id).ok()?),
-            "ps" => Action::PayStars(u8::try_from(id).ok()?),
-            "ra" => Action::RefundAsk(PurchaseId::from_db(id)),
-            "rc" => Action::RefundConfirm(PurchaseId::from_db(id)),
-            _ => return None,
-        })
-    }
-}
-
-/// One thing a person sent.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub identity: Identity,
-    /// How to name them in a group.
-    pub name: String,
-    pub chat: ChatRef,
-    /// The message this answers.
-    pub message_id: Option<String>,
-    /// Unique per update (the platform's update or interaction id): a repeat does nothing twice.
-    pub key: String,
-    pub input: Input,
-    pub attachments: Vec<Attachment>,
-}
-
-/// A button under a reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Button {
-    pub label: String,
-    pub press: Press,
-}
-
-/// What pressing a button does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Press {
-    /// Comes back to us as [`Input::Action`].
-    Action(Action),
-    /// Opens a web page (a Stripe Checkout link).
-    Link(String),
-}
-
-impl Button {
-    /// A button that comes back as `action`.
-    pub fn action(label: impl Into<String>, action: Action) -> Button {
-        Button {
-            label: label.into(),
-            press: Press::Action(action),
-        }
-    }
-}
-
-/// What to answer, platform-neutral.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Reply {
-    pub text: String,
-    pub buttons: Vec<Button>,
-    /// For the person who acted only (a button someone else pressed): platforms show it as an
-    /// alert or an ephemeral message rather than in the chat.
-    pub notice: bool,
-}
-
-impl Reply {
-    fn text(text: impl Into<String>) -> Reply {
-        Reply {
-            text: text.into(),
-            buttons: Vec::new(),
-            notice: false,
-        }
-    }
-
-    fn notice(text: impl Into<String>) -> Reply {
-        Reply {
-            notice: true,
-            ..Reply::text(text)
-        }
-    }
-
-    fn with(mut self, label: &str, action: Action) -> Reply {
-        self.buttons.push(Button::action(label, action));
-        self
-    }
-
-    fn link(mut self, label: &str, url: &str) -> Reply {
-        self.buttons.push(Button {
-            label: label.into(),
-            press: Press::Link(url.into()),
-        });
-        self
-    }
-}
 
 /// What a queued job needs to run and to be delivered; stored as the job's JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,58 +185,114 @@ impl Service {
             }
         };
         if user.banned_at.is_some() {
-            return Ok(Some(Reply::text(
+            return Ok(Some(Reply::private(
                 "Your access to the bot is suspended. If you think this is a mistake, contact \
                  support.",
             )));
         }
-        // Admin commands exist only for admins: anyone else gets the grammar's "unknown
-        // command", as for any word we do not know.
-        if let Input::Text(text) = &request.input
-            && let Some(arguments) = admin::arguments(text)
-            && self.settings.admins.contains(&request.identity)
-        {
-            let actor = request.identity.to_string();
-            let text = match crate::admin::AdminCommand::parse(arguments) {
-                Ok(command) => self.admin(&actor, command, &request.key).await?,
-                Err(usage) => usage,
-            };
-            return Ok(Some(Reply::text(text)));
-        }
-        let reply = match &request.input {
+        let (reply, visibility) = match &request.input {
             Input::Text(text) => match command::parse(text, &self.settings.commands) {
-                Ok(None) if request.chat.kind == ChatKind::Group => None,
-                Ok(None) => Some(Reply::text(
-                    "Send a command, for example /imagine a fox in the snow. /help lists them all.",
-                )),
-                Err(ParseError::Unknown { .. }) if request.chat.kind == ChatKind::Group => None,
-                Err(error) => Some(Reply::text(error.to_string())),
-                Ok(Some(parsed)) => self.command(&request, &user, parsed.command).await?,
+                Ok(None) if request.chat.kind == ChatKind::Group => (None, Visibility::Chat),
+                Ok(None) => (
+                    Some(Reply::text(
+                        "Send a command, for example /imagine a fox in the snow. /help lists them all.",
+                    )),
+                    Visibility::Requester,
+                ),
+                Ok(Some(parsed)) => self.run(&request, &user, parsed.command).await?,
+                Err(error) => (self.refusal(&request, error), Visibility::Requester),
             },
-            Input::Action(action) => self.action(&request, &user, *action).await?,
+            Input::Command { name, args } => {
+                match command::build(name, args, &self.settings.commands) {
+                    Ok(command) => self.run(&request, &user, command).await?,
+                    Err(error) => (self.refusal(&request, error), Visibility::Requester),
+                }
+            }
+            Input::Action(action) => (
+                self.action(&request, &user, *action).await?,
+                action.visibility(),
+            ),
         };
+        let reply = reply.map(|reply| reply.visible_to(visibility));
         Ok(match (terms_notice, reply) {
             (Some(notice), Some(mut reply)) => {
                 reply.text.insert_str(0, &notice);
                 Some(reply)
             }
-            (Some(notice), None) => Some(Reply::text(notice.trim_end())),
+            (Some(notice), None) => Some(Reply::private(notice.trim_end())),
             (None, reply) => reply,
         })
     }
 
+    /// Runs a parsed command; its answer is at least as private as the command's default.
+    async fn run(
+        &self,
+        request: &Request,
+        user: &User,
+        command: Command,
+    ) -> Result<(Option<Reply>, Visibility)> {
+        let visibility = command.visibility();
+        // Admin commands exist only for admins: anyone else gets the grammar's "unknown
+        // command", as for any word we do not know.
+        if let Command::Admin(admin) = &command {
+            if !self.settings.admins.contains(&request.identity) {
+                let unknown = ParseError::Unknown {
+                    name: "admin".into(),
+                };
+                return Ok((self.refusal(request, unknown), visibility));
+            }
+            let actor = request.identity.to_string();
+            let text = match crate::admin::AdminCommand::parse(&admin.words) {
+                Ok(command) => self.admin(&actor, command, &request.key).await?,
+                Err(usage) => usage,
+            };
+            return Ok((Some(Reply::text(text)), visibility));
+        }
+        Ok((self.command(request, user, command).await?, visibility))
+    }
+
+    /// A command we cannot read: said privately, and not at all for an unknown command in a
+    /// group (it may be another bot's).
+    fn refusal(&self, request: &Request, error: ParseError) -> Option<Reply> {
+        match error {
+            ParseError::Unknown { .. } if request.chat.kind == ChatKind::Group => None,
+            error => Some(Reply::private(error.to_string())),
+        }
+    }
+
+    /// Handles one request and always has an answer: errors a person should read are worded
+    /// for them; an internal fault is logged once, with its chain and a reference, and the person
+    /// gets a plain apology naming that reference. `None`: nothing to say (see [`Service::handle`]).
+    pub async fn answer(&self, request: Request) -> Option<Reply> {
+        let key = request.key.clone();
+        match self.handle(request).await {
+            Ok(reply) => reply,
+            Err(Error::Internal(error)) => {
+                let reference = format!("{:08x}", rand::random::<u32>());
+                tracing::error!(
+                    update = %key,
+                    %reference,
+                    error = format!("{error:#}"),
+                    "handling a request failed"
+                );
+                Some(Reply::private(words::internal_error(&reference)))
+            }
+            Err(error) => Some(self.reply_for_error(&error)),
+        }
+    }
+
     /// Words an error for the person who caused it; internal faults become a short apology
-    /// (the caller logs them with their chain).
+    /// (the caller logs them with their chain; [`Service::answer`] does both).
     pub fn reply_for_error(&self, error: &Error) -> Reply {
         match error {
-            Error::InsufficientCredits { needed, available } => Reply::text(format!(
+            Error::InsufficientCredits { needed, available } => Reply::private(format!(
                 "This costs {needed}, and your balance is {available}. Buy credits to continue."
             ))
             .with("Buy credits", Action::Buy),
-            Error::Internal(_) => Reply::text(
+            Error::Internal(_) => Reply::private(
                 "Sorry, something went wrong on our side. No credits were taken; please try again.",
             ),
-            other => Reply::text(format!("{}{}", capitalise(&other.to_string()), ".")),
+            other => Reply::private(format!("{}{}", capitalise(&other.to_string()), ".")),
         }
     }
 
@@ -438,15 +303,15 @@ impl Service {
         command: Command,
     ) -> Result<Option<Reply>> {
         let reply = match command {
-            Command::Start => Reply::text(format!(
+            Command::Start(_) => Reply::text(format!(
                 "Welcome to ImageGPT! You have {}. Try /imagine a red fox in the snow, or send /help.\n\
                  By using the bot you accept our terms of service (version {}): /terms.{}",
                 self.balance(user).await?,
                 self.settings.terms_version,
                 self.disclosure()
             )),
-            Command::Help => Reply::text(self.help()),
-            Command::Balance => {
+            Command::Help(_) => Reply::text(self.help()),
+            Command::Balance(_) => {
                 let balance = self.store.account_balance(user.wallet).await?;
                 let mut text = format!("Your balance: {}.", balance.available());
                 if !balance.debits_pending.is_zero() {
@@ -458,15 +323,15 @@ impl Service {
                 }
                 Reply::text(text).with("Buy credits", Action::Buy)
             }
-            Command::History => Reply::text(self.history(user).await?),
-            Command::Terms => Reply::text(format!(
+            Command::History(_) => Reply::text(self.history(user).await?),
+            Command::Terms(_) => Reply::text(format!(
                 "Terms of service, version {}: https://imagegpt.org/terms. Credits never expire \
                  (§4.3); unused credits are refundable within 14 days (§4.4); credits used for \
                  generations are not (§4.5).",
                 self.settings.terms_version
             )),
-            Command::Buy { pack: None } => self.buy(request.chat.platform),
-            Command::Buy { pack: Some(pack) } => {
+            Command::Buy(command::Buy { pack: None }) => self.buy(request.chat.platform),
+            Command::Buy(command::Buy { pack: Some(pack) }) => {
                 let place = self
                     .settings
                     .pricing
@@ -481,13 +346,13 @@ impl Service {
                     )),
                 }
             }
-            Command::Refund { purchase } => {
+            Command::Refund(command::Refund { purchase }) => {
                 let purchase = purchase
                     .and_then(|id| i64::try_from(id).ok())
                     .map(PurchaseId::from_db);
                 self.refund_command(user, purchase).await?
             }
-            Command::Link { code: None } => {
+            Command::Link(command::Link { code: None }) => {
                 let code = self.store.create_link_code(user.id).await?;
                 let linked: Vec<String> = self
                     .store
@@ -505,7 +370,7 @@ impl Service {
                     linked.join(", ")
                 ))
             }
-            Command::Link { code: Some(code) } => {
+            Command::Link(command::Link { code: Some(code) }) => {
                 let linked = self.store.link(user.id, user.wallet, &code).await?;
                 let balance = self.store.user(linked.user).await?;
                 let balance = self
@@ -519,7 +384,7 @@ impl Service {
                     linked.moved
                 ))
             }
-            Command::Unlink { identity } => match identity.parse::<Identity>() {
+            Command::Unlink(command::Unlink { identity }) => match identity.parse::<Identity>() {
                 Ok(identity) if self.store.unlink(user.id, &identity).await? => Reply::text(
                     format!("{identity} is unlinked; it starts again with its own empty wallet."),
                 ),
@@ -528,7 +393,7 @@ impl Service {
                      your linked identities.",
                 ),
             },
-            Command::Privacy { reuse } => {
+            Command::Privacy(command::Privacy { reuse }) => {
                 if let Some(reuse) = reuse {
                     self.store.set_privacy_opt_out(user.id, !reuse).await?;
                 }
@@ -547,14 +412,14 @@ impl Service {
                     "Your outputs may be reused in anonymised form (terms §5.4). Send /privacy off to opt out."
                 })
             }
-            Command::Forget => Reply::text(
+            Command::Forget(_) => Reply::text(
                 "This deletes the prompts and requests of all your past generations and your \
                  delivered notices; results already sent stay in your chats. Payments and the \
                  credit ledger are kept, as the law requires, without your prompts. Jobs still \
                  running must end first. It cannot be undone.",
             )
             .with("Forget my data", Action::Forget),
-            Command::Cancel { job } => {
+            Command::Cancel(command::Cancel { job }) => {
                 self.cancel(user, job.map(|id| JobId::from_db(id as i64)))
                     .await?
             }
@@ -592,12 +457,12 @@ impl Service {
                 spec.aspect = imagine.aspect.to_string();
                 (0, 0)
             }
-            Command::Enhance => (1, 1),
-            Command::RemoveBackground => {
+            Command::Enhance(_) => (1, 1),
+            Command::RemoveBackground(_) => {
                 spec.operation = Operation::RemoveBackground;
                 (1, 1)
             }
-            Command::FaceSwap => {
+            Command::FaceSwap(_) => {
                 spec.operation = Operation::FaceSwap;
                 (2, 2)
             }
@@ -623,7 +488,7 @@ impl Service {
             _ => return Ok(None),
         };
         if spec.attachments.len() < photos_needed {
-            return Ok(Some(Reply::text(match photos_needed {
+            return Ok(Some(Reply::private(match photos_needed {
                 1 => "Send this command with a photo, or as a reply to one.".to_string(),
                 _ => "Send two photos together with this command: the face first, then the target."
                     .to_string(),
@@ -636,7 +501,7 @@ impl Service {
             .find_map(|a| a.size)
             .filter(|s| *s > self.settings.media.max_upload_bytes as u64)
         {
-            return Ok(Some(Reply::text(format!(
+            return Ok(Some(Reply::private(format!(
                 "That file is {} MB; the limit is {} MB. No credits were taken.",
                 too_big.div_ceil(1024 * 1024),
                 self.settings.media.max_upload_bytes / (1024 * 1024)
@@ -649,7 +514,7 @@ impl Service {
         ];
         if let Err(refusal) = self.settings.policy.check(texts.into_iter().flatten()) {
             self.store.count_policy_refusal(user.id).await?;
-            return Ok(Some(Reply::text(refusal.reason)));
+            return Ok(Some(Reply::private(refusal.reason)));
         }
         if user.frozen_at.is_some() {
             return Err(Error::Frozen);
@@ -678,7 +543,7 @@ impl Service {
                 spec.operation.label()
             ),
         };
-        Ok(Reply::text(text)
+        Ok(Reply::private(text)
             .with("Confirm", Action::Confirm(quote))
             .with("Cancel", Action::Dismiss(quote)))
     }
@@ -817,7 +682,7 @@ impl Service {
                     serde_json::from_str(&previous.payload).map_err(anyhow::Error::from)?;
                 if let Action::Upscale(_, quality) = action {
                     let Operation::Image(_) = spec.operation else {
-                        return Ok(Some(Reply::text("Only images can be upscaled.")));
+                        return Ok(Some(Reply::private("Only images can be upscaled.")));
                     };
                     spec.operation = Operation::Image(quality);
                 }
@@ -867,8 +732,11 @@ impl Service {
     fn help(&self) -> String {
         let pricing = &self.settings.pricing;
         let mut text = String::from("What I can do:\n");
-        for (name, usage) in command::USAGE {
-            let cost = match *name {
+        for spec in command::specs(&self.settings.commands) {
+            if spec.operators_only {
+                continue;
+            }
+            let cost = match spec.name {
                 "imagine" => Some(format!(
                     "{} / {} / {} credits (standard / HD / 4K)",
                     pricing.image_standard, pricing.image_hd, pricing.image_4k
@@ -887,12 +755,18 @@ impl Service {
                 )),
                 _ => None,
             };
-            match cost {
-                Some(cost) => {
-                    let _ = writeln!(text, "{usage} — {cost}");
-                }
-                None => {
-                    let _ = writeln!(text, "{usage}");
+            let _ = match cost {
+                Some(cost) => writeln!(text, "{} — {cost}", spec.usage),
+                None => writeln!(text, "{}", spec.usage),
+            };
+            // What an operator offers (aspect ratios, lengths, styles) is listed as configured,
+            // unless the usage line already spells it out.
+            for option in &spec.options {
+                if let command::OptionKind::Choices(choices) = &option.kind
+                    && !choices.iter().all(|c| spec.usage.contains(&c.label))
+                {
+                    let labels: Vec<&str> = choices.iter().map(|c| c.label.as_str()).collect();
+                    let _ = writeln!(text, "    {}: {}", option.name, labels.join(", "));
                 }
             }
         }

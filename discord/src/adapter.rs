@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use bot_core::service::{Reply, Service};
+use bot_core::{
+    command::Spec,
+    service::{Reply, Service, Visibility},
+};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -37,6 +40,8 @@ pub struct Handler {
     service: Arc<Service>,
     messenger: Arc<DiscordMessenger>,
     permits: Arc<Semaphore>,
+    /// The core's commands, as registered (choices from configuration).
+    specs: Arc<[Spec]>,
 }
 
 /// Work left after the acknowledgement.
@@ -49,10 +54,12 @@ pub struct Pending {
 
 impl Handler {
     pub fn new(service: Arc<Service>, messenger: Arc<DiscordMessenger>) -> Handler {
+        let specs = bot_core::command::specs(&service.settings().commands).into();
         Handler {
             service,
             messenger,
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            specs,
         }
     }
 
@@ -62,7 +69,7 @@ impl Handler {
 
     /// The acknowledgement to give `interaction`, and the work to do once it is given.
     pub async fn begin(&self, interaction: &Interaction) -> (Value, Option<Pending>) {
-        match translate::interaction(interaction) {
+        match translate::interaction(interaction, &self.specs) {
             Incoming::Ping => (json!({"type": PONG}), None),
             Incoming::NoChoices => (
                 json!({"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}}),
@@ -130,22 +137,13 @@ impl Handler {
         let Pending {
             translated, live, ..
         } = pending;
-        let reply = match self.service.handle(translated.request).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                if matches!(error, bot_core::Error::Internal(_)) {
-                    tracing::error!(
-                        interaction = %live.id,
-                        error = format!("{error:#}"),
-                        "handling a Discord interaction failed"
-                    );
-                }
-                Some(self.service.reply_for_error(&error))
-            }
-        };
-        let reply = reply.filter(|r| !r.text.trim().is_empty());
+        let reply = self
+            .service
+            .answer(translated.request)
+            .await
+            .filter(|r| !r.text.trim().is_empty());
         let result = match (translated.ack, reply) {
-            // A button: the answer is a private follow-up, the message with the button stays.
+            // A button: the answer is a follow-up, the message with the button stays.
             (Ack::Update, Some(reply)) => self.followup(&live, &reply).await,
             (Ack::Update, None) => Ok(()),
             (Ack::Message { ephemeral }, reply) => {
@@ -157,16 +155,18 @@ impl Handler {
                         Ok(())
                     }
                     None => Ok(()),
-                    Some(reply) if original_free && ephemeral => {
-                        let body = render::text(&reply.text, &reply.buttons, true);
+                    // The deferred response is as visible as the answer may be: it becomes it.
+                    Some(reply)
+                        if original_free && (ephemeral || reply.visibility == Visibility::Chat) =>
+                    {
+                        let body = render::text(&reply.text, &reply.buttons, ephemeral);
                         self.messenger
                             .edit_original(&live, Body::Json(body))
                             .await
                             .map(drop)
                     }
-                    // A generation command answers publicly only with its job's status; any
-                    // other answer (a refusal, a price to confirm) is for the requester alone:
-                    // the public "thinking…" goes, the answer comes privately.
+                    // A private answer to a public command (a refusal, a price to confirm):
+                    // the public "thinking…" goes, the answer comes for the requester alone.
                     Some(reply) => {
                         if original_free {
                             self.messenger.delete_original(&live).await;
@@ -182,7 +182,8 @@ impl Handler {
     }
 
     async fn followup(&self, live: &Live, reply: &Reply) -> Result<(), crate::rest::RestError> {
-        let body = render::text(&reply.text, &reply.buttons, true);
+        let private = reply.visibility == Visibility::Requester;
+        let body = render::text(&reply.text, &reply.buttons, private);
         self.messenger
             .followup(live, Body::Json(body))
             .await

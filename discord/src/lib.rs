@@ -5,12 +5,12 @@
 #![forbid(unsafe_code)]
 
 mod adapter;
-pub mod commands;
 pub mod downloads;
 pub mod endpoint;
 pub mod gateway;
 pub mod messenger;
 pub mod model;
+pub mod register;
 pub mod render;
 pub mod rest;
 pub mod translate;
@@ -104,6 +104,7 @@ impl Discord {
     /// A malformed key or a refused registration.
     pub async fn connect(
         config: &DiscordConfig,
+        commands: &bot_core::command::CommandLimits,
         public_base_url: Option<&str>,
     ) -> Result<Discord, Error> {
         let application = config
@@ -124,7 +125,7 @@ impl Discord {
             Rest::new(&config.api_url, token.clone()).map_err(|e| Error::Config(e.to_string()))?,
         );
         if token.is_some() {
-            let all = commands::all();
+            let all = register::commands(&bot_core::command::specs(commands));
             let count = all.len();
             let body = Body::Json(serde_json::Value::Array(all));
             let paths: Vec<String> = if config.guild_ids.is_empty() {

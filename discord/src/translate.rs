@@ -1,15 +1,18 @@
 //! Interactions into core requests. Both ways in (the HTTP endpoint and the gateway) come here.
-//! Slash-command options are written out in the core's one command grammar, so Discord and
-//! Telegram are parsed, checked and priced by the same code.
+//! Slash-command options are handed to the core as typed, named values ([`Args`]), so a prompt
+//! is one value that cannot carry options; the core parses, checks and prices them with the same
+//! code as Telegram's text. Whether the acknowledgement is ephemeral is the core's default
+//! visibility for the command.
 
 use bot_core::{
     Identity, Platform,
-    service::{Action, Attachment, ChatKind, ChatRef, Input, Request},
+    command::{ArgValue, Args, OptionKind, Spec},
+    service::{Action, Attachment, ChatKind, ChatRef, Input, Request, Visibility},
 };
 
 use crate::{
-    commands::{ENHANCE_MESSAGE, PUBLIC, REMOVE_BACKGROUND_MESSAGE},
     model::{self, Interaction},
+    register::{ENHANCE_MESSAGE, REMOVE_BACKGROUND_MESSAGE},
 };
 
 /// What to do with one interaction.
@@ -54,8 +57,8 @@ pub fn read_marker(text: &str) -> Option<(&str, &str)> {
     rest.split_once(':')
 }
 
-/// Translates one interaction.
-pub fn interaction(interaction: &Interaction) -> Incoming {
+/// Translates one interaction; `specs` are the core's commands as registered.
+pub fn interaction(interaction: &Interaction, specs: &[Spec]) -> Incoming {
     match interaction.kind {
         model::PING => return Incoming::Ping,
         model::AUTOCOMPLETE => return Incoming::NoChoices,
@@ -73,14 +76,19 @@ pub fn interaction(interaction: &Interaction) -> Incoming {
             let name = data.name.clone().unwrap_or_default();
             let translated = match data.kind.unwrap_or(model::CHAT_INPUT) {
                 model::MESSAGE_COMMAND => message_command(&name, &data),
-                _ => slash_command(&name, &data),
+                _ => slash_command(&name, &data, specs),
             };
-            let (text, attachments) = match translated {
+            let (input, attachments) = match translated {
                 Ok(translated) => translated,
                 Err(refusal) => return Incoming::Refuse(refusal),
             };
-            let ephemeral = !PUBLIC.contains(&name.as_str());
-            (Input::Text(text), attachments, Ack::Message { ephemeral })
+            let command = match &input {
+                Input::Command { name, .. } => name.as_str(),
+                _ => "",
+            };
+            let ephemeral =
+                bot_core::command::visibility(command).is_none_or(|v| v == Visibility::Requester);
+            (input, attachments, Ack::Message { ephemeral })
         }
         model::MESSAGE_COMPONENT => {
             let action = data.custom_id.as_deref().and_then(Action::decode);
@@ -113,88 +121,70 @@ pub fn interaction(interaction: &Interaction) -> Incoming {
     })
 }
 
-type Translation = Result<(String, Vec<Attachment>), String>;
+type Translation = Result<(Input, Vec<Attachment>), String>;
 
-fn slash_command(name: &str, data: &model::Data) -> Translation {
-    let text = |option: &str| {
-        data.options
-            .iter()
-            .find(|o| o.name == option)
-            .and_then(model::CommandOption::text)
-            .map(|text| text.trim().to_string())
-            .filter(|text| !text.is_empty())
+fn slash_command(name: &str, data: &model::Data, specs: &[Spec]) -> Translation {
+    let Some(spec) = specs.iter().find(|spec| spec.name == name) else {
+        return Err("This command is no longer offered; it will disappear shortly.".into());
     };
-    let image = |option: &str| -> Result<Option<Attachment>, String> {
-        let Some(id) = text(option) else {
-            return Ok(None);
+    let option = |option: &str| data.options.iter().find(|o| o.name == option);
+    let mut attachments = Vec::new();
+    for photo in spec.photos() {
+        let Some(id) = option(photo.name).and_then(model::CommandOption::text) else {
+            if photo.required {
+                return Err(format!("Attach an image as {}.", photo.name));
+            }
+            continue;
         };
         let found = data
             .resolved
             .as_ref()
             .and_then(|resolved| resolved.attachments.get(&id));
         match found {
-            Some(attachment) if attachment.is_image() => Ok(Some(core_attachment(attachment))),
-            Some(_) => Err(format!(
-                "The {option} must be an image (PNG, JPEG or WebP)."
-            )),
-            None => Err(format!(
-                "The {option} was not received; please attach it again."
-            )),
-        }
-    };
-    let required =
-        |option: &str| image(option)?.ok_or_else(|| format!("Attach an image as {option}."));
-    let mut line = format!("/{name}");
-    let mut attachments = Vec::new();
-    let push = |line: &mut String, part: Option<String>, prefix: &str| {
-        if let Some(part) = part {
-            line.push(' ');
-            line.push_str(prefix);
-            line.push_str(&part);
-        }
-    };
-    match name {
-        "imagine" => {
-            push(&mut line, text("prompt"), "");
-            match text("quality").as_deref() {
-                Some("hd") => line.push_str(" --hd"),
-                Some("4k") => line.push_str(" --4k"),
-                _ => {}
+            Some(attachment) if attachment.is_image() => {
+                attachments.push(core_attachment(attachment));
             }
-            push(&mut line, text("aspect"), "--ar ");
-            push(&mut line, text("seed"), "--seed ");
-            push(&mut line, text("negative"), "--no ");
-        }
-        "enhance" | "removebg" => attachments.push(required("image")?),
-        "faceswap" => {
-            attachments.push(required("face")?);
-            attachments.push(required("target")?);
-        }
-        "portrait" => {
-            attachments.push(required("image")?);
-            push(&mut line, text("style"), "");
-        }
-        "video" | "music" => {
-            push(&mut line, text("prompt"), "");
-            push(&mut line, text("seconds"), "--seconds ");
-            if let Some(image) = image("image")? {
-                attachments.push(image);
+            Some(_) => {
+                return Err(format!(
+                    "The {} must be an image (PNG, JPEG or WebP).",
+                    photo.name
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "The {} was not received; please attach it again.",
+                    photo.name
+                ));
             }
         }
-        "privacy" => push(&mut line, text("reuse"), ""),
-        "link" => push(&mut line, text("code"), ""),
-        "unlink" => push(&mut line, text("identity"), ""),
-        "cancel" => push(&mut line, text("job"), ""),
-        "admin" => push(&mut line, text("command"), ""),
-        _ => {}
     }
-    Ok((line, attachments))
+    // Every other option as the value Discord typed: text stays one value, numbers numbers.
+    let args = Args::from_options(data.options.iter().filter_map(|o| {
+        let spec = spec.find(&o.name)?;
+        if matches!(spec.kind, OptionKind::Photo) {
+            return None;
+        }
+        let value = match o.value.as_ref()? {
+            serde_json::Value::Number(n) => ArgValue::Integer(n.as_i64()?),
+            serde_json::Value::String(text) => ArgValue::Text(text.clone()),
+            serde_json::Value::Bool(flag) => ArgValue::Text(flag.to_string()),
+            _ => return None,
+        };
+        Some((spec.name, value))
+    }));
+    Ok((
+        Input::Command {
+            name: spec.name.to_string(),
+            args,
+        },
+        attachments,
+    ))
 }
 
 fn message_command(name: &str, data: &model::Data) -> Translation {
     let command = match name {
-        ENHANCE_MESSAGE => "/enhance",
-        REMOVE_BACKGROUND_MESSAGE => "/removebg",
+        ENHANCE_MESSAGE => "enhance",
+        REMOVE_BACKGROUND_MESSAGE => "removebg",
         other => return Err(format!("Unknown command {other}.")),
     };
     let target = data.target_id.as_deref().and_then(|id| {
@@ -207,7 +197,13 @@ fn message_command(name: &str, data: &model::Data) -> Translation {
         .flat_map(|message| &message.attachments)
         .find(|attachment| attachment.is_image());
     match image {
-        Some(image) => Ok((command.into(), vec![core_attachment(image)])),
+        Some(image) => Ok((
+            Input::Command {
+                name: command.into(),
+                args: Args::default(),
+            },
+            vec![core_attachment(image)],
+        )),
         None => Err("That message has no image to work on.".into()),
     }
 }
@@ -227,7 +223,14 @@ mod tests {
 
     fn read(value: serde_json::Value) -> Incoming {
         let parsed: Interaction = serde_json::from_value(value).expect("an interaction");
-        interaction(&parsed)
+        interaction(&parsed, &bot_core::command::specs(&Default::default()))
+    }
+
+    fn command(input: &Input) -> (String, Args) {
+        match input {
+            Input::Command { name, args } => (name.clone(), args.clone()),
+            other => panic!("expected a typed command, got {other:?}"),
+        }
     }
 
     fn request(incoming: Incoming) -> Translated {
@@ -259,23 +262,40 @@ mod tests {
             ]),
             json!({}),
         ));
-        assert_eq!(
-            translated.request.input,
-            Input::Text("/imagine a fox in the snow --4k --ar 16:9 --seed 7 --no blur".into())
-        );
+        let (name, args) = command(&translated.request.input);
+        assert_eq!(name, "imagine");
+        assert_eq!(args.text("prompt"), Some("a fox in the snow"));
+        assert_eq!(args.get("seed"), Some(&ArgValue::Integer(7)));
         assert_eq!(translated.ack, Ack::Message { ephemeral: false });
         assert_eq!(translated.request.chat.kind, ChatKind::Group);
         assert_eq!(translated.request.identity.to_string(), "discord:42");
         assert_eq!(translated.request.name, "Ann");
         assert_eq!(translated.request.key, "discord:1300000000000000001");
-        let parsed = bot_core::command::parse(
-            &match translated.request.input {
-                Input::Text(text) => text,
-                Input::Action(_) => unreachable!(),
-            },
-            &bot_core::command::CommandLimits::default(),
+        let built = bot_core::command::build(&name, &args, &Default::default());
+        assert_eq!(
+            built,
+            bot_core::command::parse(
+                "/imagine a fox in the snow --4k --ar 16:9 --seed 7 --no blur",
+                &Default::default()
+            )
+            .map(|p| p.expect("a command").command)
         );
-        assert!(matches!(parsed, Ok(Some(_))), "{parsed:?}");
+    }
+
+    #[test]
+    fn a_typed_prompt_keeps_words_that_look_like_options() {
+        let translated = request(slash(
+            "imagine",
+            json!([{"name": "prompt", "type": 3, "value": "a fox --4k --ar 21:9 -- —hd"}]),
+            json!({}),
+        ));
+        let (name, args) = command(&translated.request.input);
+        let built = bot_core::command::build(&name, &args, &Default::default());
+        let Ok(bot_core::command::Command::Imagine(imagine)) = built else {
+            panic!("{built:?}");
+        };
+        assert_eq!(imagine.prompt, "a fox --4k --ar 21:9 -- —hd");
+        assert_eq!(imagine.quality, bot_core::command::Quality::Standard);
     }
 
     #[test]
@@ -306,15 +326,15 @@ mod tests {
     fn account_commands_are_ephemeral() {
         let translated = request(slash("balance", json!([]), json!({})));
         assert_eq!(translated.ack, Ack::Message { ephemeral: true });
-        assert_eq!(translated.request.input, Input::Text("/balance".into()));
+        assert_eq!(command(&translated.request.input).0, "balance");
         let admin = request(slash(
             "admin",
             json!([{"name": "command", "type": 3, "value": "lookup telegram:5"}]),
             json!({}),
         ));
         assert_eq!(
-            admin.request.input,
-            Input::Text("/admin lookup telegram:5".into())
+            command(&admin.request.input).1.text("command"),
+            Some("lookup telegram:5")
         );
         assert_eq!(admin.ack, Ack::Message { ephemeral: true });
     }
@@ -346,7 +366,7 @@ mod tests {
                         "attachments": [{"id": "1", "filename": "cat.jpg", "size": 5,
                                           "url": "https://cdn/cat.jpg"}]}}}}
         })));
-        assert_eq!(menu.request.input, Input::Text("/removebg".into()));
+        assert_eq!(command(&menu.request.input).0, "removebg");
         assert_eq!(menu.request.attachments[0].id, "https://cdn/cat.jpg");
         assert_eq!(menu.ack, Ack::Message { ephemeral: false });
         let no_image = read(json!({

@@ -11,6 +11,10 @@
 //! (`50035 Invalid Form Body`); an empty message is refused (`50006`); a file over the upload
 //! limit (10 MiB unless changed) is refused with `413` and `40005`; channels the bot may not post
 //! in answer `403 50001 Missing Access`; scripted rate limits answer `429` with `retry_after`.
+//! Registered commands are checked as Discord checks them (application-commands, "Application
+//! Command Option Structure": <https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-structure>,
+//! with the limits as twilight-model 0.17 and @sapphire/discord-utilities record them: 25
+//! options, 25 choices, names 1–32, descriptions 1–100, 4,000 characters in all).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -879,6 +883,64 @@ fn mentions(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A command's options as Discord checks them: at most 25, names and descriptions within their
+/// lengths, required before optional, at most 25 choices and only on string, integer and number
+/// options, each choice's value of its option's type, and 4,000 characters in all.
+fn check_options(command: &Value) -> Result<(), String> {
+    let options = command["options"].as_array().cloned().unwrap_or_default();
+    if options.len() > 25 {
+        return Err("Must be 25 or fewer in length.".into());
+    }
+    let mut total = command["name"].as_str().map_or(0, str::len)
+        + command["description"].as_str().map_or(0, str::len);
+    let mut optional_seen = false;
+    for option in &options {
+        let name = option["name"].as_str().unwrap_or_default();
+        let description = option["description"].as_str().unwrap_or_default();
+        if !(1..=32).contains(&name.chars().count())
+            || !name
+                .chars()
+                .all(|c| c.is_lowercase() || c.is_numeric() || c == '-' || c == '_')
+            || !(1..=100).contains(&description.chars().count())
+        {
+            return Err(format!("Invalid option name or description: {name:?}."));
+        }
+        total += name.len() + description.len();
+        let required = option["required"].as_bool().unwrap_or(false);
+        if required && optional_seen {
+            return Err("Required options must be placed before non-required options.".into());
+        }
+        optional_seen |= !required;
+        let kind = option["type"].as_u64().unwrap_or(0);
+        let Some(choices) = option["choices"].as_array() else {
+            continue;
+        };
+        if choices.len() > 25 {
+            return Err("Must be 25 or fewer in length.".into());
+        }
+        for choice in choices {
+            let label = choice["name"].as_str().unwrap_or_default();
+            let value = &choice["value"];
+            let typed = match kind {
+                3 => value
+                    .as_str()
+                    .is_some_and(|v| (1..=100).contains(&v.chars().count())),
+                4 => value.is_i64(),
+                10 => value.is_number(),
+                _ => return Err("Choices are only for string, integer and number options.".into()),
+            };
+            if !typed || !(1..=100).contains(&label.chars().count()) {
+                return Err(format!("Invalid choice {choice} for option {name:?}."));
+            }
+            total += label.len() + value.to_string().len();
+        }
+    }
+    if total > 4_000 {
+        return Err("Combined sum of characters must be 4000 or fewer.".into());
+    }
+    Ok(())
+}
+
 async fn register(
     State(state): State<Shared>,
     Path(params): Path<HashMap<String, String>>,
@@ -911,8 +973,8 @@ async fn register(
         if !name_ok || !description_ok {
             return form_error("0.name", "Invalid command name or description.");
         }
-        if command["options"].as_array().is_some_and(|o| o.len() > 25) {
-            return form_error("0.options", "Must be 25 or fewer in length.");
+        if let Err(why) = check_options(command) {
+            return form_error("0.options", &why);
         }
     }
     let scope = params

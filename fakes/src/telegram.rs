@@ -5,14 +5,18 @@
 //! Strictness, as Telegram: the token must match; `chat_id` and the text are required; text is
 //! 1–4,096 characters and captions at most 1,024 after entity parsing (UTF-16 units); HTML must
 //! parse (only Telegram's tags, `&` only in entities); callback data is 1–64 bytes; files over
-//! 20 MB cannot be downloaded; scripted 429s carry `retry_after`.
+//! 20 MB cannot be downloaded; scripted 429s carry `retry_after`; a bot cannot write first to
+//! a person who never opened a private chat with it, nor to one who blocked it: 403 with
+//! "Forbidden: bot can't initiate conversation with a user" or "Forbidden: bot was blocked by
+//! the user" (the Bot API's error catalogue as teloxide-core 0.13 `src/errors.rs` records it,
+//! `CantInitiateConversation` and `BotBlocked`; the live API now says "Forbidden:" for both).
 //!
 //! Tests play the people: [`FakeTelegram::message`] and friends queue updates for `getUpdates`
 //! (or post them to the webhook, with its secret), and [`FakeTelegram::sent`] shows what the bot
 //! sent.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -121,6 +125,10 @@ struct Fake {
     pre_checkouts: BTreeMap<String, PreCheckout>,
     /// Stars charges paid and whether each was refunded.
     star_charges: BTreeMap<String, (i64, bool)>,
+    /// People who opened a private chat with the bot: only they can be written to there.
+    started: BTreeSet<i64>,
+    /// People who blocked the bot.
+    blocked: BTreeSet<i64>,
 }
 
 type Shared = Arc<(Mutex<Fake>, Notify)>;
@@ -419,8 +427,17 @@ impl FakeTelegram {
         self.state.1.notify_waiters();
     }
 
+    /// `user` blocks the bot: it can no longer write to them.
+    pub fn block(&self, user: i64) {
+        lock(&self.state).blocked.insert(user);
+    }
+
     fn post(&self, chat: &Chat, user: i64, fill: impl FnOnce(&mut Map<String, Value>)) -> i64 {
         let mut fake = lock(&self.state);
+        if !chat.group {
+            // Writing to the bot in private is what opens the chat (Start).
+            fake.started.insert(user);
+        }
         let message_id = fake.next_message;
         fake.next_message += 1;
         let mut message = Map::new();
@@ -930,6 +947,20 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
             .into_response();
     }
     let chat_id = params.get("chat_id").and_then(as_i64);
+    // A private chat's id is the person's; a bot may only write there once they opened it.
+    if (sending || name == "sendInvoice")
+        && let Some(person) = chat_id.filter(|id| *id > 0)
+    {
+        if fake.blocked.contains(&person) {
+            return fail(403, "Forbidden: bot was blocked by the user");
+        }
+        if !fake.started.contains(&person) {
+            return fail(
+                403,
+                "Forbidden: bot can't initiate conversation with a user",
+            );
+        }
+    }
     match name {
         "getMe" => ok(json!({
             "id": BOT_ID, "is_bot": true, "first_name": "ImageGPT", "username": BOT_USERNAME,

@@ -15,7 +15,12 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use bot_core::service::{Messenger, Request, Service};
+use bot_core::{
+    Platform,
+    service::{
+        ChatKind, ChatRef, DeliveryError, Messenger, Reply, Request, Service, Visibility, words,
+    },
+};
 use secrecy::{ExposeSecret as _, SecretString};
 use teloxide::{
     Bot, RequestError,
@@ -74,7 +79,10 @@ impl Telegram {
     /// # Errors
     ///
     /// When the token is missing or refused, or Telegram cannot be reached.
-    pub async fn connect(config: &TelegramConfig) -> Result<Telegram, Error> {
+    pub async fn connect(
+        config: &TelegramConfig,
+        commands: &bot_core::command::CommandLimits,
+    ) -> Result<Telegram, Error> {
         let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
         let api = url::Url::parse(&config.api_url).map_err(|e| Error::BadUrl(e.to_string()))?;
         let raw = Bot::new(token.expose_secret()).set_api_url(api);
@@ -84,11 +92,7 @@ impl Telegram {
         });
         let failed = |error: RequestError| Error::Telegram(describe(&error));
         let me = raw.get_me().await.map_err(failed)?;
-        let commands: Vec<BotCommand> = bot_core::command::USAGE
-            .iter()
-            .map(|(name, usage)| BotCommand::new(*name, *usage))
-            .collect();
-        raw.set_my_commands(commands).await.map_err(failed)?;
+        raw.set_my_commands(menu(commands)).await.map_err(failed)?;
         let (webhook, updates) = match (&config.webhook_url, &config.webhook_secret) {
             (Some(url), Some(secret)) => {
                 let url = url::Url::parse(url).map_err(|e| Error::BadUrl(e.to_string()))?;
@@ -109,7 +113,7 @@ impl Telegram {
         let username = me.username.clone().unwrap_or_default();
         tracing::info!(bot = %username, mode = if webhook.is_some() { "webhook" } else { "polling" }, "Telegram connected");
         Ok(Telegram {
-            messenger: Arc::new(TelegramMessenger::new(throttled, raw.clone())),
+            messenger: Arc::new(TelegramMessenger::new(throttled, raw.clone(), &username)),
             raw,
             username,
             webhook,
@@ -177,6 +181,15 @@ impl Telegram {
         // Let in-flight updates finish.
         let _ = handler.permits.acquire_many(IN_FLIGHT as u32).await;
     }
+}
+
+/// The command menu: every command people may use, from the core's specs.
+fn menu(limits: &bot_core::command::CommandLimits) -> Vec<BotCommand> {
+    bot_core::command::specs(limits)
+        .into_iter()
+        .filter(|spec| !spec.operators_only)
+        .map(|spec| BotCommand::new(spec.name, spec.description))
+        .collect()
 }
 
 /// Long polling with backoff on errors.
@@ -426,50 +439,94 @@ impl Handler {
 
     async fn handle(&self, request: Request, query: Option<String>) {
         let (chat, reply_to) = (request.chat.clone(), request.message_id.clone());
-        let reply = match self.service.handle(request).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                if matches!(error, bot_core::Error::Internal(_)) {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "handling a Telegram update failed"
-                    );
-                }
-                Some(self.service.reply_for_error(&error))
-            }
-        };
-        if let Some(query) = query {
+        let (person, name) = (
+            request.identity.external_id().to_string(),
+            request.name.clone(),
+        );
+        let reply = self
+            .service
+            .answer(request)
+            .await
+            .filter(|r| !r.text.trim().is_empty());
+        let private_in_group = chat.kind == ChatKind::Group
+            && reply
+                .as_ref()
+                .is_some_and(|r| !r.notice && r.visibility == Visibility::Requester);
+        if let Some(query) = &query {
             match &reply {
                 Some(reply) if reply.notice => {
-                    self.messenger.answer(&query, Some(&reply.text), true).await;
+                    self.messenger.answer(query, Some(&reply.text), true).await;
                 }
-                _ => self.messenger.answer(&query, None, false).await,
+                // Answered below, once we know whether the private chat took the answer.
+                Some(_) if private_in_group => {}
+                _ => self.messenger.answer(query, None, false).await,
             }
         }
-        let Some(reply) = reply.filter(|r| !r.notice && !r.text.trim().is_empty()) else {
+        let Some(reply) = reply.filter(|r| !r.notice) else {
             return;
         };
-        // In a private chat the answer follows the message; in a group it replies to it.
-        let reply_to = match chat.kind {
-            bot_core::service::ChatKind::Group => reply_to,
-            bot_core::service::ChatKind::Private => None,
+        if !private_in_group {
+            // In a private chat the answer follows the message; in a group it replies to it.
+            let reply_to = match chat.kind {
+                ChatKind::Group => reply_to,
+                ChatKind::Private => None,
+            };
+            let _ = self.send(&chat, reply_to.as_deref(), &reply).await;
+            return;
+        }
+        // Only the requester may see this: their private chat with the bot (its id is theirs).
+        let private = ChatRef {
+            platform: Platform::Telegram,
+            id: person,
+            kind: ChatKind::Private,
         };
+        let delivered = self.send(&private, None, &reply).await;
+        let bot = self.username.as_str();
+        match (query, delivered) {
+            (Some(query), Ok(())) => {
+                self.messenger
+                    .answer(&query, Some(words::SENT_PRIVATELY_ALERT), false)
+                    .await;
+            }
+            (Some(query), Err(_)) => {
+                let alert = words::open_private_chat_alert(bot);
+                self.messenger.answer(&query, Some(&alert), true).await;
+            }
+            (None, delivered) => {
+                let pointer = match delivered {
+                    Ok(()) => words::sent_privately(&name),
+                    Err(_) => words::open_private_chat(&name, bot),
+                };
+                let pointer = Reply::text(pointer);
+                let _ = self.send(&chat, reply_to.as_deref(), &pointer).await;
+            }
+        }
+    }
+
+    /// Sends a reply, retrying what is worth retrying.
+    async fn send(
+        &self,
+        chat: &ChatRef,
+        reply_to: Option<&str>,
+        reply: &Reply,
+    ) -> Result<(), DeliveryError> {
         for attempt in 1..=3 {
             match self
                 .messenger
-                .send_text(&chat, reply_to.as_deref(), &reply.text, &reply.buttons)
+                .send_text(chat, reply_to, &reply.text, &reply.buttons)
                 .await
             {
-                Ok(_) => return,
-                Err(bot_core::service::DeliveryError::Retry(why)) if attempt < 3 => {
+                Ok(_) => return Ok(()),
+                Err(DeliveryError::Retry(why)) if attempt < 3 => {
                     tracing::warn!(%why, "sending a reply failed; retrying");
                     tokio::time::sleep(Duration::from_secs(attempt)).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "a reply could not be sent");
-                    return;
+                    return Err(error);
                 }
             }
         }
+        Err(DeliveryError::Retry("no attempt left".into()))
     }
 }

@@ -4,10 +4,11 @@
 //! `retry_after` on 429.
 
 use bot_core::{
-    Platform,
+    Identity, Platform,
     media::{MediaKind, Output},
     service::{
-        Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture, Press,
+        Attachment, Button, ChatKind, ChatRef, DeliveryError, MessageRef, Messenger,
+        MessengerFuture, Press, words,
     },
 };
 use teloxide::{
@@ -41,6 +42,8 @@ pub struct TelegramMessenger {
     bot: Throttle<Bot>,
     /// Downloads go around the throttle: they are not messages.
     raw: Bot,
+    /// The bot's @username, for pointing people to their private chat with it.
+    username: String,
 }
 
 impl std::fmt::Debug for TelegramMessenger {
@@ -51,8 +54,12 @@ impl std::fmt::Debug for TelegramMessenger {
 }
 
 impl TelegramMessenger {
-    pub(crate) fn new(bot: Throttle<Bot>, raw: Bot) -> TelegramMessenger {
-        TelegramMessenger { bot, raw }
+    pub(crate) fn new(bot: Throttle<Bot>, raw: Bot, username: &str) -> TelegramMessenger {
+        TelegramMessenger {
+            bot,
+            raw,
+            username: username.to_string(),
+        }
     }
 
     /// The throttled bot, for the Stars rail.
@@ -286,6 +293,34 @@ impl Messenger for TelegramMessenger {
                 chat: chat.clone(),
                 id: sent.id.0.to_string(),
             })
+        })
+    }
+
+    fn send_notice<'a>(
+        &'a self,
+        chat: &'a ChatRef,
+        person: Option<&'a Identity>,
+        text: &'a str,
+    ) -> MessengerFuture<'a, MessageRef> {
+        Box::pin(async move {
+            let person = person.filter(|p| p.platform() == Platform::Telegram);
+            let (ChatKind::Group, Some(person)) = (chat.kind, person) else {
+                return self.send_text(chat, None, text, &[]).await;
+            };
+            // A notice names a balance or an amount: it goes to the person's private chat (its
+            // id is theirs); the group only hears that something is waiting, when it cannot.
+            let private = ChatRef {
+                platform: Platform::Telegram,
+                id: person.external_id().to_string(),
+                kind: ChatKind::Private,
+            };
+            match self.send_text(&private, None, text, &[]).await {
+                Err(DeliveryError::Permanent(_)) => {
+                    let pointer = words::notice_needs_private_chat(&self.username);
+                    self.send_text(chat, None, &pointer, &[]).await
+                }
+                other => other,
+            }
         })
     }
 

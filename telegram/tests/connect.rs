@@ -10,10 +10,15 @@ async fn connects_registers_commands_and_never_shows_its_token() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let connected = telegram::Telegram::connect(&config)
+    let connected = telegram::Telegram::connect(&config, &Default::default())
         .await
         .expect("connects");
-    assert_eq!(fake.commands().len(), bot_core::command::USAGE.len());
+    let menu = bot_core::command::specs(&Default::default())
+        .iter()
+        .filter(|spec| !spec.operators_only)
+        .count();
+    assert_eq!(fake.commands().len(), menu);
+    assert!(!fake.commands().iter().any(|(name, _)| name == "admin"));
     assert_eq!(fake.calls(), ["getMe", "setMyCommands", "deleteWebhook"]);
     let shown = format!("{connected:?} {:?}", connected.messenger());
     assert!(
@@ -31,7 +36,7 @@ async fn a_refused_token_stops_start_up_without_showing_it() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let error = telegram::Telegram::connect(&config)
+    let error = telegram::Telegram::connect(&config, &Default::default())
         .await
         .expect_err("refused");
     let shown = format!("{error} {error:?}");
@@ -50,7 +55,7 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let messenger = telegram::Telegram::connect(&config)
+    let messenger = telegram::Telegram::connect(&config, &Default::default())
         .await
         .expect("connects")
         .messenger();

@@ -96,7 +96,7 @@ async fn server_flow(backend: Backend, test: &str) {
         .expect("registered");
     assert_eq!(
         global.as_array().map(Vec::len),
-        Some(discord::commands::all().len())
+        Some(discord::register::commands(&bot_core::command::specs(&Default::default())).len())
     );
     // Discord checks the endpoint with a PING.
     let ping = json!({"id": discord.snowflake(), "application_id": APPLICATION, "type": 1,
@@ -616,6 +616,7 @@ fn recorded_gateway_payloads_translate_like_http_ones() {
         let describe =
             |interaction: &discord::model::Interaction| match discord::translate::interaction(
                 interaction,
+                &bot_core::command::specs(&Default::default()),
             ) {
                 discord::translate::Incoming::Request(t) => format!(
                     "{} {} {:?} {:?} {}",

@@ -9,3 +9,4 @@ mod http;
 mod operations;
 mod payments;
 mod telegram;
+mod visibility;

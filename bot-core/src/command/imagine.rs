@@ -7,11 +7,9 @@
 use std::fmt;
 
 use super::{
-    CommandLimits, ParseError,
-    options::{Piece, pieces, prompt, unknown_option, value, value_words},
+    ArgValue, Args, Choice, CommandLimits, OptionKind, ParseError, Spec, TextForm, prompt,
 };
-
-pub(crate) const USAGE: &str = "/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]";
+use crate::chat::Visibility;
 
 /// The quality tiers, each with its own price and resolution.
 #[derive(
@@ -83,80 +81,102 @@ pub struct Imagine {
     pub negative: Option<String>,
 }
 
-pub(crate) fn parse(arguments: &str, limits: &CommandLimits) -> Result<Imagine, ParseError> {
-    let pieces = pieces(arguments);
-    let mut words = Vec::new();
-    let mut quality = None;
-    let mut aspect = None;
-    let mut seed = None;
-    let mut negative = None;
-    let mut at = 0;
-    while let Some(piece) = pieces.get(at) {
-        at += 1;
-        let name = match piece {
-            Piece::Word(word) => {
-                words.push(*word);
-                continue;
-            }
-            Piece::Option(name) => name.as_str(),
-        };
-        match name {
-            "hd" | "4k" => {
-                let asked = if name == "hd" {
-                    Quality::Hd
-                } else {
-                    Quality::FourK
-                };
-                if quality.is_some_and(|q| q != asked) {
-                    return Err(ParseError::invalid(
-                        "Choose either --hd or --4k, not both.",
-                        USAGE,
-                    ));
-                }
-                quality = Some(asked);
-            }
-            "ar" => {
-                let text = value(&pieces, &mut at, name, USAGE)?;
-                let ratio = AspectRatio::parse(text)
-                    .filter(|ratio| limits.aspect_ratios.iter().any(|a| *a == ratio.to_string()))
-                    .ok_or_else(|| {
-                        ParseError::invalid(
-                            format!(
-                                "--ar {text} is not available; choose one of {}.",
-                                limits.aspect_ratios.join(", ")
-                            ),
-                            USAGE,
-                        )
-                    })?;
-                aspect = Some(ratio);
-            }
-            "seed" => {
-                let text = value(&pieces, &mut at, name, USAGE)?;
-                seed = Some(text.parse().map_err(|_| {
-                    ParseError::invalid(
-                        format!(
-                            "--seed takes a whole number from 0 to {}, not {text:?}.",
-                            u32::MAX
-                        ),
-                        USAGE,
-                    )
-                })?);
-            }
-            "no" => {
-                let text = value_words(&pieces, &mut at, name, USAGE)?.join(" ");
-                if text.chars().count() > limits.prompt_max_chars {
-                    return Err(ParseError::invalid("The --no text is too long.", USAGE));
-                }
-                negative = Some(text);
-            }
-            other => return Err(unknown_option(other, USAGE)),
-        }
+impl Imagine {
+    pub const NAME: &str = "imagine";
+    /// The job's status is public; refusals and quotes make themselves private.
+    pub const VISIBILITY: Visibility = Visibility::Chat;
+
+    pub fn spec(limits: &CommandLimits) -> Spec {
+        Spec::new(
+            Self::NAME,
+            "Generate an image from a prompt",
+            "/imagine <prompt> [--hd | --4k] [--ar W:H] [--seed N] [--no TEXT]",
+        )
+        .text("prompt", "What to draw", true)
+        .option(
+            "quality",
+            "Standard, HD or 4K (prices differ)",
+            false,
+            OptionKind::Choices(["standard", "hd", "4k"].map(Choice::text).to_vec()),
+            TextForm::Flags(&["hd", "4k"]),
+        )
+        .option(
+            "aspect",
+            "Aspect ratio",
+            false,
+            OptionKind::Choices(limits.aspect_ratios.iter().map(|a| Choice::text(a)).collect()),
+            TextForm::Value("ar"),
+        )
+        .option(
+            "seed",
+            "Seed for a repeatable result",
+            false,
+            OptionKind::Integer {
+                min: Some(0),
+                max: Some(i64::from(u32::MAX)),
+            },
+            TextForm::Value("seed"),
+        )
+        .option(
+            "negative",
+            "What to leave out",
+            false,
+            OptionKind::Text,
+            TextForm::Words("no"),
+        )
     }
-    Ok(Imagine {
-        prompt: prompt(&words, limits, USAGE)?,
-        quality: quality.unwrap_or_default(),
-        aspect: aspect.unwrap_or(AspectRatio::SQUARE),
-        seed,
-        negative,
-    })
+
+    pub fn parse(args: &Args, limits: &CommandLimits) -> Result<Imagine, ParseError> {
+        let quality = match args.text("quality").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("standard") => Quality::Standard,
+            Some("hd") => Quality::Hd,
+            Some("4k") => Quality::FourK,
+            Some(other) => {
+                return Err(ParseError::invalid(format!(
+                    "There is no {other:?} quality; choose standard, hd or 4k."
+                )));
+            }
+        };
+        let aspect = match args.text("aspect") {
+            None => AspectRatio::SQUARE,
+            Some(text) => AspectRatio::parse(text)
+                .filter(|ratio| limits.aspect_ratios.iter().any(|a| *a == ratio.to_string()))
+                .ok_or_else(|| {
+                    ParseError::invalid(format!(
+                        "--ar {text} is not available; choose one of {}.",
+                        limits.aspect_ratios.join(", ")
+                    ))
+                })?,
+        };
+        let seed = match args.get("seed") {
+            None => None,
+            Some(value) => {
+                let number = match value {
+                    ArgValue::Integer(n) => u32::try_from(*n).ok(),
+                    ArgValue::Text(text) => text.trim().parse().ok(),
+                };
+                Some(number.ok_or_else(|| {
+                    ParseError::invalid(format!(
+                        "--seed takes a whole number from 0 to {}, not {:?}.",
+                        u32::MAX,
+                        args.word("seed").unwrap_or_default()
+                    ))
+                })?)
+            }
+        };
+        let negative = args.text("negative").map(str::to_string);
+        if negative
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > limits.prompt_max_chars)
+        {
+            return Err(ParseError::invalid("The --no text is too long."));
+        }
+        Ok(Imagine {
+            prompt: prompt(args.text("prompt"), limits)?,
+            quality,
+            aspect,
+            seed,
+            negative,
+        })
+    }
 }

@@ -3,9 +3,8 @@
 //! A piece of music from a prompt; the length defaults to the configured one (30 s) and may go
 //! up to the configured maximum.
 
-use super::{CommandLimits, ParseError, options::prompt_and_seconds};
-
-pub(crate) const USAGE: &str = "/music <prompt> [--seconds N]";
+use super::{Args, CommandLimits, OptionKind, ParseError, Spec, TextForm, prompt, video::seconds};
+use crate::chat::Visibility;
 
 /// A parsed `/music`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,21 +13,38 @@ pub struct Music {
     pub seconds: u32,
 }
 
-pub(crate) fn parse(arguments: &str, limits: &CommandLimits) -> Result<Music, ParseError> {
-    let (prompt, seconds) = prompt_and_seconds(
-        arguments,
-        limits,
-        USAGE,
-        |s| (1..=limits.music_max_seconds).contains(&s),
-        || {
-            format!(
-                "Music can be 1 to {} seconds long.",
-                limits.music_max_seconds
+impl Music {
+    pub const NAME: &str = "music";
+    pub const VISIBILITY: Visibility = Visibility::Chat;
+
+    pub fn spec(limits: &CommandLimits) -> Spec {
+        Spec::new(Self::NAME, "Generate music", "/music <prompt> [--seconds N]")
+            .text("prompt", "The music to make", true)
+            .option(
+                "seconds",
+                "Length in seconds",
+                false,
+                OptionKind::Integer {
+                    min: Some(1),
+                    max: Some(i64::from(limits.music_max_seconds)),
+                },
+                TextForm::Value("seconds"),
             )
-        },
-    )?;
-    Ok(Music {
-        prompt,
-        seconds: seconds.unwrap_or(limits.music_default_seconds),
-    })
+    }
+
+    pub fn parse(args: &Args, limits: &CommandLimits) -> Result<Music, ParseError> {
+        let prompt = prompt(args.text("prompt"), limits)?;
+        let seconds = match seconds(args) {
+            None => limits.music_default_seconds,
+            Some(asked) => asked
+                .filter(|s| (1..=limits.music_max_seconds).contains(s))
+                .ok_or_else(|| {
+                    ParseError::invalid(format!(
+                        "Music can be 1 to {} seconds long.",
+                        limits.music_max_seconds
+                    ))
+                })?,
+        };
+        Ok(Music { prompt, seconds })
+    }
 }

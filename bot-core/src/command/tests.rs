@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::chat::Visibility;
 
 fn limits() -> CommandLimits {
     CommandLimits::default()
@@ -39,12 +40,12 @@ fn text_without_a_leading_slash_is_not_a_command() {
 
 #[test]
 fn account_commands_take_no_arguments() {
-    assert_eq!(command("/start"), Command::Start);
-    assert_eq!(command("/help"), Command::Help);
-    assert_eq!(command("/balance"), Command::Balance);
-    assert_eq!(command("  /BALANCE  "), Command::Balance);
-    assert_eq!(command("/history"), Command::History);
-    assert_eq!(command("/terms"), Command::Terms);
+    assert_eq!(command("/start"), Command::Start(Start));
+    assert_eq!(command("/help"), Command::Help(Help));
+    assert_eq!(command("/balance"), Command::Balance(Balance));
+    assert_eq!(command("  /BALANCE  "), Command::Balance(Balance));
+    assert_eq!(command("/history"), Command::History(History));
+    assert_eq!(command("/terms"), Command::Terms(Terms));
     assert!(error("/balance please").contains("/balance takes no arguments"));
 }
 
@@ -53,7 +54,7 @@ fn a_command_may_name_the_bot_it_is_for() {
     let parsed = parse("/balance@ImageGptBot", &limits())
         .expect("parses")
         .expect("a command");
-    assert_eq!(parsed.command, Command::Balance);
+    assert_eq!(parsed.command, Command::Balance(Balance));
     assert_eq!(parsed.addressed_to.as_deref(), Some("ImageGptBot"));
     let parsed = parse("/imagine@OtherBot a cat", &limits())
         .expect("parses")
@@ -165,10 +166,13 @@ fn unicode_emoji_and_right_to_left_text_are_ordinary_prompt_text() {
 
 #[test]
 fn photo_operations_need_no_arguments_but_tolerate_a_caption() {
-    assert_eq!(command("/enhance"), Command::Enhance);
-    assert_eq!(command("/removebg"), Command::RemoveBackground);
-    assert_eq!(command("/faceswap"), Command::FaceSwap);
-    assert_eq!(command("/enhance please"), Command::Enhance);
+    assert_eq!(command("/enhance"), Command::Enhance(Enhance));
+    assert_eq!(
+        command("/removebg"),
+        Command::RemoveBackground(RemoveBackground)
+    );
+    assert_eq!(command("/faceswap"), Command::FaceSwap(FaceSwap));
+    assert_eq!(command("/enhance please"), Command::Enhance(Enhance));
 }
 
 #[test]
@@ -221,47 +225,158 @@ fn music_length_defaults_and_is_bounded() {
 
 #[test]
 fn cancel_buy_refund_link_and_privacy_take_optional_arguments() {
-    assert_eq!(command("/cancel"), Command::Cancel { job: None });
-    assert_eq!(command("/cancel #12"), Command::Cancel { job: Some(12) });
+    assert_eq!(command("/cancel"), Command::Cancel(Cancel { job: None }));
+    assert_eq!(
+        command("/cancel #12"),
+        Command::Cancel(Cancel { job: Some(12) })
+    );
     assert!(error("/cancel twelve").contains("is not a number"));
-    assert_eq!(command("/buy"), Command::Buy { pack: None });
+    assert_eq!(command("/buy"), Command::Buy(Buy { pack: None }));
     assert_eq!(
         command("/buy Medium"),
-        Command::Buy {
+        Command::Buy(Buy {
             pack: Some("medium".into())
-        }
+        })
     );
-    assert_eq!(command("/refund 3"), Command::Refund { purchase: Some(3) });
-    assert_eq!(command("/link"), Command::Link { code: None });
+    assert_eq!(
+        command("/refund 3"),
+        Command::Refund(Refund { purchase: Some(3) })
+    );
+    assert_eq!(command("/link"), Command::Link(Link { code: None }));
     assert_eq!(
         command("/link ab12cd"),
-        Command::Link {
+        Command::Link(Link {
             code: Some("AB12CD".into())
-        }
+        })
     );
     assert!(error("/link a b").contains("one word at most"));
-    assert_eq!(command("/privacy"), Command::Privacy { reuse: None });
+    assert_eq!(
+        command("/privacy"),
+        Command::Privacy(Privacy { reuse: None })
+    );
     assert_eq!(
         command("/privacy off"),
-        Command::Privacy { reuse: Some(false) }
+        Command::Privacy(Privacy { reuse: Some(false) })
     );
     assert_eq!(
         command("/privacy ON"),
-        Command::Privacy { reuse: Some(true) }
+        Command::Privacy(Privacy { reuse: Some(true) })
     );
     assert!(error("/privacy maybe").contains("Usage: /privacy"));
 }
 
 #[test]
-fn every_command_has_a_usage_line() {
-    for (name, usage) in USAGE {
-        assert!(usage.starts_with(&format!("/{name}")), "{name}: {usage}");
-        let parsed = parse(&format!("/{name}"), &limits());
+fn every_command_has_a_usage_line_and_is_known_by_its_name() {
+    for spec in specs(&limits()) {
+        assert!(
+            spec.usage.starts_with(&format!("/{}", spec.name)),
+            "{}",
+            spec.usage
+        );
+        let parsed = parse(&format!("/{}", spec.name), &limits());
         assert!(
             !matches!(parsed, Err(ParseError::Unknown { .. })),
-            "/{name} is unknown"
+            "/{} is unknown",
+            spec.name
         );
+        assert_eq!(visibility(spec.name), Some(spec.visibility));
     }
+}
+
+#[test]
+fn account_answers_are_private_and_generations_public() {
+    for name in [
+        "balance", "history", "refund", "link", "buy", "admin", "start", "privacy",
+    ] {
+        assert_eq!(visibility(name), Some(Visibility::Requester), "/{name}");
+    }
+    for name in ["imagine", "enhance", "video", "music", "help"] {
+        assert_eq!(visibility(name), Some(Visibility::Chat), "/{name}");
+    }
+    assert_eq!(visibility("nothing"), None);
+}
+
+#[test]
+fn typed_options_build_the_same_commands_and_a_typed_prompt_carries_no_options() {
+    let typed = build(
+        "imagine",
+        &Args::from_options([(
+            "prompt",
+            ArgValue::Text("a fox --4k --ar 21:9 -- —hd".into()),
+        )]),
+        &limits(),
+    )
+    .expect("builds");
+    let Command::Imagine(imagine) = typed else {
+        panic!("{typed:?}");
+    };
+    assert_eq!(imagine.prompt, "a fox --4k --ar 21:9 -- —hd");
+    assert_eq!(imagine.quality, Quality::Standard);
+    assert_eq!(imagine.aspect, AspectRatio::SQUARE);
+    let typed = build(
+        "imagine",
+        &Args::from_options([
+            ("prompt", ArgValue::Text("a fox".into())),
+            ("quality", ArgValue::Text("4k".into())),
+            ("aspect", ArgValue::Text("21:9".into())),
+            ("seed", ArgValue::Integer(7)),
+        ]),
+        &limits(),
+    )
+    .expect("builds");
+    assert_eq!(typed, command("/imagine a fox --4k --ar 21:9 --seed 7"));
+    let video = build(
+        "video",
+        &Args::from_options([
+            ("prompt", ArgValue::Text("waves".into())),
+            ("seconds", ArgValue::Integer(10)),
+        ]),
+        &limits(),
+    )
+    .expect("builds");
+    assert_eq!(video, command("/video waves --seconds 10"));
+    let refused = build(
+        "video",
+        &Args::from_options([
+            ("prompt", ArgValue::Text("waves".into())),
+            ("seconds", ArgValue::Integer(7)),
+        ]),
+        &limits(),
+    )
+    .expect_err("7 s is not offered");
+    assert!(refused.to_string().contains("Usage: /video"), "{refused}");
+    assert!(matches!(
+        build("ping", &Args::default(), &limits()),
+        Err(ParseError::Unknown { .. })
+    ));
+}
+
+#[test]
+fn choices_follow_the_configuration() {
+    let mut limits = limits();
+    limits.aspect_ratios = vec!["1:1".into(), "5:4".into()];
+    limits.video_seconds = vec![4, 8, 12];
+    limits.portrait_styles = vec!["noir".into()];
+    let specs = specs(&limits);
+    let choices = |command: &str, option: &str| -> Vec<String> {
+        let spec = specs.iter().find(|s| s.name == command).expect("a spec");
+        match &spec.find(option).expect("an option").kind {
+            OptionKind::Choices(choices) => choices.iter().map(|c| c.label.clone()).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(choices("imagine", "aspect"), ["1:1", "5:4"]);
+    assert_eq!(
+        choices("video", "seconds"),
+        ["4 seconds", "8 seconds", "12 seconds"]
+    );
+    assert_eq!(choices("portrait", "style"), ["noir"]);
+    assert!(
+        specs
+            .iter()
+            .find(|s| s.name == "video")
+            .is_some_and(|s| s.usage.contains("4|8|12"))
+    );
 }
 
 proptest! {
@@ -274,7 +389,7 @@ proptest! {
 
     #[test]
     fn the_parser_never_panics_on_command_shaped_text(
-        name in prop::sample::select(USAGE.iter().map(|(n, _)| *n).collect::<Vec<_>>()),
+        name in prop::sample::select(specs(&limits()).iter().map(|s| s.name).collect::<Vec<_>>()),
         words in prop::collection::vec(
             prop_oneof![
                 "\\PC{0,12}",

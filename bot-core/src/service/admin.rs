@@ -14,20 +14,6 @@ use crate::{
 
 use super::Service;
 
-/// The words after `/admin` (or `/admin@Bot`), if `text` is an admin command at all.
-pub(super) fn arguments(text: &str) -> Option<&str> {
-    let rest = text.trim_start().strip_prefix("/admin")?;
-    match rest.chars().next() {
-        None => Some(""),
-        Some(c) if c.is_whitespace() => Some(rest.trim()),
-        Some('@') => Some(
-            rest.split_once(char::is_whitespace)
-                .map_or("", |(_, args)| args.trim()),
-        ),
-        Some(_) => None,
-    }
-}
-
 impl Service {
     /// Runs one admin action for `actor` (an admin identity, or `cli`); `key` makes a repeated
     /// request (the same update, the same CLI invocation) move credits once.

@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::{worker::Worker, *};
+use crate::command::Quality;
 use crate::{
     media::{MediaKind, Output, tests::png},
     on_every_backend,
