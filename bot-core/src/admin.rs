@@ -266,7 +266,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InsufficientCredits`] when taking more than the wallet holds.
+    /// [`UserError::InsufficientCredits`] when taking more than the wallet holds.
     pub async fn admin_transfer(
         &self,
         actor: &str,

@@ -1,5 +1,6 @@
 //! Newtypes for database ids and for the platform identities people arrive with.
 
+use crate::UserError;
 use std::{fmt, str::FromStr};
 
 use crate::Error;
@@ -93,9 +94,9 @@ impl FromStr for Platform {
             "telegram" => Ok(Platform::Telegram),
             "discord" => Ok(Platform::Discord),
             "console" => Ok(Platform::Console),
-            other => Err(Error::InvalidIdentity(format!(
+            other => Err(Error::User(UserError::InvalidIdentity(format!(
                 "unknown platform {other:?} (expected telegram, discord or console)"
-            ))),
+            )))),
         }
     }
 }
@@ -116,31 +117,31 @@ impl Identity {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIdentity`] when the id is empty, too long, contains characters other than
+    /// [`UserError::InvalidIdentity`] when the id is empty, too long, contains characters other than
     /// letters, digits, `_`, `-` and `.`, or is not numeric on Telegram and Discord.
     pub fn new(platform: Platform, external_id: impl Into<String>) -> crate::Result<Identity> {
         let external_id = external_id.into();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if external_id.is_empty() || external_id.len() > Self::MAX_EXTERNAL_ID_LEN {
-            return Err(Error::InvalidIdentity(format!(
+            return Err(Error::User(UserError::InvalidIdentity(format!(
                 "a {} id must be 1 to {} characters long",
                 platform.as_str(),
                 Self::MAX_EXTERNAL_ID_LEN
-            )));
+            ))));
         }
         if !external_id.chars().all(allowed) {
-            return Err(Error::InvalidIdentity(format!(
+            return Err(Error::User(UserError::InvalidIdentity(format!(
                 "{:?} may only contain letters, digits, '_', '-' and '.'",
                 external_id
-            )));
+            ))));
         }
         let numeric = external_id.chars().all(|c| c.is_ascii_digit());
         if matches!(platform, Platform::Telegram | Platform::Discord) && !numeric {
-            return Err(Error::InvalidIdentity(format!(
+            return Err(Error::User(UserError::InvalidIdentity(format!(
                 "a {} id is a number, not {:?}",
                 platform.as_str(),
                 external_id
-            )));
+            ))));
         }
         Ok(Identity {
             platform,
@@ -170,9 +171,9 @@ impl FromStr for Identity {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (platform, id) = s.split_once(':').ok_or_else(|| {
-            Error::InvalidIdentity(format!(
+            Error::User(UserError::InvalidIdentity(format!(
                 "{s:?} is not an identity like telegram:123, discord:456 or console:alice"
-            ))
+            )))
         })?;
         Identity::new(platform.parse()?, id)
     }
@@ -202,7 +203,7 @@ mod tests {
         ] {
             let error = text.parse::<Identity>().expect_err(text);
             assert!(
-                matches!(error, Error::InvalidIdentity(_)),
+                matches!(error, Error::User(UserError::InvalidIdentity(_))),
                 "{text}: {error}"
             );
         }

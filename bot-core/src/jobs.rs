@@ -3,6 +3,7 @@
 //! hold with it: succeeded posts the hold, failed and cancelled void it. Claiming is fair: each
 //! person's oldest queued job comes before anyone's second, and nobody runs more than their cap.
 
+use crate::{Fault, UserError};
 use std::time::Duration;
 
 use sqlx::AnyConnection;
@@ -184,8 +185,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InsufficientCredits`]; [`Error::TooManyQueued`] when the person already has
-    /// their cap of queued jobs (nothing is held then); [`Error::IdempotencyConflict`].
+    /// [`UserError::InsufficientCredits`]; [`UserError::TooManyQueued`] when the person already has
+    /// their cap of queued jobs (nothing is held then); [`Fault::IdempotencyConflict`].
     pub async fn enqueue(&self, job: &NewJob, limits: &JobLimits) -> Result<Job> {
         let revenue = self.account(SystemAccount::GenerationRevenue);
         let queued = self
@@ -264,7 +265,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::LeaseLost`] when this worker no longer holds the job.
+    /// [`Fault::LeaseLost`] when this worker no longer holds the job.
     pub async fn record_provider_job(
         &self,
         lease: &Lease,
@@ -288,7 +289,7 @@ impl Store {
                 if updated.rows_affected() == 1 {
                     Ok(())
                 } else {
-                    Err(Error::LeaseLost(id))
+                    Err(Error::from(Fault::LeaseLost(id)))
                 }
             })
         })
@@ -299,7 +300,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::LeaseLost`] when this worker no longer holds the job (nothing changes).
+    /// [`Fault::LeaseLost`] when this worker no longer holds the job (nothing changes).
     pub async fn succeed(&self, lease: &Lease) -> Result<Job> {
         self.finish(lease, JobState::Succeeded, None).await
     }
@@ -348,7 +349,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownJob`] when the person has no such job; [`Error::JobAlreadyEnded`].
+    /// [`UserError::UnknownJob`] when the person has no such job; [`UserError::JobAlreadyEnded`].
     pub async fn cancel(&self, user: UserId, job: JobId) -> Result<Job> {
         self.retrying(|| {
             self.write(Atomic::Transaction, move |conn| {
@@ -390,11 +391,11 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownJob`].
+    /// [`UserError::UnknownJob`].
     pub async fn job(&self, id: JobId) -> Result<Job> {
         job_where(&mut *self.reader().await?, "id = $1", id.get())
             .await?
-            .ok_or(Error::UnknownJob(id))
+            .ok_or(Error::User(UserError::UnknownJob(id)))
     }
 
     /// The person's newest queued or running job.
@@ -534,7 +535,7 @@ impl Store {
                     .bind(failure)
                     .fetch_optional(conn)
                     .await?;
-                row.map(job_from_row).transpose()?.ok_or(Error::LeaseLost(id))
+                row.map(job_from_row).transpose()?.ok_or(Error::from(Fault::LeaseLost(id)))
             })
         })
         .await
@@ -562,9 +563,9 @@ async fn insert_job(
         Inserted::Existing(existing) => {
             return job_where(conn, "hold_id = $1", existing.id.get())
                 .await?
-                .ok_or_else(|| Error::IdempotencyConflict { key: hold.key });
+                .ok_or_else(|| Error::from(Fault::IdempotencyConflict { key: hold.key }));
         }
-        Inserted::MissingAccount => return Err(Error::UnknownAccount(job.wallet)),
+        Inserted::MissingAccount => return Err(Error::from(Fault::UnknownAccount(job.wallet))),
     };
     // One statement: the person's queued count (for the cap), their last open turn and the
     // turn now served decide whether and where the job joins the queue.
@@ -593,9 +594,9 @@ async fn insert_job(
         .fetch_optional(conn)
         .await?;
     let Some(row) = row else {
-        return Err(Error::TooManyQueued {
+        return Err(Error::User(UserError::TooManyQueued {
             limit: limits.max_queued_per_person,
-        });
+        }));
     };
     job_from_row(row)
 }
@@ -716,7 +717,7 @@ async fn finish_job(
     // The database's `job_ended` trigger posts or voids the hold in this same statement.
     row.map(job_from_row)
         .transpose()?
-        .ok_or(Error::LeaseLost(id))
+        .ok_or(Error::from(Fault::LeaseLost(id)))
 }
 
 /// Cancels every open job of `user` (a ban): queued ones end now with their holds voided,
@@ -738,7 +739,7 @@ async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result
     let job = job_where(&mut *conn, "id = $1", id.get())
         .await?
         .filter(|job| job.user == user)
-        .ok_or(Error::UnknownJob(id))?;
+        .ok_or(Error::User(UserError::UnknownJob(id)))?;
     match job.state {
         JobState::Queued => {
             finish_job(
@@ -760,7 +761,7 @@ async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result
                 ..job
             })
         }
-        state => Err(Error::JobAlreadyEnded { id, state }),
+        state => Err(Error::User(UserError::JobAlreadyEnded { id, state })),
     }
 }
 

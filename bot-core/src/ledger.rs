@@ -6,6 +6,7 @@
 //! voided, exactly once. Credits posted into a wallet form lots; wallet debits consume the oldest
 //! lot first, so a refund can tell how much of a purchase is unused.
 
+use crate::{Fault, UserError};
 pub mod audit;
 
 use std::fmt;
@@ -256,9 +257,9 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::ZeroAmount`], [`Error::SameAccount`], [`Error::UnknownAccount`];
-    /// [`Error::InsufficientCredits`] when a wallet debit exceeds what it has available;
-    /// [`Error::IdempotencyConflict`] when the key was used for a different transfer. The same
+    /// [`Fault::ZeroAmount`], [`Fault::SameAccount`], [`Fault::UnknownAccount`];
+    /// [`UserError::InsufficientCredits`] when a wallet debit exceeds what it has available;
+    /// [`Fault::IdempotencyConflict`] when the key was used for a different transfer. The same
     /// request again returns the first transfer and changes nothing.
     pub async fn transfer(&self, request: &TransferRequest) -> Result<Transfer> {
         self.create_transfer(request, Phase::Posted).await
@@ -278,7 +279,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTransfer`]; [`Error::TransferAlreadyResolved`] when it was already posted
+    /// [`Fault::UnknownTransfer`]; [`Fault::TransferAlreadyResolved`] when it was already posted
     /// or voided (or never pending).
     pub async fn post(&self, id: TransferId) -> Result<Transfer> {
         self.resolve(id, TransferState::Posted).await
@@ -306,7 +307,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownAccount`]; [`Error::Internal`] when the database fails.
+    /// [`Fault::UnknownAccount`]; [`Error::Internal`] when the database fails.
     pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
         let row: Option<(String, i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT kind, debits_posted, credits_posted, debits_pending, credits_pending \
@@ -315,7 +316,8 @@ impl Store {
         .bind(account.get())
         .fetch_optional(&mut *self.reader().await?)
         .await?;
-        let (kind, mut dp, mut cp, mut dq, mut cq) = row.ok_or(Error::UnknownAccount(account))?;
+        let (kind, mut dp, mut cp, mut dq, mut cq) =
+            row.ok_or(Error::from(Fault::UnknownAccount(account)))?;
         if kind == "system" {
             // System accounts keep no running totals (see `create_transfer`); sum their transfers.
             (dp, cp, dq, cq) = sqlx::query_as(
@@ -369,10 +371,10 @@ impl Store {
     /// wallet debit from its oldest lots, and open a lot for credits posted into a wallet.
     async fn create_transfer(&self, request: &TransferRequest, phase: Phase) -> Result<Transfer> {
         if request.amount.is_zero() {
-            return Err(Error::ZeroAmount);
+            return Err(Error::from(Fault::ZeroAmount));
         }
         if request.debit == request.credit {
-            return Err(Error::SameAccount);
+            return Err(Error::from(Fault::SameAccount));
         }
         let created = self
             .retrying(|| {
@@ -397,9 +399,9 @@ impl Store {
                 if same {
                     Ok(existing)
                 } else {
-                    Err(Error::IdempotencyConflict {
+                    Err(Error::from(Fault::IdempotencyConflict {
                         key: request.key.clone(),
-                    })
+                    }))
                 }
             }
             Inserted::MissingAccount => {
@@ -414,7 +416,7 @@ impl Store {
         }
     }
 
-    /// Fills in what the wallet has available in an [`Error::InsufficientCredits`] that was
+    /// Fills in what the wallet has available in an [`UserError::InsufficientCredits`] that was
     /// raised inside a write (where it could not be read); other errors pass through.
     pub(crate) async fn with_available_credits<T>(
         &self,
@@ -422,10 +424,12 @@ impl Store {
         wallet: AccountId,
     ) -> Result<T> {
         match error {
-            Error::InsufficientCredits { needed, .. } => Err(Error::InsufficientCredits {
-                needed,
-                available: self.account_balance(wallet).await?.available(),
-            }),
+            Error::User(UserError::InsufficientCredits { needed, .. }) => {
+                Err(Error::User(UserError::InsufficientCredits {
+                    needed,
+                    available: self.account_balance(wallet).await?.available(),
+                }))
+            }
             other => Err(other),
         }
     }
@@ -519,10 +523,12 @@ pub(crate) async fn insert_transfer_from_lot(
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("transfer {:?} vanished", request.key))),
         // The balance is read by the caller after this write is undone: inside a PostgreSQL
         // transaction nothing more can be read once a statement failed.
-        Err(error) if is_check_violation(&error) => Err(Error::InsufficientCredits {
-            needed: request.amount,
-            available: Credits::ZERO,
-        }),
+        Err(error) if is_check_violation(&error) => {
+            Err(Error::User(UserError::InsufficientCredits {
+                needed: request.amount,
+                available: Credits::ZERO,
+            }))
+        }
         Err(error) if is_foreign_key_violation(&error) => Ok(Inserted::MissingAccount),
         Err(error) => Err(error),
     }
@@ -551,11 +557,11 @@ pub(crate) async fn update_transfer_state(
         .fetch_optional(conn)
         .await?;
     Err(match state {
-        None => Error::UnknownTransfer(id),
-        Some(state) => Error::TransferAlreadyResolved {
+        None => Error::from(Fault::UnknownTransfer(id)),
+        Some(state) => Error::from(Fault::TransferAlreadyResolved {
             id,
             state: TransferState::from_db(&state)?,
-        },
+        }),
     })
 }
 

@@ -52,7 +52,7 @@ pub mod quotes;
 pub mod service;
 pub mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Faulted, Result, UserError};
 pub use ids::{
     AccountId, Identity, JobId, LotId, Platform, PurchaseId, RefundId, TransferId, UserId,
 };

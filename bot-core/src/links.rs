@@ -3,6 +3,7 @@
 //! people moves the balance with a ledger transfer (never by editing balances) and keeps both
 //! histories; it is refused while either wallet is frozen or has credits on hold.
 
+use crate::UserError;
 use rand::Rng as _;
 
 use crate::{
@@ -78,8 +79,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::LinkRefused`] with the reason (wrong, used or expired code, one's own code,
-    /// credits on hold or jobs still open); [`Error::Frozen`]; [`Error::Internal`].
+    /// [`UserError::LinkRefused`] with the reason (wrong, used or expired code, one's own code,
+    /// credits on hold or jobs still open); [`UserError::Frozen`]; [`Error::Internal`].
     pub async fn link(&self, user: UserId, wallet: AccountId, code: &str) -> Result<Linked> {
         let code: String = code
             .chars()
@@ -149,7 +150,7 @@ async fn join(
     wallet: AccountId,
     code: String,
 ) -> Result<Linked> {
-    let refuse = |why: &str| Err(Error::LinkRefused(why.to_string()));
+    let refuse = |why: &str| Err(Error::User(UserError::LinkRefused(why.to_string())));
     let now = now_millis();
     let owner: Option<(i64, i64, Option<i64>)> =
         sqlx::query_as("SELECT user_id, expires_at, used_at FROM link_codes WHERE code = $1")
@@ -175,7 +176,7 @@ async fn join(
     .fetch_one(&mut *conn)
     .await?;
     if frozen > 0 {
-        return Err(Error::Frozen);
+        return Err(Error::User(UserError::Frozen));
     }
     let target_wallet: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1")
         .bind(target.get())

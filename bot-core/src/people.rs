@@ -1,6 +1,7 @@
 //! People: one wallet each, reached through one or more platform identities, created on first
 //! contact. Also where terms acceptance and the privacy opt-out are kept.
 
+use crate::Fault;
 use sqlx::AnyConnection;
 
 use crate::{
@@ -93,7 +94,7 @@ impl Store {
         match self.retrying(|| self.create_user(identity)).await {
             Ok(user) => Ok(Contact { user, is_new: true }),
             // Someone else created this person between our look-up and our insert.
-            Err(Error::IdentityTaken) => {
+            Err(error) if error.fault() == Some(&Fault::IdentityTaken) => {
                 let user = self.find_user(identity).await?.ok_or_else(|| {
                     anyhow::anyhow!("identity {identity} vanished right after it was created")
                 })?;
@@ -267,7 +268,7 @@ impl Store {
         .await
     }
 
-    /// Creates a person, their wallet and their first identity; [`Error::IdentityTaken`] when
+    /// Creates a person, their wallet and their first identity; [`Fault::IdentityTaken`] when
     /// the identity already belongs to someone (nothing is written then).
     async fn create_user(&self, identity: &Identity) -> Result<User> {
         let identity = identity.clone();
@@ -299,7 +300,7 @@ async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<Use
     if linked.is_none() {
         // Someone else took the identity meanwhile. Returning a refusal undoes this
         // operation's transaction (or savepoint), person row included.
-        return Err(Error::IdentityTaken);
+        return Err(Error::from(Fault::IdentityTaken));
     }
     let wallet: i64 = sqlx::query_scalar(
         "INSERT INTO accounts (kind, user_id) VALUES ('wallet', $1) RETURNING id",

@@ -3,6 +3,7 @@
 //! step, and their status messages are sent and later edited through the adapter's
 //! [`Messenger`]. Adapters translate, this decides.
 
+use crate::UserError;
 mod admin;
 mod messenger;
 mod payments;
@@ -277,22 +278,18 @@ impl Service {
                 );
                 Some(Reply::private(words::internal_error(&reference)))
             }
-            Err(error) => Some(self.reply_for_error(&error)),
+            Err(Error::User(error)) => Some(self.reply_for_error(&error)),
         }
     }
 
-    /// Words an error for the person who caused it; internal faults become a short apology
-    /// (the caller logs them with their chain; [`Service::answer`] does both).
-    pub fn reply_for_error(&self, error: &Error) -> Reply {
+    /// Words an error for the person who caused it.
+    pub fn reply_for_error(&self, error: &UserError) -> Reply {
         match error {
-            Error::InsufficientCredits { needed, available } => Reply::private(format!(
+            UserError::InsufficientCredits { needed, available } => Reply::private(format!(
                 "This costs {needed}, and your balance is {available}. Buy credits to continue."
             ))
             .with("Buy credits", Action::Buy),
-            Error::Internal(_) => Reply::private(
-                "Sorry, something went wrong on our side. No credits were taken; please try again.",
-            ),
-            other => Reply::private(format!("{}{}", capitalise(&other.to_string()), ".")),
+            other => Reply::private(format!("{}.", capitalise(&other.to_string()))),
         }
     }
 
@@ -517,7 +514,7 @@ impl Service {
             return Ok(Some(Reply::private(refusal.reason)));
         }
         if user.frozen_at.is_some() {
-            return Err(Error::Frozen);
+            return Err(Error::User(UserError::Frozen));
         }
         let cost = self.settings.pricing.cost(spec.operation);
         if self.settings.pricing.needs_confirmation(spec.operation) {

@@ -4,6 +4,7 @@
 //! differ branch on [`Backend`]. SQLite gets a single writer connection (so writers queue in
 //! process instead of failing with `SQLITE_BUSY`) and a pool of readers over WAL.
 
+use crate::Fault;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -64,29 +65,30 @@ impl Backend {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDatabaseUrl`] for any other scheme or a URL that does not parse.
+    /// [`Fault::InvalidDatabaseUrl`] for any other scheme or a URL that does not parse.
     pub fn from_url(url: &str) -> Result<Backend> {
         if let Some(rest) = url.strip_prefix("sqlite:") {
             if rest.trim_start_matches('/').is_empty() {
-                return Err(Error::InvalidDatabaseUrl(
+                return Err(Error::from(Fault::InvalidDatabaseUrl(
                     "sqlite URL names no file (expected sqlite://PATH)".into(),
-                ));
+                )));
             }
             return Ok(Backend::Sqlite);
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let parsed = url::Url::parse(url)
-                .map_err(|e| Error::InvalidDatabaseUrl(format!("not a valid URL: {e}")))?;
+            let parsed = url::Url::parse(url).map_err(|e| {
+                Error::from(Fault::InvalidDatabaseUrl(format!("not a valid URL: {e}")))
+            })?;
             if parsed.host_str().is_none_or(str::is_empty) {
-                return Err(Error::InvalidDatabaseUrl(
+                return Err(Error::from(Fault::InvalidDatabaseUrl(
                     "postgres URL names no host".into(),
-                ));
+                )));
             }
             return Ok(Backend::Postgres);
         }
-        Err(Error::InvalidDatabaseUrl(
+        Err(Error::from(Fault::InvalidDatabaseUrl(
             "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
-        ))
+        )))
     }
 
     /// A short name for logs.
@@ -216,7 +218,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidDatabaseUrl`] for a bad URL; [`Error::Internal`] when the database cannot
+    /// [`Fault::InvalidDatabaseUrl`] for a bad URL; [`Error::Internal`] when the database cannot
     /// be reached or opened, a migration fails, or the schema is behind under
     /// [`Migrations::RequireCurrent`].
     pub async fn connect(config: &DatabaseConfig, migrations: Migrations) -> Result<Store> {
@@ -646,7 +648,9 @@ async fn run_writer(mut conn: AnyConnection, mut receiver: mpsc::Receiver<Writer
 /// True for errors that leave the batch's transaction intact: a refusal the operation
 /// recognised (the refused statement undid itself), not a fault of the connection.
 fn leaves_batch_intact(error: &Error) -> bool {
-    !matches!(error, Error::Internal(_))
+    // A person's error or a typed fault (a ledger rule, a taken identity) is a refusal decided
+    // by our own code: its savepoint is undone and the rest of the batch stands.
+    !error.is_internal() || error.fault().is_some()
 }
 
 async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
@@ -897,6 +901,7 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Faulted as _;
 
     #[test]
     fn database_urls_pick_their_backend() {
@@ -925,7 +930,10 @@ mod tests {
             "data/imagegpt.db",
         ] {
             assert!(
-                matches!(Backend::from_url(url), Err(Error::InvalidDatabaseUrl(_))),
+                matches!(
+                    Backend::from_url(url).faulted(),
+                    Err(Some(Fault::InvalidDatabaseUrl(_)))
+                ),
                 "{url}"
             );
         }

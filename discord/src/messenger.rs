@@ -4,9 +4,8 @@
 //! requester, or in a DM where the bot cannot post. Tokens stay in memory only.
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -16,6 +15,7 @@ use bot_core::{
     media::{MediaKind, Output},
     service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
 };
+use dashmap::DashMap;
 use futures_util::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -96,7 +96,7 @@ fn now_ms() -> u64 {
 pub struct DiscordMessenger {
     rest: Arc<Rest>,
     application_id: String,
-    live: Mutex<HashMap<String, Arc<Live>>>,
+    live: DashMap<String, Arc<Live>>,
     downloads: Option<Arc<Downloads>>,
 }
 
@@ -150,7 +150,7 @@ impl DiscordMessenger {
         DiscordMessenger {
             rest,
             application_id: application_id.to_string(),
-            live: Mutex::new(HashMap::new()),
+            live: DashMap::new(),
             downloads,
         }
     }
@@ -158,26 +158,29 @@ impl DiscordMessenger {
     /// Remembers an interaction that was just acknowledged.
     pub fn register(&self, live: Live) -> Arc<Live> {
         let live = Arc::new(live);
-        let mut map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= 1_024 && map.len().is_power_of_two() {
-            map.retain(|_, live| live.alive());
+        // Expired tokens are of no use: swept whenever the map doubles past 1,024.
+        let len = self.live.len();
+        if len >= 1_024 && len.is_power_of_two() {
+            self.live.retain(|_, live| live.alive());
         }
-        map.insert(live.id.clone(), live.clone());
+        self.live.insert(live.id.clone(), live.clone());
         live
     }
 
     fn find(&self, interaction: &str) -> Option<Arc<Live>> {
-        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(interaction).filter(|live| live.alive()).cloned()
+        self.live
+            .get(interaction)
+            .map(|live| live.value().clone())
+            .filter(|live| live.alive())
     }
 
     /// The newest live interaction of `person` in `channel`.
     fn latest(&self, person: &str, channel: &str) -> Option<Arc<Live>> {
-        let map = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        map.values()
+        self.live
+            .iter()
             .filter(|live| live.person == person && live.channel == channel && live.alive())
             .max_by_key(|live| live.expires_ms)
-            .cloned()
+            .map(|live| live.value().clone())
     }
 
     /// Opens (or finds) the DM channel with `person`.

@@ -4,11 +4,9 @@
 //! waited out (`retry_after`) and tried again. Paths carry interaction tokens, so they are never
 //! logged and never put in an error.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -85,7 +83,7 @@ pub struct Rest {
     base: String,
     bot: Option<SecretString>,
     /// Until when each route (and every route, under `""`) must wait.
-    gates: Mutex<HashMap<String, Instant>>,
+    gates: DashMap<String, Instant>,
 }
 
 impl Rest {
@@ -103,7 +101,7 @@ impl Rest {
                 .build()?,
             base: format!("{}/api/v10", api_url.trim_end_matches('/')),
             bot,
-            gates: Mutex::new(HashMap::new()),
+            gates: DashMap::new(),
         })
     }
 
@@ -217,14 +215,11 @@ impl Rest {
 
     async fn wait_gates(&self, route: &str) {
         loop {
-            let until = {
-                let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-                [gates.get(""), gates.get(route)]
-                    .into_iter()
-                    .flatten()
-                    .max()
-                    .copied()
-            };
+            let until = [self.gates.get(""), self.gates.get(route)]
+                .into_iter()
+                .flatten()
+                .map(|gate| *gate)
+                .max();
             match until {
                 Some(until) if until > Instant::now() => {
                     tokio::time::sleep_until(until.into()).await;
@@ -236,13 +231,14 @@ impl Rest {
 
     fn close_gate(&self, route: &str, wait: Duration) {
         let until = Instant::now() + wait;
-        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-        let gate = gates.entry(route.to_string()).or_insert(until);
-        *gate = (*gate).max(until);
+        {
+            let mut gate = self.gates.entry(route.to_string()).or_insert(until);
+            *gate = (*gate).max(until);
+        }
         // Old gates are of no use; keep the map small.
-        if gates.len() > 10_000 {
+        if self.gates.len() > 10_000 {
             let now = Instant::now();
-            gates.retain(|_, until| *until > now);
+            self.gates.retain(|_, until| *until > now);
         }
     }
 

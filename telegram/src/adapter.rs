@@ -3,11 +3,7 @@
 //! and answer. Albums are collected for a short window so that two photos sent together with
 //! `/faceswap` are one request. No business rule lives here.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -21,6 +17,7 @@ use bot_core::{
         ChatKind, ChatRef, DeliveryError, Messenger, Reply, Request, Service, Visibility, words,
     },
 };
+use dashmap::DashMap;
 use secrecy::{ExposeSecret as _, SecretString};
 use teloxide::{
     Bot, RequestError,
@@ -51,6 +48,10 @@ pub enum Error {
 
 /// Updates handled at once; more wait their turn.
 const IN_FLIGHT: usize = 1_024;
+/// Albums collected at once; parts of further albums are handled one by one.
+const ALBUMS: usize = 1_024;
+/// Telegram albums hold at most ten items; anything past that is not collected.
+const ALBUM_PARTS: usize = 10;
 
 /// A connected Telegram bot.
 pub struct Telegram {
@@ -285,7 +286,8 @@ struct Handler {
     service: Arc<Service>,
     messenger: Arc<TelegramMessenger>,
     username: String,
-    albums: Arc<Mutex<HashMap<String, Vec<Request>>>>,
+    /// Albums still arriving, by media group id; bounded (see [`ALBUMS`], [`ALBUM_PARTS`]).
+    albums: Arc<DashMap<String, Vec<Request>>>,
     window: Duration,
     permits: Arc<Semaphore>,
 }
@@ -352,23 +354,33 @@ impl Handler {
                 });
             }
             Incoming::AlbumPart { album, request } => {
-                let first = {
-                    let mut albums = self
-                        .albums
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let parts = albums.entry(album.clone()).or_default();
-                    parts.push(request);
-                    parts.len() == 1
+                let first = match self.albums.get_mut(&album) {
+                    Some(mut parts) => {
+                        if parts.len() < ALBUM_PARTS {
+                            parts.push(request);
+                        }
+                        false
+                    }
+                    // Too many albums at once: this part stands alone rather than wait.
+                    None if self.albums.len() >= ALBUMS => {
+                        tokio::spawn(async move {
+                            handler.handle(request, None).await;
+                            drop(permit);
+                        });
+                        return;
+                    }
+                    None => {
+                        self.albums.insert(album.clone(), vec![request]);
+                        true
+                    }
                 };
                 if first {
                     tokio::spawn(async move {
                         tokio::time::sleep(handler.window).await;
                         let parts = handler
                             .albums
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .remove(&album)
+                            .map(|(_, parts)| parts)
                             .unwrap_or_default();
                         if let Some(request) = updates::album(parts) {
                             handler.handle(request, None).await;

@@ -59,6 +59,8 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         .await
         .expect("connects")
         .messenger();
+    // Bots may only write to people who opened a chat with them.
+    fake.message(&fakes::telegram::Chat::private(42), 42, "/start");
     let chat = ChatRef {
         platform: Platform::Telegram,
         id: "42".into(),

@@ -1,6 +1,7 @@
 //! The queue's rules, each a story on both backends ending with a clean audit.
 
 use super::*;
+use crate::{Fault, Faulted as _, UserError};
 use crate::{
     ledger::TransferState,
     on_every_backend,
@@ -109,7 +110,10 @@ async fn a_job_that_cannot_be_paid_for_is_not_queued(store: Store) {
         .enqueue(&new_job(&alice, "u1", 4), &JobLimits::default())
         .await;
     assert!(
-        matches!(refused, Err(Error::InsufficientCredits { .. })),
+        matches!(
+            refused,
+            Err(Error::User(UserError::InsufficientCredits { .. }))
+        ),
         "{refused:?}"
     );
     assert!(
@@ -152,7 +156,10 @@ async fn the_queued_cap_refuses_more_and_holds_nothing(store: Store) {
         .expect("second");
     let refused = store.enqueue(&new_job(&alice, "c", 1), &limits).await;
     assert!(
-        matches!(refused, Err(Error::TooManyQueued { limit: 2 })),
+        matches!(
+            refused,
+            Err(Error::User(UserError::TooManyQueued { limit: 2 }))
+        ),
         "{refused:?}"
     );
     assert_eq!(available(&store, &alice).await, 98);
@@ -171,12 +178,12 @@ async fn a_delivered_job_posts_its_hold_exactly_once(store: Store) {
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(spent(&store, &alice).await, 2);
     assert!(matches!(
-        store.succeed(&lease).await,
-        Err(Error::LeaseLost(_))
+        store.succeed(&lease).await.faulted(),
+        Err(Some(Fault::LeaseLost(_)))
     ));
     assert!(matches!(
-        store.fail(&lease, "late").await,
-        Err(Error::LeaseLost(_))
+        store.fail(&lease, "late").await.faulted(),
+        Err(Some(Fault::LeaseLost(_)))
     ));
     assert_eq!(
         (spent(&store, &alice).await, available(&store, &alice).await),
@@ -238,7 +245,7 @@ async fn transient_failures_retry_until_attempts_run_out(store: Store) {
         .retry_later(&first, "again", Duration::ZERO, &limits)
         .await;
     assert!(
-        matches!(retried, Err(Error::LeaseLost(_))),
+        matches!(retried.faulted(), Err(Some(Fault::LeaseLost(_)))),
         "the old lease is gone"
     );
     // Skip the backoff: make the job due now.
@@ -374,8 +381,8 @@ async fn an_expired_lease_is_taken_over_and_the_job_ends_once(store: Store) {
         "the dead worker lost its lease"
     );
     assert!(matches!(
-        store.succeed(&dead).await,
-        Err(Error::LeaseLost(_))
+        store.succeed(&dead).await.faulted(),
+        Err(Some(Fault::LeaseLost(_)))
     ));
     store.succeed(&alive).await.expect("succeed");
     assert_eq!(spent(&store, &alice).await, 3, "posted once");
@@ -406,8 +413,9 @@ async fn the_provider_job_id_survives_a_takeover(store: Store) {
     assert!(matches!(
         store
             .record_provider_job(&first, "replicate", "pred_other")
-            .await,
-        Err(Error::LeaseLost(_))
+            .await
+            .faulted(),
+        Err(Some(Fault::LeaseLost(_)))
     ));
     store.succeed(&second).await.expect("succeed");
 }
@@ -428,7 +436,7 @@ async fn cancelling_a_queued_job_voids_it_and_a_running_one_is_marked(store: Sto
     assert!(
         matches!(
             store.cancel(bob.id, queued.id).await,
-            Err(Error::UnknownJob(_))
+            Err(Error::User(UserError::UnknownJob(_)))
         ),
         "not bob's job"
     );
@@ -437,7 +445,7 @@ async fn cancelling_a_queued_job_voids_it_and_a_running_one_is_marked(store: Sto
     assert_eq!(available(&store, &alice).await, 8);
     assert!(matches!(
         store.cancel(alice.id, queued.id).await,
-        Err(Error::JobAlreadyEnded { .. })
+        Err(Error::User(UserError::JobAlreadyEnded { .. }))
     ));
     let marked = store
         .cancel(alice.id, running.id)

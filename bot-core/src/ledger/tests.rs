@@ -2,6 +2,7 @@
 //! ending with a clean audit; plus the concurrency test and a property test against a model.
 
 use super::*;
+use crate::{Fault, Faulted as _, UserError};
 use crate::{
     Identity, on_every_backend,
     people::User,
@@ -168,21 +169,23 @@ async fn a_pending_transfer_ends_exactly_once(store: Store) {
         (store.void(voided.id).await, TransferState::Voided),
     ];
     for (result, expected) in refused {
-        match result {
-            Err(Error::TransferAlreadyResolved { state, .. }) => assert_eq!(state, expected),
+        match result.faulted() {
+            Err(Some(Fault::TransferAlreadyResolved { state, .. })) => assert_eq!(state, expected),
             other => panic!("expected TransferAlreadyResolved({expected}), got {other:?}"),
         }
     }
     let single_phase = grant(&store, &alice, 1, "g2").await;
     assert!(matches!(
-        store.post(single_phase.id).await,
-        Err(Error::TransferAlreadyResolved {
+        store.post(single_phase.id).await.faulted(),
+        Err(Some(Fault::TransferAlreadyResolved {
             state: TransferState::Posted,
             ..
-        })
+        }))
     ));
     let missing = TransferId::from_db(987_654);
-    assert!(matches!(store.void(missing).await, Err(Error::UnknownTransfer(id)) if id == missing));
+    assert!(
+        matches!(store.void(missing).await.faulted(), Err(Some(Fault::UnknownTransfer(id))) if id == missing)
+    );
     assert_eq!(available(&store, &alice).await, 9);
 }
 
@@ -191,7 +194,7 @@ async fn charging_more_than_the_balance_is_rejected(store: Store) {
     grant(&store, &alice, 5, "g").await;
     hold(&store, &alice, 3, "job:1").await.expect("hold");
     match hold(&store, &alice, 3, "job:2").await {
-        Err(Error::InsufficientCredits { needed, available }) => {
+        Err(Error::User(UserError::InsufficientCredits { needed, available })) => {
             assert_eq!((needed.get(), available.get()), (3, 2));
         }
         other => panic!("expected InsufficientCredits, got {other:?}"),
@@ -206,7 +209,7 @@ async fn charging_more_than_the_balance_is_rejected(store: Store) {
     );
     assert!(matches!(
         store.transfer(&spend).await,
-        Err(Error::InsufficientCredits { .. })
+        Err(Error::User(UserError::InsufficientCredits { .. }))
     ));
     assert_eq!(available(&store, &alice).await, 2);
     assert_eq!(store.transfer_by_key("job:2").await.expect("lookup"), None);
@@ -295,7 +298,7 @@ async fn the_same_key_for_a_different_transfer_is_an_error(store: Store) {
     ];
     for conflict in &conflicting {
         assert!(
-            matches!(store.transfer(conflict).await, Err(Error::IdempotencyConflict { ref key }) if key == "key"),
+            matches!(store.transfer(conflict).await.faulted(), Err(Some(Fault::IdempotencyConflict { ref key })) if key == "key"),
             "{conflict:?}"
         );
     }
@@ -309,8 +312,9 @@ async fn the_same_key_for_a_different_transfer_is_an_error(store: Store) {
                 7,
                 TransferKind::Grant
             ))
-            .await,
-        Err(Error::IdempotencyConflict { .. })
+            .await
+            .faulted(),
+        Err(Some(Fault::IdempotencyConflict { .. }))
     ));
     assert_eq!(available(&store, &alice).await, 7);
     assert_eq!(available(&store, &bob).await, 0);
@@ -328,8 +332,9 @@ async fn empty_and_circular_transfers_are_refused(store: Store) {
                 0,
                 TransferKind::Grant
             ))
-            .await,
-        Err(Error::ZeroAmount)
+            .await
+            .faulted(),
+        Err(Some(Fault::ZeroAmount))
     ));
     assert!(matches!(
         store
@@ -340,8 +345,9 @@ async fn empty_and_circular_transfers_are_refused(store: Store) {
                 1,
                 TransferKind::Grant
             ))
-            .await,
-        Err(Error::SameAccount)
+            .await
+            .faulted(),
+        Err(Some(Fault::SameAccount))
     ));
     assert_eq!(store.transfer_by_key("zero").await.expect("lookup"), None);
 }
@@ -351,12 +357,12 @@ async fn transfers_naming_unknown_accounts_are_refused(store: Store) {
     let nobody = AccountId::from_db(424_242);
     let grants = store.account(SystemAccount::Grants);
     assert!(matches!(
-        store.transfer(&request("a", grants, nobody, 1, TransferKind::Grant)).await,
-        Err(Error::UnknownAccount(id)) if id == nobody
+        store.transfer(&request("a", grants, nobody, 1, TransferKind::Grant)).await.faulted(),
+        Err(Some(Fault::UnknownAccount(id))) if id == nobody
     ));
     assert!(matches!(
-        store.hold(&request("b", nobody, alice.wallet, 1, TransferKind::Grant)).await,
-        Err(Error::UnknownAccount(id)) if id == nobody
+        store.hold(&request("b", nobody, alice.wallet, 1, TransferKind::Grant)).await.faulted(),
+        Err(Some(Fault::UnknownAccount(id))) if id == nobody
     ));
     assert_eq!(store.transfer_by_key("a").await.expect("lookup"), None);
 }
@@ -477,7 +483,7 @@ async fn racing_holds_on_one_wallet_never_overspend(store: Store) {
     for task in tasks {
         match task.await.expect("task") {
             Ok(_) => held += 1,
-            Err(Error::InsufficientCredits { .. }) => {}
+            Err(Error::User(UserError::InsufficientCredits { .. })) => {}
             Err(other) => panic!("unexpected error: {other:#}"),
         }
     }
@@ -573,7 +579,7 @@ async fn many_tasks_match_a_sequential_model(store: Store) {
                                 );
                                 match store.hold(&r).await {
                                     Ok(t) => pending.push(t.id),
-                                    Err(Error::InsufficientCredits { .. }) => {}
+                                    Err(Error::User(UserError::InsufficientCredits { .. })) => {}
                                     Err(other) => panic!("hold failed: {other:#}"),
                                 }
                             }
@@ -751,7 +757,10 @@ mod model {
                     let wallet = &mut wallets[person];
                     if wallet.available() < amount {
                         match result {
-                            Err(Error::InsufficientCredits { needed, available }) => {
+                            Err(Error::User(UserError::InsufficientCredits {
+                                needed,
+                                available,
+                            })) => {
                                 assert_eq!(
                                     (needed.get(), available.get()),
                                     (amount, wallet.available())
@@ -800,8 +809,8 @@ mod model {
                             hold.state = TransferState::Voided;
                         }
                     } else {
-                        match result {
-                            Err(Error::TransferAlreadyResolved { state, .. }) => {
+                        match result.faulted() {
+                            Err(Some(Fault::TransferAlreadyResolved { state, .. })) => {
                                 assert_eq!(state, hold.state)
                             }
                             other => {

@@ -1,6 +1,7 @@
 //! Linking stories, each on SQLite and PostgreSQL, each ending with a clean audit.
 
 use super::*;
+use crate::UserError;
 use crate::{
     on_every_backend,
     people::User,
@@ -28,7 +29,7 @@ async fn someone(store: &Store, identity: &str, credits: u64) -> User {
 
 fn refused(result: Result<Linked>) -> String {
     match result {
-        Err(Error::LinkRefused(why)) => why,
+        Err(Error::User(UserError::LinkRefused(why))) => why,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -125,7 +126,10 @@ async fn expired_codes_frozen_wallets_and_held_credits_are_refused(store: Store)
     .await
     .expect("freeze");
     let frozen = store.link(di.id, di.wallet, &code.code).await;
-    assert!(matches!(frozen, Err(Error::Frozen)), "{frozen:?}");
+    assert!(
+        matches!(frozen, Err(Error::User(UserError::Frozen))),
+        "{frozen:?}"
+    );
     assert_eq!(available(&store, &di).await, 10);
     assert_eq!(available(&store, &cy).await, 10);
 }

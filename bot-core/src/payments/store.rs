@@ -3,6 +3,7 @@
 //! it; on PostgreSQL the wallet row is locked first, so a lot's unused credits cannot change
 //! between reading and taking them.
 
+use crate::UserError;
 use sqlx::{AnyConnection, Row as _, any::AnyRow};
 
 use super::{
@@ -440,7 +441,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::NotRefundable`] with the reason; [`Error::Frozen`]; [`Error::Internal`].
+    /// [`UserError::NotRefundable`] with the reason; [`UserError::Frozen`]; [`Error::Internal`].
     pub async fn begin_refund(
         &self,
         user: UserId,
@@ -1058,13 +1059,13 @@ async fn begin_refund(
     since: i64,
     approval: Approval,
 ) -> Result<(Refund, Purchase)> {
-    let refuse = |why: &str| Err(Error::NotRefundable(why.to_string()));
+    let refuse = |why: &str| Err(Error::User(UserError::NotRefundable(why.to_string())));
     let frozen: Option<i64> = sqlx::query_scalar("SELECT frozen_at FROM users WHERE id = $1")
         .bind(user.get())
         .fetch_one(&mut *conn)
         .await?;
     if frozen.is_some() {
-        return Err(Error::Frozen);
+        return Err(Error::User(UserError::Frozen));
     }
     lock_wallet(conn, books.backend, wallet).await?;
     let Some(row) = load(conn, id)

@@ -2,6 +2,7 @@
 //! clean audit.
 
 use super::*;
+use crate::UserError;
 use crate::{
     Platform, Store,
     ledger::{SystemAccount, TransferKind, TransferRequest},
@@ -171,7 +172,10 @@ async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
     let again = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
         .await;
-    assert!(matches!(again, Err(Error::NotRefundable(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(Error::User(UserError::NotRefundable(_)))),
+        "{again:?}"
+    );
     // Stripe refuses: the credits come back to the same purchase.
     assert!(
         store
@@ -241,17 +245,26 @@ async fn old_and_used_up_purchases_are_not_refundable(store: Store) {
     let late = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, later, Approval::Auto)
         .await;
-    assert!(matches!(late, Err(Error::NotRefundable(_))), "{late:?}");
+    assert!(
+        matches!(late, Err(Error::User(UserError::NotRefundable(_)))),
+        "{late:?}"
+    );
     spend(&store, &buyer, 150, "job:all").await;
     let used = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
         .await;
-    assert!(matches!(used, Err(Error::NotRefundable(_))), "{used:?}");
+    assert!(
+        matches!(used, Err(Error::User(UserError::NotRefundable(_)))),
+        "{used:?}"
+    );
     let stranger = person(&store, "stranger", 0).await;
     let theirs = store
         .begin_refund(stranger.id, stranger.wallet, purchase.id, 0, Approval::Auto)
         .await;
-    assert!(matches!(theirs, Err(Error::NotRefundable(_))), "{theirs:?}");
+    assert!(
+        matches!(theirs, Err(Error::User(UserError::NotRefundable(_)))),
+        "{theirs:?}"
+    );
 }
 
 fn now_plus_a_day() -> i64 {
@@ -334,7 +347,10 @@ async fn a_refund_made_in_stripe_takes_its_share_and_a_dispute_freezes(store: St
     let frozen = store
         .begin_refund(buyer.id, buyer.wallet, purchase.id, 0, Approval::Auto)
         .await;
-    assert!(matches!(frozen, Err(Error::Frozen)), "{frozen:?}");
+    assert!(
+        matches!(frozen, Err(Error::User(UserError::Frozen))),
+        "{frozen:?}"
+    );
 }
 
 async fn a_stars_payment_arriving_twice_is_credited_once(store: Store) {

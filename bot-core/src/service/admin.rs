@@ -1,6 +1,7 @@
 //! `/admin` and `imagegpt admin`: the service side of [`crate::admin`]. Each action is taken
 //! once per request key, recorded in the audit table, and answered in words for the admin.
 
+use crate::UserError;
 use std::fmt::Write as _;
 
 use crate::{
@@ -68,7 +69,7 @@ impl Service {
                             crate::Credits::new(credits)
                         ))
                     }
-                    Err(Error::InsufficientCredits { .. }) => {
+                    Err(Error::User(UserError::InsufficientCredits { .. })) => {
                         let balance = self.store.account_balance(user.wallet).await?.available();
                         self.store
                             .record_admin_action(

@@ -2,6 +2,7 @@
 //! offers, the Checkout link or Stars invoice, the refund list and its confirmation, and the
 //! loop that delivers the notices outbox and retries refunds whose outcome was unknown.
 
+use crate::UserError;
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
@@ -104,7 +105,7 @@ impl Service {
             )));
         };
         if user.frozen_at.is_some() {
-            return Err(Error::Frozen);
+            return Err(Error::User(UserError::Frozen));
         }
         let offered = self.rails_for(request.chat.platform);
         let rail = match (rail, offered.as_slice()) {
@@ -225,7 +226,7 @@ impl Service {
         purchase: Option<PurchaseId>,
     ) -> Result<Reply> {
         if user.frozen_at.is_some() {
-            return Err(Error::Frozen);
+            return Err(Error::User(UserError::Frozen));
         }
         let since = self.refund_window_start();
         let mut items = self.store.refundable(user.id, since).await?;
@@ -415,7 +416,7 @@ impl Service {
             return Ok(Err("The price changed. Send /buy to start again.".into()));
         }
         if self.store.user(purchase.user).await?.frozen_at.is_some() {
-            return Ok(Err(Error::Frozen.to_string()));
+            return Ok(Err(Error::User(UserError::Frozen).to_string()));
         }
         Ok(Ok(()))
     }

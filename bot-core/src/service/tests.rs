@@ -1,6 +1,7 @@
 //! The façade and the worker end to end on a real store (both backends), with a recording
 //! messenger standing in for the chat platform and the local provider doing the work.
 
+use crate::UserError;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -239,10 +240,11 @@ impl Harness {
     }
 
     async fn send(&self, request: Request) -> String {
-        match self.service.handle(request).await {
-            Ok(reply) => reply.map(|r| r.text).unwrap_or_default(),
-            Err(error) => self.service.reply_for_error(&error).text,
-        }
+        self.service
+            .answer(request)
+            .await
+            .map(|r| r.text)
+            .unwrap_or_default()
     }
 
     /// Claims the next job for `worker`; panics when there is none.
@@ -314,6 +316,7 @@ impl Harness {
 }
 
 on_every_backend!(
+    account_answers_are_private_and_a_generation_refusal_too,
     forget_deletes_prompts_and_keeps_the_ledger,
     admin_commands_are_for_admins_only_and_every_action_is_audited,
     a_banned_person_gets_a_notice_and_their_open_jobs_end_without_charge,
@@ -494,7 +497,9 @@ async fn insufficient_credits_offer_buy_and_hold_nothing(store: Store) {
         .handle(request("cat", "/imagine a fox --4k", &[]))
         .await;
     let error = reply.expect_err("cannot pay");
-    let words = h.service.reply_for_error(&error);
+    let words = h
+        .service
+        .reply_for_error(error.user().expect("a person's error"));
     assert_eq!(
         words.text,
         "This costs 4 credits, and your balance is 1 credit. Buy credits to continue."
@@ -842,8 +847,16 @@ async fn a_frozen_wallet_cannot_generate_or_buy(store: Store) {
             .handle(request("bo", text, &[]))
             .await
             .expect_err("frozen");
-        assert!(matches!(error, Error::Frozen), "{text}: {error:?}");
-        assert!(h.service.reply_for_error(&error).text.contains("frozen"));
+        assert!(
+            matches!(error, Error::User(UserError::Frozen)),
+            "{text}: {error:?}"
+        );
+        assert!(
+            h.service
+                .reply_for_error(error.user().expect("a person's error"))
+                .text
+                .contains("frozen")
+        );
     }
     assert_eq!(crate::store::testing::available(&store, &user).await, 0);
 }
@@ -908,7 +921,7 @@ async fn link_shows_a_code_and_the_other_account_joins_with_it(store: Store) {
         .expect_err("used");
     assert!(
         h.service
-            .reply_for_error(&again)
+            .reply_for_error(again.user().expect("a person's error"))
             .text
             .contains("already used")
     );
@@ -1160,4 +1173,47 @@ async fn forget_deletes_prompts_and_keeps_the_ledger(store: Store) {
     assert!(kept[0].0.payload.contains("my own secret"));
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
+}
+
+#[tokio::test]
+async fn an_internal_fault_reaches_a_person_only_as_an_apology_with_a_reference() {
+    let db = crate::store::testing::TestDb::new(crate::Backend::Sqlite, "service_internal_fault")
+        .await
+        .expect("SQLite is always available");
+    let store = db.store().clone();
+    let h = harness(store.clone(), Settings::default());
+    assert!(h.say("amy", "/balance").await.contains("Your balance"));
+    // The database goes away under the service: a fault of ours, not the person's.
+    store.close().await;
+    let reply = h
+        .service
+        .answer(request("amy", "/balance", &[]))
+        .await
+        .expect("an answer");
+    assert!(
+        reply
+            .text
+            .starts_with("Sorry, something went wrong on our side (reference "),
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.visibility, Visibility::Requester);
+    let lower = reply.text.to_lowercase();
+    for internal in ["pool", "sqlx", "database", "closed"] {
+        assert!(!lower.contains(internal), "{internal} in {}", reply.text);
+    }
+}
+
+async fn account_answers_are_private_and_a_generation_refusal_too(store: Store) {
+    let h = harness(store, Settings::default());
+    let visibility = |reply: Option<Reply>| reply.expect("an answer").visibility;
+    for text in ["/balance", "/link", "/refund", "/history", "/buy"] {
+        let reply = h.service.answer(request("ben", text, &[])).await;
+        assert_eq!(visibility(reply), Visibility::Requester, "{text}");
+    }
+    let help = h.service.answer(request("ben", "/help", &[])).await;
+    assert_eq!(visibility(help), Visibility::Chat);
+    // /imagine is public (its status), but its refusal is only for the person.
+    let refused = h.service.answer(request("ben", "/imagine", &[])).await;
+    assert_eq!(visibility(refused), Visibility::Requester);
 }

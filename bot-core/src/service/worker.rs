@@ -3,13 +3,14 @@
 //! delivers the result, and only then posts the hold. Every other ending voids the hold and tells
 //! the person why in plain words.
 
+use crate::Fault;
 use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Action, Button, JobSpec, Service, final_status, status_text};
 use crate::{
-    Error, Result,
+    Result,
     command::{AspectRatio, Quality},
     jobs::{Job, Lease},
     media::{Output, Upload},
@@ -284,7 +285,9 @@ impl Worker {
                     .edit(&format!("waiting to retry ({reason})"), true)
                     .await;
             }
-            Err(Error::LeaseLost(_)) => tracing::warn!("lease lost before the job could end"),
+            Err(error) if matches!(error.fault(), Some(Fault::LeaseLost(_))) => {
+                tracing::warn!("lease lost before the job could end")
+            }
             Err(error) => tracing::error!(error = format!("{error:#}"), "ending a job failed"),
         }
     }
