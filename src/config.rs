@@ -12,6 +12,7 @@ use bot_core::{
     command::CommandLimits,
     jobs::JobLimits,
     media::MediaLimits,
+    operation::{self, OperationsConfig},
     policy::{ContentPolicy, PolicyConfig},
     pricing::PricingConfig,
     providers::ProvidersConfig,
@@ -42,6 +43,8 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub stripe: StripeConfig,
     pub providers: ProvidersConfig,
+    /// `[operations.<name>]`: price, timeout and routes of each operation.
+    pub operations: OperationsConfig,
     pub pricing: PricingConfig,
     pub commands: CommandLimits,
     pub policy: PolicyConfig,
@@ -54,6 +57,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `WELCOME_CREDITS`: a one-time grant to each new person.
     pub welcome_credits: u64,
+    /// Deprecated keys this configuration used, each with the key that replaces it; start-up
+    /// warns about each.
+    #[serde(skip)]
+    pub deprecated: Vec<String>,
 }
 
 /// The `[http]` section.
@@ -326,8 +333,41 @@ impl Config {
                     ConfigError::new(&key, message)
                 }
             })?;
+        let mut config = config;
         config.validate()?;
+        config.resolve_operations();
         Ok(config)
+    }
+
+    /// Settles each operation's price, timeout and routes: `[operations.<name>]` first, then the
+    /// deprecated keys, then the operation table.
+    fn resolve_operations(&mut self) {
+        for key in self.pricing.apply_deprecated_keys() {
+            self.deprecated
+                .push(format!("{key} (use [operations.<name>] price)"));
+        }
+        if self.workers.timeouts.apply_deprecated_keys() {
+            self.deprecated
+                .push("[workers.timeouts] (use [operations.<name>] timeout_seconds)".into());
+        }
+        if !self.providers.routes.is_empty() {
+            self.deprecated
+                .push("[providers.routes] (use [operations.<name>] routes)".into());
+        }
+        for (name, settings) in &self.operations {
+            let Some(at) = operation::Operation::NAMES.iter().position(|n| n == name) else {
+                continue;
+            };
+            if let Some(price) = settings.price {
+                self.pricing.prices[at] = price;
+            }
+            if let Some(seconds) = settings.timeout_seconds {
+                self.workers.timeouts.seconds[at] = seconds;
+            }
+            if let Some(routes) = &settings.routes {
+                self.providers.routes.insert(name.clone(), routes.clone());
+            }
+        }
     }
 
     /// The identities in `ADMIN_IDS`, parsed.
@@ -478,10 +518,18 @@ impl Config {
         self.pricing
             .validate()
             .map_err(|message| ConfigError::new("pricing", message))?;
-        ContentPolicy::new(&self.policy).map_err(|message| ConfigError::new("policy", message))?;
-        self.providers
+        operation::validate(&self.operations)
+            .map_err(|(key, message)| ConfigError::new(&key, message))?;
+        let mut providers = self.providers.clone();
+        for (name, settings) in &self.operations {
+            if let Some(routes) = &settings.routes {
+                providers.routes.insert(name.clone(), routes.clone());
+            }
+        }
+        providers
             .validate()
             .map_err(|(key, message)| ConfigError::new(&key, message))?;
+        ContentPolicy::new(&self.policy).map_err(|message| ConfigError::new("policy", message))?;
         let commands = &self.commands;
         if commands.prompt_max_chars == 0 || commands.prompt_min_chars > commands.prompt_max_chars {
             return Err(ConfigError::new(
@@ -800,6 +848,90 @@ mod tests {
                 .expect_err(toml)
                 .to_string();
             assert!(error.contains(expected), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn operations_take_their_price_timeout_and_routes_from_one_section() {
+        use bot_core::{command::Quality, pricing::Operation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        std::fs::write(
+            &file,
+            "[operations.image]\nprice = { standard = 2, hd = 3, 4k = 6 }\ntimeout_seconds = 30\n\
+             routes = [\"local\"]\n[operations.music]\nprice = { credits = 4, per_seconds = 20 }\n",
+        )
+        .expect("write");
+        let config = Config::load_from(Some(&file), env(&[])).expect("valid");
+        assert_eq!(
+            config.pricing.cost(Operation::Image(Quality::FourK)).get(),
+            6
+        );
+        assert_eq!(
+            config.pricing.cost(Operation::Music { seconds: 30 }).get(),
+            8
+        );
+        assert_eq!(
+            config.pricing.cost(Operation::Enhance).get(),
+            1,
+            "the table's"
+        );
+        assert_eq!(
+            config
+                .workers
+                .timeouts
+                .of(Operation::Image(Quality::Standard)),
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(config.providers.routes["image"], ["local"]);
+        assert!(config.deprecated.is_empty(), "{:?}", config.deprecated);
+        for (toml, expected) in [
+            (
+                "[operations.enhance]\nprice = { standard = 1, hd = 2, 4k = 3 }\n",
+                "operations.enhance.price",
+            ),
+            ("[operations.teleport]\nprice = 1\n", "operations.teleport"),
+            ("[operations.video]\nroutes = [\"nobody\"]\n", "video"),
+        ] {
+            std::fs::write(&file, toml).expect("write");
+            let error = Config::load_from(Some(&file), env(&[]))
+                .expect_err(toml)
+                .to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_old_scattered_keys_still_work_and_are_reported_as_deprecated() {
+        use bot_core::{command::Quality, pricing::Operation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("imagegpt.toml");
+        std::fs::write(
+            &file,
+            "[pricing]\nimage_hd = 3\nremove_background = 2\n[workers.timeouts]\nvideo = 60\n\
+             [providers.routes]\nimage = [\"local\"]\n[operations.removebg]\nprice = 5\n",
+        )
+        .expect("write");
+        let config = Config::load_from(Some(&file), env(&[])).expect("valid");
+        assert_eq!(config.pricing.cost(Operation::Image(Quality::Hd)).get(), 3);
+        assert_eq!(
+            config.pricing.cost(Operation::RemoveBackground).get(),
+            5,
+            "[operations] wins over the alias"
+        );
+        assert_eq!(
+            config.workers.timeouts.of(Operation::Video { seconds: 5 }),
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(config.providers.routes["image"], ["local"]);
+        let deprecated = config.deprecated.join("\n");
+        for key in [
+            "pricing.image_*",
+            "pricing.remove_background",
+            "[workers.timeouts]",
+            "[providers.routes]",
+        ] {
+            assert!(deprecated.contains(key), "{key} in {deprecated}");
         }
     }
 

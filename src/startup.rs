@@ -44,6 +44,9 @@ impl Application {
             .await
             .context("opening the database")?;
         tracing::info!(backend = store.backend().name(), "database ready");
+        for key in &config.deprecated {
+            tracing::warn!(%key, "a deprecated configuration key is in use; it goes in the next release");
+        }
         let listener = TcpListener::bind(&config.http.addr)
             .await
             .with_context(|| format!("binding HTTP_ADDR {}", config.http.addr))?;

@@ -8,6 +8,7 @@
 //!   written to the audit table.
 //! - [`chat`]: requests and replies between adapters and the core, and who may see a reply.
 //! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`].
+//! - [`operation`]: every operation in one table: name, label, photos, price rule, timeout.
 //! - [`pricing`]: what every operation costs and which packs are sold.
 //! - [`policy`]: the content policy checked before any credit is held.
 //! - [`money`]: [`Credits`], the only type that counts credits.
@@ -43,6 +44,7 @@ pub mod listing;
 pub mod media;
 pub mod metrics;
 pub mod money;
+pub mod operation;
 pub mod payments;
 pub mod people;
 pub mod policy;

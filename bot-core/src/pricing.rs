@@ -1,54 +1,13 @@
-//! The one place prices live: what each operation costs and which credit packs are sold.
-//! Defaults are the terms' §4.1; every figure can be changed in the `[pricing]` section.
+//! The one place prices are read: what each operation costs (its rule from the operation table,
+//! or `[operations.<name>].price`) and which credit packs are sold (`[pricing]`). Defaults are the
+//! terms' §4.1.
 
 use serde::Deserialize;
 
-use crate::{Credits, command::Quality};
+use crate::Credits;
 
-/// Something that costs credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
-pub enum Operation {
-    Image(Quality),
-    Enhance,
-    RemoveBackground,
-    FaceSwap,
-    Portrait,
-    Video { seconds: u32 },
-    Music { seconds: u32 },
-}
-
-impl Operation {
-    /// Every operation's name in configuration and job records.
-    pub const NAMES: [&'static str; 7] = [
-        "image", "enhance", "removebg", "faceswap", "portrait", "video", "music",
-    ];
-
-    /// This operation's name in configuration and job records.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::Image(_) => "image",
-            Operation::Enhance => "enhance",
-            Operation::RemoveBackground => "removebg",
-            Operation::FaceSwap => "faceswap",
-            Operation::Portrait => "portrait",
-            Operation::Video { .. } => "video",
-            Operation::Music { .. } => "music",
-        }
-    }
-
-    /// How the operation is named to people.
-    pub fn label(&self) -> String {
-        match self {
-            Operation::Image(quality) => format!("{} image", quality.label()),
-            Operation::Enhance => "enhancement".into(),
-            Operation::RemoveBackground => "background removal".into(),
-            Operation::FaceSwap => "face swap".into(),
-            Operation::Portrait => "AI portrait".into(),
-            Operation::Video { seconds } => format!("{seconds}-second video"),
-            Operation::Music { seconds } => format!("{seconds}-second track"),
-        }
-    }
-}
+pub use crate::operation::Operation;
+use crate::operation::{OPERATIONS, Price};
 
 /// A credit pack for sale.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -70,24 +29,28 @@ pub struct Pack {
     pub stripe_price: Option<String>,
 }
 
-/// The `[pricing]` section.
+/// The `[pricing]` section. The per-operation keys are deprecated aliases of
+/// `[operations.<name>].price`, kept for one release.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PricingConfig {
-    pub image_standard: u64,
-    pub image_hd: u64,
-    pub image_4k: u64,
-    pub enhance: u64,
-    pub remove_background: u64,
-    pub face_swap: u64,
-    pub portrait: u64,
+    pub image_standard: Option<u64>,
+    pub image_hd: Option<u64>,
+    pub image_4k: Option<u64>,
+    pub enhance: Option<u64>,
+    pub remove_background: Option<u64>,
+    pub face_swap: Option<u64>,
+    pub portrait: Option<u64>,
     /// Credits per started 5 seconds of video.
-    pub video_per_5_seconds: u64,
+    pub video_per_5_seconds: Option<u64>,
     /// Credits per started 30 seconds of music.
-    pub music_per_30_seconds: u64,
+    pub music_per_30_seconds: Option<u64>,
     /// Operations costing at least this ask for confirmation first.
     pub confirm_from: u64,
     pub packs: Vec<Pack>,
+    /// Each operation's price rule, by [`Operation::index`]: the table's, or as configured.
+    #[serde(skip)]
+    pub prices: [Price; 7],
 }
 
 impl Default for PricingConfig {
@@ -102,21 +65,22 @@ impl Default for PricingConfig {
             stripe_price: None,
         };
         PricingConfig {
-            image_standard: 1,
-            image_hd: 2,
-            image_4k: 4,
-            enhance: 1,
-            remove_background: 1,
-            face_swap: 2,
-            portrait: 3,
-            video_per_5_seconds: 10,
-            music_per_30_seconds: 5,
+            image_standard: None,
+            image_hd: None,
+            image_4k: None,
+            enhance: None,
+            remove_background: None,
+            face_swap: None,
+            portrait: None,
+            video_per_5_seconds: None,
+            music_per_30_seconds: None,
             confirm_from: 5,
             packs: vec![
                 pack("small", "Small", 150, 5, 250),
                 pack("medium", "Medium", 350, 10, 500),
                 pack("large", "Large", 1_250, 30, 1_500),
             ],
+            prices: OPERATIONS.map(|info| info.price),
         }
     }
 }
@@ -124,20 +88,59 @@ impl Default for PricingConfig {
 impl PricingConfig {
     /// What `operation` costs.
     pub fn cost(&self, operation: Operation) -> Credits {
-        let per_started = |seconds: u32, block: u32, price: u64| {
-            u64::from(seconds.div_ceil(block).max(1)) * price
+        Credits::new(self.prices[operation.index()].of(operation))
+    }
+
+    /// The price rule of `operation`, for `/help` and quotes.
+    pub fn rule(&self, operation: Operation) -> Price {
+        self.prices[operation.index()]
+    }
+
+    /// Applies the deprecated per-operation keys, where set, over the table's rules; returns the
+    /// keys that were used, for a start-up warning.
+    pub fn apply_deprecated_keys(&mut self) -> Vec<&'static str> {
+        let mut used = Vec::new();
+        let mut flat = |key: &'static str, value: Option<u64>, at: usize| {
+            if let Some(credits) = value {
+                self.prices[at] = Price::Flat(credits);
+                used.push(key);
+            }
         };
-        Credits::new(match operation {
-            Operation::Image(Quality::Standard) => self.image_standard,
-            Operation::Image(Quality::Hd) => self.image_hd,
-            Operation::Image(Quality::FourK) => self.image_4k,
-            Operation::Enhance => self.enhance,
-            Operation::RemoveBackground => self.remove_background,
-            Operation::FaceSwap => self.face_swap,
-            Operation::Portrait => self.portrait,
-            Operation::Video { seconds } => per_started(seconds, 5, self.video_per_5_seconds),
-            Operation::Music { seconds } => per_started(seconds, 30, self.music_per_30_seconds),
-        })
+        flat("pricing.enhance", self.enhance, 1);
+        flat("pricing.remove_background", self.remove_background, 2);
+        flat("pricing.face_swap", self.face_swap, 3);
+        flat("pricing.portrait", self.portrait, 4);
+        if self.image_standard.is_some() || self.image_hd.is_some() || self.image_4k.is_some() {
+            let Price::Tiers {
+                standard,
+                hd,
+                four_k,
+            } = OPERATIONS[0].price
+            else {
+                unreachable!("images are priced by tier")
+            };
+            self.prices[0] = Price::Tiers {
+                standard: self.image_standard.unwrap_or(standard),
+                hd: self.image_hd.unwrap_or(hd),
+                four_k: self.image_4k.unwrap_or(four_k),
+            };
+            used.push("pricing.image_*");
+        }
+        if let Some(credits) = self.video_per_5_seconds {
+            self.prices[5] = Price::PerBlock {
+                credits,
+                per_seconds: 5,
+            };
+            used.push("pricing.video_per_5_seconds");
+        }
+        if let Some(credits) = self.music_per_30_seconds {
+            self.prices[6] = Price::PerBlock {
+                credits,
+                per_seconds: 30,
+            };
+            used.push("pricing.music_per_30_seconds");
+        }
+        used
     }
 
     /// True when `operation` should be confirmed before credits are held.
@@ -169,7 +172,7 @@ impl PricingConfig {
             ("pricing.video_per_5_seconds", self.video_per_5_seconds),
             ("pricing.music_per_30_seconds", self.music_per_30_seconds),
         ];
-        if let Some((key, _)) = prices.iter().find(|(_, price)| *price == 0) {
+        if let Some((key, _)) = prices.iter().find(|(_, price)| *price == Some(0)) {
             return Err(format!("{key} must be at least 1 credit"));
         }
         for (i, pack) in self.packs.iter().enumerate() {
@@ -197,6 +200,7 @@ impl PricingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Quality;
 
     #[test]
     fn default_prices_are_the_terms_section_4_1() {
@@ -254,7 +258,7 @@ mod tests {
     fn nonsense_prices_are_refused_naming_the_key() {
         let mut pricing = PricingConfig::default();
         assert_eq!(pricing.validate(), Ok(()));
-        pricing.image_hd = 0;
+        pricing.image_hd = Some(0);
         assert!(
             pricing
                 .validate()
@@ -266,5 +270,29 @@ mod tests {
         let mut pricing = PricingConfig::default();
         pricing.packs[0].currency = "US$".into();
         assert!(pricing.validate().is_err_and(|e| e.contains("currency")));
+    }
+
+    #[test]
+    fn the_deprecated_keys_still_set_prices() {
+        let mut pricing = PricingConfig {
+            image_hd: Some(3),
+            video_per_5_seconds: Some(12),
+            remove_background: Some(2),
+            ..PricingConfig::default()
+        };
+        let used = pricing.apply_deprecated_keys();
+        assert_eq!(
+            used,
+            [
+                "pricing.remove_background",
+                "pricing.image_*",
+                "pricing.video_per_5_seconds"
+            ]
+        );
+        assert_eq!(pricing.cost(Operation::Image(Quality::Hd)).get(), 3);
+        assert_eq!(pricing.cost(Operation::Image(Quality::FourK)).get(), 4);
+        assert_eq!(pricing.cost(Operation::Video { seconds: 10 }).get(), 24);
+        assert_eq!(pricing.cost(Operation::RemoveBackground).get(), 2);
+        assert!(PricingConfig::default().apply_deprecated_keys().is_empty());
     }
 }

@@ -27,10 +27,11 @@ use crate::{
     jobs::{Job, JobLimits, JobState, NewJob},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     media::MediaLimits,
+    operation::{OPERATIONS, Operation},
     payments::{PaymentRail, Rail},
     people::User,
     policy::ContentPolicy,
-    pricing::{Operation, PricingConfig},
+    pricing::PricingConfig,
     providers::local::DISCLOSURE,
 };
 
@@ -445,53 +446,44 @@ impl Service {
             identity: request.identity.to_string(),
         };
         // How many photos the operation needs, and how many it uses at most.
-        let (photos_needed, photos_used) = match command {
+        match command {
             Command::Imagine(imagine) => {
                 spec.operation = Operation::Image(imagine.quality);
                 spec.prompt = Some(imagine.prompt);
                 spec.negative = imagine.negative;
                 spec.seed = imagine.seed;
                 spec.aspect = imagine.aspect.to_string();
-                (0, 0)
             }
-            Command::Enhance(_) => (1, 1),
-            Command::RemoveBackground(_) => {
-                spec.operation = Operation::RemoveBackground;
-                (1, 1)
-            }
-            Command::FaceSwap(_) => {
-                spec.operation = Operation::FaceSwap;
-                (2, 2)
-            }
+            Command::Enhance(_) => spec.operation = Operation::Enhance,
+            Command::RemoveBackground(_) => spec.operation = Operation::RemoveBackground,
+            Command::FaceSwap(_) => spec.operation = Operation::FaceSwap,
             Command::Portrait(portrait) => {
                 spec.operation = Operation::Portrait;
                 spec.style = Some(portrait.style);
-                (1, 1)
             }
             Command::Video(video) => {
                 spec.operation = Operation::Video {
                     seconds: video.seconds,
                 };
                 spec.prompt = Some(video.prompt);
-                (0, 1)
             }
             Command::Music(music) => {
                 spec.operation = Operation::Music {
                     seconds: music.seconds,
                 };
                 spec.prompt = Some(music.prompt);
-                (0, 0)
             }
             _ => return Ok(None),
-        };
-        if spec.attachments.len() < photos_needed {
-            return Ok(Some(Reply::private(match photos_needed {
+        }
+        let info = spec.operation.info();
+        if spec.attachments.len() < info.photos_needed {
+            return Ok(Some(Reply::private(match info.photos_needed {
                 1 => "Send this command with a photo, or as a reply to one.".to_string(),
                 _ => "Send two photos together with this command: the face first, then the target."
                     .to_string(),
             })));
         }
-        spec.attachments.truncate(photos_used);
+        spec.attachments.truncate(info.photos_used);
         if let Some(too_big) = spec
             .attachments
             .iter()
@@ -733,25 +725,12 @@ impl Service {
             if spec.operators_only {
                 continue;
             }
-            let cost = match spec.name {
-                "imagine" => Some(format!(
-                    "{} / {} / {} credits (standard / HD / 4K)",
-                    pricing.image_standard, pricing.image_hd, pricing.image_4k
-                )),
-                "enhance" => Some(pricing.cost(Operation::Enhance).to_string()),
-                "removebg" => Some(pricing.cost(Operation::RemoveBackground).to_string()),
-                "faceswap" => Some(pricing.cost(Operation::FaceSwap).to_string()),
-                "portrait" => Some(pricing.cost(Operation::Portrait).to_string()),
-                "video" => Some(format!(
-                    "{} credits per 5 seconds",
-                    pricing.video_per_5_seconds
-                )),
-                "music" => Some(format!(
-                    "{} credits per 30 seconds",
-                    pricing.music_per_30_seconds
-                )),
-                _ => None,
-            };
+            // A generation command's price rule, from the operation of the same name.
+            let operation = OPERATIONS
+                .iter()
+                .position(|info| info.name == spec.name)
+                .map(|at| pricing.prices[at]);
+            let cost = operation.map(|rule| rule.to_string());
             let _ = match cost {
                 Some(cost) => writeln!(text, "{} — {cost}", spec.usage),
                 None => writeln!(text, "{}", spec.usage),

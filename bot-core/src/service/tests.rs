@@ -379,7 +379,7 @@ async fn a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_c
     settings.jobs.max_attempts = 1;
     let h = harness(store, settings);
     let mut config = test_config();
-    config.timeouts.image = 1;
+    config.timeouts.seconds[0] = 1;
     let stuck = Worker::new(
         h.service.clone(),
         Routes::every(vec![Arc::new(Scripted::stuck()) as Arc<dyn Provider>]),

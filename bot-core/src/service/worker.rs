@@ -53,48 +53,51 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Provider time limits per operation, in seconds; the `[workers.timeouts]` section.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+/// Provider time limits per operation, in seconds. The `[workers.timeouts]` keys are deprecated
+/// aliases of `[operations.<name>].timeout_seconds`, kept for one release.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
-    pub image: u64,
-    pub enhance: u64,
-    pub removebg: u64,
-    pub faceswap: u64,
-    pub portrait: u64,
-    pub video: u64,
-    pub music: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            image: 120,
-            enhance: 120,
-            removebg: 120,
-            faceswap: 180,
-            portrait: 180,
-            video: 900,
-            music: 600,
-        }
-    }
+    pub image: Option<u64>,
+    pub enhance: Option<u64>,
+    pub removebg: Option<u64>,
+    pub faceswap: Option<u64>,
+    pub portrait: Option<u64>,
+    pub video: Option<u64>,
+    pub music: Option<u64>,
+    /// Each operation's limit as configured, by [`Operation::index`]; 0 is the table's.
+    #[serde(skip)]
+    pub seconds: [u64; 7],
 }
 
 impl Timeouts {
     /// The limit for one operation.
     pub fn of(&self, operation: Operation) -> Duration {
-        Duration::from_secs(
-            match operation {
-                Operation::Image(_) => self.image,
-                Operation::Enhance => self.enhance,
-                Operation::RemoveBackground => self.removebg,
-                Operation::FaceSwap => self.faceswap,
-                Operation::Portrait => self.portrait,
-                Operation::Video { .. } => self.video,
-                Operation::Music { .. } => self.music,
+        let seconds = self.seconds[operation.index()];
+        Duration::from_secs(if seconds == 0 {
+            operation.info().timeout_seconds
+        } else {
+            seconds
+        })
+    }
+
+    /// Applies the deprecated keys, where set; returns whether any was.
+    pub fn apply_deprecated_keys(&mut self) -> bool {
+        let keys = [
+            self.image,
+            self.enhance,
+            self.removebg,
+            self.faceswap,
+            self.portrait,
+            self.video,
+            self.music,
+        ];
+        for (at, value) in keys.iter().enumerate() {
+            if let Some(seconds) = value {
+                self.seconds[at] = (*seconds).max(1);
             }
-            .max(1),
-        )
+        }
+        keys.iter().any(Option::is_some)
     }
 }
 

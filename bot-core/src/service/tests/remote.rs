@@ -138,7 +138,7 @@ async fn a_run_past_its_timeout_is_cancelled_at_the_provider_and_retried(store: 
     let h = harness(store, settings());
     h.say("quinn", "/imagine a harbour").await;
     let mut config = test_config();
-    config.timeouts.image = 1;
+    config.timeouts.seconds[0] = 1;
     let w = worker(&h, replicate(&fake), config, "w");
     let lease = h.claim("w", Duration::from_secs(30)).await;
     w.work(lease).await;
