@@ -1,12 +1,10 @@
 //! The command line: `imagegpt [serve|chat|migrate|audit|admin]`. Each subcommand is a thin call into the
-//! library; exit codes: 0 success, 1 failure (or an audit that found problems), 2 bad
-//! configuration.
+//! library; exit codes: 0 success, 1 failure (an audit that found problems, a refused admin
+//! action), 2 bad configuration or admin words the core's grammar does not take.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use bot_core::{
-    RefundId, Store, admin::AdminCommand as Admin, service::Service, store::Migrations,
-};
+use bot_core::{Store, admin::AdminCommand as Admin, service::Service, store::Migrations};
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::Config, startup::Application};
@@ -44,82 +42,19 @@ pub enum Command {
     /// Check the ledger of a live database; exits 1 with a report when it is wrong.
     Audit,
     /// Operator commands.
+    /// Operator actions, in the same words as `/admin` in a chat (the core's admin grammar):
+    /// grant|take IDENTITY CREDITS [--reason] TEXT · ban|freeze IDENTITY [[--reason] TEXT] ·
+    /// unban|unfreeze|lookup IDENTITY · stats [--days N] · refunds [list|approve ID|reject ID
+    /// [--reason] TEXT] · log [--limit N]. Exit code 1 when the action was refused, 2 for words
+    /// the grammar does not take.
     Admin {
-        #[command(subcommand)]
-        command: AdminCommand,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        words: Vec<String>,
     },
 }
 
 /// `imagegpt admin …`: the operator's actions, on the same rules as `/admin` in a chat; each
 /// one is written to the audit table with the actor `cli`.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum AdminCommand {
-    /// Give a person credits (a ledger grant).
-    Grant {
-        /// platform:id, e.g. telegram:123.
-        identity: String,
-        credits: u64,
-        #[arg(long)]
-        reason: String,
-    },
-    /// Take credits from a person (never below zero).
-    Take {
-        identity: String,
-        credits: u64,
-        #[arg(long)]
-        reason: String,
-    },
-    /// Ban a person: a short notice for anything they send; their open jobs are cancelled.
-    Ban {
-        identity: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// Lift a ban.
-    Unban { identity: String },
-    /// Freeze a wallet: no spending, buying or refunds.
-    Freeze {
-        identity: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// Unfreeze a wallet.
-    Unfreeze { identity: String },
-    /// Identities, balance, purchases and recent jobs of a person.
-    Lookup { identity: String },
-    /// People, jobs by operation and outcome, credits sold, spent and refunded.
-    Stats {
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-    },
-    /// The audit table, newest first.
-    Log {
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-    },
-    /// Refunds waiting for approval (`refunds.approval = "admin"`).
-    Refunds {
-        #[command(subcommand)]
-        command: Option<RefundsCommand>,
-    },
-}
-
-/// `imagegpt admin refunds …`.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum RefundsCommand {
-    /// List the refunds waiting for approval (the default).
-    List,
-    /// Send a waiting refund to the payment service.
-    Approve { id: i64 },
-    /// Refuse a waiting refund: its credits go back to the person, who is told the reason.
-    Reject {
-        id: i64,
-        #[arg(long, default_value = "declined by an admin")]
-        reason: String,
-    },
-}
-
-/// Runs one subcommand to its end.
 pub async fn run(command: Command, config: Config) -> ExitCode {
     let result = match command {
         Command::Serve => serve(config).await,
@@ -128,7 +63,7 @@ pub async fn run(command: Command, config: Config) -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(config).await,
         Command::Audit => audit(config).await,
-        Command::Admin { command } => admin(config, command).await,
+        Command::Admin { words } => admin(config, &words.join(" ")).await,
     };
     match result {
         Ok(code) => code,
@@ -182,86 +117,15 @@ async fn audit(config: Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&config.database, Migrations::RequireCurrent).await?;
-    if let AdminCommand::Log { limit } = command {
-        for action in store.admin_actions(limit).await? {
-            println!(
-                "#{} {} {} {} {}{}",
-                action.id,
-                action.created_at,
-                action.actor,
-                action.action,
-                action.target.as_deref().unwrap_or("-"),
-                if action.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", action.detail)
-                }
-            );
+async fn admin(config: Config, words: &str) -> anyhow::Result<ExitCode> {
+    let command = match Admin::parse(words) {
+        Ok(command) => command,
+        Err(usage) => {
+            eprintln!("imagegpt admin: {usage}");
+            return Ok(ExitCode::from(2));
         }
-        store.close().await;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let identity = |text: &str| -> anyhow::Result<bot_core::Identity> {
-        text.parse()
-            .map_err(|_| anyhow::anyhow!("{text} is not an identity like telegram:123"))
     };
-    let command = match command {
-        AdminCommand::Grant {
-            identity: who,
-            credits,
-            reason,
-        } => Admin::Grant {
-            who: identity(&who)?,
-            credits,
-            reason,
-        },
-        AdminCommand::Take {
-            identity: who,
-            credits,
-            reason,
-        } => Admin::Take {
-            who: identity(&who)?,
-            credits,
-            reason,
-        },
-        AdminCommand::Ban {
-            identity: who,
-            reason,
-        } => Admin::Ban {
-            who: identity(&who)?,
-            reason,
-        },
-        AdminCommand::Unban { identity: who } => Admin::Unban {
-            who: identity(&who)?,
-        },
-        AdminCommand::Freeze {
-            identity: who,
-            reason,
-        } => Admin::Freeze {
-            who: identity(&who)?,
-            reason,
-        },
-        AdminCommand::Unfreeze { identity: who } => Admin::Unfreeze {
-            who: identity(&who)?,
-        },
-        AdminCommand::Lookup { identity: who } => Admin::Lookup {
-            who: identity(&who)?,
-        },
-        AdminCommand::Stats { days } => Admin::Stats { days },
-        AdminCommand::Refunds { command } => match command.unwrap_or(RefundsCommand::List) {
-            RefundsCommand::List => Admin::Refunds,
-            RefundsCommand::Approve { id } => Admin::Approve {
-                refund: RefundId::from_raw(id),
-            },
-            RefundsCommand::Reject { id, reason } => Admin::Reject {
-                refund: RefundId::from_raw(id),
-                reason,
-            },
-        },
-        AdminCommand::Log { .. } => unreachable!("handled above"),
-    };
+    let store = Store::connect(&config.database, Migrations::RequireCurrent).await?;
     let routes = config.providers.build(config.media);
     // Stripe refunds go out from here; Stars refunds need the running bot, whose payments loop
     // sends approved refunds it finds waiting.
@@ -274,7 +138,6 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<ExitCode
         &config,
         None,
     )?;
-    let failed = matches!(command, Admin::Approve { .. } | Admin::Reject { .. });
     // One key per invocation: a retried transaction moves credits once.
     let key = format!(
         "cli:{}:{}",
@@ -283,14 +146,14 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<ExitCode
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let answer = service.admin("cli", command, &key).await?;
+    let outcome = service.admin("cli", command, &key).await?;
     store.close().await;
-    Ok(if failed && answer.contains("is not waiting") {
-        eprintln!("imagegpt: {answer}");
-        ExitCode::FAILURE
-    } else {
-        println!("{answer}");
+    Ok(if outcome.done {
+        println!("{}", outcome.text);
         ExitCode::SUCCESS
+    } else {
+        eprintln!("imagegpt: {}", outcome.text);
+        ExitCode::FAILURE
     })
 }
 

@@ -62,13 +62,43 @@ pub enum AdminCommand {
         refund: RefundId,
         reason: String,
     },
+    /// The newest entries of the audit table.
+    Log {
+        limit: u32,
+    },
+}
+
+/// What an admin action came to: its words, and whether it was done (a refusal, such as an
+/// unknown person or a refund no longer waiting, is not; the command line exits 1 for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminOutcome {
+    pub text: String,
+    pub done: bool,
+}
+
+impl AdminOutcome {
+    /// Done (or nothing to do: already so).
+    pub fn done(text: impl Into<String>) -> AdminOutcome {
+        AdminOutcome {
+            text: text.into(),
+            done: true,
+        }
+    }
+
+    /// Refused; nothing changed.
+    pub fn refused(text: impl Into<String>) -> AdminOutcome {
+        AdminOutcome {
+            text: text.into(),
+            done: false,
+        }
+    }
 }
 
 /// How to use `/admin`.
 pub const USAGE: &str = "/admin grant|take <platform:id> <credits> <reason> · ban <platform:id> \
                          [reason] · unban <platform:id> · freeze <platform:id> [reason] · unfreeze \
                          <platform:id> · lookup <platform:id> · stats [days] · refunds · approve \
-                         <refund> · reject <refund> [reason]";
+                         <refund> · reject <refund> [reason] · log [limit]";
 
 impl AdminCommand {
     /// Reads the words after `/admin`.
@@ -77,8 +107,18 @@ impl AdminCommand {
     ///
     /// What is wrong, with the usage.
     pub fn parse(arguments: &str) -> std::result::Result<AdminCommand, String> {
-        let mut words = arguments.split_whitespace();
-        let verb = words.next().unwrap_or_default().to_lowercase();
+        // The command line's spelling is the same grammar: `--reason`, `--days` and `--limit`
+        // only name the words that follow, and `refunds list|approve|reject` the verbs.
+        let mut words = arguments
+            .split_whitespace()
+            .filter(|word| !matches!(*word, "--reason" | "--days" | "--limit"))
+            .peekable();
+        let mut verb = words.next().unwrap_or_default().to_lowercase();
+        if verb == "refunds"
+            && let Some(sub) = words.next_if(|w| matches!(*w, "list" | "approve" | "reject"))
+        {
+            verb = if sub == "list" { verb } else { sub.to_string() };
+        }
         let mut next = || words.next().map(str::to_string);
         let identity = |text: Option<String>| -> std::result::Result<Identity, String> {
             let text = text.ok_or("Name the person as platform:id, e.g. telegram:123.")?;
@@ -152,9 +192,29 @@ impl AdminCommand {
                     reason => reason,
                 },
             },
+            "log" => AdminCommand::Log {
+                limit: match next() {
+                    None => 20,
+                    text => u32::try_from(number(text, "number of entries")?).unwrap_or(u32::MAX),
+                },
+            },
             _ => return Err(format!("Usage: {USAGE}")),
         };
+        if let Some(extra) = next().filter(|_| !command.takes_reason()) {
+            return Err(format!("{extra:?} is one word too many. Usage: {USAGE}"));
+        }
         Ok(command)
+    }
+
+    fn takes_reason(&self) -> bool {
+        matches!(
+            self,
+            AdminCommand::Grant { .. }
+                | AdminCommand::Take { .. }
+                | AdminCommand::Ban { .. }
+                | AdminCommand::Freeze { .. }
+                | AdminCommand::Reject { .. }
+        )
     }
 
     /// The action's name in the audit table.
@@ -171,6 +231,7 @@ impl AdminCommand {
             AdminCommand::Refunds => "refunds",
             AdminCommand::Approve { .. } => "approve",
             AdminCommand::Reject { .. } => "reject",
+            AdminCommand::Log { .. } => "log",
         }
     }
 }
@@ -533,5 +594,42 @@ mod tests {
             })
         );
         assert!(AdminCommand::parse("launch").is_err_and(|e| e.contains("Usage")));
+    }
+
+    #[test]
+    fn the_command_lines_spelling_is_the_same_grammar() {
+        assert_eq!(
+            AdminCommand::parse("grant telegram:5 50 --reason goodwill"),
+            AdminCommand::parse("grant telegram:5 50 goodwill")
+        );
+        assert_eq!(
+            AdminCommand::parse("stats --days 7"),
+            Ok(AdminCommand::Stats { days: 7 })
+        );
+        assert_eq!(
+            AdminCommand::parse("refunds list"),
+            Ok(AdminCommand::Refunds)
+        );
+        assert_eq!(
+            AdminCommand::parse("refunds approve 4"),
+            Ok(AdminCommand::Approve {
+                refund: RefundId::from_raw(4)
+            })
+        );
+        assert_eq!(
+            AdminCommand::parse("refunds reject 4 --reason too late"),
+            Ok(AdminCommand::Reject {
+                refund: RefundId::from_raw(4),
+                reason: "too late".into()
+            })
+        );
+        assert_eq!(
+            AdminCommand::parse("log --limit 5"),
+            Ok(AdminCommand::Log { limit: 5 })
+        );
+        assert!(
+            AdminCommand::parse("unban telegram:5 now").is_err_and(|e| e.contains("too many")),
+            "words a command does not take are refused, not ignored"
+        );
     }
 }

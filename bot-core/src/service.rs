@@ -245,7 +245,7 @@ impl Service {
             }
             let actor = request.identity.to_string();
             let text = match crate::admin::AdminCommand::parse(&admin.words) {
-                Ok(command) => self.admin(&actor, command, &request.key).await?,
+                Ok(command) => self.admin(&actor, command, &request.key).await?.text,
                 Err(usage) => usage,
             };
             return Ok((Some(Reply::text(text)), visibility));

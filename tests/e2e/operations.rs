@@ -111,6 +111,21 @@ async fn admins_act_in_a_chat_and_on_the_command_line_and_everything_is_audited(
         lines[4].contains("telegram:9501 grant telegram:9502"),
         "{log}"
     );
+    // Exit codes come from the outcome, not from the words: refused 1, unreadable 2.
+    let out = imagegpt(dir.path(), &["admin", "lookup", "telegram:404"], &env);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("No one with the identity"),
+        "{:?}",
+        text(&out)
+    );
+    let out = imagegpt(
+        dir.path(),
+        &["admin", "unban", "telegram:9502", "twice"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("Usage"), "{:?}", text(&out));
     fake.message(&ann, 9502, "/balance");
     wait_said(&fake, 9502, "Your balance: 12 credits", 1).await;
     stop(app).await;

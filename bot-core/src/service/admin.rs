@@ -1,12 +1,11 @@
 //! `/admin` and `imagegpt admin`: the service side of [`crate::admin`]. Each action is taken
 //! once per request key, recorded in the audit table, and answered in words for the admin.
 
-use crate::UserError;
 use std::fmt::Write as _;
 
 use crate::{
-    Error, Identity, Result,
-    admin::{AdminCommand, Flag, describe},
+    Error, Identity, Result, UserError,
+    admin::{AdminCommand, AdminOutcome, Flag, describe},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     payments::{RefundState, format_price},
     people::User,
@@ -22,7 +21,12 @@ impl Service {
     /// # Errors
     ///
     /// [`Error::Internal`] when the database fails.
-    pub async fn admin(&self, actor: &str, command: AdminCommand, key: &str) -> Result<String> {
+    pub async fn admin(
+        &self,
+        actor: &str,
+        command: AdminCommand,
+        key: &str,
+    ) -> Result<AdminOutcome> {
         let action = command.name();
         match command {
             AdminCommand::Grant {
@@ -59,7 +63,7 @@ impl Service {
                 {
                     Ok(_) => {
                         let balance = self.store.account_balance(user.wallet).await?.available();
-                        Ok(format!(
+                        Ok(AdminOutcome::done(format!(
                             "{} {} {who}. Their balance: {balance}.",
                             if action == "grant" {
                                 "Granted to"
@@ -67,7 +71,7 @@ impl Service {
                                 "Took from"
                             },
                             crate::Credits::new(credits)
-                        ))
+                        )))
                     }
                     Err(Error::User(UserError::InsufficientCredits { .. })) => {
                         let balance = self.store.account_balance(user.wallet).await?.available();
@@ -79,9 +83,9 @@ impl Service {
                                 &format!("refused: {credits} asked, {balance} available"),
                             )
                             .await?;
-                        Ok(format!(
+                        Ok(AdminOutcome::refused(format!(
                             "{who} has only {balance} available; nothing was taken."
-                        ))
+                        )))
                     }
                     Err(error) => Err(error),
                 }
@@ -95,11 +99,11 @@ impl Service {
                     .store
                     .set_flag(actor, &who, user.id, Flag::Banned, true, &reason)
                     .await?;
-                Ok(if changed {
+                Ok(AdminOutcome::done(if changed {
                     format!("{who} is banned; {cancelled} open job(s) cancelled.")
                 } else {
                     format!("{who} was already banned.")
-                })
+                }))
             }
             AdminCommand::Unban { who } => {
                 self.flag(actor, &who, Flag::Banned, false, "", "unbanned")
@@ -128,7 +132,13 @@ impl Service {
                 self.store
                     .record_admin_action(actor, action, Some(&who.to_string()), "")
                     .await?;
-                Ok(describe(&user, &identities, &balance, &purchases, &jobs))
+                Ok(AdminOutcome::done(describe(
+                    &user,
+                    &identities,
+                    &balance,
+                    &purchases,
+                    &jobs,
+                )))
             }
             AdminCommand::Stats { days } => {
                 let since = now_millis() - i64::from(days) * 86_400_000;
@@ -152,7 +162,7 @@ impl Service {
                 for (operation, state, count) in &stats.jobs {
                     let _ = write!(text, "\n  {operation} {state}: {count}");
                 }
-                Ok(text)
+                Ok(AdminOutcome::done(text))
             }
             AdminCommand::Refunds => {
                 let waiting = self
@@ -163,7 +173,7 @@ impl Service {
                     .record_admin_action(actor, action, None, &format!("{} waiting", waiting.len()))
                     .await?;
                 if waiting.is_empty() {
-                    return Ok("No refunds are waiting for approval.".into());
+                    return Ok(AdminOutcome::done("No refunds are waiting for approval."));
                 }
                 let mut text = String::from("Refunds waiting for approval:");
                 for (refund, purchase) in waiting {
@@ -177,11 +187,39 @@ impl Service {
                         format_price(refund.amount, &purchase.currency)
                     );
                 }
-                Ok(text)
+                Ok(AdminOutcome::done(text))
             }
             AdminCommand::Approve { refund } => self.decide(actor, refund, None).await,
             AdminCommand::Reject { refund, reason } => {
                 self.decide(actor, refund, Some(&reason)).await
+            }
+            AdminCommand::Log { limit } => {
+                let actions = self.store.admin_actions(limit).await?;
+                self.store
+                    .record_admin_action(actor, action, None, &format!("{limit} entries"))
+                    .await?;
+                if actions.is_empty() {
+                    return Ok(AdminOutcome::done("No admin actions yet."));
+                }
+                let lines: Vec<String> = actions
+                    .iter()
+                    .map(|action| {
+                        format!(
+                            "#{} {} {} {} {}{}",
+                            action.id,
+                            action.created_at,
+                            action.actor,
+                            action.action,
+                            action.target.as_deref().unwrap_or("-"),
+                            if action.detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", action.detail)
+                            }
+                        )
+                    })
+                    .collect();
+                Ok(AdminOutcome::done(lines.join("\n")))
             }
         }
     }
@@ -192,7 +230,7 @@ impl Service {
         actor: &str,
         refund: crate::RefundId,
         rejection: Option<&str>,
-    ) -> Result<String> {
+    ) -> Result<AdminOutcome> {
         let approve = rejection.is_none();
         let decided = self
             .decide_refund(refund, approve, rejection.unwrap_or_default())
@@ -207,11 +245,13 @@ impl Service {
             .record_admin_action(actor, action, Some(&format!("refund:{refund}")), &detail)
             .await?;
         Ok(if !decided {
-            format!("Refund #{refund} is not waiting for approval.")
+            AdminOutcome::refused(format!("Refund #{refund} is not waiting for approval."))
         } else if approve {
-            format!("Refund #{refund} approved and sent.")
+            AdminOutcome::done(format!("Refund #{refund} approved and sent."))
         } else {
-            format!("Refund #{refund} rejected; the credits went back to the person.")
+            AdminOutcome::done(format!(
+                "Refund #{refund} rejected; the credits went back to the person."
+            ))
         })
     }
 
@@ -224,7 +264,7 @@ impl Service {
         on: bool,
         reason: &str,
         done: &str,
-    ) -> Result<String> {
+    ) -> Result<AdminOutcome> {
         let Some(user) = self.known(who).await? else {
             return Ok(unknown(who));
         };
@@ -232,11 +272,11 @@ impl Service {
             .store
             .set_flag(actor, who, user.id, flag, on, reason)
             .await?;
-        Ok(if changed {
+        Ok(AdminOutcome::done(if changed {
             format!("{who} is {done}.")
         } else {
             format!("Nothing to change: {who} already was.")
-        })
+        }))
     }
 
     async fn known(&self, who: &Identity) -> Result<Option<User>> {
@@ -244,6 +284,6 @@ impl Service {
     }
 }
 
-fn unknown(who: &Identity) -> String {
-    format!("No one with the identity {who} has used the bot.")
+fn unknown(who: &Identity) -> AdminOutcome {
+    AdminOutcome::refused(format!("No one with the identity {who} has used the bot."))
 }
