@@ -113,7 +113,7 @@ async fn adapter(command: &str, n: usize) -> f64 {
         messages_per_second: 1_000_000,
         ..telegram::TelegramConfig::default()
     };
-    let bot = telegram::Telegram::connect(&config, &Default::default())
+    let bot = telegram::Telegram::connect(&config, &Default::default(), None)
         .await
         .expect("connects");
     let settings = Settings {

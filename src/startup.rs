@@ -50,9 +50,15 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .await
             .with_context(|| format!("binding HTTP_ADDR {}", config.http.addr))?;
+        // Results too large to upload go out as links under PUBLIC_BASE_URL, when there is one.
+        let links = config
+            .http
+            .public_base_url
+            .as_deref()
+            .map(|base| Arc::new(bot_core::media::links::FileLinks::new(base, store.clone())));
         let telegram = match &config.telegram.bot_token {
             Some(token) if !token.expose_secret().is_empty() => Some(
-                telegram::Telegram::connect(&config.telegram, &config.commands)
+                telegram::Telegram::connect(&config.telegram, &config.commands, links.clone())
                     .await
                     .context("connecting to Telegram")?,
             ),
@@ -63,13 +69,9 @@ impl Application {
         };
         let discord = if config.discord.enabled() {
             Some(
-                discord::Discord::connect(
-                    &config.discord,
-                    &config.commands,
-                    config.http.public_base_url.as_deref(),
-                )
-                .await
-                .context("connecting to Discord")?,
+                discord::Discord::connect(&config.discord, &config.commands, links.clone())
+                    .await
+                    .context("connecting to Discord")?,
             )
         } else {
             tracing::info!(

@@ -2,6 +2,8 @@
 //! in their header before anything decodes them (terms §6.2: used only for the generation, never
 //! logged, gone when the job ends), and results carry their type for delivery.
 
+pub mod links;
+
 use std::fmt;
 
 use serde::Deserialize;
@@ -236,9 +238,57 @@ impl fmt::Debug for Output {
     }
 }
 
+/// Re-encodes an image as JPEG, lowering quality and then size until it fits in `limit` bytes;
+/// `None` when it cannot be read or cannot be made small enough. CPU work: call it off the async
+/// threads.
+pub fn fit_image(bytes: &[u8], limit: u64) -> Option<Vec<u8>> {
+    let mut image = image::load_from_memory(bytes).ok()?.into_rgb8();
+    for _ in 0..6 {
+        for quality in [90, 80, 65] {
+            let mut out = Vec::new();
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+            image.write_with_encoder(encoder).ok()?;
+            if out.len() as u64 <= limit {
+                return Some(out);
+            }
+        }
+        let (width, height) = image.dimensions();
+        if width < 64 || height < 64 {
+            return None;
+        }
+        image = image::imageops::resize(
+            &image,
+            width * 3 / 4,
+            height * 3 / 4,
+            image::imageops::FilterType::Triangle,
+        );
+    }
+    None
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn big_images_are_fitted_within_a_limit() {
+        // Noise compresses badly: a 1200×1200 PNG of it is several megabytes.
+        let mut seed = 7_u32;
+        let image = image::RgbImage::from_fn(1200, 1200, |_, _| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let [a, b, c, _] = seed.to_le_bytes();
+            image::Rgb([a, b, c])
+        });
+        let mut png = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encodes");
+        let limit = 300_000;
+        assert!(png.len() > limit);
+        let small = fit_image(&png, limit as u64).expect("fits");
+        assert!(small.len() <= limit);
+        assert!(image::load_from_memory(&small).is_ok());
+    }
 
     /// A real PNG of the given size, for tests.
     pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {

@@ -5,8 +5,11 @@
 //! process instead of failing with `SQLITE_BUSY`) and a pool of readers over WAL.
 
 use crate::Fault;
+mod files;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+
+pub use files::KeptFile;
 
 use std::{
     future::Future,
@@ -166,6 +169,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../../migrations/sqlite/0008_admin.sql"),
     ),
+    (
+        9,
+        "large files",
+        include_str!("../../migrations/sqlite/0009_large_files.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -207,6 +215,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "admin",
         include_str!("../../migrations/postgres/0008_admin.sql"),
+    ),
+    (
+        9,
+        "large files",
+        include_str!("../../migrations/postgres/0009_large_files.sql"),
     ),
 ];
 

@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 mod adapter;
-pub mod downloads;
 pub mod endpoint;
 pub mod gateway;
 pub mod messenger;
@@ -91,7 +90,6 @@ pub struct Discord {
     config: DiscordConfig,
     messenger: Arc<DiscordMessenger>,
     verifier: Option<endpoint::Verifier>,
-    downloads: Option<Arc<downloads::Downloads>>,
 }
 
 impl Discord {
@@ -105,7 +103,7 @@ impl Discord {
     pub async fn connect(
         config: &DiscordConfig,
         commands: &bot_core::command::CommandLimits,
-        public_base_url: Option<&str>,
+        links: Option<Arc<bot_core::media::links::FileLinks>>,
     ) -> Result<Discord, Error> {
         let application = config
             .application_id
@@ -158,16 +156,10 @@ impl Discord {
                 "no DISCORD_BOT_TOKEN: commands are not registered and results cannot be posted after an interaction expires"
             );
         }
-        let downloads = public_base_url
-            .map(downloads::Downloads::new)
-            .transpose()
-            .map_err(|e| Error::Config(format!("a folder for large results: {e}")))?
-            .map(Arc::new);
         Ok(Discord {
             config: config.clone(),
-            messenger: Arc::new(DiscordMessenger::new(rest, &application, downloads.clone())),
+            messenger: Arc::new(DiscordMessenger::new(rest, &application, links)),
             verifier,
-            downloads,
         })
     }
 
@@ -195,9 +187,6 @@ impl Discord {
         let mut router = axum::Router::new();
         if let Some(verifier) = self.verifier.clone() {
             router = router.merge(endpoint::router(handler.clone(), verifier));
-        }
-        if let Some(downloads) = self.downloads.clone() {
-            router = router.merge(downloads.router());
         }
         router
     }

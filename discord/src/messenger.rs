@@ -12,7 +12,7 @@ use std::{
 };
 
 use bot_core::{
-    media::{MediaKind, Output},
+    media::{MediaKind, Output, links::FileLinks},
     service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
 };
 use dashmap::DashMap;
@@ -21,7 +21,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    downloads::Downloads,
     model::{Token, created_ms},
     render,
     rest::{Body, File, Rest, RestError, codes},
@@ -97,7 +96,7 @@ pub struct DiscordMessenger {
     rest: Arc<Rest>,
     application_id: String,
     live: DashMap<String, Arc<Live>>,
-    downloads: Option<Arc<Downloads>>,
+    links: Option<Arc<FileLinks>>,
 }
 
 /// A result as it will be sent: attached, or as a link when too large.
@@ -145,13 +144,13 @@ impl DiscordMessenger {
     pub fn new(
         rest: Arc<Rest>,
         application_id: &str,
-        downloads: Option<Arc<Downloads>>,
+        links: Option<Arc<FileLinks>>,
     ) -> DiscordMessenger {
         DiscordMessenger {
             rest,
             application_id: application_id.to_string(),
             live: DashMap::new(),
-            downloads,
+            links,
         }
     }
 
@@ -349,9 +348,10 @@ impl DiscordMessenger {
         }
         if media.kind == MediaKind::Image {
             let bytes = media.bytes.clone();
-            let fitted = tokio::task::spawn_blocking(move || shrink(&bytes, limit))
-                .await
-                .map_err(|e| DeliveryError::Retry(e.to_string()))?;
+            let fitted =
+                tokio::task::spawn_blocking(move || bot_core::media::fit_image(&bytes, limit))
+                    .await
+                    .map_err(|e| DeliveryError::Retry(e.to_string()))?;
             if let Some(bytes) = fitted {
                 let stem = media
                     .file_name
@@ -365,10 +365,10 @@ impl DiscordMessenger {
             }
         }
         let megabytes = media.bytes.len() as f64 / 1_000_000.0;
-        match &self.downloads {
-            Some(downloads) => {
-                let url = downloads
-                    .offer(&media.file_name, &media.bytes)
+        match &self.links {
+            Some(links) => {
+                let url = links
+                    .offer(media)
                     .await
                     .map_err(|e| DeliveryError::Retry(format!("keeping a large result: {e}")))?;
                 Ok(Upload::Link { url, megabytes })
@@ -382,33 +382,6 @@ impl DiscordMessenger {
     }
 }
 
-/// Re-encodes an image as JPEG, lowering quality and then size until it fits in `limit` bytes.
-pub fn shrink(bytes: &[u8], limit: u64) -> Option<Vec<u8>> {
-    let mut image = image::load_from_memory(bytes).ok()?.into_rgb8();
-    for _ in 0..6 {
-        for quality in [90, 80, 65] {
-            let mut out = Vec::new();
-            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-            image.write_with_encoder(encoder).ok()?;
-            if out.len() as u64 <= limit {
-                return Some(out);
-            }
-        }
-        let (width, height) = image.dimensions();
-        if width < 64 || height < 64 {
-            return None;
-        }
-        image = image::imageops::resize(
-            &image,
-            width * 3 / 4,
-            height * 3 / 4,
-            image::imageops::FilterType::Triangle,
-        );
-    }
-    None
-}
-
-/// A message sent through an interaction's webhook: `kind` `o` (the original) or `f`.
 fn webhook_message(chat: &ChatRef, kind: &str, live: &Live, message: &Value) -> MessageRef {
     MessageRef {
         chat: chat.clone(),
@@ -679,26 +652,6 @@ impl Messenger for DiscordMessenger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn big_images_are_shrunk_to_fit() {
-        // Noise compresses badly: a 1200×1200 PNG of it is several megabytes.
-        let mut seed = 7_u32;
-        let image = image::RgbImage::from_fn(1200, 1200, |_, _| {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let [a, b, c, _] = seed.to_le_bytes();
-            image::Rgb([a, b, c])
-        });
-        let mut png = Vec::new();
-        image
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .expect("encodes");
-        let limit = 300_000;
-        assert!(png.len() > limit);
-        let small = shrink(&png, limit as u64).expect("fits");
-        assert!(small.len() <= limit);
-        assert!(image::load_from_memory(&small).is_ok());
-    }
 
     #[test]
     fn sent_ids_are_read_back() {

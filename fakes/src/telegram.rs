@@ -39,6 +39,9 @@ pub const BOT_ID: i64 = 7_000_000_001;
 pub const BOT_USERNAME: &str = "ImageGptTestBot";
 /// The largest file a bot may download.
 pub const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
+/// The largest file a bot may upload ("Bots can currently send files of any type of up to 50 MB
+/// in size", <https://core.telegram.org/bots/api#sending-files>); past it Telegram answers 413.
+pub const UPLOAD_LIMIT: usize = 50 * 1024 * 1024;
 
 /// A chat in the fake: a private chat has the person's id, a group a negative id.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +132,8 @@ struct Fake {
     started: BTreeSet<i64>,
     /// People who blocked the bot.
     blocked: BTreeSet<i64>,
+    /// The largest upload taken, in bytes (Telegram: 50 MB); 0 means the default.
+    upload_limit: usize,
 }
 
 type Shared = Arc<(Mutex<Fake>, Notify)>;
@@ -425,6 +430,11 @@ impl FakeTelegram {
     pub fn raw(&self, update: Value) {
         lock(&self.state).updates.push_back(update);
         self.state.1.notify_waiters();
+    }
+
+    /// Lowers the upload limit, so tests need not send 50 MB.
+    pub fn set_upload_limit(&self, bytes: usize) {
+        lock(&self.state).upload_limit = bytes;
     }
 
     /// `user` blocks the bot: it can no longer write to them.
@@ -883,6 +893,13 @@ async fn method(
         return get_updates(&state, &call.params).await;
     }
     let mut fake = lock(&state);
+    let limit = match fake.upload_limit {
+        0 => UPLOAD_LIMIT,
+        limit => limit,
+    };
+    if call.upload > limit {
+        return fail(413, "Request Entity Too Large");
+    }
     handle(&mut fake, &name, &call)
 }
 

@@ -13,6 +13,7 @@ use axum::{
 };
 use bot_core::{
     Platform,
+    media::links::FileLinks,
     service::{
         ChatKind, ChatRef, DeliveryError, Messenger, Reply, Request, Service, Visibility, words,
     },
@@ -83,6 +84,7 @@ impl Telegram {
     pub async fn connect(
         config: &TelegramConfig,
         commands: &bot_core::command::CommandLimits,
+        links: Option<Arc<FileLinks>>,
     ) -> Result<Telegram, Error> {
         let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
         let api = url::Url::parse(&config.api_url).map_err(|e| Error::BadUrl(e.to_string()))?;
@@ -114,7 +116,13 @@ impl Telegram {
         let username = me.username.clone().unwrap_or_default();
         tracing::info!(bot = %username, mode = if webhook.is_some() { "webhook" } else { "polling" }, "Telegram connected");
         Ok(Telegram {
-            messenger: Arc::new(TelegramMessenger::new(throttled, raw.clone(), &username)),
+            messenger: Arc::new(TelegramMessenger::new(
+                throttled,
+                raw.clone(),
+                &username,
+                config.upload_limit_bytes.max(1),
+                links,
+            )),
             raw,
             username,
             webhook,

@@ -34,6 +34,10 @@ pub struct TelegramConfig {
     pub album_window_ms: u64,
     /// Messages sent per second across all chats (Telegram allows about 30).
     pub messages_per_second: u32,
+    /// The largest result uploaded to Telegram, in bytes (the Bot API takes 50 MB; a local Bot
+    /// API server more). Larger images are re-encoded to fit; anything else larger is sent as a
+    /// link under `PUBLIC_BASE_URL`.
+    pub upload_limit_bytes: usize,
 }
 
 impl Default for TelegramConfig {
@@ -46,6 +50,7 @@ impl Default for TelegramConfig {
             payment_rails: None,
             album_window_ms: 800,
             messages_per_second: 30,
+            upload_limit_bytes: 50 * 1024 * 1024,
         }
     }
 }

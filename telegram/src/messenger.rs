@@ -3,9 +3,11 @@
 //! Requests go through teloxide's `Throttle`, which keeps to Telegram's limits and waits out
 //! `retry_after` on 429.
 
+use std::sync::Arc;
+
 use bot_core::{
     Identity, Platform,
-    media::{MediaKind, Output},
+    media::{MediaKind, Output, links::FileLinks},
     service::{
         Attachment, Button, ChatKind, ChatRef, DeliveryError, MessageRef, Messenger,
         MessengerFuture, Press, words,
@@ -44,6 +46,9 @@ pub struct TelegramMessenger {
     raw: Bot,
     /// The bot's @username, for pointing people to their private chat with it.
     username: String,
+    /// The largest upload; larger results are fitted or linked.
+    upload_limit: usize,
+    links: Option<Arc<FileLinks>>,
 }
 
 impl std::fmt::Debug for TelegramMessenger {
@@ -54,12 +59,49 @@ impl std::fmt::Debug for TelegramMessenger {
 }
 
 impl TelegramMessenger {
-    pub(crate) fn new(bot: Throttle<Bot>, raw: Bot, username: &str) -> TelegramMessenger {
+    pub(crate) fn new(
+        bot: Throttle<Bot>,
+        raw: Bot,
+        username: &str,
+        upload_limit: usize,
+        links: Option<Arc<FileLinks>>,
+    ) -> TelegramMessenger {
         TelegramMessenger {
             bot,
             raw,
             username: username.to_string(),
+            upload_limit,
+            links,
         }
+    }
+
+    /// A result too large to upload, as a message with a download link when links are offered.
+    async fn send_link(
+        &self,
+        chat: &ChatRef,
+        reply_to: Option<&str>,
+        media: &Output,
+        caption: &str,
+        buttons: &[Button],
+    ) -> Result<MessageRef, DeliveryError> {
+        let megabytes = media.bytes.len() as f64 / 1_000_000.0;
+        let Some(links) = &self.links else {
+            return Err(DeliveryError::Permanent(format!(
+                "the result ({megabytes:.1} MB) is larger than Telegram lets bots upload ({:.1} MB)",
+                self.upload_limit as f64 / 1_000_000.0
+            )));
+        };
+        let url = links
+            .offer(media)
+            .await
+            .map_err(|e| DeliveryError::Retry(format!("keeping a large result: {e}")))?;
+        let mut all = vec![Button {
+            label: words::download_label(megabytes),
+            press: Press::Link(url),
+        }];
+        all.extend_from_slice(buttons);
+        let text = format!("{caption}\n\n{}", words::DOWNLOAD_NOTE);
+        self.send_text(chat, reply_to, &text, &all).await
     }
 
     /// The throttled bot, for the Stars rail.
@@ -246,15 +288,44 @@ impl Messenger for TelegramMessenger {
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
             let id = chat_id(chat)?;
+            let fitted;
+            let mut media = media;
+            if media.bytes.len() > self.upload_limit {
+                let fits = if media.kind == MediaKind::Image {
+                    let (bytes, limit) = (media.bytes.clone(), self.upload_limit as u64);
+                    tokio::task::spawn_blocking(move || bot_core::media::fit_image(&bytes, limit))
+                        .await
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
+                let Some(bytes) = fits else {
+                    return self
+                        .send_link(chat, reply_to, media, caption, buttons)
+                        .await;
+                };
+                let stem = media
+                    .file_name
+                    .rsplit_once('.')
+                    .map_or(media.file_name.as_str(), |(stem, _)| stem);
+                fitted = Output {
+                    file_name: format!("{stem}.jpg"),
+                    mime: "image/jpeg",
+                    bytes,
+                    ..media.clone()
+                };
+                media = &fitted;
+            }
             let file = InputFile::memory(media.bytes.clone()).file_name(media.file_name.clone());
-            let caption = text::caption(caption, text::MAX_CAPTION);
+            let escaped = text::caption(caption, text::MAX_CAPTION);
             let reply = reply_to
                 .and_then(message_id)
                 .map(|to| ReplyParameters::new(to).allow_sending_without_reply());
             let markup = keyboard(buttons);
             macro_rules! send {
                 ($request:expr) => {{
-                    let mut request = $request.caption(caption).parse_mode(ParseMode::Html);
+                    let mut request = $request.caption(escaped).parse_mode(ParseMode::Html);
                     if let Some(reply) = reply {
                         request = request.reply_parameters(reply);
                     }
@@ -287,8 +358,16 @@ impl Messenger for TelegramMessenger {
                 MediaKind::Animation => send!(self.bot.send_animation(id, file)),
                 MediaKind::Video => send!(self.bot.send_video(id, file)),
                 MediaKind::Audio => send!(self.bot.send_audio(id, file)),
-            }
-            .map_err(delivery)?;
+            };
+            let sent = match sent {
+                // Telegram's own limit is lower than ours (a smaller local server, a change).
+                Err(RequestError::Api(ApiError::RequestEntityTooLarge)) => {
+                    return self
+                        .send_link(chat, reply_to, media, caption, buttons)
+                        .await;
+                }
+                other => other.map_err(delivery)?,
+            };
             Ok(MessageRef {
                 chat: chat.clone(),
                 id: sent.id.0.to_string(),

@@ -10,7 +10,7 @@ async fn connects_registers_commands_and_never_shows_its_token() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let connected = telegram::Telegram::connect(&config, &Default::default())
+    let connected = telegram::Telegram::connect(&config, &Default::default(), None)
         .await
         .expect("connects");
     let menu = bot_core::command::specs(&Default::default())
@@ -36,7 +36,7 @@ async fn a_refused_token_stops_start_up_without_showing_it() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let error = telegram::Telegram::connect(&config, &Default::default())
+    let error = telegram::Telegram::connect(&config, &Default::default(), None)
         .await
         .expect_err("refused");
     let shown = format!("{error} {error:?}");
@@ -55,7 +55,7 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let messenger = telegram::Telegram::connect(&config, &Default::default())
+    let messenger = telegram::Telegram::connect(&config, &Default::default(), None)
         .await
         .expect("connects")
         .messenger();

@@ -485,3 +485,118 @@ fn menu_length() -> usize {
         .filter(|spec| !spec.operators_only)
         .count()
 }
+
+/// Confirms a `/music` quote in `chat` and returns the final status message's text once the job
+/// ended, with everything sent to the chat.
+async fn confirmed_music(fake: &FakeTelegram, chat: &Chat) -> Vec<Sent> {
+    fake.message(chat, chat.id, "/music calm piano --seconds 30");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, chat.id)
+                .iter()
+                .any(|t| t.contains("costs 5 credits"))
+        })
+        .await;
+    let quote = sent
+        .iter()
+        .find(|m| m.chat_id == chat.id && m.text.contains("costs 5 credits"))
+        .expect("a quote for music")
+        .clone();
+    fake.press(chat, chat.id, quote.message_id, &quote.buttons[0][0].1);
+    fake.wait_for(WAIT, |s| {
+        texts(s, chat.id)
+            .iter()
+            .any(|t| t.contains(": done") || t.contains("failed"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_result_over_telegrams_upload_limit_arrives_as_a_link_or_costs_nothing() {
+    let (fake, app) = start_with_credits(
+        "telegram_large_linked",
+        "20",
+        &[("PUBLIC_BASE_URL", "https://bot.example.org")],
+    )
+    .await;
+    // Telegram refuses uploads over its limit with 413; 8 KB stands in for 50 MB.
+    fake.set_upload_limit(8 * 1024);
+    let ida = Chat::private(9201);
+    let sent = confirmed_music(&fake, &ida).await;
+    assert!(media(&sent, ida.id).is_empty(), "nothing was uploaded");
+    let linked = sent
+        .iter()
+        .find(|m| m.chat_id == ida.id && m.text.contains("too large to send here"))
+        .unwrap_or_else(|| panic!("a link message: {:#?}", texts(&sent, ida.id)));
+    assert!(linked.text.contains("calm piano"), "{}", linked.text);
+    let url = linked
+        .buttons
+        .iter()
+        .flatten()
+        .find_map(|(label, data)| {
+            label
+                .starts_with("Download")
+                .then(|| data.trim_start_matches("url:").to_string())
+        })
+        .unwrap_or_else(|| panic!("a Download button: {linked:?}"));
+    assert!(url.starts_with("https://bot.example.org/files/"), "{url}");
+    let local = url.replace(
+        "https://bot.example.org",
+        &format!("http://{}", app.address),
+    );
+    let http = reqwest::Client::new();
+    let response = http.get(&local).send().await.expect("download");
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.expect("bytes");
+    assert!(bytes.len() > 8 * 1024);
+    assert_eq!(&bytes[..4], b"RIFF", "the WAV itself");
+    for forged in [
+        local.replace("sig=", "sig=0"),
+        local.replace("expires=", "expires=1"),
+        local.replace(".wav?", ".mp3?"),
+    ] {
+        let status = http.get(&forged).send().await.expect("answer").status();
+        assert!(status == 404 || status == 410, "{forged}: {status}");
+    }
+    fake.message(&ida, ida.id, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, ida.id).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, ida.id)
+            .iter()
+            .any(|t| t.contains("Your balance: 15 credits")),
+        "delivered as a link, charged once: {:#?}",
+        texts(&sent, ida.id)
+    );
+    stop(app).await;
+
+    // Without PUBLIC_BASE_URL it cannot be handed over: the job fails and nothing is taken.
+    let (fake, app) = start_with_credits("telegram_large_plain", "20", &[]).await;
+    fake.set_upload_limit(8 * 1024);
+    let jo = Chat::private(9202);
+    let sent = confirmed_music(&fake, &jo).await;
+    assert!(
+        texts(&sent, jo.id)
+            .iter()
+            .any(|t| t.contains("failed, no credits taken")),
+        "{:#?}",
+        texts(&sent, jo.id)
+    );
+    fake.message(&jo, jo.id, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |s| {
+            texts(s, jo.id).iter().any(|t| t.contains("Your balance"))
+        })
+        .await;
+    assert!(
+        texts(&sent, jo.id)
+            .iter()
+            .any(|t| t.contains("Your balance: 20 credits")),
+        "{:#?}",
+        texts(&sent, jo.id)
+    );
+    stop(app).await;
+}

@@ -35,3 +35,12 @@ pub fn internal_error(reference: &str) -> String {
          please try again."
     )
 }
+
+/// The button under a result sent as a link because it is too large to upload.
+pub fn download_label(megabytes: f64) -> String {
+    format!("Download ({megabytes:.1} MB)")
+}
+
+/// Said under such a result.
+pub const DOWNLOAD_NOTE: &str =
+    "The result is too large to send here; the button downloads it (the link works for 24 hours).";
