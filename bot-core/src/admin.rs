@@ -5,13 +5,10 @@
 
 use std::fmt::Write as _;
 
-use sqlx::AnyConnection;
-
 use crate::{
-    Credits, Error, Identity, RefundId, Result, Store, UserId,
-    ledger::{self, Phase, TransferKind, TransferRequest},
+    Credits, Identity, RefundId,
+    ledger::{self},
     people::User,
-    store::{Atomic, now_millis},
 };
 
 /// One admin action.
@@ -106,7 +103,7 @@ impl AdminCommand {
     /// # Errors
     ///
     /// What is wrong, with the usage.
-    pub fn parse(arguments: &str) -> std::result::Result<AdminCommand, String> {
+    pub fn parse(arguments: &str) -> Result<AdminCommand, String> {
         // The command line's spelling is the same grammar: `--reason`, `--days` and `--limit`
         // only name the words that follow, and `refunds list|approve|reject` the verbs.
         let mut words = arguments
@@ -120,12 +117,12 @@ impl AdminCommand {
             verb = if sub == "list" { verb } else { sub.to_string() };
         }
         let mut next = || words.next().map(str::to_string);
-        let identity = |text: Option<String>| -> std::result::Result<Identity, String> {
+        let identity = |text: Option<String>| -> Result<Identity, String> {
             let text = text.ok_or("Name the person as platform:id, e.g. telegram:123.")?;
             text.parse()
                 .map_err(|_| format!("{text} is not an identity like telegram:123."))
         };
-        let number = |text: Option<String>, what: &str| -> std::result::Result<u64, String> {
+        let number = |text: Option<String>, what: &str| -> Result<u64, String> {
             text.and_then(|t| t.parse::<u64>().ok())
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("Give the {what} as a positive whole number."))
@@ -268,246 +265,11 @@ pub struct Stats {
     pub credits_granted: i64,
 }
 
-pub(crate) async fn record(
-    conn: &mut AnyConnection,
-    actor: &str,
-    action: &str,
-    target: Option<&str>,
-    detail: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO admin_actions (actor, action, target, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(actor)
-    .bind(action)
-    .bind(target)
-    .bind(detail)
-    .bind(now_millis())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Which flag on a person an admin sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flag {
     Banned,
     Frozen,
-}
-
-impl Store {
-    /// Records an admin action that changes nothing else (a read, or a decision recorded by its
-    /// own code).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Internal`] when the database fails.
-    pub async fn record_admin_action(
-        &self,
-        actor: &str,
-        action: &str,
-        target: Option<&str>,
-        detail: &str,
-    ) -> Result<()> {
-        let (actor, action, target, detail) = (
-            actor.to_string(),
-            action.to_string(),
-            target.map(str::to_string),
-            detail.to_string(),
-        );
-        self.write(Atomic::Statement, move |conn| {
-            Box::pin(async move { record(conn, &actor, &action, target.as_deref(), &detail).await })
-        })
-        .await
-    }
-
-    /// Moves credits between a wallet and the grants account, with the audit row, at once.
-    /// `key` makes a repeated request do nothing twice.
-    ///
-    /// # Errors
-    ///
-    /// [`UserError::InsufficientCredits`] when taking more than the wallet holds.
-    pub async fn admin_transfer(
-        &self,
-        actor: &str,
-        target: &Identity,
-        request: TransferRequest,
-        action: &str,
-    ) -> Result<ledger::Transfer> {
-        let (actor, target, action) = (actor.to_string(), target.to_string(), action.to_string());
-        self.retrying(|| {
-            let (actor, target, action, request) = (
-                actor.clone(),
-                target.clone(),
-                action.clone(),
-                request.clone(),
-            );
-            self.write(Atomic::Transaction, move |conn| {
-                Box::pin(async move {
-                    let detail = format!(
-                        "{} {}: {}",
-                        action,
-                        request.amount,
-                        request.memo.clone().unwrap_or_default()
-                    );
-                    let transfer =
-                        match ledger::insert_transfer(conn, request, Phase::Posted).await? {
-                            ledger::Inserted::Created(transfer) => {
-                                record(conn, &actor, &action, Some(&target), &detail).await?;
-                                transfer
-                            }
-                            ledger::Inserted::Existing(transfer) => transfer,
-                            ledger::Inserted::MissingAccount => {
-                                return Err(Error::Internal(anyhow::anyhow!(
-                                    "an account of the transfer is missing"
-                                )));
-                            }
-                        };
-                    Ok(transfer)
-                })
-            })
-        })
-        .await
-    }
-
-    /// Sets or clears a person's ban or freeze, with the audit row; a ban also cancels the
-    /// person's open jobs, in the same transaction. Returns whether anything changed and how
-    /// many jobs were cancelled.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Internal`] when the database fails.
-    pub async fn set_flag(
-        &self,
-        actor: &str,
-        target: &Identity,
-        user: UserId,
-        flag: Flag,
-        on: bool,
-        reason: &str,
-    ) -> Result<(bool, u64)> {
-        let (actor, target, reason) = (actor.to_string(), target.to_string(), reason.to_string());
-        self.write(Atomic::Transaction, move |conn| {
-            Box::pin(async move {
-                let column = match flag {
-                    Flag::Banned => "banned_at",
-                    Flag::Frozen => "frozen_at",
-                };
-                let (value, condition) = if on {
-                    (Some(now_millis()), "IS NULL")
-                } else {
-                    (None, "IS NOT NULL")
-                };
-                // The column is one of two constants above, never input.
-                let sql = format!(
-                    "UPDATE users SET {column} = $2 WHERE id = $1 AND {column} {condition}"
-                );
-                let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(user.get())
-                    .bind(value)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                let action = match (flag, on) {
-                    (Flag::Banned, true) => "ban",
-                    (Flag::Banned, false) => "unban",
-                    (Flag::Frozen, true) => "freeze",
-                    (Flag::Frozen, false) => "unfreeze",
-                };
-                let cancelled = if changed && flag == Flag::Banned && on {
-                    crate::jobs::cancel_open_jobs(&mut *conn, user).await?
-                } else {
-                    0
-                };
-                let detail = match (changed, reason.is_empty()) {
-                    (true, _) => reason,
-                    (false, true) => "no change".to_string(),
-                    (false, false) => format!("no change; {reason}"),
-                };
-                record(conn, &actor, action, Some(&target), &detail).await?;
-                Ok((changed, cancelled))
-            })
-        })
-        .await
-    }
-
-    /// The audit table, newest first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Internal`] when the database fails.
-    pub async fn admin_actions(&self, limit: u32) -> Result<Vec<AdminAction>> {
-        let rows: Vec<(i64, String, String, Option<String>, String, i64)> = sqlx::query_as(
-            "SELECT id, actor, action, target, detail, created_at FROM admin_actions \
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.reader().await?)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, actor, action, target, detail, created_at)| AdminAction {
-                    id,
-                    actor,
-                    action,
-                    target,
-                    detail,
-                    created_at,
-                },
-            )
-            .collect())
-    }
-
-    /// Figures since `since` (unix milliseconds).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Internal`] when the database fails.
-    pub async fn stats(&self, since: i64) -> Result<Stats> {
-        let mut reader = self.reader().await?;
-        let (people, new_people): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), \
-               CAST(COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM users WHERE merged_into IS NULL",
-        )
-        .bind(since)
-        .fetch_one(&mut *reader)
-        .await?;
-        let jobs: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT operation, state, COUNT(*) FROM jobs WHERE created_at >= $1 \
-             GROUP BY operation, state ORDER BY operation, state",
-        )
-        .bind(since)
-        .fetch_all(&mut *reader)
-        .await?;
-        let kinds: Vec<(String, i64)> = sqlx::query_as(
-            // PostgreSQL sums BIGINTs as NUMERIC.
-            "SELECT kind, CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfers \
-             WHERE state = 'posted' AND created_at >= $1 GROUP BY kind",
-        )
-        .bind(since)
-        .fetch_all(&mut *reader)
-        .await?;
-        let sum = |kind: TransferKind| {
-            kinds
-                .iter()
-                .filter(|(k, _)| k == kind.as_str())
-                .map(|(_, amount)| *amount)
-                .sum::<i64>()
-        };
-        Ok(Stats {
-            people,
-            new_people,
-            jobs,
-            credits_sold: sum(TransferKind::Purchase),
-            credits_spent: sum(TransferKind::Generation),
-            credits_refunded: sum(TransferKind::Refund),
-            credits_granted: sum(TransferKind::Grant),
-        })
-    }
 }
 
 /// The words of a lookup.

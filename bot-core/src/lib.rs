@@ -15,7 +15,7 @@
 //! - [`ids`]: newtypes for database ids and platform identities (`telegram:42`).
 //! - [`people`]: a person, their wallet and their linked platform identities.
 //! - [`ledger`]: double-entry, two-phase credit transfers with idempotency keys and purchase lots;
-//!   [`ledger::audit`] proves the books balance on a live database.
+//!   [`store::audit`] proves the books balance on a live database.
 //! - [`links`]: one wallet across platforms: one-time codes that join two identities.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
 //! - [`payments`]: credit packs bought on Stripe or with Telegram Stars, credited once per

@@ -11,7 +11,6 @@
 //! The payment services themselves sit behind the [`PaymentRail`] port; `payments` (Stripe) and
 //! `telegram` (Stars) implement it.
 
-mod store;
 #[cfg(test)]
 mod tests;
 
@@ -19,7 +18,7 @@ use std::{fmt, future::Future, pin::Pin};
 
 use crate::{Credits, Error, PurchaseId, RefundId, Result, UserId, service::ChatRef};
 
-pub use store::{EventOutcome, NoticeToSend};
+pub use crate::store::payments::{EventOutcome, NoticeToSend};
 
 /// How a purchase is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +38,7 @@ impl Rail {
         }
     }
 
-    fn from_db(value: &str) -> Result<Rail> {
+    pub(crate) fn from_db(value: &str) -> Result<Rail> {
         match value {
             "stripe" => Ok(Rail::Stripe),
             "stars" => Ok(Rail::Stars),
@@ -87,7 +86,7 @@ pub enum PurchaseState {
 }
 
 impl PurchaseState {
-    fn from_db(value: &str) -> Result<PurchaseState> {
+    pub(crate) fn from_db(value: &str) -> Result<PurchaseState> {
         match value {
             "open" => Ok(PurchaseState::Open),
             "paid" => Ok(PurchaseState::Paid),
@@ -173,7 +172,7 @@ impl RefundState {
         }
     }
 
-    fn from_db(value: &str) -> Result<RefundState> {
+    pub(crate) fn from_db(value: &str) -> Result<RefundState> {
         [
             RefundState::AwaitingApproval,
             RefundState::Processing,

@@ -5,6 +5,7 @@
 
 use crate::UserError;
 mod admin;
+mod generation;
 mod messenger;
 mod payments;
 pub mod words;
@@ -20,19 +21,19 @@ pub use crate::chat::{
 };
 pub use messenger::{DeliveryError, Messenger, MessengerFuture};
 pub use payments::PaymentSettings;
+pub(crate) use words::{capitalise, final_status, shorten, status_text};
 
 use crate::{
     Credits, Error, Identity, JobId, Platform, PurchaseId, Result, Store,
     command::{self, Command, CommandLimits, ParseError},
-    jobs::{Job, JobLimits, JobState, NewJob},
+    jobs::{JobLimits, JobState, NewJob},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     media::MediaLimits,
-    operation::{OPERATIONS, Operation},
+    operation::Operation,
     payments::{PaymentRail, Rail},
     people::User,
     policy::ContentPolicy,
     pricing::PricingConfig,
-    providers::local::DISCLOSURE,
 };
 
 /// What a queued job needs to run and to be delivered; stored as the job's JSON payload.
@@ -426,182 +427,6 @@ impl Service {
         Ok(Some(reply))
     }
 
-    async fn generation(
-        &self,
-        request: &Request,
-        user: &User,
-        command: Command,
-    ) -> Result<Option<Reply>> {
-        let mut spec = JobSpec {
-            operation: Operation::Enhance,
-            prompt: None,
-            negative: None,
-            seed: None,
-            aspect: "1:1".into(),
-            style: None,
-            attachments: request.attachments.clone(),
-            chat: request.chat.clone(),
-            reply_to: request.message_id.clone(),
-            requester: request.name.clone(),
-            identity: request.identity.to_string(),
-        };
-        // How many photos the operation needs, and how many it uses at most.
-        match command {
-            Command::Imagine(imagine) => {
-                spec.operation = Operation::Image(imagine.quality);
-                spec.prompt = Some(imagine.prompt);
-                spec.negative = imagine.negative;
-                spec.seed = imagine.seed;
-                spec.aspect = imagine.aspect.to_string();
-            }
-            Command::Enhance(_) => spec.operation = Operation::Enhance,
-            Command::RemoveBackground(_) => spec.operation = Operation::RemoveBackground,
-            Command::FaceSwap(_) => spec.operation = Operation::FaceSwap,
-            Command::Portrait(portrait) => {
-                spec.operation = Operation::Portrait;
-                spec.style = Some(portrait.style);
-            }
-            Command::Video(video) => {
-                spec.operation = Operation::Video {
-                    seconds: video.seconds,
-                };
-                spec.prompt = Some(video.prompt);
-            }
-            Command::Music(music) => {
-                spec.operation = Operation::Music {
-                    seconds: music.seconds,
-                };
-                spec.prompt = Some(music.prompt);
-            }
-            _ => return Ok(None),
-        }
-        let info = spec.operation.info();
-        if spec.attachments.len() < info.photos_needed {
-            return Ok(Some(Reply::private(match info.photos_needed {
-                1 => "Send this command with a photo, or as a reply to one.".to_string(),
-                _ => "Send two photos together with this command: the face first, then the target."
-                    .to_string(),
-            })));
-        }
-        spec.attachments.truncate(info.photos_used);
-        if let Some(too_big) = spec
-            .attachments
-            .iter()
-            .find_map(|a| a.size)
-            .filter(|s| *s > self.settings.media.max_upload_bytes as u64)
-        {
-            return Ok(Some(Reply::private(format!(
-                "That file is {} MB; the limit is {} MB. No credits were taken.",
-                too_big.div_ceil(1024 * 1024),
-                self.settings.media.max_upload_bytes / (1024 * 1024)
-            ))));
-        }
-        let texts = [
-            spec.prompt.as_deref(),
-            spec.negative.as_deref(),
-            spec.style.as_deref(),
-        ];
-        if let Err(refusal) = self.settings.policy.check(texts.into_iter().flatten()) {
-            self.store.count_policy_refusal(user.id).await?;
-            return Ok(Some(Reply::private(refusal.reason)));
-        }
-        if user.frozen_at.is_some() {
-            return Err(Error::User(UserError::Frozen));
-        }
-        let cost = self.settings.pricing.cost(spec.operation);
-        if self.settings.pricing.needs_confirmation(spec.operation) {
-            return self.quote(user, &spec, cost).await.map(Some);
-        }
-        self.enqueue(user, &request.key, spec).await
-    }
-
-    async fn quote(&self, user: &User, spec: &JobSpec, cost: Credits) -> Result<Reply> {
-        let balance = self.store.account_balance(user.wallet).await?.available();
-        let payload = serde_json::to_string(spec).map_err(anyhow::Error::from)?;
-        let quote = self.store.create_quote(user.id, payload, cost).await?;
-        let after = balance.checked_sub(cost);
-        let text = match after {
-            Some(after) => format!(
-                "A {} costs {cost}; your balance {} → {}.",
-                spec.operation.label(),
-                balance.get(),
-                after.get()
-            ),
-            None => format!(
-                "A {} costs {cost}, and your balance is {balance}.",
-                spec.operation.label()
-            ),
-        };
-        Ok(Reply::private(text)
-            .with("Confirm", Action::Confirm(quote))
-            .with("Cancel", Action::Dismiss(quote)))
-    }
-
-    /// Holds the cost and queues the job, then sends its status message.
-    async fn enqueue(&self, user: &User, key: &str, spec: JobSpec) -> Result<Option<Reply>> {
-        let payload = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
-        let job = self
-            .store
-            .enqueue(
-                &NewJob {
-                    key: key.to_string(),
-                    user: user.id,
-                    wallet: user.wallet,
-                    operation: spec.operation.name().into(),
-                    cost: self.settings.pricing.cost(spec.operation),
-                    payload,
-                },
-                &self.settings.jobs,
-            )
-            .await?;
-        if job.state.is_final() {
-            return Ok(None);
-        }
-        tracing::info!(job = %job.id, operation = %job.operation, "queued");
-        let position = self.store.queue_position(job.id).await?;
-        let place = if position >= crate::jobs::POSITION_CAP {
-            format!("queued, more than {} jobs ahead", crate::jobs::POSITION_CAP)
-        } else {
-            format!("queued, position {}", position + 1)
-        };
-        let text = status_text(&job, &spec, &place);
-        let messenger = self.messenger(spec.chat.platform)?;
-        let buttons = [Button::action("Cancel", Action::Cancel(job.id))];
-        match messenger
-            .send_text(&spec.chat, spec.reply_to.as_deref(), &text, &buttons)
-            .await
-        {
-            Ok(message) => {
-                // The job may have ended while the message was on its way: make sure no
-                // message is left saying "queued".
-                if !self.set_status_message(job.id, &message).await? {
-                    let now = self.store.job(job.id).await?;
-                    let _ = messenger
-                        .edit_text(&message, &final_status(&now, &spec), &[])
-                        .await;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(job = %job.id, %error, "could not send the status message")
-            }
-        }
-        Ok(None)
-    }
-
-    pub(crate) async fn set_status_message(
-        &self,
-        job: JobId,
-        message: &MessageRef,
-    ) -> Result<bool> {
-        let message = serde_json::to_string(message).map_err(anyhow::Error::from)?;
-        self.store.set_status_message(job, message).await
-    }
-
-    pub(crate) async fn status_message(&self, job: JobId) -> Result<Option<MessageRef>> {
-        let message = self.store.status_message(job).await?;
-        Ok(message.and_then(|text| serde_json::from_str(&text).ok()))
-    }
-
     async fn action(
         &self,
         request: &Request,
@@ -716,111 +541,6 @@ impl Service {
 
     async fn balance(&self, user: &User) -> Result<Credits> {
         Ok(self.store.account_balance(user.wallet).await?.available())
-    }
-
-    fn help(&self) -> String {
-        let pricing = &self.settings.pricing;
-        let mut text = String::from("What I can do:\n");
-        for spec in command::specs(&self.settings.commands) {
-            if spec.operators_only {
-                continue;
-            }
-            // A generation command's price rule, from the operation of the same name.
-            let operation = OPERATIONS
-                .iter()
-                .position(|info| info.name == spec.name)
-                .map(|at| pricing.prices[at]);
-            let cost = operation.map(|rule| rule.to_string());
-            let _ = match cost {
-                Some(cost) => writeln!(text, "{} — {cost}", spec.usage),
-                None => writeln!(text, "{}", spec.usage),
-            };
-            // What an operator offers (aspect ratios, lengths, styles) is listed as configured,
-            // unless the usage line already spells it out.
-            for option in &spec.options {
-                if let command::OptionKind::Choices(choices) = &option.kind
-                    && !choices.iter().all(|c| spec.usage.contains(&c.label))
-                {
-                    let labels: Vec<&str> = choices.iter().map(|c| c.label.as_str()).collect();
-                    let _ = writeln!(text, "    {}: {}", option.name, labels.join(", "));
-                }
-            }
-        }
-        text.push_str(self.disclosure().trim_start());
-        text
-    }
-
-    fn disclosure(&self) -> String {
-        if self.settings.local_preview {
-            format!("\n\n{DISCLOSURE}")
-        } else {
-            String::new()
-        }
-    }
-
-    async fn history(&self, user: &User) -> Result<String> {
-        let rows = self.store.recent_jobs(user.id, 10).await?;
-        if rows.is_empty() {
-            return Ok("No generations yet. Try /imagine.".into());
-        }
-        let mut text = String::from("Your recent jobs:\n");
-        for (job, amount) in rows {
-            let charged = if job.state == JobState::Succeeded {
-                format!("{} credits", amount.get())
-            } else {
-                "no charge".into()
-            };
-            let _ = writeln!(
-                text,
-                "#{} {}: {} ({charged})",
-                job.id,
-                job.operation,
-                job.state.as_str()
-            );
-        }
-        Ok(text)
-    }
-}
-
-pub(crate) fn status_text(job: &Job, spec: &JobSpec, state: &str) -> String {
-    match &spec.prompt {
-        Some(prompt) => format!(
-            "#{} {}: {state}\n“{}”",
-            job.id,
-            spec.operation.label(),
-            shorten(prompt, 200)
-        ),
-        None => format!("#{} {}: {state}", job.id, spec.operation.label()),
-    }
-}
-
-pub(crate) fn final_status(job: &Job, spec: &JobSpec) -> String {
-    let state = match job.state {
-        JobState::Succeeded => "done".to_string(),
-        JobState::Cancelled => "cancelled, no credits taken".to_string(),
-        JobState::Failed => format!(
-            "failed, no credits taken: {}",
-            job.failure.as_deref().unwrap_or("unknown reason")
-        ),
-        JobState::Queued | JobState::Running => "waiting".to_string(),
-    };
-    status_text(job, spec, &state)
-}
-
-pub(crate) fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -5,11 +5,23 @@
 //! process instead of failing with `SQLITE_BUSY`) and a pool of readers over WAL.
 
 use crate::Fault;
+pub(crate) mod admin;
+pub mod audit;
 mod files;
+pub(crate) mod jobs;
+pub(crate) mod ledger;
+pub(crate) mod links;
+mod migrate;
+pub(crate) mod payments;
+pub(crate) mod people;
+pub(crate) mod quotes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod writer;
 
 pub use files::KeptFile;
+use migrate::*;
+pub(crate) use writer::*;
 
 use std::{
     future::Future,
@@ -127,101 +139,6 @@ pub(crate) struct Inner {
     pub(crate) readers: Readers,
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
 }
-
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "people and ledger",
-        include_str!("../../migrations/sqlite/0001_people_and_ledger.sql"),
-    ),
-    (
-        2,
-        "jobs",
-        include_str!("../../migrations/sqlite/0002_jobs.sql"),
-    ),
-    (
-        3,
-        "service",
-        include_str!("../../migrations/sqlite/0003_service.sql"),
-    ),
-    (
-        4,
-        "turns",
-        include_str!("../../migrations/sqlite/0004_turns.sql"),
-    ),
-    (
-        5,
-        "payments",
-        include_str!("../../migrations/sqlite/0005_payments.sql"),
-    ),
-    (
-        6,
-        "links",
-        include_str!("../../migrations/sqlite/0006_links.sql"),
-    ),
-    (
-        7,
-        "notice recipient",
-        include_str!("../../migrations/sqlite/0007_notice_recipient.sql"),
-    ),
-    (
-        8,
-        "admin",
-        include_str!("../../migrations/sqlite/0008_admin.sql"),
-    ),
-    (
-        9,
-        "large files",
-        include_str!("../../migrations/sqlite/0009_large_files.sql"),
-    ),
-];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "people and ledger",
-        include_str!("../../migrations/postgres/0001_people_and_ledger.sql"),
-    ),
-    (
-        2,
-        "jobs",
-        include_str!("../../migrations/postgres/0002_jobs.sql"),
-    ),
-    (
-        3,
-        "service",
-        include_str!("../../migrations/postgres/0003_service.sql"),
-    ),
-    (
-        4,
-        "turns",
-        include_str!("../../migrations/postgres/0004_turns.sql"),
-    ),
-    (
-        5,
-        "payments",
-        include_str!("../../migrations/postgres/0005_payments.sql"),
-    ),
-    (
-        6,
-        "links",
-        include_str!("../../migrations/postgres/0006_links.sql"),
-    ),
-    (
-        7,
-        "notice recipient",
-        include_str!("../../migrations/postgres/0007_notice_recipient.sql"),
-    ),
-    (
-        8,
-        "admin",
-        include_str!("../../migrations/postgres/0008_admin.sql"),
-    ),
-    (
-        9,
-        "large files",
-        include_str!("../../migrations/postgres/0009_large_files.sql"),
-    ),
-];
 
 /// How many times a transaction is retried after a lock conflict the database reported.
 const MAX_TRANSIENT_RETRIES: u32 = 20;
@@ -531,234 +448,6 @@ impl Store {
     }
 }
 
-/// Where writes run.
-#[derive(Debug)]
-pub(crate) enum Writer {
-    Sqlite(WriterHandle),
-    Postgres(AnyPool),
-}
-
-impl Writer {
-    async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        match self {
-            Writer::Sqlite(handle) => handle.run(atomic, op).await,
-            Writer::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                match atomic {
-                    Atomic::Statement => op(&mut conn).await,
-                    Atomic::Transaction => {
-                        let mut tx = conn.begin().await?;
-                        let value = op(&mut tx).await?;
-                        tx.commit().await?;
-                        Ok(value)
-                    }
-                }
-            }
-        }
-    }
-
-    async fn close(&self) {
-        match self {
-            Writer::Sqlite(handle) => handle.close().await,
-            Writer::Postgres(pool) => pool.close().await,
-        }
-    }
-}
-
-/// SQLite's one writer: a task that owns the write connection and commits whatever writes are
-/// waiting in one transaction (group commit). A commit costs far more than a statement, and
-/// SQLite allows one writer at a time anyway, so batching is what lets many people write at
-/// once. Each operation in a batch stands alone: a refused statement undoes only itself, and
-/// a multi-statement operation runs inside its own savepoint.
-#[derive(Debug)]
-pub(crate) struct WriterHandle {
-    sender: mpsc::Sender<WriterMessage>,
-}
-
-/// The most operations committed together.
-const MAX_BATCH: usize = 256;
-
-type Erased = Box<dyn std::any::Any + Send>;
-type ErasedOp =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Erased>> + Send>;
-
-struct WriteJob {
-    atomic: Atomic,
-    op: ErasedOp,
-    reply: oneshot::Sender<Result<Erased>>,
-}
-
-enum WriterMessage {
-    Job(WriteJob),
-    Close(oneshot::Sender<()>),
-}
-
-impl WriterHandle {
-    fn start(connection: AnyConnection) -> WriterHandle {
-        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(connection, receiver));
-        WriterHandle { sender }
-    }
-
-    async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        let op: ErasedOp = Box::new(move |conn| {
-            Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
-        });
-        let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
-        self.sender
-            .send(WriterMessage::Job(WriteJob { atomic, op, reply }))
-            .await
-            .map_err(|_| closed())?;
-        let value = answer.await.map_err(|_| closed())??;
-        value.downcast::<T>().map(|value| *value).map_err(|_| {
-            Error::Internal(anyhow::anyhow!("the writer answered with the wrong type"))
-        })
-    }
-
-    async fn close(&self) {
-        let (ack, closed) = oneshot::channel();
-        if self.sender.send(WriterMessage::Close(ack)).await.is_ok() {
-            let _ = closed.await;
-        }
-    }
-}
-
-async fn run_writer(mut conn: AnyConnection, mut receiver: mpsc::Receiver<WriterMessage>) {
-    while let Some(message) = receiver.recv().await {
-        let mut batch = Vec::new();
-        let mut close = None;
-        match message {
-            WriterMessage::Job(job) => batch.push(job),
-            WriterMessage::Close(ack) => close = Some(ack),
-        }
-        while close.is_none() && batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(WriterMessage::Job(job)) => batch.push(job),
-                Ok(WriterMessage::Close(ack)) => close = Some(ack),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            run_batch(&mut conn, batch).await;
-        }
-        if let Some(ack) = close {
-            let _ = conn.close().await;
-            let _ = ack.send(());
-            return;
-        }
-    }
-}
-
-/// True for errors that leave the batch's transaction intact: a refusal the operation
-/// recognised (the refused statement undid itself), not a fault of the connection.
-fn leaves_batch_intact(error: &Error) -> bool {
-    // A person's error or a typed fault (a ledger rule, a taken identity) is a refusal decided
-    // by our own code: its savepoint is undone and the rest of the batch stands.
-    !error.is_internal() || error.fault().is_some()
-}
-
-async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
-    if let [job] = &batch[..]
-        && job.atomic == Atomic::Statement
-    {
-        let Some(job) = batch.into_iter().next() else {
-            return;
-        };
-        let result = (job.op)(conn).await;
-        let _ = job.reply.send(result);
-        return;
-    }
-    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
-        let why = format!("could not begin a write transaction: {error}");
-        for job in batch {
-            let _ = job
-                .reply
-                .send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
-        }
-        return;
-    }
-    let mut done = Vec::with_capacity(batch.len());
-    let mut aborted: Option<String> = None;
-    // A savepoint whose operation succeeded is released together with the next statement sent
-    // (the next savepoint, or the commit): every round trip to SQLite's thread counts.
-    let mut unreleased = false;
-    for job in batch {
-        if aborted.is_some() {
-            done.push((job.reply, None));
-            continue;
-        }
-        // A multi-statement operation gets a savepoint even alone in its batch, so that its
-        // refusal undoes its own earlier statements.
-        let isolate = job.atomic == Atomic::Transaction;
-        let prepare = match (unreleased, isolate) {
-            (true, true) => Some("RELEASE operation; SAVEPOINT operation"),
-            (true, false) => Some("RELEASE operation"),
-            (false, true) => Some("SAVEPOINT operation"),
-            (false, false) => None,
-        };
-        unreleased = false;
-        if let Some(sql) = prepare
-            && let Err(error) = conn.execute(sql).await
-        {
-            aborted = Some(error.to_string());
-            done.push((job.reply, None));
-            continue;
-        }
-        let result = (job.op)(conn).await;
-        match &result {
-            Ok(_) if isolate => unreleased = true,
-            Err(error) if leaves_batch_intact(error) && isolate => {
-                let undone = conn
-                    .execute("ROLLBACK TO operation; RELEASE operation")
-                    .await;
-                if let Err(error) = undone {
-                    aborted = Some(error.to_string());
-                }
-            }
-            Err(error) if !leaves_batch_intact(error) => aborted = Some(format!("{error:#}")),
-            _ => {}
-        }
-        done.push((job.reply, Some(result)));
-    }
-    let commit = if unreleased {
-        "RELEASE operation; COMMIT"
-    } else {
-        "COMMIT"
-    };
-    let outcome = match aborted {
-        Some(why) => Err(why),
-        None => conn
-            .execute(commit)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-    };
-    if outcome.is_err() {
-        let _ = conn.execute("ROLLBACK").await;
-    }
-    for (reply, result) in done {
-        let answer = match (&outcome, result) {
-            (Ok(()), Some(result)) => result,
-            // A refusal stays true when the batch is undone: nothing was written either way.
-            (Err(_), Some(Err(error))) if leaves_batch_intact(&error) => Err(error),
-            (Err(why), _) => Err(Error::Internal(anyhow::anyhow!(
-                "the write was rolled back: {why}"
-            ))),
-            (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("the write did not run"))),
-        };
-        let _ = reply.send(answer);
-    }
-}
-
 /// The current time in unix milliseconds, as stored in every `*_at` column.
 pub(crate) fn now_millis() -> i64 {
     let since_epoch = std::time::SystemTime::now()
@@ -798,66 +487,6 @@ fn is_transient(error: &Error) -> bool {
         db.code().as_deref(),
         Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01")
     )
-}
-
-fn migrator(backend: Backend) -> Migrator {
-    let sources = match backend {
-        Backend::Sqlite => SQLITE_MIGRATIONS,
-        Backend::Postgres => POSTGRES_MIGRATIONS,
-    };
-    Migrator::with_migrations(
-        sources
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    description.into(),
-                    MigrationType::Simple,
-                    sqlx::SqlSafeStr::into_sql_str(sql),
-                    false,
-                )
-            })
-            .collect(),
-    )
-}
-
-/// Applies the migrations, or checks that none is pending.
-async fn prepare_schema(
-    backend: Backend,
-    migrations: Migrations,
-    conn: &mut AnyConnection,
-) -> Result<()> {
-    let migrator = migrator(backend);
-    match migrations {
-        Migrations::Apply => migrator.run(conn).await?,
-        Migrations::RequireCurrent => {
-            let pending = pending_migrations(&migrator, conn).await?;
-            if pending > 0 {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "the database schema is {pending} migration(s) behind: run `imagegpt migrate`"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn pending_migrations(migrator: &Migrator, conn: &mut AnyConnection) -> Result<usize> {
-    let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
-        "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    {
-        Ok(applied) => applied,
-        // No migrations table: nothing applied yet.
-        Err(sqlx::Error::Database(_)) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
-    Ok(migrator
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .count())
 }
 
 async fn load_system_accounts(

@@ -1,6 +1,9 @@
 //! The queue's rules, each a story on both backends ending with a clean audit.
 
 use super::*;
+use std::time::Duration;
+
+use crate::Store;
 use crate::{Fault, Faulted as _, UserError};
 use crate::{
     ledger::TransferState,

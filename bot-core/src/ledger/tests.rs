@@ -8,6 +8,7 @@ use crate::{
     people::User,
     store::{execute_unchecked, testing::available},
 };
+use crate::{Store, store::is_check_violation};
 
 async fn person(store: &Store, name: &str) -> User {
     let identity: Identity = format!("console:{name}").parse().expect("identity");

@@ -3,6 +3,10 @@
 use super::*;
 use crate::UserError;
 use crate::{
+    Error, Identity, Result, Store,
+    ledger::{TransferKind, TransferRequest},
+};
+use crate::{
     on_every_backend,
     people::User,
     store::{execute_unchecked, testing::available},

@@ -44,3 +44,121 @@ pub fn download_label(megabytes: f64) -> String {
 /// Said under such a result.
 pub const DOWNLOAD_NOTE: &str =
     "The result is too large to send here; the button downloads it (the link works for 24 hours).";
+
+use std::fmt::Write as _;
+
+use super::{JobSpec, Service};
+use crate::{
+    Result, command,
+    jobs::{Job, JobState},
+    operation::OPERATIONS,
+    people::User,
+    providers::local::DISCLOSURE,
+};
+
+impl Service {
+    pub(super) fn help(&self) -> String {
+        let pricing = &self.settings.pricing;
+        let mut text = String::from("What I can do:\n");
+        for spec in command::specs(&self.settings.commands) {
+            if spec.operators_only {
+                continue;
+            }
+            // A generation command's price rule, from the operation of the same name.
+            let operation = OPERATIONS
+                .iter()
+                .position(|info| info.name == spec.name)
+                .map(|at| pricing.prices[at]);
+            let cost = operation.map(|rule| rule.to_string());
+            let _ = match cost {
+                Some(cost) => writeln!(text, "{} — {cost}", spec.usage),
+                None => writeln!(text, "{}", spec.usage),
+            };
+            // What an operator offers (aspect ratios, lengths, styles) is listed as configured,
+            // unless the usage line already spells it out.
+            for option in &spec.options {
+                if let command::OptionKind::Choices(choices) = &option.kind
+                    && !choices.iter().all(|c| spec.usage.contains(&c.label))
+                {
+                    let labels: Vec<&str> = choices.iter().map(|c| c.label.as_str()).collect();
+                    let _ = writeln!(text, "    {}: {}", option.name, labels.join(", "));
+                }
+            }
+        }
+        text.push_str(self.disclosure().trim_start());
+        text
+    }
+
+    pub(super) fn disclosure(&self) -> String {
+        if self.settings.local_preview {
+            format!("\n\n{DISCLOSURE}")
+        } else {
+            String::new()
+        }
+    }
+
+    pub(super) async fn history(&self, user: &User) -> Result<String> {
+        let rows = self.store.recent_jobs(user.id, 10).await?;
+        if rows.is_empty() {
+            return Ok("No generations yet. Try /imagine.".into());
+        }
+        let mut text = String::from("Your recent jobs:\n");
+        for (job, amount) in rows {
+            let charged = if job.state == JobState::Succeeded {
+                format!("{} credits", amount.get())
+            } else {
+                "no charge".into()
+            };
+            let _ = writeln!(
+                text,
+                "#{} {}: {} ({charged})",
+                job.id,
+                job.operation,
+                job.state.as_str()
+            );
+        }
+        Ok(text)
+    }
+}
+
+pub(crate) fn status_text(job: &Job, spec: &JobSpec, state: &str) -> String {
+    match &spec.prompt {
+        Some(prompt) => format!(
+            "#{} {}: {state}\n“{}”",
+            job.id,
+            spec.operation.label(),
+            shorten(prompt, 200)
+        ),
+        None => format!("#{} {}: {state}", job.id, spec.operation.label()),
+    }
+}
+
+pub(crate) fn final_status(job: &Job, spec: &JobSpec) -> String {
+    let state = match job.state {
+        JobState::Succeeded => "done".to_string(),
+        JobState::Cancelled => "cancelled, no credits taken".to_string(),
+        JobState::Failed => format!(
+            "failed, no credits taken: {}",
+            job.failure.as_deref().unwrap_or("unknown reason")
+        ),
+        JobState::Queued | JobState::Running => "waiting".to_string(),
+    };
+    status_text(job, spec, &state)
+}
+
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+pub(crate) fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -9,6 +9,7 @@ use fakes::replicate::{FakeReplicate, Script};
 use secrecy::SecretString;
 
 use super::*;
+use crate::jobs::Job;
 use crate::providers::replicate::{Replicate, ReplicateConfig};
 
 on_every_backend!(

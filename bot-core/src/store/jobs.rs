@@ -1,0 +1,659 @@
+//! The job queue's SQL: enqueue with the hold, fair claims under a lease, renewals, one end per
+//! job (posting or voiding its hold), cancellation.
+
+#[allow(unused_imports)]
+use crate::jobs::*;
+use crate::store::ledger::{Inserted, insert_transfer};
+use crate::{
+    AccountId, Credits, Error, JobId, Result, Store, TransferId, UserId,
+    ledger::{Phase, SystemAccount, TransferKind, TransferRequest},
+    store::{Atomic, Backend, now_millis},
+};
+use crate::{Fault, UserError};
+use sqlx::AnyConnection;
+use std::time::Duration;
+
+const JOB_COLUMNS: &str = "id, user_id, hold_id, operation, payload, state, attempts, \
+                           cancel_requested, provider, provider_job_id, failure, created_at";
+
+type JobRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+fn job_from_row(row: JobRow) -> Result<Job> {
+    let (
+        id,
+        user,
+        hold,
+        operation,
+        payload,
+        state,
+        attempts,
+        cancel,
+        provider,
+        provider_job_id,
+        failure,
+        created_at,
+    ) = row;
+    Ok(Job {
+        id: JobId::from_db(id),
+        user: UserId::from_db(user),
+        hold: TransferId::from_db(hold),
+        operation,
+        payload,
+        state: JobState::from_db(&state)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        cancel_requested: cancel == 1,
+        provider,
+        provider_job_id,
+        failure,
+        created_at,
+    })
+}
+
+async fn job_where(conn: &mut AnyConnection, condition: &str, id: i64) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(job_from_row)
+        .transpose()
+}
+
+impl Store {
+    /// Holds the job's cost and queues it, in one transaction. The same key again returns the
+    /// job it queued first.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::InsufficientCredits`]; [`UserError::TooManyQueued`] when the person already has
+    /// their cap of queued jobs (nothing is held then); [`Fault::IdempotencyConflict`].
+    pub async fn enqueue(&self, job: &NewJob, limits: &JobLimits) -> Result<Job> {
+        let revenue = self.account(SystemAccount::GenerationRevenue);
+        let queued = self
+            .retrying(|| {
+                let (job, limits) = (job.clone(), *limits);
+                self.write(Atomic::Transaction, move |conn| {
+                    Box::pin(insert_job(conn, job, limits, revenue))
+                })
+            })
+            .await;
+        match queued {
+            Ok(queued) => Ok(queued),
+            Err(error) => self.with_available_credits(error, job.wallet).await,
+        }
+    }
+
+    /// Claims the next job for `worker`, fairly between people, for `lease`. Jobs whose lease
+    /// expired (their worker died) are claimable again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        limits: &JobLimits,
+    ) -> Result<Option<Lease>> {
+        let backend = self.backend();
+        let (worker, max_running) = (worker.to_string(), limits.max_running_per_person);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        // On SQLite the one writer excludes every other claimer, and each claim changes one row
+        // with a statement that re-checks the job is still claimable; PostgreSQL locks the row
+        // (skipping rows other instances hold) in a transaction.
+        let atomic = match backend {
+            Backend::Sqlite => Atomic::Statement,
+            Backend::Postgres => Atomic::Transaction,
+        };
+        self.retrying(|| {
+            let worker = worker.clone();
+            self.write(atomic, move |conn| {
+                Box::pin(claim_next(conn, backend, worker, lease_ms, max_running))
+            })
+        })
+        .await
+    }
+
+    /// Extends a lease. `Ok(false)` when the lease was lost (expired and taken by another
+    /// worker, or the job ended): the worker must stop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
+        let until = now_millis() + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2);
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let renewed = sqlx::query(
+                    "UPDATE jobs SET lease_expires_at = $3 \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+                )
+                .bind(id.get())
+                .bind(worker)
+                .bind(until)
+                .execute(conn)
+                .await?;
+                Ok(renewed.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Records the provider's id for the job as soon as it exists, so a worker that restarts
+    /// polls the same run instead of paying for a second one.
+    ///
+    /// # Errors
+    ///
+    /// [`Fault::LeaseLost`] when this worker no longer holds the job.
+    pub async fn record_provider_job(
+        &self,
+        lease: &Lease,
+        provider: &str,
+        provider_job_id: &str,
+    ) -> Result<()> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let (provider, provider_job_id) = (provider.to_string(), provider_job_id.to_string());
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let updated = sqlx::query(
+                    "UPDATE jobs SET provider = $3, provider_job_id = $4 \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+                )
+                .bind(id.get())
+                .bind(worker)
+                .bind(provider)
+                .bind(provider_job_id)
+                .execute(conn)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(Error::from(Fault::LeaseLost(id)))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Ends a delivered job and posts its hold, together.
+    ///
+    /// # Errors
+    ///
+    /// [`Fault::LeaseLost`] when this worker no longer holds the job (nothing changes).
+    pub async fn succeed(&self, lease: &Lease) -> Result<Job> {
+        self.finish(lease, JobState::Succeeded, None).await
+    }
+
+    /// Ends a job that cannot be done and voids its hold, together.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn fail(&self, lease: &Lease, reason: &str) -> Result<Job> {
+        self.finish(lease, JobState::Failed, Some(reason.to_string()))
+            .await
+    }
+
+    /// Gives a job back to the queue after a transient failure, to be claimed again after
+    /// `delay`; once its attempts are used up it fails (and its hold is voided) instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn retry_later(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        delay: Duration,
+        limits: &JobLimits,
+    ) -> Result<Job> {
+        if lease.job.attempts >= limits.max_attempts {
+            return self.fail(lease, reason).await;
+        }
+        self.release_lease(lease, delay, Some(reason.to_string()))
+            .await
+    }
+
+    /// Hands a job back untouched (graceful shutdown): another worker may claim it at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn release(&self, lease: &Lease) -> Result<Job> {
+        self.release_lease(lease, Duration::ZERO, None).await
+    }
+
+    /// Cancels a person's job: a queued one ends now (hold voided); a running one is marked, and
+    /// its worker cancels it at the provider and fails it.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::UnknownJob`] when the person has no such job; [`UserError::JobAlreadyEnded`].
+    pub async fn cancel(&self, user: UserId, job: JobId) -> Result<Job> {
+        self.retrying(|| {
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(cancel_job(conn, user, job))
+            })
+        })
+        .await
+    }
+
+    /// How many jobs wait to run, and the age of the oldest in seconds (for metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn queue_stats(&self) -> Result<(i64, i64)> {
+        let (depth, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM jobs WHERE state = 'queued'")
+                .fetch_one(&mut *self.reader().await?)
+                .await?;
+        let age = oldest.map_or(0, |at| ((now_millis() - at) / 1000).max(0));
+        Ok((depth, age))
+    }
+
+    /// How many of a person's jobs are queued or running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn open_jobs(&self, user: UserId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(user.get())
+        .fetch_one(&mut *self.reader().await?)
+        .await?)
+    }
+
+    /// A job by id.
+    ///
+    /// # Errors
+    ///
+    /// [`UserError::UnknownJob`].
+    pub async fn job(&self, id: JobId) -> Result<Job> {
+        job_where(&mut *self.reader().await?, "id = $1", id.get())
+            .await?
+            .ok_or(Error::User(UserError::UnknownJob(id)))
+    }
+
+    /// The person's newest queued or running job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn newest_open_job(&self, user: UserId) -> Result<Option<JobId>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user.get())
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        Ok(id.map(JobId::from_db))
+    }
+
+    /// The person's latest jobs, newest first, each with the cost held for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn recent_jobs(&self, user: UserId, limit: u32) -> Result<Vec<(Job, Credits)>> {
+        let columns = JOB_COLUMNS
+            .split(", ")
+            .map(|column| format!("j.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, t.amount FROM jobs j JOIN transfers t ON t.id = j.hold_id \
+             WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.get())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let job = job_from_row(<JobRow as sqlx::FromRow<_>>::from_row(row)?)?;
+                let amount: i64 = sqlx::Row::try_get(row, JOB_COLUMNS.split(", ").count())?;
+                Ok((job, Credits::from_db(amount)?))
+            })
+            .collect()
+    }
+
+    /// Remembers where a job's status message is, so that workers can edit it. Returns whether
+    /// the job is still open (it may have ended while the message was on its way).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn set_status_message(&self, job: JobId, message: String) -> Result<bool> {
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let state: Option<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET status_message = $2 WHERE id = $1 RETURNING state",
+                )
+                .bind(job.get())
+                .bind(message)
+                .fetch_optional(conn)
+                .await?;
+                Ok(matches!(state.as_deref(), Some("queued" | "running")))
+            })
+        })
+        .await
+    }
+
+    /// Where a job's status message is, as recorded by [`Store::set_status_message`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn status_message(&self, job: JobId) -> Result<Option<String>> {
+        let message: Option<Option<String>> =
+            sqlx::query_scalar("SELECT status_message FROM jobs WHERE id = $1")
+                .bind(job.get())
+                .fetch_optional(&mut *self.reader().await?)
+                .await?;
+        Ok(message.flatten())
+    }
+
+    /// How many queued jobs would be claimed before this one (0: next), counted up to
+    /// [`POSITION_CAP`]: past that, a person needs to know only that the queue is long, and
+    /// the count stays cheap however long it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn queue_position(&self, id: JobId) -> Result<u64> {
+        // The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+               WHERE q.state = 'queued' \
+                 AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
+               LIMIT $2) ahead",
+        )
+        .bind(id.get())
+        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
+        .fetch_one(&mut *self.reader().await?)
+        .await?;
+        Ok(u64::try_from(ahead).unwrap_or(0))
+    }
+
+    async fn finish(&self, lease: &Lease, to: JobState, failure: Option<String>) -> Result<Job> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        self.retrying(|| {
+            let (worker, failure) = (worker.clone(), failure.clone());
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(finish_job(conn, id, Some(worker), to, failure))
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        failure: Option<String>,
+    ) -> Result<Job> {
+        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let run_after = now_millis() + i64::try_from(delay.as_millis()).unwrap_or(0);
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let sql = format!(
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                     run_after = $3, failure = COALESCE($4, failure) \
+                     WHERE id = $1 AND state = 'running' AND lease_owner = $2 \
+                     RETURNING {JOB_COLUMNS}"
+                );
+                let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(id.get())
+                    .bind(worker)
+                    .bind(run_after)
+                    .bind(failure)
+                    .fetch_optional(conn)
+                    .await?;
+                row.map(job_from_row).transpose()?.ok_or(Error::from(Fault::LeaseLost(id)))
+            })
+        })
+        .await
+    }
+}
+
+async fn insert_job(
+    conn: &mut AnyConnection,
+    job: NewJob,
+    limits: JobLimits,
+    revenue: AccountId,
+) -> Result<Job> {
+    let hold = TransferRequest {
+        key: format!("job:{}", job.key),
+        debit: job.wallet,
+        credit: revenue,
+        amount: job.cost,
+        kind: TransferKind::Generation,
+        memo: Some(job.operation.clone()),
+    };
+    // The hold comes first: it locks the person's wallet row, so two enqueues for one person
+    // (on any instance) count each other's jobs below.
+    let hold = match insert_transfer(&mut *conn, hold.clone(), Phase::Pending).await? {
+        Inserted::Created(transfer) => transfer,
+        Inserted::Existing(existing) => {
+            return job_where(conn, "hold_id = $1", existing.id.get())
+                .await?
+                .ok_or_else(|| Error::from(Fault::IdempotencyConflict { key: hold.key }));
+        }
+        Inserted::MissingAccount => return Err(Error::from(Fault::UnknownAccount(job.wallet))),
+    };
+    // One statement: the person's queued count (for the cap), their last open turn and the
+    // turn now served decide whether and where the job joins the queue.
+    let sql = format!(
+        "INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, run_after, \
+                           created_at, turn) \
+         SELECT $1, $2, $3, $4, 'queued', $5, $6, $6, \
+                1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
+         FROM (SELECT \
+                 COALESCE((SELECT MAX(turn) FROM jobs \
+                           WHERE user_id = $1 AND state IN ('queued', 'running')), 0) AS mine, \
+                 COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
+                 (SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued') AS queued \
+              ) now \
+         WHERE now.queued < $7 \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(job.user.get())
+        .bind(hold.id.get())
+        .bind(job.operation)
+        .bind(job.payload)
+        .bind(i64::from(limits.max_attempts.max(1)))
+        .bind(now_millis())
+        .bind(i64::from(limits.max_queued_per_person))
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Err(Error::User(UserError::TooManyQueued {
+            limit: limits.max_queued_per_person,
+        }));
+    };
+    job_from_row(row)
+}
+
+async fn claim_next(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    worker: String,
+    lease_ms: i64,
+    max_running: u32,
+) -> Result<Option<Lease>> {
+    let now = now_millis();
+    // Claimable: running with an expired lease (its worker died) first, then queued and due
+    // jobs by turn (see migration 0004), skipping people already at their running cap. The
+    // running set is small; the queue is read in turn order through its index and never scanned.
+    let candidates = "SELECT id FROM ( \
+           SELECT id, 0 AS kind, 0 AS turn FROM jobs \
+             WHERE state = 'running' AND lease_expires_at < $1 \
+           UNION ALL \
+           SELECT id, kind, turn FROM ( \
+             SELECT id, 1 AS kind, turn FROM jobs \
+             WHERE state = 'queued' AND run_after <= $1 \
+               AND user_id NOT IN (SELECT user_id FROM jobs \
+                                   WHERE state = 'running' AND lease_expires_at >= $1 \
+                                   GROUP BY user_id HAVING COUNT(*) >= $2) \
+             ORDER BY turn, id LIMIT 8) due \
+         ) candidates ORDER BY kind, turn, id LIMIT 8";
+    let claim = format!(
+        "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
+         attempts = attempts + 1 \
+         WHERE id = $1 AND ((state = 'queued' AND run_after <= $4) \
+               OR (state = 'running' AND lease_expires_at < $4)) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let ids: Vec<i64> = sqlx::query_scalar(candidates)
+        .bind(now)
+        .bind(i64::from(max_running))
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in ids {
+        if backend == Backend::Postgres {
+            // Another instance may be claiming the same rows: skip those it has locked.
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match state.as_deref() {
+                None => continue,
+                // Taking over an expired lease does not start anything new.
+                Some("running") => {}
+                Some(_) => {
+                    // Each instance counted running jobs in its own snapshot, so two could both
+                    // start a person's last free slot. Claims for one person take turns on
+                    // their row (skipping a person another instance is claiming for), and
+                    // count again in a new statement, whose snapshot sees the other's commit.
+                    let person: Option<i64> = sqlx::query_scalar(
+                        "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
+                         WHERE j.id = $1 FOR NO KEY UPDATE OF u SKIP LOCKED",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(person) = person else { continue };
+                    let running: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 \
+                         AND state = 'running' AND lease_expires_at >= $2",
+                    )
+                    .bind(person)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if running >= i64::from(max_running) {
+                        continue;
+                    }
+                }
+            }
+        }
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(claim.clone()))
+            .bind(id)
+            .bind(&worker)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            return Ok(Some(Lease {
+                job: job_from_row(row)?,
+                worker,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+async fn finish_job(
+    conn: &mut AnyConnection,
+    id: JobId,
+    worker: Option<String>,
+    to: JobState,
+    failure: Option<String>,
+) -> Result<Job> {
+    let sql = format!(
+        "UPDATE jobs SET state = $2, finished_at = $3, failure = COALESCE($4, failure), \
+         lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $1 AND state IN ('queued', 'running') \
+           AND ($5 IS NULL OR lease_owner = $5) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.get())
+        .bind(to.as_str())
+        .bind(now_millis())
+        .bind(failure)
+        .bind(worker)
+        .fetch_optional(&mut *conn)
+        .await?;
+    // The database's `job_ended` trigger posts or voids the hold in this same statement.
+    row.map(job_from_row)
+        .transpose()?
+        .ok_or(Error::from(Fault::LeaseLost(id)))
+}
+
+/// Cancels every open job of `user` (a ban): queued ones end now with their holds voided,
+/// running ones are marked for their workers. Returns how many.
+pub(crate) async fn cancel_open_jobs(conn: &mut AnyConnection, user: UserId) -> Result<u64> {
+    let open: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE user_id = $1 AND state IN ('queued', 'running') ORDER BY id",
+    )
+    .bind(user.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &open {
+        cancel_job(&mut *conn, user, JobId::from_db(*id)).await?;
+    }
+    Ok(open.len() as u64)
+}
+
+async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result<Job> {
+    let job = job_where(&mut *conn, "id = $1", id.get())
+        .await?
+        .filter(|job| job.user == user)
+        .ok_or(Error::User(UserError::UnknownJob(id)))?;
+    match job.state {
+        JobState::Queued => {
+            finish_job(
+                conn,
+                id,
+                None,
+                JobState::Cancelled,
+                Some("cancelled".into()),
+            )
+            .await
+        }
+        JobState::Running => {
+            sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
+                .bind(id.get())
+                .execute(&mut *conn)
+                .await?;
+            Ok(Job {
+                cancel_requested: true,
+                ..job
+            })
+        }
+        state => Err(Error::User(UserError::JobAlreadyEnded { id, state })),
+    }
+}

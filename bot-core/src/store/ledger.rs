@@ -1,0 +1,361 @@
+//! The ledger's SQL: transfers by idempotency key, holds posted or voided once, balances and
+//! purchase lots (the triggers of the schema move balances and lots with each transfer).
+
+#[allow(unused_imports)]
+use crate::ledger::*;
+use crate::{
+    AccountId, Credits, Error, LotId, Result, Store, TransferId,
+    store::{Atomic, is_check_violation, is_foreign_key_violation, now_millis},
+};
+use crate::{Fault, UserError};
+use sqlx::AnyConnection;
+
+const TRANSFER_COLUMNS: &str = "id, idempotency_key, debit_account_id, credit_account_id, amount, \
+                                kind, state, two_phase, memo, created_at";
+
+type TransferRow = (
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+);
+
+fn transfer_from_row(row: TransferRow) -> Result<Transfer> {
+    let (id, key, debit, credit, amount, kind, state, two_phase, memo, created_at) = row;
+    Ok(Transfer {
+        id: TransferId::from_db(id),
+        key,
+        debit: AccountId::from_db(debit),
+        credit: AccountId::from_db(credit),
+        amount: Credits::from_db(amount)?,
+        kind: TransferKind::from_db(&kind)?,
+        state: TransferState::from_db(&state)?,
+        two_phase: two_phase == 1,
+        memo,
+        created_at,
+    })
+}
+
+impl Store {
+    /// The id of a system account.
+    pub fn account(&self, account: SystemAccount) -> AccountId {
+        self.system_account(account)
+    }
+
+    /// Moves credits at once (a purchase, a grant, an adjustment).
+    ///
+    /// # Errors
+    ///
+    /// [`Fault::ZeroAmount`], [`Fault::SameAccount`], [`Fault::UnknownAccount`];
+    /// [`UserError::InsufficientCredits`] when a wallet debit exceeds what it has available;
+    /// [`Fault::IdempotencyConflict`] when the key was used for a different transfer. The same
+    /// request again returns the first transfer and changes nothing.
+    pub async fn transfer(&self, request: &TransferRequest) -> Result<Transfer> {
+        self.create_transfer(request, Phase::Posted).await
+    }
+
+    /// Holds credits: a pending transfer that lowers the debit wallet's available credits now
+    /// and is later [posted](Store::post) or [voided](Store::void).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::transfer`].
+    pub async fn hold(&self, request: &TransferRequest) -> Result<Transfer> {
+        self.create_transfer(request, Phase::Pending).await
+    }
+
+    /// Makes a pending transfer final.
+    ///
+    /// # Errors
+    ///
+    /// [`Fault::UnknownTransfer`]; [`Fault::TransferAlreadyResolved`] when it was already posted
+    /// or voided (or never pending).
+    pub async fn post(&self, id: TransferId) -> Result<Transfer> {
+        self.resolve(id, TransferState::Posted).await
+    }
+
+    /// Releases a pending transfer: the credits come back to the debit account.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::post`].
+    pub async fn void(&self, id: TransferId) -> Result<Transfer> {
+        self.resolve(id, TransferState::Voided).await
+    }
+
+    /// The transfer recorded under an idempotency key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn transfer_by_key(&self, key: &str) -> Result<Option<Transfer>> {
+        transfer_with_key(&mut *self.reader().await?, key).await
+    }
+
+    /// The running totals of an account.
+    ///
+    /// # Errors
+    ///
+    /// [`Fault::UnknownAccount`]; [`Error::Internal`] when the database fails.
+    pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
+        let row: Option<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT kind, debits_posted, credits_posted, debits_pending, credits_pending \
+             FROM accounts WHERE id = $1",
+        )
+        .bind(account.get())
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        let (kind, mut dp, mut cp, mut dq, mut cq) =
+            row.ok_or(Error::from(Fault::UnknownAccount(account)))?;
+        if kind == "system" {
+            // System accounts keep no running totals (see `create_transfer`); sum their transfers.
+            (dp, cp, dq, cq) = sqlx::query_as(
+                "SELECT \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0), \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0) \
+                 FROM transfers WHERE debit_account_id = $1 OR credit_account_id = $1",
+            )
+            .bind(account.get())
+            .fetch_one(&mut *self.reader().await?)
+            .await?;
+        }
+        Ok(AccountBalance {
+            debits_posted: Credits::from_db(dp)?,
+            credits_posted: Credits::from_db(cp)?,
+            debits_pending: Credits::from_db(dq)?,
+            credits_pending: Credits::from_db(cq)?,
+        })
+    }
+
+    /// A wallet's lots, oldest first, including spent ones.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn lots(&self, wallet: AccountId) -> Result<Vec<Lot>> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, transfer_id, credits, remaining, created_at FROM lots \
+             WHERE account_id = $1 ORDER BY id",
+        )
+        .bind(wallet.get())
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.into_iter()
+            .map(|(id, transfer, credits, remaining, created_at)| {
+                Ok(Lot {
+                    id: LotId::from_db(id),
+                    transfer: TransferId::from_db(transfer),
+                    credits: Credits::from_db(credits)?,
+                    remaining: Credits::from_db(remaining)?,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a transfer. The database's triggers do the rest in the same statement: they move
+    /// the wallets' running totals (an overdraft trips the CHECK and undoes everything), draw a
+    /// wallet debit from its oldest lots, and open a lot for credits posted into a wallet.
+    async fn create_transfer(&self, request: &TransferRequest, phase: Phase) -> Result<Transfer> {
+        if request.amount.is_zero() {
+            return Err(Error::from(Fault::ZeroAmount));
+        }
+        if request.debit == request.credit {
+            return Err(Error::from(Fault::SameAccount));
+        }
+        let created = self
+            .retrying(|| {
+                let request = request.clone();
+                self.write(Atomic::Statement, move |conn| {
+                    Box::pin(insert_transfer(conn, request, phase))
+                })
+            })
+            .await;
+        let created = match created {
+            Ok(created) => created,
+            Err(error) => return self.with_available_credits(error, request.debit).await,
+        };
+        match created {
+            Inserted::Created(transfer) => Ok(transfer),
+            Inserted::Existing(existing) => {
+                let same = existing.debit == request.debit
+                    && existing.credit == request.credit
+                    && existing.amount == request.amount
+                    && existing.kind == request.kind
+                    && existing.two_phase == (phase == Phase::Pending);
+                if same {
+                    Ok(existing)
+                } else {
+                    Err(Error::from(Fault::IdempotencyConflict {
+                        key: request.key.clone(),
+                    }))
+                }
+            }
+            Inserted::MissingAccount => {
+                for account in [request.debit, request.credit] {
+                    self.account_balance(account).await?;
+                }
+                Err(Error::Internal(anyhow::anyhow!(
+                    "transfer {:?} was refused by a foreign key",
+                    request.key
+                )))
+            }
+        }
+    }
+
+    /// Fills in what the wallet has available in an [`UserError::InsufficientCredits`] that was
+    /// raised inside a write (where it could not be read); other errors pass through.
+    pub(crate) async fn with_available_credits<T>(
+        &self,
+        error: Error,
+        wallet: AccountId,
+    ) -> Result<T> {
+        match error {
+            Error::User(UserError::InsufficientCredits { needed, .. }) => {
+                Err(Error::User(UserError::InsufficientCredits {
+                    needed,
+                    available: self.account_balance(wallet).await?.available(),
+                }))
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Posts or voids a pending transfer; the database's trigger settles balances and lots.
+    async fn resolve(&self, id: TransferId, to: TransferState) -> Result<Transfer> {
+        self.retrying(|| {
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(update_transfer_state(conn, id, to))
+            })
+        })
+        .await
+    }
+}
+
+/// What inserting a transfer found.
+pub(crate) enum Inserted {
+    Created(Transfer),
+    /// The key was used before; this is that transfer, as it is now.
+    Existing(Transfer),
+    MissingAccount,
+}
+
+async fn transfer_with_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Transfer>> {
+    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE idempotency_key = $1");
+    sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(conn)
+        .await?
+        .map(transfer_from_row)
+        .transpose()
+}
+
+pub(crate) async fn insert_transfer(
+    conn: &mut AnyConnection,
+    request: TransferRequest,
+    phase: Phase,
+) -> Result<Inserted> {
+    insert_transfer_from_lot(conn, request, phase, None).await
+}
+
+/// As [`insert_transfer`]; with `lot`, a wallet debit draws from that lot only (a refund takes
+/// one purchase's unused credits, a link moves one lot) instead of the oldest lots first.
+pub(crate) async fn insert_transfer_from_lot(
+    conn: &mut AnyConnection,
+    request: TransferRequest,
+    phase: Phase,
+    lot: Option<LotId>,
+) -> Result<Inserted> {
+    let now = now_millis();
+    let (state, two_phase, resolved_at) = match phase {
+        Phase::Pending => (TransferState::Pending, true, None),
+        Phase::Posted => (TransferState::Posted, false, Some(now)),
+    };
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
+         kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(&request.key)
+    .bind(request.debit.get())
+    .bind(request.credit.get())
+    .bind(request.amount.to_db())
+    .bind(request.kind.as_str())
+    .bind(state.as_str())
+    .bind(i64::from(two_phase))
+    .bind(request.memo.as_deref())
+    .bind(now)
+    .bind(resolved_at)
+    .bind(lot.map(LotId::get))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(Error::from);
+    match inserted {
+        Ok(Some(id)) => Ok(Inserted::Created(Transfer {
+            id: TransferId::from_db(id),
+            key: request.key,
+            debit: request.debit,
+            credit: request.credit,
+            amount: request.amount,
+            kind: request.kind,
+            state,
+            two_phase,
+            memo: request.memo,
+            created_at: now,
+        })),
+        Ok(None) => transfer_with_key(conn, &request.key)
+            .await?
+            .map(Inserted::Existing)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("transfer {:?} vanished", request.key))),
+        // The balance is read by the caller after this write is undone: inside a PostgreSQL
+        // transaction nothing more can be read once a statement failed.
+        Err(error) if is_check_violation(&error) => {
+            Err(Error::User(UserError::InsufficientCredits {
+                needed: request.amount,
+                available: Credits::ZERO,
+            }))
+        }
+        Err(error) if is_foreign_key_violation(&error) => Ok(Inserted::MissingAccount),
+        Err(error) => Err(error),
+    }
+}
+
+pub(crate) async fn update_transfer_state(
+    conn: &mut AnyConnection,
+    id: TransferId,
+    to: TransferState,
+) -> Result<Transfer> {
+    let sql = format!(
+        "UPDATE transfers SET state = $2, resolved_at = $3 \
+         WHERE id = $1 AND state = 'pending' RETURNING {TRANSFER_COLUMNS}"
+    );
+    let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.get())
+        .bind(to.as_str())
+        .bind(now_millis())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = row {
+        return transfer_from_row(row);
+    }
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
+        .bind(id.get())
+        .fetch_optional(conn)
+        .await?;
+    Err(match state {
+        None => Error::from(Fault::UnknownTransfer(id)),
+        Some(state) => Error::from(Fault::TransferAlreadyResolved {
+            id,
+            state: TransferState::from_db(&state)?,
+        }),
+    })
+}

@@ -1,0 +1,162 @@
+//! The migrations of both backends (append-only, one folder each), applied at start-up or
+//! checked to be current.
+
+use super::*;
+
+pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "people and ledger",
+        include_str!("../../../migrations/sqlite/0001_people_and_ledger.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "service",
+        include_str!("../../../migrations/sqlite/0003_service.sql"),
+    ),
+    (
+        4,
+        "turns",
+        include_str!("../../../migrations/sqlite/0004_turns.sql"),
+    ),
+    (
+        5,
+        "payments",
+        include_str!("../../../migrations/sqlite/0005_payments.sql"),
+    ),
+    (
+        6,
+        "links",
+        include_str!("../../../migrations/sqlite/0006_links.sql"),
+    ),
+    (
+        7,
+        "notice recipient",
+        include_str!("../../../migrations/sqlite/0007_notice_recipient.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../../../migrations/sqlite/0008_admin.sql"),
+    ),
+    (
+        9,
+        "large files",
+        include_str!("../../../migrations/sqlite/0009_large_files.sql"),
+    ),
+];
+pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "people and ledger",
+        include_str!("../../../migrations/postgres/0001_people_and_ledger.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../../migrations/postgres/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "service",
+        include_str!("../../../migrations/postgres/0003_service.sql"),
+    ),
+    (
+        4,
+        "turns",
+        include_str!("../../../migrations/postgres/0004_turns.sql"),
+    ),
+    (
+        5,
+        "payments",
+        include_str!("../../../migrations/postgres/0005_payments.sql"),
+    ),
+    (
+        6,
+        "links",
+        include_str!("../../../migrations/postgres/0006_links.sql"),
+    ),
+    (
+        7,
+        "notice recipient",
+        include_str!("../../../migrations/postgres/0007_notice_recipient.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../../../migrations/postgres/0008_admin.sql"),
+    ),
+    (
+        9,
+        "large files",
+        include_str!("../../../migrations/postgres/0009_large_files.sql"),
+    ),
+];
+
+pub(super) fn migrator(backend: Backend) -> Migrator {
+    let sources = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    Migrator::with_migrations(
+        sources
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Applies the migrations, or checks that none is pending.
+pub(super) async fn prepare_schema(
+    backend: Backend,
+    migrations: Migrations,
+    conn: &mut AnyConnection,
+) -> Result<()> {
+    let migrator = migrator(backend);
+    match migrations {
+        Migrations::Apply => migrator.run(conn).await?,
+        Migrations::RequireCurrent => {
+            let pending = pending_migrations(&migrator, conn).await?;
+            if pending > 0 {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "the database schema is {pending} migration(s) behind: run `imagegpt migrate`"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn pending_migrations(
+    migrator: &Migrator,
+    conn: &mut AnyConnection,
+) -> Result<usize> {
+    let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
+        "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(applied) => applied,
+        // No migrations table: nothing applied yet.
+        Err(sqlx::Error::Database(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
+}

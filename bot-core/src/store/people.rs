@@ -1,0 +1,285 @@
+//! People's SQL: first contact creates a person, their wallet and identity at once; terms,
+//! privacy, bans and /forget.
+
+use crate::Fault;
+#[allow(unused_imports)]
+use crate::people::*;
+use crate::{
+    AccountId, Error, Identity, Result, Store, UserId,
+    store::{Atomic, now_millis},
+};
+use sqlx::AnyConnection;
+
+const USER_SELECT: &str = "SELECT u.id, a.id, u.created_at, u.terms_version, u.terms_accepted_at, \
+                           u.privacy_opt_out, u.frozen_at, u.banned_at FROM users u JOIN accounts a ON a.user_id = u.id";
+
+type UserRow = (
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn user_from_row(
+    (id, wallet, created_at, version, accepted_at, opt_out, frozen_at, banned_at): UserRow,
+) -> User {
+    User {
+        id: UserId::from_db(id),
+        wallet: AccountId::from_db(wallet),
+        created_at,
+        terms: version
+            .zip(accepted_at)
+            .map(|(version, accepted_at)| TermsAcceptance {
+                version,
+                accepted_at,
+            }),
+        privacy_opt_out: opt_out.map(|v| v == 1),
+        frozen_at,
+        banned_at,
+    }
+}
+
+impl Store {
+    /// The person behind `identity`, created with an empty wallet on first contact.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn contact(&self, identity: &Identity) -> Result<Contact> {
+        if let Some(user) = self.find_user(identity).await? {
+            return Ok(Contact {
+                user,
+                is_new: false,
+            });
+        }
+        match self.retrying(|| self.create_user(identity)).await {
+            Ok(user) => Ok(Contact { user, is_new: true }),
+            // Someone else created this person between our look-up and our insert.
+            Err(error) if error.fault() == Some(&Fault::IdentityTaken) => {
+                let user = self.find_user(identity).await?.ok_or_else(|| {
+                    anyhow::anyhow!("identity {identity} vanished right after it was created")
+                })?;
+                Ok(Contact {
+                    user,
+                    is_new: false,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The person behind `identity`, if they have been here before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn find_user(&self, identity: &Identity) -> Result<Option<User>> {
+        let sql = format!(
+            "{USER_SELECT} JOIN identities i ON i.user_id = u.id \
+             WHERE i.platform = $1 AND i.external_id = $2"
+        );
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(identity.platform().as_str())
+            .bind(identity.external_id())
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
+        Ok(row.map(user_from_row))
+    }
+
+    /// A person by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when there is no such person or the database fails.
+    pub async fn user(&self, id: UserId) -> Result<User> {
+        let sql = format!("{USER_SELECT} WHERE u.id = $1");
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.get())
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
+        row.map(user_from_row)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("person {id} does not exist")))
+    }
+
+    /// Every platform identity linked to a person, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails or holds a malformed identity.
+    pub async fn identities(&self, user: UserId) -> Result<Vec<Identity>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT platform, external_id FROM identities WHERE user_id = $1 \
+             ORDER BY created_at, platform",
+        )
+        .bind(user.get())
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.into_iter()
+            .map(|(platform, id)| Identity::new(platform.parse()?, id))
+            .collect()
+    }
+
+    /// Records that a person accepted a terms version now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn accept_terms(&self, user: UserId, version: &str) -> Result<()> {
+        let (now, version) = (now_millis(), version.to_string());
+        self.retrying(|| {
+            let version = version.clone();
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE users SET terms_version = $2, terms_accepted_at = $3 WHERE id = $1",
+                    )
+                    .bind(user.get())
+                    .bind(version)
+                    .bind(now)
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    /// Sets a person's opt-out of anonymised reuse of their outputs (terms 5.4).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn set_privacy_opt_out(&self, user: UserId, opt_out: bool) -> Result<()> {
+        self.retrying(|| {
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE users SET privacy_opt_out = $2 WHERE id = $1")
+                        .bind(user.get())
+                        .bind(i64::from(opt_out))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    /// Deletes what a person asked for (terms 6.2): the prompts and requests of their ended
+    /// jobs (the rows stay, as the ledger's holds point at them), open quotes, delivered notices
+    /// and link codes. Payments and the ledger are kept as the law requires; they hold no
+    /// prompts. Returns how many jobs were scrubbed. Open jobs are left alone (the caller
+    /// refuses while there are any).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn forget(&self, user: UserId) -> Result<u64> {
+        self.retrying(|| {
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(async move {
+                    let jobs = sqlx::query(
+                        "UPDATE jobs SET payload = $2, status_message = NULL, failure = NULL \
+                         WHERE user_id = $1 AND state IN ('succeeded', 'failed', 'cancelled') \
+                           AND payload <> $2",
+                    )
+                    .bind(user.get())
+                    .bind(FORGOTTEN)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    sqlx::query("DELETE FROM quotes WHERE user_id = $1")
+                        .bind(user.get())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("DELETE FROM link_codes WHERE user_id = $1")
+                        .bind(user.get())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "DELETE FROM notices WHERE sent_at IS NOT NULL AND recipient IN \
+                         (SELECT platform || ':' || external_id FROM identities WHERE user_id = $1)",
+                    )
+                    .bind(user.get())
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(jobs)
+                })
+            })
+        })
+        .await
+    }
+
+    /// Counts one more request of this person refused by the content policy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn count_policy_refusal(&self, user: UserId) -> Result<()> {
+        self.write(Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE users SET policy_refusals = policy_refusals + 1 WHERE id = $1")
+                    .bind(user.get())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Creates a person, their wallet and their first identity; [`Fault::IdentityTaken`] when
+    /// the identity already belongs to someone (nothing is written then).
+    async fn create_user(&self, identity: &Identity) -> Result<User> {
+        let identity = identity.clone();
+        self.write(Atomic::Transaction, move |conn| {
+            Box::pin(insert_user(conn, identity))
+        })
+        .await
+    }
+}
+
+async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<User> {
+    let now = now_millis();
+    // Identity first: when it is taken, nothing else has been written.
+    let user: i64 = sqlx::query_scalar("INSERT INTO users (created_at) VALUES ($1) RETURNING id")
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+    let linked: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO identities (platform, external_id, user_id, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (platform, external_id) DO NOTHING \
+         RETURNING user_id",
+    )
+    .bind(identity.platform().as_str())
+    .bind(identity.external_id())
+    .bind(user)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if linked.is_none() {
+        // Someone else took the identity meanwhile. Returning a refusal undoes this
+        // operation's transaction (or savepoint), person row included.
+        return Err(Error::from(Fault::IdentityTaken));
+    }
+    let wallet: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts (kind, user_id) VALUES ('wallet', $1) RETURNING id",
+    )
+    .bind(user)
+    .fetch_one(conn)
+    .await?;
+    Ok(User {
+        id: UserId::from_db(user),
+        wallet: AccountId::from_db(wallet),
+        created_at: now,
+        terms: None,
+        privacy_opt_out: None,
+        frozen_at: None,
+        banned_at: None,
+    })
+}

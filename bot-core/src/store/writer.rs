@@ -1,0 +1,234 @@
+//! SQLite's one writer task and its group commit, and where writes run on PostgreSQL.
+
+use super::*;
+
+/// Where writes run.
+#[derive(Debug)]
+pub(crate) enum Writer {
+    Sqlite(WriterHandle),
+    Postgres(AnyPool),
+}
+
+impl Writer {
+    pub(super) async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match self {
+            Writer::Sqlite(handle) => handle.run(atomic, op).await,
+            Writer::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                match atomic {
+                    Atomic::Statement => op(&mut conn).await,
+                    Atomic::Transaction => {
+                        let mut tx = conn.begin().await?;
+                        let value = op(&mut tx).await?;
+                        tx.commit().await?;
+                        Ok(value)
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        match self {
+            Writer::Sqlite(handle) => handle.close().await,
+            Writer::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// SQLite's one writer: a task that owns the write connection and commits whatever writes are
+/// waiting in one transaction (group commit). A commit costs far more than a statement, and
+/// SQLite allows one writer at a time anyway, so batching is what lets many people write at
+/// once. Each operation in a batch stands alone: a refused statement undoes only itself, and
+/// a multi-statement operation runs inside its own savepoint.
+#[derive(Debug)]
+pub(crate) struct WriterHandle {
+    sender: mpsc::Sender<WriterMessage>,
+}
+
+/// The most operations committed together.
+pub(super) const MAX_BATCH: usize = 256;
+
+pub(super) type Erased = Box<dyn std::any::Any + Send>;
+pub(super) type ErasedOp =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Erased>> + Send>;
+
+pub(super) struct WriteJob {
+    atomic: Atomic,
+    op: ErasedOp,
+    reply: oneshot::Sender<Result<Erased>>,
+}
+
+pub(super) enum WriterMessage {
+    Job(WriteJob),
+    Close(oneshot::Sender<()>),
+}
+
+impl WriterHandle {
+    pub(super) fn start(connection: AnyConnection) -> WriterHandle {
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_writer(connection, receiver));
+        WriterHandle { sender }
+    }
+
+    pub(super) async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op: ErasedOp = Box::new(move |conn| {
+            Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
+        });
+        let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
+        self.sender
+            .send(WriterMessage::Job(WriteJob { atomic, op, reply }))
+            .await
+            .map_err(|_| closed())?;
+        let value = answer.await.map_err(|_| closed())??;
+        value.downcast::<T>().map(|value| *value).map_err(|_| {
+            Error::Internal(anyhow::anyhow!("the writer answered with the wrong type"))
+        })
+    }
+
+    pub(super) async fn close(&self) {
+        let (ack, closed) = oneshot::channel();
+        if self.sender.send(WriterMessage::Close(ack)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+pub(super) async fn run_writer(
+    mut conn: AnyConnection,
+    mut receiver: mpsc::Receiver<WriterMessage>,
+) {
+    while let Some(message) = receiver.recv().await {
+        let mut batch = Vec::new();
+        let mut close = None;
+        match message {
+            WriterMessage::Job(job) => batch.push(job),
+            WriterMessage::Close(ack) => close = Some(ack),
+        }
+        while close.is_none() && batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(WriterMessage::Job(job)) => batch.push(job),
+                Ok(WriterMessage::Close(ack)) => close = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, batch).await;
+        }
+        if let Some(ack) = close {
+            let _ = conn.close().await;
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+/// True for errors that leave the batch's transaction intact: a refusal the operation
+/// recognised (the refused statement undid itself), not a fault of the connection.
+pub(super) fn leaves_batch_intact(error: &Error) -> bool {
+    // A person's error or a typed fault (a ledger rule, a taken identity) is a refusal decided
+    // by our own code: its savepoint is undone and the rest of the batch stands.
+    !error.is_internal() || error.fault().is_some()
+}
+
+pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
+    if let [job] = &batch[..]
+        && job.atomic == Atomic::Statement
+    {
+        let Some(job) = batch.into_iter().next() else {
+            return;
+        };
+        let result = (job.op)(conn).await;
+        let _ = job.reply.send(result);
+        return;
+    }
+    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+        let why = format!("could not begin a write transaction: {error}");
+        for job in batch {
+            let _ = job
+                .reply
+                .send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(batch.len());
+    let mut aborted: Option<String> = None;
+    // A savepoint whose operation succeeded is released together with the next statement sent
+    // (the next savepoint, or the commit): every round trip to SQLite's thread counts.
+    let mut unreleased = false;
+    for job in batch {
+        if aborted.is_some() {
+            done.push((job.reply, None));
+            continue;
+        }
+        // A multi-statement operation gets a savepoint even alone in its batch, so that its
+        // refusal undoes its own earlier statements.
+        let isolate = job.atomic == Atomic::Transaction;
+        let prepare = match (unreleased, isolate) {
+            (true, true) => Some("RELEASE operation; SAVEPOINT operation"),
+            (true, false) => Some("RELEASE operation"),
+            (false, true) => Some("SAVEPOINT operation"),
+            (false, false) => None,
+        };
+        unreleased = false;
+        if let Some(sql) = prepare
+            && let Err(error) = conn.execute(sql).await
+        {
+            aborted = Some(error.to_string());
+            done.push((job.reply, None));
+            continue;
+        }
+        let result = (job.op)(conn).await;
+        match &result {
+            Ok(_) if isolate => unreleased = true,
+            Err(error) if leaves_batch_intact(error) && isolate => {
+                let undone = conn
+                    .execute("ROLLBACK TO operation; RELEASE operation")
+                    .await;
+                if let Err(error) = undone {
+                    aborted = Some(error.to_string());
+                }
+            }
+            Err(error) if !leaves_batch_intact(error) => aborted = Some(format!("{error:#}")),
+            _ => {}
+        }
+        done.push((job.reply, Some(result)));
+    }
+    let commit = if unreleased {
+        "RELEASE operation; COMMIT"
+    } else {
+        "COMMIT"
+    };
+    let outcome = match aborted {
+        Some(why) => Err(why),
+        None => conn
+            .execute(commit)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    if outcome.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    for (reply, result) in done {
+        let answer = match (&outcome, result) {
+            (Ok(()), Some(result)) => result,
+            // A refusal stays true when the batch is undone: nothing was written either way.
+            (Err(_), Some(Err(error))) if leaves_batch_intact(&error) => Err(error),
+            (Err(why), _) => Err(Error::Internal(anyhow::anyhow!(
+                "the write was rolled back: {why}"
+            ))),
+            (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("the write did not run"))),
+        };
+        let _ = reply.send(answer);
+    }
+}
