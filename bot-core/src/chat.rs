@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::command::Visibility;
+
 use crate::{
     Identity, JobId, Platform, PurchaseId,
     command::{Args, Quality},
@@ -183,20 +185,6 @@ impl Button {
             press: Press::Action(action),
         }
     }
-}
-
-/// Who may see an answer. Each command has a default ([`crate::command::visibility`]), which
-/// Discord needs before the core answers (its 3-second acknowledgement); an answer may only make
-/// itself more private than that, never less.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Visibility {
-    /// Everyone in the chat (a generation's status, `/help`).
-    #[default]
-    Chat,
-    /// Only the person who asked: an ephemeral message on Discord, the person's private chat
-    /// with the bot on Telegram when asked in a group. Balances, refunds, link codes, payment
-    /// notices, refusals and admin answers.
-    Requester,
 }
 
 /// What to answer, platform-neutral.

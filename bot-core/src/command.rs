@@ -12,9 +12,7 @@ use std::fmt;
 use serde::Deserialize;
 
 pub use args::{ArgValue, Args};
-pub use spec::{Choice, OptionKind, OptionSpec, Spec, TextForm};
-
-use crate::chat::Visibility;
+pub use spec::{Choice, OptionKind, OptionSpec, Spec, TextForm, Visibility};
 
 /// The commands, in the order `/help` and the platforms' menus show them. Each line names the
 /// variant of [`Command`] and the file's type, which provides `NAME`, `VISIBILITY`,

@@ -16,9 +16,29 @@ mod tests;
 
 use std::{fmt, future::Future, pin::Pin};
 
-use crate::{Credits, Error, PurchaseId, RefundId, Result, UserId, service::ChatRef};
+use crate::{Credits, Error, PurchaseId, RefundId, Result, UserId, chat::ChatRef};
 
-pub use crate::store::payments::{EventOutcome, NoticeToSend};
+/// What became of a payment event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// It changed something (or confirmed what was already true, for the first time).
+    Applied,
+    /// The same event id was applied before; nothing changed.
+    Duplicate,
+    /// Recorded, but nothing of ours to change (another system's payment, an unknown type).
+    Ignored(&'static str),
+}
+
+/// A notice due for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeToSend {
+    pub id: i64,
+    pub chat: ChatRef,
+    /// Whom it is for (the identity that paid), when known.
+    pub recipient: Option<crate::Identity>,
+    pub text: String,
+    pub attempts: u32,
+}
 
 /// How a purchase is paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! same grammar as `imagegpt admin …`.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/admin`: its words, read once the sender is known to be an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]

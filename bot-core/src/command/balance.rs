@@ -1,7 +1,7 @@
 //! `/balance`: the person's credits and what is on hold.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/balance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/buy [pack]`: the packs for sale, or the payment options of the pack named.
 
 use super::{Args, CommandLimits, ParseError, Spec, one_word};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/buy`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/cancel [job number]`: the newest queued job, or the one named; its credits come back.
 
 use super::{Args, CommandLimits, OptionKind, ParseError, Spec, TextForm, number};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/cancel`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/enhance (send it with a photo, or reply to one)`: upscale and denoise a photo.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/enhance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

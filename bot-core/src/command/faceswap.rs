@@ -1,7 +1,7 @@
 //! `/faceswap (with two photos: the face, then the target)`: put the face of the first photo onto the second.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/faceswap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

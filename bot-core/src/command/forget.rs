@@ -1,7 +1,7 @@
 //! `/forget  (delete your prompts and requests)`: asks to confirm deleting the person's prompts and requests (terms §6.2).
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/forget`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

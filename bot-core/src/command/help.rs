@@ -1,7 +1,7 @@
 //! `/help`: every command and what it costs.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

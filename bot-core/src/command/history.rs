@@ -1,7 +1,7 @@
 //! `/history`: the person's recent generations.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/history`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::fmt;
 use super::{
     ArgValue, Args, Choice, CommandLimits, OptionKind, ParseError, Spec, TextForm, prompt,
 };
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// The quality tiers, each with its own price and resolution.
 #[derive(

@@ -3,7 +3,7 @@
 //! every answer is the requester's alone.
 
 use super::{Args, CommandLimits, ParseError, Spec, one_word};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/link`.
 #[derive(Debug, Clone, PartialEq, Eq)]

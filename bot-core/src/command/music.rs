@@ -4,7 +4,7 @@
 //! up to the configured maximum.
 
 use super::{Args, CommandLimits, OptionKind, ParseError, Spec, TextForm, prompt, video::seconds};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/music`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! An AI portrait of the attached photo in one of the configured styles.
 
 use super::{Args, Choice, CommandLimits, OptionKind, ParseError, Spec, TextForm};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/portrait`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/privacy [on | off]`: show or set the anonymised reuse of outputs (terms §5.4).
 
 use super::{Args, Choice, CommandLimits, OptionKind, ParseError, Spec, TextForm};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/privacy`.
 #[derive(Debug, Clone, PartialEq, Eq)]

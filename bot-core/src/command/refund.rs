@@ -1,7 +1,7 @@
 //! `/refund [purchase]`: what refunding a purchase's unused credits gives back (terms §4.4).
 
 use super::{Args, CommandLimits, OptionKind, ParseError, Spec, TextForm, number};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/refund`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/removebg (send it with a photo, or reply to one)`: remove a photo's background.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/removebg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,6 @@
 //! visibility. Discord's registration, Telegram's command menu, `/help` and the text tokenizer
 //! all read the same [`Spec`].
 
-use crate::chat::Visibility;
-
 use super::ArgValue;
 
 /// One command, as platforms and `/help` show it.
@@ -165,4 +163,18 @@ impl Spec {
             .iter()
             .filter(|o| matches!(o.kind, OptionKind::Photo))
     }
+}
+
+/// Who may see an answer. Each command has a default ([`super::visibility`]), which
+/// Discord needs before the core answers (its 3-second acknowledgement); an answer may only make
+/// itself more private than that, never less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Visibility {
+    /// Everyone in the chat (a generation's status, `/help`).
+    #[default]
+    Chat,
+    /// Only the person who asked: an ephemeral message on Discord, the person's private chat
+    /// with the bot on Telegram when asked in a group. Balances, refunds, link codes, payment
+    /// notices, refusals and admin answers.
+    Requester,
 }

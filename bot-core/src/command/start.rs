@@ -1,7 +1,7 @@
 //! `/start`: welcome, the balance, and acceptance of the terms (a deep-link payload is ignored).
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

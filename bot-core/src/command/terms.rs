@@ -1,7 +1,7 @@
 //! `/terms`: the terms of service and the version in force.
 
 use super::{Args, CommandLimits, ParseError, Spec};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/terms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 
+use super::Visibility;
 use super::*;
-use crate::chat::Visibility;
 
 fn limits() -> CommandLimits {
     CommandLimits::default()

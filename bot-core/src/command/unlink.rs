@@ -1,7 +1,7 @@
 //! `/unlink <platform:id>`: detach a linked identity into an account of its own.
 
 use super::{Args, CommandLimits, ParseError, Spec, one_word};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/unlink`.
 #[derive(Debug, Clone, PartialEq, Eq)]

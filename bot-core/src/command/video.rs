@@ -4,7 +4,7 @@
 //! come from configuration; the shortest is the default.
 
 use super::{ArgValue, Args, Choice, CommandLimits, OptionKind, ParseError, Spec, TextForm, prompt};
-use crate::chat::Visibility;
+use super::Visibility;
 
 /// A parsed `/video`.
 #[derive(Debug, Clone, PartialEq, Eq)]

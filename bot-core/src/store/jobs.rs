@@ -428,7 +428,7 @@ impl Store {
                     .bind(failure)
                     .fetch_optional(conn)
                     .await?;
-                row.map(job_from_row).transpose()?.ok_or(Error::from(Fault::LeaseLost(id)))
+                row.map(job_from_row).transpose()?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
             })
         })
         .await
@@ -610,7 +610,7 @@ async fn finish_job(
     // The database's `job_ended` trigger posts or voids the hold in this same statement.
     row.map(job_from_row)
         .transpose()?
-        .ok_or(Error::from(Fault::LeaseLost(id)))
+        .ok_or_else(|| Error::from(Fault::LeaseLost(id)))
 }
 
 /// Cancels every open job of `user` (a ban): queued ones end now with their holds voided,

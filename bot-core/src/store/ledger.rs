@@ -112,7 +112,7 @@ impl Store {
         .fetch_optional(&mut *self.reader().await?)
         .await?;
         let (kind, mut dp, mut cp, mut dq, mut cq) =
-            row.ok_or(Error::from(Fault::UnknownAccount(account)))?;
+            row.ok_or_else(|| Error::from(Fault::UnknownAccount(account)))?;
         if kind == "system" {
             // System accounts keep no running totals (see `create_transfer`); sum their transfers.
             (dp, cp, dq, cq) = sqlx::query_as(

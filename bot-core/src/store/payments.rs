@@ -12,8 +12,9 @@ use crate::payments::{
 };
 use crate::{
     AccountId, Backend, Credits, Error, PurchaseId, RefundId, Result, Store, TransferId, UserId,
+    chat::ChatRef,
     ledger::{SystemAccount, TransferState},
-    service::ChatRef,
+    payments::{EventOutcome, NoticeToSend},
     store::{Atomic, now_millis},
 };
 
@@ -113,28 +114,6 @@ async fn find(
         .as_ref()
         .map(purchase_from_row)
         .transpose()
-}
-
-/// What became of a payment event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
-    /// It changed something (or confirmed what was already true, for the first time).
-    Applied,
-    /// The same event id was applied before; nothing changed.
-    Duplicate,
-    /// Recorded, but nothing of ours to change (another system's payment, an unknown type).
-    Ignored(&'static str),
-}
-
-/// A notice due for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoticeToSend {
-    pub id: i64,
-    pub chat: ChatRef,
-    /// Whom it is for (the identity that paid), when known.
-    pub recipient: Option<crate::Identity>,
-    pub text: String,
-    pub attempts: u32,
 }
 
 /// The accounts and backend a payment transaction needs, copied into its closure.
