@@ -422,7 +422,15 @@ impl Service {
                 self.cancel(user, job.map(|id| JobId::from_db(id as i64)))
                     .await?
             }
-            generation => return self.generation(request, user, generation).await,
+            generation @ (Command::Imagine(_)
+            | Command::Enhance(_)
+            | Command::RemoveBackground(_)
+            | Command::FaceSwap(_)
+            | Command::Portrait(_)
+            | Command::Video(_)
+            | Command::Music(_)) => return self.generation(request, user, generation).await,
+            // Answered in `run`, for admins only.
+            Command::Admin(_) => return Ok(None),
         };
         Ok(Some(reply))
     }
