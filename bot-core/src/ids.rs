@@ -179,6 +179,17 @@ impl FromStr for Identity {
     }
 }
 
+/// Whether a secret someone gave (a webhook's token, a link's signature) is the one we hold:
+/// same length and bytes, compared in time that does not depend on where they differ.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,16 +248,6 @@ struct WebhookState {
     sender: mpsc::Sender<Update>,
 }
 
-/// Same length and same bytes, in time that does not depend on where they differ.
-fn same(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 async fn receive(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
@@ -267,7 +257,7 @@ async fn receive(
         .get("x-telegram-bot-api-secret-token")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !same(given, state.secret.expose_secret().as_bytes()) {
+    if !bot_core::ids::same_secret(given, state.secret.expose_secret().as_bytes()) {
         return StatusCode::UNAUTHORIZED;
     }
     match serde_json::from_str::<Update>(&body) {

@@ -76,7 +76,7 @@ impl Store {
             return Ok(None);
         };
         let stored: String = row.try_get("token")?;
-        if !same(stored.as_bytes(), token.as_bytes()) {
+        if !crate::ids::same_secret(stored.as_bytes(), token.as_bytes()) {
             return Ok(None);
         }
         Ok(Some(KeptFile {
@@ -86,14 +86,4 @@ impl Store {
             expires_at: row.try_get("expires_at")?,
         }))
     }
-}
-
-/// Same length and bytes, in time that does not depend on where they differ.
-fn same(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
