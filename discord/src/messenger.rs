@@ -575,8 +575,7 @@ impl Messenger for DiscordMessenger {
                     Err(error) => return Err(delivery(error)),
                 }
             }
-            // Later: a DM, since balances are private; in the channel, naming them, only when
-            // their DMs are closed.
+            // Later: a DM, since balances are private.
             if chat.kind == bot_core::service::ChatKind::Private {
                 return self.send_text(chat, None, text, &[]).await;
             }
@@ -586,9 +585,11 @@ impl Messenger for DiscordMessenger {
                 Err(error) => Err(error),
             };
             match sent {
-                // Their DMs are closed: the channel, naming them (no second DM attempt).
+                // Their DMs are closed: the channel is told, naming them, that something is
+                // waiting; never the notice itself, which names amounts and a balance.
                 Err(DeliveryError::Permanent(_)) => {
-                    let body = Body::Json(render::text_for(text, &[], Some(person)));
+                    let pointer = bot_core::service::words::DISCORD_NOTICE_NEEDS_DMS;
+                    let body = Body::Json(render::text_for(pointer, &[], Some(person)));
                     self.post(chat, None, body).await
                 }
                 other => other,

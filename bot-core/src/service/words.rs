@@ -28,6 +28,10 @@ pub fn notice_needs_private_chat(bot: &str) -> String {
     )
 }
 
+/// Said in a Discord channel, naming the person, when a payment notice cannot reach their DMs.
+pub const DISCORD_NOTICE_NEEDS_DMS: &str = "a payment update for you could not be sent privately: \
+     allow direct messages from this server's members, then send /balance.";
+
 /// The apology for a fault of ours, with the reference an operator finds in the logs.
 pub fn internal_error(reference: &str) -> String {
     format!(
