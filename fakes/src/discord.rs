@@ -10,7 +10,8 @@
 //! descriptions 4,096, five rows of five buttons, labels 80 and custom ids 100 characters
 //! (`50035 Invalid Form Body`); an empty message is refused (`50006`); a file over the upload
 //! limit (10 MiB unless changed) is refused with `413` and `40005`; channels the bot may not post
-//! in answer `403 50001 Missing Access`; scripted rate limits answer `429` with `retry_after`.
+//! in answer `403 50001 Missing Access`, and a DM to a person whose DMs are closed `403 50007
+//! Cannot send messages to this user` (Discord's JSON error codes); scripted rate limits answer `429` with `retry_after`.
 //! Registered commands are checked as Discord checks them (application-commands, "Application
 //! Command Option Structure": <https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-structure>,
 //! with the limits as twilight-model 0.17 and @sapphire/discord-utilities record them: 25
@@ -209,6 +210,8 @@ struct Fake {
     messages: Vec<Message>,
     denied: HashSet<String>,
     dms: HashMap<String, String>,
+    /// People whose DMs are closed to the bot.
+    closed_dms: HashSet<String>,
     commands: HashMap<String, Value>,
     files: HashMap<String, Vec<u8>>,
     rate_limit: Option<(usize, f64)>,
@@ -622,6 +625,12 @@ impl FakeDiscord {
     /// The bot may not post in `channel` (403 Missing Access).
     pub fn deny_channel(&self, channel: &str) {
         lock(&self.state).denied.insert(channel.to_string());
+    }
+
+    /// `person` allows no direct messages from the bot: posting in their DM channel answers
+    /// `403 50007 Cannot send messages to this user`, as Discord does.
+    pub fn close_dms(&self, person: &str) {
+        lock(&self.state).closed_dms.insert(person.to_string());
     }
 
     /// The DM channel opened with `person`, if any.
@@ -1158,6 +1167,13 @@ async fn channel_post(
     }
     if state.denied.contains(&channel) {
         return error(403, 50001, "Missing Access");
+    }
+    let closed = state
+        .dms
+        .iter()
+        .any(|(person, dm)| *dm == channel && state.closed_dms.contains(person));
+    if closed {
+        return error(403, 50007, "Cannot send messages to this user");
     }
     if let Err(response) = check_message(&body, files.len()) {
         return response;

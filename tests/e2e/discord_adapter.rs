@@ -729,6 +729,56 @@ async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() 
         notices, 2,
         "one notice per purchase, though each event came twice"
     );
+    // Kim closes her DMs and buys once more: the channel where she bought hears, naming her,
+    // that an update waits; never the notice, which names her balance.
+    discord.close_dms(&kim.id);
+    let buy = discord.slash(&kim, &place, "buy", json!([]), json!({}));
+    let answer = discord.interact(&buy).await;
+    let packs = original(discord, &answer.interaction, |m| !m.custom_ids().is_empty()).await;
+    let press = discord.press(&kim, &place, &packs, &packs.custom_ids()[0]);
+    let pressed = discord.interact(&press).await;
+    discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&pressed.interaction) && !m.links().is_empty()
+        })
+        .await
+        .expect("a checkout link");
+    discord.expire(&answer.interaction);
+    discord.expire(&pressed.interaction);
+    let sessions = stripe.sessions();
+    let session = sessions.last().expect("a session");
+    let event = stripe.event(
+        "checkout.session.completed",
+        stripe.session_object(session, "paid"),
+    );
+    let signature = fakes::stripe::sign(&event, "whsec_discord", now() as i64);
+    let status = http
+        .post(format!("http://{}/stripe/webhook", server.app.address))
+        .header("Stripe-Signature", &signature)
+        .body(event)
+        .send()
+        .await
+        .expect("webhook")
+        .status();
+    assert_eq!(status, 200);
+    let pointer = discord
+        .wait_for(WAIT, |m| m.content.contains("could not be sent privately"))
+        .await
+        .unwrap_or_else(|| panic!("a pointer: {:#?}", discord.messages()));
+    assert_eq!(pointer.channel, place.channel(), "where she bought");
+    assert!(pointer.mentions.contains(&kim.id), "{pointer:?}");
+    let public: Vec<String> = discord
+        .messages()
+        .iter()
+        .filter(|m| m.channel == place.channel() && !m.ephemeral())
+        .map(Message::text)
+        .collect();
+    assert!(
+        public
+            .iter()
+            .all(|t| !t.contains("credits") && !t.contains("150") && !t.contains("Your balance")),
+        "{public:#?}"
+    );
     close(server).await;
 }
 
