@@ -334,8 +334,9 @@ impl Config {
                 }
             })?;
         let mut config = config;
-        config.validate()?;
+        // Settled first, so that routes named under [operations] are checked with the others.
         config.resolve_operations();
+        config.validate()?;
         Ok(config)
     }
 
@@ -520,13 +521,7 @@ impl Config {
             .map_err(|message| ConfigError::new("pricing", message))?;
         operation::validate(&self.operations)
             .map_err(|(key, message)| ConfigError::new(&key, message))?;
-        let mut providers = self.providers.clone();
-        for (name, settings) in &self.operations {
-            if let Some(routes) = &settings.routes {
-                providers.routes.insert(name.clone(), routes.clone());
-            }
-        }
-        providers
+        self.providers
             .validate()
             .map_err(|(key, message)| ConfigError::new(&key, message))?;
         ContentPolicy::new(&self.policy).map_err(|message| ConfigError::new("policy", message))?;

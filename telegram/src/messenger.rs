@@ -309,11 +309,13 @@ impl Messenger for TelegramMessenger {
                     .file_name
                     .rsplit_once('.')
                     .map_or(media.file_name.as_str(), |(stem, _)| stem);
+                // Built field by field: the original's bytes are not copied for nothing.
                 fitted = Output {
-                    file_name: format!("{stem}.jpg"),
+                    kind: media.kind,
                     mime: "image/jpeg",
+                    file_name: format!("{stem}.jpg"),
                     bytes,
-                    ..media.clone()
+                    dimensions: media.dimensions,
                 };
                 media = &fitted;
             }

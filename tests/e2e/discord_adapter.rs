@@ -14,12 +14,23 @@ const BOT_TOKEN: &str = "discord-test-bot-token";
 const SETTINGS: &str = "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n";
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Server {
-    discord: FakeDiscord,
-    app: TestApp,
+pub(super) struct Server {
+    pub(super) discord: FakeDiscord,
+    pub(super) app: TestApp,
 }
 
 async fn open(backend: Backend, test: &str, extra: &[(&str, &str)]) -> Option<Server> {
+    open_with(backend, test, extra, SETTINGS).await
+}
+
+/// The application in HTTP interactions mode against a fresh fake Discord, with `file` as its
+/// configuration file.
+pub(super) async fn open_with(
+    backend: Backend,
+    test: &str,
+    extra: &[(&str, &str)],
+    file: &str,
+) -> Option<Server> {
     let discord = FakeDiscord::start(APPLICATION, BOT_TOKEN).await;
     let (url, key) = (discord.url(), discord.public_key());
     let mut env = vec![
@@ -30,12 +41,12 @@ async fn open(backend: Backend, test: &str, extra: &[(&str, &str)]) -> Option<Se
         ("WELCOME_CREDITS", "10"),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, test, &env, SETTINGS).await?;
+    let app = spawn_app_with(backend, test, &env, file).await?;
     discord.set_endpoint(&format!("http://{}/discord/interactions", app.address));
     Some(Server { discord, app })
 }
 
-async fn close(server: Server) {
+pub(super) async fn close(server: Server) {
     assert_eq!(
         server.discord.bad_acks(),
         0,
@@ -51,7 +62,7 @@ async fn close(server: Server) {
     assert!(audit.is_clean(), "{audit}");
 }
 
-fn option(name: &str, kind: u8, value: Value) -> Value {
+pub(super) fn option(name: &str, kind: u8, value: Value) -> Value {
     json!({"name": name, "type": kind, "value": value})
 }
 

@@ -90,7 +90,7 @@ fn texts(sent: &[Sent], chat: i64) -> Vec<String> {
 }
 
 /// Waits for a message in `chat` containing `needle`; returns it.
-async fn said(telegram: &FakeTelegram, chat: i64, needle: &str) -> Sent {
+pub(super) async fn said(telegram: &FakeTelegram, chat: i64, needle: &str) -> Sent {
     let sent = telegram
         .wait_for(WAIT, |sent| {
             sent.iter()

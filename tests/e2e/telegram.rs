@@ -38,13 +38,13 @@ async fn start_with_credits(
     (fake, app)
 }
 
-async fn stop(app: TestApp) {
+pub(super) async fn stop(app: TestApp) {
     let db = app.stop().await;
     let audit = db.store().audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
 
-fn texts(sent: &[Sent], chat: i64) -> Vec<String> {
+pub(super) fn texts(sent: &[Sent], chat: i64) -> Vec<String> {
     sent.iter()
         .filter(|s| s.chat_id == chat && s.method != "answerCallbackQuery")
         .map(|s| s.text.clone())

@@ -7,45 +7,22 @@ use std::time::Duration;
 
 use bot_core::Backend;
 use fakes::{
-    discord::{FakeDiscord, Person, Place, Via},
-    telegram::{BOT_USERNAME, Chat, FakeTelegram, Sent},
+    discord::{Person, Place, Via},
+    telegram::{BOT_USERNAME, Chat, FakeTelegram},
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::{
+    discord_adapter::{Server, close, open_with, option},
+    helpers::spawn_app_with,
+    payments::said,
+    telegram::{stop, texts},
+};
 
 const TOKEN: &str = "123456:TEST-token";
-const APPLICATION: &str = "1100000000000000001";
-const BOT_TOKEN: &str = "discord-test-bot-token";
 const SETTINGS: &str =
     "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n\n[telegram]\nalbum_window_ms = 300\n";
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn stop(app: TestApp) {
-    let db = app.stop().await;
-    let audit = db.store().audit().await.expect("audit");
-    assert!(audit.is_clean(), "{audit}");
-}
-
-fn texts(sent: &[Sent], chat: i64) -> Vec<String> {
-    sent.iter()
-        .filter(|s| s.chat_id == chat && s.method != "answerCallbackQuery")
-        .map(|s| s.text.clone())
-        .collect()
-}
-
-async fn said(fake: &FakeTelegram, chat: i64, words: &str) -> Sent {
-    let sent = fake
-        .wait_for(WAIT, |s| {
-            s.iter()
-                .any(|m| m.chat_id == chat && m.text.contains(words))
-        })
-        .await;
-    sent.into_iter()
-        .rev()
-        .find(|m| m.chat_id == chat && m.text.contains(words))
-        .unwrap_or_else(|| panic!("{words:?} in {chat}: {:#?}", texts(&fake.sent(), chat)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_telegram_group_balances_refunds_and_link_codes_go_to_the_private_chat() {
@@ -158,37 +135,10 @@ async fn a_telegram_button_pressed_in_a_group_answers_privately() {
     stop(app).await;
 }
 
-struct Discord {
-    discord: FakeDiscord,
-    app: TestApp,
-}
-
-async fn open_discord(test: &str, extra: &[(&str, &str)], file: &str) -> Discord {
-    let discord = FakeDiscord::start(APPLICATION, BOT_TOKEN).await;
-    let (url, key) = (discord.url(), discord.public_key());
-    let mut env = vec![
-        ("DISCORD_APPLICATION_ID", APPLICATION),
-        ("DISCORD_BOT_TOKEN", BOT_TOKEN),
-        ("DISCORD_PUBLIC_KEY", key.as_str()),
-        ("DISCORD_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", "10"),
-    ];
-    env.extend_from_slice(extra);
-    let app = spawn_app_with(Backend::Sqlite, test, &env, file)
+async fn open_discord(test: &str, extra: &[(&str, &str)], file: &str) -> Server {
+    open_with(Backend::Sqlite, test, extra, file)
         .await
-        .expect("SQLite is always available");
-    discord.set_endpoint(&format!("http://{}/discord/interactions", app.address));
-    Discord { discord, app }
-}
-
-async fn close(server: Discord) {
-    assert_eq!(server.discord.bad_acks(), 0);
-    assert_eq!(server.discord.late_acks(), 0);
-    stop(server.app).await;
-}
-
-fn option(name: &str, kind: u8, value: Value) -> Value {
-    json!({"name": name, "type": kind, "value": value})
+        .expect("SQLite is always available")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,12 +78,9 @@ pub async fn open(
     if !well_formed(id) || !well_formed(sig) {
         return Ok(None);
     }
-    let file = store.kept_file(id, sig).await?;
-    Ok(file.filter(|file| {
-        file.name == name
-            && file.expires_at == expires.saturating_mul(1_000)
-            && file.expires_at > crate::store::now_millis()
-    }))
+    store
+        .kept_file(id, sig, name, expires.saturating_mul(1_000))
+        .await
 }
 
 fn random_hex() -> String {

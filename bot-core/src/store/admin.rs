@@ -1,7 +1,6 @@
 //! Admin actions' SQL: each action and its audit row (admin_actions) in one transaction; flags,
 //! lookups and the figures for stats.
 
-#[allow(unused_imports)]
 use crate::admin::*;
 use crate::{
     Error, Identity, Result, Store, UserId,

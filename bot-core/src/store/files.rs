@@ -1,5 +1,5 @@
-//! Large results kept for a link (`large_files`): written once with their expiry, read by id
-//! and token on any instance, deleted once expired.
+//! Large results kept for a link (`large_files`): written once with their expiry, read by the
+//! whole link (id, token, name, expiry) on any instance, deleted once expired.
 
 use sqlx::Row as _;
 
@@ -60,30 +60,38 @@ impl Store {
         .await
     }
 
-    /// The file under `id` whose token is `token`, while it has not expired.
+    /// The file a link names, when every part of the link matches what was kept and it has not
+    /// expired. The bytes are read only for such a link, never for a forged one.
     ///
     /// # Errors
     ///
     /// [`crate::Error::Internal`] when the database fails.
-    pub async fn kept_file(&self, id: &str, token: &str) -> Result<Option<KeptFile>> {
+    pub async fn kept_file(
+        &self,
+        id: &str,
+        token: &str,
+        name: &str,
+        expires_at: i64,
+    ) -> Result<Option<KeptFile>> {
         let row = sqlx::query(
-            "SELECT token, name, mime, bytes, expires_at FROM large_files WHERE id = $1",
+            "SELECT name, mime, bytes, expires_at FROM large_files \
+             WHERE id = $1 AND token = $2 AND name = $3 AND expires_at = $4 AND expires_at > $5",
         )
         .bind(id)
+        .bind(token)
+        .bind(name)
+        .bind(expires_at)
+        .bind(now_millis())
         .fetch_optional(&mut *self.reader().await?)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let stored: String = row.try_get("token")?;
-        if !crate::ids::same_secret(stored.as_bytes(), token.as_bytes()) {
-            return Ok(None);
-        }
-        Ok(Some(KeptFile {
-            name: row.try_get("name")?,
-            mime: row.try_get("mime")?,
-            bytes: row.try_get("bytes")?,
-            expires_at: row.try_get("expires_at")?,
-        }))
+        row.map(|row| {
+            Ok(KeptFile {
+                name: row.try_get("name")?,
+                mime: row.try_get("mime")?,
+                bytes: row.try_get("bytes")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
     }
 }

@@ -1,7 +1,6 @@
 //! The job queue's SQL: enqueue with the hold, fair claims under a lease, renewals, one end per
 //! job (posting or voiding its hold), cancellation.
 
-#[allow(unused_imports)]
 use crate::jobs::*;
 use crate::store::ledger::{Inserted, insert_transfer};
 use crate::{

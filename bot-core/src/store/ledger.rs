@@ -1,7 +1,6 @@
 //! The ledger's SQL: transfers by idempotency key, holds posted or voided once, balances and
 //! purchase lots (the triggers of the schema move balances and lots with each transfer).
 
-#[allow(unused_imports)]
 use crate::ledger::*;
 use crate::{
     AccountId, Credits, Error, LotId, Result, Store, TransferId,

@@ -2,7 +2,6 @@
 //! the other in one transaction.
 
 use crate::UserError;
-#[allow(unused_imports)]
 use crate::links::*;
 use crate::{
     AccountId, Backend, Credits, Error, Identity, Result, Store, UserId,

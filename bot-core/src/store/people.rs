@@ -2,7 +2,6 @@
 //! privacy, bans and /forget.
 
 use crate::Fault;
-#[allow(unused_imports)]
 use crate::people::*;
 use crate::{
     AccountId, Error, Identity, Result, Store, UserId,

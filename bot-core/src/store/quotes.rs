@@ -1,6 +1,5 @@
 //! Quotes' SQL: a priced operation kept until it is confirmed or dismissed, once.
 
-#[allow(unused_imports)]
 use crate::quotes::*;
 use crate::{
     Credits, Result, Store, UserId,
