@@ -263,6 +263,35 @@ pub struct Stats {
     pub credits_spent: i64,
     pub credits_refunded: i64,
     pub credits_granted: i64,
+    /// Paid purchases by currency.
+    pub sales: Vec<Sales>,
+    /// Succeeded jobs by operation, with what they earned and cost.
+    pub earnings: Vec<Earnings>,
+}
+
+/// Paid purchases in one currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sales {
+    pub currency: String,
+    pub orders: i64,
+    pub credits: i64,
+    /// In the currency's smallest unit (cents; Stars are whole).
+    pub amount: i64,
+    pub fees: i64,
+    pub refunded: i64,
+}
+
+/// One operation's succeeded jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Earnings {
+    pub operation: String,
+    pub jobs: i64,
+    /// Credits charged for them.
+    pub credits: i64,
+    /// What the providers charged, at their configured prices.
+    pub cost: crate::Usd,
+    /// Jobs whose provider had no configured price (their cost is unknown, not zero).
+    pub uncosted: i64,
 }
 
 /// Which flag on a person an admin sets.

@@ -104,6 +104,14 @@ pub struct Job {
     pub created_at: i64,
 }
 
+/// Who made a job's result and what it cost there, recorded as the job succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub provider: String,
+    /// At the provider's configured price; `None` when none is configured.
+    pub cost: Option<crate::Usd>,
+}
+
 /// What `claim` hands a worker: the job, and the name it must use to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

@@ -58,5 +58,5 @@ pub use error::{Error, Fault, Faulted, Result, UserError};
 pub use ids::{
     AccountId, Identity, JobId, LotId, Platform, PurchaseId, RefundId, TransferId, UserId,
 };
-pub use money::Credits;
+pub use money::{Credits, Usd};
 pub use store::{Backend, DatabaseConfig, Store};

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::Credits;
+use crate::{Credits, Usd};
 
 pub use crate::operation::Operation;
 use crate::operation::{OPERATIONS, Price};
@@ -89,6 +89,17 @@ impl PricingConfig {
     /// What `operation` costs.
     pub fn cost(&self, operation: Operation) -> Credits {
         Credits::new(self.prices[operation.index()].of(operation))
+    }
+
+    /// The least a credit brings in: the dollar price per credit of the cheapest pack priced in
+    /// US dollars (`None` when no pack is). Margins are judged at this rate, so an operation
+    /// that pays at it pays at every pack.
+    pub fn credit_floor(&self) -> Option<Usd> {
+        self.packs
+            .iter()
+            .filter(|pack| pack.currency == "usd" && pack.credits > 0)
+            .map(|pack| Usd::micros(pack.price_cents.saturating_mul(10_000) / pack.credits))
+            .min()
     }
 
     /// The price rule of `operation`, for `/help` and quotes.
@@ -245,6 +256,17 @@ mod tests {
         assert!(!pricing.needs_confirmation(Operation::Image(Quality::FourK)));
         assert!(pricing.needs_confirmation(Operation::Music { seconds: 30 }));
         assert!(pricing.needs_confirmation(Operation::Video { seconds: 5 }));
+    }
+
+    #[test]
+    fn a_credit_is_worth_at_least_the_cheapest_packs_rate() {
+        let mut pricing = PricingConfig::default();
+        // 1,250 credits for $30: 2.4 cents each, below the small pack's 3.33.
+        assert_eq!(pricing.credit_floor(), Some(Usd::micros(24_000)));
+        for pack in &mut pricing.packs {
+            pack.currency = "eur".into();
+        }
+        assert_eq!(pricing.credit_floor(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod http;
 pub mod local;
 pub mod openai;
 pub mod replicate;
+pub mod samples;
 
 pub use openai::OpenAiConfig;
 pub use replicate::ReplicateConfig;
@@ -17,6 +18,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde::Deserialize;
 
 use crate::{
+    Usd,
     command::{AspectRatio, Quality},
     media::{Output, Upload},
     pricing::Operation,
@@ -144,6 +146,89 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn cancel<'a>(&'a self, _provider_job_id: &'a str) -> Done<'a> {
         Box::pin(async {})
     }
+
+    /// What one run of `request` costs here at the configured (published) price; `None` when
+    /// no price is configured for the model that would serve it.
+    fn cost(&self, _request: &GenerationRequest) -> Option<Usd> {
+        Some(Usd::ZERO)
+    }
+
+    /// The model that serves `operation` here, as configured (for the operator's views).
+    fn model(&self, _operation: Operation) -> Option<String> {
+        None
+    }
+}
+
+/// A provider's price for one model, as configuration writes it: `{ usd = 0.003 }` per run, or
+/// `{ usd = 0.036, per = "second" }` per second of the video or track asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    pub usd: f64,
+    #[serde(default)]
+    pub per: CostUnit,
+}
+
+/// What a [`CostConfig`] is charged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostUnit {
+    /// One prediction or image.
+    #[default]
+    Run,
+    /// One second of the output asked for (video and music lengths).
+    Second,
+}
+
+impl CostConfig {
+    /// A price per run.
+    pub const fn per_run(usd: f64) -> CostConfig {
+        CostConfig {
+            usd,
+            per: CostUnit::Run,
+        }
+    }
+
+    /// A price per second of output.
+    pub const fn per_second(usd: f64) -> CostConfig {
+        CostConfig {
+            usd,
+            per: CostUnit::Second,
+        }
+    }
+
+    /// The price of `operation` (its length, for a price per second).
+    pub fn of(&self, operation: Operation) -> Usd {
+        let each = Usd::from_dollars(self.usd).unwrap_or(Usd::ZERO);
+        match (self.per, operation) {
+            (CostUnit::Run, _) => each,
+            (CostUnit::Second, Operation::Video { seconds } | Operation::Music { seconds }) => {
+                each.times(u64::from(seconds))
+            }
+            (CostUnit::Second, _) => each,
+        }
+    }
+
+    /// Checks the figure is a price.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, for the configuration key holding it.
+    pub fn validate(&self) -> Result<(), String> {
+        if Usd::from_dollars(self.usd).is_none() {
+            return Err(format!(
+                "usd must be a non-negative number, not {}",
+                self.usd
+            ));
+        }
+        if self.per == CostUnit::Second && self.usd > 100.0 {
+            return Err(format!(
+                "{} dollars per second looks like a mistake",
+                self.usd
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Every provider's name in configuration, in the order tried when routes are not configured.
@@ -220,7 +305,8 @@ impl ProvidersConfig {
                 }
             }
         }
-        self.replicate.validate()
+        self.replicate.validate()?;
+        self.openai.validate()
     }
 
     /// The configured providers (those with keys, and the local preview), each limited to its
@@ -341,6 +427,14 @@ impl Provider for Limited {
         self.inner.cancel(provider_job_id)
     }
 
+    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
+        self.inner.cost(request)
+    }
+
+    fn model(&self, operation: Operation) -> Option<String> {
+        self.inner.model(operation)
+    }
+
     fn generate<'a>(&'a self, run: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async move {
             let _permit =
@@ -351,6 +445,9 @@ impl Provider for Limited {
         })
     }
 }
+
+#[cfg(test)]
+mod contract_tests;
 
 #[cfg(test)]
 mod tests {

@@ -2,10 +2,22 @@
 //! (JSON) and `POST /v1/images/edits` (multipart), answering `{"created", "data": [{"b64_json"}]}`
 //! and errors as `{"error": {"message", "type", "param", "code"}}`.
 //!
-//! Strictness: a bearer key is required; `model` and `prompt` are required; `size` must be one
-//! the GPT image models accept; edits need an `image` (or `image[]`) part that is a PNG, JPEG or
-//! WebP; prompts containing a word the test marks are refused with `moderation_blocked`, as the
-//! real safety system does.
+//! Strictness: a bearer key is required; every body is validated against the published request
+//! schema stored in the `contract` crate (`model` and `prompt` required, the models served
+//! today, `quality`, `output_format`, `n`… as documented; an unknown parameter is
+//! `unknown_parameter`); a model that was shut down (`gpt-image-1` on 2026-10-23, `gpt-image-1.5`,
+//! `gpt-image-1-mini` and `chatgpt-image-latest` on 2026-12-01, `dall-e-2`/`dall-e-3` on
+//! 2026-05-12) answers `404 model_not_found`; `size` is `auto`, one of the three standard
+//! sizes, or for the gpt-image-2 family any `WIDTHxHEIGHT` with both sides divisible by 16, a
+//! ratio within 3:1, 655,360–8,294,400 pixels and at most 3,840 on a side; edits need an
+//! `image` (or `image[]`) part that is a PNG, JPEG or WebP; prompts containing a word the test
+//! marks are refused with `moderation_blocked` (HTTP 400, `image_generation_user_error`, with
+//! `moderation_details`), as the real safety system does; an exhausted quota is HTTP 429
+//! `insufficient_quota` with no `retry-after`.
+//! Sources: <https://developers.openai.com/api/docs/deprecations>,
+//! <https://developers.openai.com/api/docs/models/gpt-image-2>,
+//! <https://developers.openai.com/api/docs/guides/error-codes>, and openai-python's
+//! `image_generate_params.py` / `image_edit_params.py` (2026-08-21).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,8 +33,32 @@ use serde_json::{Value, json};
 
 use crate::Server;
 
-/// Sizes the GPT image models accept.
+/// Sizes every GPT image model accepts.
 pub const SIZES: &[&str] = &["1024x1024", "1536x1024", "1024x1536", "auto"];
+
+/// Image models OpenAI has shut down.
+pub const RETIRED: &[&str] = &[
+    "gpt-image-1",
+    "gpt-image-1.5",
+    "gpt-image-1.5-2025-12-16",
+    "gpt-image-1-mini",
+    "chatgpt-image-latest",
+    "dall-e-2",
+    "dall-e-3",
+];
+
+/// The width and height `size` asks for, when a gpt-image-2 model can draw it.
+pub fn flexible_size(size: &str) -> Option<(u32, u32)> {
+    let (w, h) = size.split_once('x')?;
+    let (w, h): (u32, u32) = (w.parse().ok()?, h.parse().ok()?);
+    let pixels = u64::from(w) * u64::from(h);
+    let ok = w % 16 == 0
+        && h % 16 == 0
+        && w.max(h) <= 3 * w.min(h)
+        && (655_360..=8_294_400).contains(&pixels)
+        && w.max(h) <= 3_840;
+    ok.then_some((w, h))
+}
 
 /// One request the fake accepted: the endpoint, the model, prompt, size and the number of images.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +75,7 @@ struct Fake {
     key: String,
     blocked_words: Vec<String>,
     throttle: u32,
+    out_of_quota: u32,
     fail: u32,
     delay_ms: u64,
     seen: Vec<Seen>,
@@ -83,6 +120,12 @@ impl FakeOpenAi {
     /// The next `n` requests get 429 `rate_limit_exceeded` with `retry-after: 1`.
     pub fn throttle(&self, n: u32) {
         lock(&self.state).throttle = n;
+    }
+
+    /// The next `n` requests find the project's spending limit reached (429 `insufficient_quota`,
+    /// no `retry-after`: waiting does not help).
+    pub fn exhaust_quota(&self, n: u32) {
+        lock(&self.state).out_of_quota = n;
     }
 
     /// The next `n` requests get 500 `server_error`.
@@ -169,6 +212,16 @@ async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             .insert("retry-after", header::HeaderValue::from_static("1"));
         return Err(response);
     }
+    if fake.out_of_quota > 0 {
+        fake.out_of_quota -= 1;
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            Some("project_spend_limit_exceeded"),
+            None,
+            "You exceeded your current quota, please check your plan and billing details.",
+        ));
+    }
     if fake.fail > 0 {
         fake.fail -= 1;
         return Err(error(
@@ -182,46 +235,97 @@ async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-/// Checks the fields both endpoints share and answers with an image of the requested size.
-fn answer(state: &Shared, endpoint: &'static str, fields: &Value, images: usize) -> Response {
+/// Checks a request against the endpoint's published schema and answers with an image of the
+/// requested size. `form` is true for multipart bodies, whose values arrive as text.
+fn answer(
+    state: &Shared,
+    endpoint: &'static str,
+    fields: &Value,
+    images: usize,
+    form: bool,
+) -> Response {
     let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_string);
     let Some(model) = text("model").filter(|m| !m.is_empty()) else {
         return missing("model");
     };
+    let contract = contract::openai("gpt-image-2", &format!("images/{endpoint}"));
+    let served = contract::openai(&model, &format!("images/{endpoint}")).is_some();
+    if RETIRED.contains(&model.as_str()) || !served {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            Some("model"),
+            &format!("The model `{model}` does not exist or you do not have access to it."),
+        );
+    }
     let Some(prompt) = text("prompt").filter(|p| !p.is_empty()) else {
         return missing("prompt");
     };
-    if prompt.chars().count() > 32_000 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            Some("string_above_max_length"),
-            Some("prompt"),
-            "Invalid 'prompt': string too long. Expected a string with maximum length 32000.",
-        );
+    if let Some(contract) = contract {
+        let violations = match (form, fields.as_object()) {
+            (true, Some(fields)) => contract.check_form(fields),
+            _ => contract.check_input(fields, ""),
+        };
+        if let Some(first) = violations.first() {
+            let (code, message) = match first.kind {
+                "additional_property" => (
+                    "unknown_parameter",
+                    format!("Unknown parameter: '{}'.", first.field),
+                ),
+                "string_lte" => (
+                    "string_above_max_length",
+                    format!(
+                        "Invalid '{}': string too long. Expected a string with maximum length 32000.",
+                        first.field
+                    ),
+                ),
+                _ => (
+                    "invalid_value",
+                    format!("Invalid value for '{}': {}", first.field, first.description),
+                ),
+            };
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some(code),
+                Some(&first.field),
+                &message,
+            );
+        }
     }
     let size = text("size").unwrap_or_else(|| "auto".into());
-    if !SIZES.contains(&size.as_str()) {
+    let drawn = match size.as_str() {
+        "auto" | "1024x1024" => Some((1024, 1024)),
+        "1536x1024" => Some((1536, 1024)),
+        "1024x1536" => Some((1024, 1536)),
+        other => flexible_size(other),
+    };
+    let Some((width, height)) = drawn else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             Some("invalid_value"),
             Some("size"),
             &format!(
-                "Invalid value: '{size}'. Supported values are: '1024x1024', '1024x1536', '1536x1024', and 'auto'."
+                "Invalid size '{size}'. Width and height must both be divisible by 16, the aspect ratio must be between 1:3 and 3:1, and the total pixels must be between 655360 and 8294400."
             ),
         );
-    }
+    };
     let mut fake = lock(state);
     let lowered = prompt.to_lowercase();
     if fake.blocked_words.iter().any(|w| lowered.contains(w)) {
-        return error(
+        return (
             StatusCode::BAD_REQUEST,
-            "image_generation_user_error",
-            Some("moderation_blocked"),
-            None,
-            "Your request was rejected as a result of our safety system. Your request may contain content that is not allowed by our safety system.",
-        );
+            Json(json!({ "error": {
+                "message": "Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_fake.",
+                "type": "image_generation_user_error",
+                "param": null,
+                "code": "moderation_blocked",
+                "moderation_details": { "moderation_stage": "input", "categories": ["violence"] },
+            } })),
+        )
+            .into_response();
     }
     fake.seen.push(Seen {
         endpoint,
@@ -230,15 +334,11 @@ fn answer(state: &Shared, endpoint: &'static str, fields: &Value, images: usize)
         size: size.clone(),
         images,
     });
-    let (width, height) = match size.as_str() {
-        "1536x1024" => (1536, 1024),
-        "1024x1536" => (1024, 1536),
-        _ => (1024, 1024),
-    };
     let b64 = base64::engine::general_purpose::STANDARD.encode(crate::png(width, height));
     Json(json!({
         "created": 1_764_064_800,
         "data": [{ "b64_json": b64 }],
+        "size": size,
         "usage": { "total_tokens": 100, "input_tokens": 50, "output_tokens": 50 },
     }))
     .into_response()
@@ -257,7 +357,7 @@ async fn generations(State(state): State<Shared>, headers: HeaderMap, body: Stri
             "We could not parse the JSON body of your request.",
         );
     };
-    answer(&state, "generations", &fields, 0)
+    answer(&state, "generations", &fields, 0, false)
 }
 
 async fn edits(State(state): State<Shared>, headers: HeaderMap, mut form: Multipart) -> Response {
@@ -314,5 +414,5 @@ async fn edits(State(state): State<Shared>, headers: HeaderMap, mut form: Multip
     if images == 0 {
         return missing("image");
     }
-    answer(&state, "edits", &Value::Object(fields), images)
+    answer(&state, "edits", &Value::Object(fields), images, true)
 }

@@ -4,9 +4,16 @@
 //! (`POST /v1/predictions/{id}/cancel`). Errors are RFC 7807 problem documents as Replicate sends
 //! them. Outputs are served from `/files/…`, standing for `replicate.delivery`.
 //!
-//! Strictness: a bearer token is required on every API call; only the models in [`CATALOGUE`]
-//! exist; each model's required inputs are checked, and file inputs must be data URIs whose
-//! base64 decodes, or URLs.
+//! Strictness: a bearer token is required on every API call; only the models whose published
+//! schema is stored in the `contract` crate exist (an official model by `owner/name`, a
+//! community one only by its pinned version, as Replicate serves them), and each prediction's
+//! input is validated against that schema: required fields, types, enums, ranges, file inputs
+//! as URLs or well-formed data URIs, and no field the schema does not name (Replicate ignores
+//! those silently; the fake refuses them so that a misspelt template fails a test). Errors are
+//! `422 Input validation failed` with `invalid_fields`, as Replicate answers. The output has the
+//! published shape (a list of URLs for flux-schnell, one URL for the others).
+//! Sources: <https://replicate.com/docs/reference/http#predictions.create>, each model's
+//! `/api/schema` page; the stored schemas name theirs.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -20,8 +27,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use base64::Engine as _;
 use serde_json::{Value, json};
+
+use contract::Contract;
 
 use crate::Server;
 
@@ -31,86 +39,56 @@ pub enum Produces {
     Png,
     Mp4,
     Mp3,
+    Wav,
 }
 
-/// A model the fake knows: `owner/name` for official models, `owner/name:version` for pinned
-/// community models; the inputs it requires, which of those are files, and whether its output is
-/// a list of URLs or one URL.
-#[derive(Debug)]
-pub struct Model {
-    pub reference: &'static str,
-    pub required: &'static [&'static str],
-    pub files: &'static [&'static str],
-    pub produces: Produces,
-    pub output_is_list: bool,
+/// A model the fake serves: one whose published schema is stored in the `contract` crate.
+#[derive(Debug, Clone, Copy)]
+struct Model {
+    contract: &'static Contract,
 }
 
-/// The models this fake serves, as Replicate's own pages describe their inputs.
-pub const CATALOGUE: &[Model] = &[
-    Model {
-        reference: "black-forest-labs/flux-schnell",
-        required: &["prompt"],
-        files: &[],
-        produces: Produces::Png,
-        output_is_list: true,
-    },
-    Model {
-        reference: "black-forest-labs/flux-1.1-pro",
-        required: &["prompt"],
-        files: &[],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "black-forest-labs/flux-1.1-pro-ultra",
-        required: &["prompt"],
-        files: &[],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "black-forest-labs/flux-kontext-pro",
-        required: &["prompt", "input_image"],
-        files: &["input_image"],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "bytedance/seedance-1-lite",
-        required: &["prompt"],
-        files: &[],
-        produces: Produces::Mp4,
-        output_is_list: false,
-    },
-    Model {
-        reference: "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
-        required: &["image"],
-        files: &["image"],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "cjwbw/rembg:fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003",
-        required: &["image"],
-        files: &["image"],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "codeplugtech/face-swap:278a81e7ebb22db98bcba54de985d22cc1abeead2754eb1f2af717247be69b34",
-        required: &["input_image", "swap_image"],
-        files: &["input_image", "swap_image"],
-        produces: Produces::Png,
-        output_is_list: false,
-    },
-    Model {
-        reference: "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb",
-        required: &["prompt"],
-        files: &[],
-        produces: Produces::Mp3,
-        output_is_list: false,
-    },
-];
+impl Model {
+    /// `owner/name` or `owner/name:version`, as the fake's records name it.
+    fn reference(&self) -> String {
+        match &self.contract.version {
+            Some(version) => format!("{}:{version}", self.contract.model),
+            None => self.contract.model.clone(),
+        }
+    }
+
+    /// The kind of file the model answers with, for the input it was given.
+    fn produces(&self, input: &Value) -> Produces {
+        let format = input
+            .get("output_format")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                self.contract
+                    .input
+                    .pointer("/properties/output_format/default")
+                    .and_then(Value::as_str)
+            });
+        match (self.contract.model.as_str(), format) {
+            ("bytedance/seedance-1-lite", _) => Produces::Mp4,
+            (_, Some("mp3")) => Produces::Mp3,
+            (_, Some("wav")) => Produces::Wav,
+            _ => Produces::Png,
+        }
+    }
+}
+
+/// The official model `owner/name`, callable without a version.
+fn official(reference: &str) -> Option<Model> {
+    contract::replicate(reference).map(|contract| Model { contract })
+}
+
+/// The community model pinned at `version`.
+fn by_version(version: &str) -> Option<Model> {
+    contract::all()
+        .iter()
+        .find(|c| c.provider == "replicate" && c.version.as_deref() == Some(version))
+        .map(|contract| Model { contract })
+}
 
 /// How the next prediction created will go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +128,7 @@ struct Fake {
     fail_creates: u32,
     fail_polls: u32,
     created: Vec<(String, Value)>,
+    outputs: Vec<(String, Value)>,
     cancelled: Vec<String>,
 }
 
@@ -214,6 +193,11 @@ impl FakeReplicate {
         lock(&self.state).created.clone()
     }
 
+    /// Every output a prediction succeeded with: the model reference and the `output` value.
+    pub fn outputs(&self) -> Vec<(String, Value)> {
+        lock(&self.state).outputs.clone()
+    }
+
     /// Ids of predictions cancelled through the API.
     pub fn cancelled(&self) -> Vec<String> {
         lock(&self.state).cancelled.clone()
@@ -264,8 +248,7 @@ async fn create_official(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let reference = format!("{owner}/{name}");
-    let Some(model) = CATALOGUE.iter().find(|m| m.reference == reference) else {
+    let Some(model) = official(&format!("{owner}/{name}")) else {
         return not_found();
     };
     create(&state, &headers, model, &body)
@@ -277,12 +260,7 @@ async fn create_version(
     Json(body): Json<Value>,
 ) -> Response {
     let version = body.get("version").and_then(Value::as_str).unwrap_or("");
-    let model = CATALOGUE.iter().find(|m| {
-        m.reference
-            .split_once(':')
-            .is_some_and(|(_, v)| v == version)
-    });
-    let Some(model) = model else {
+    let Some(model) = by_version(version) else {
         if let Err(denied) = authorised(&lock(&state), &headers) {
             return denied;
         }
@@ -295,7 +273,7 @@ async fn create_version(
     create(&state, &headers, model, &body)
 }
 
-fn create(state: &Shared, headers: &HeaderMap, model: &Model, body: &Value) -> Response {
+fn create(state: &Shared, headers: &HeaderMap, model: Model, body: &Value) -> Response {
     let mut fake = lock(state);
     if let Err(denied) = authorised(&fake, headers) {
         return denied;
@@ -320,71 +298,65 @@ fn create(state: &Shared, headers: &HeaderMap, model: &Model, body: &Value) -> R
             "Something went wrong.",
         );
     }
-    let Some(input) = body.get("input").and_then(Value::as_object) else {
-        return invalid("input", "input is required");
+    let Some(input) = body.get("input").filter(|i| i.is_object()) else {
+        return invalid(&[contract::Violation {
+            field: "input".into(),
+            kind: "required",
+            description: "input is required".into(),
+        }]);
     };
-    for field in model.required {
-        if !input.contains_key(*field) {
-            return invalid("input", &format!("{field} is required"));
-        }
+    let violations = model.contract.check_input(input, "input");
+    if !violations.is_empty() {
+        return invalid(&violations);
     }
-    for field in model.files {
-        if let Some(value) = input.get(*field) {
-            let ok = value.as_str().is_some_and(|text| {
-                if let Some(data) = text.strip_prefix("data:") {
-                    data.split_once(";base64,").is_some_and(|(_, b64)| {
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b64)
-                            .is_ok()
-                    })
-                } else {
-                    text.starts_with("https://") || text.starts_with("http://")
-                }
-            });
-            if !ok {
-                return invalid(&format!("input.{field}"), "Does not match format 'uri'");
-            }
-        }
-    }
-    fake.created
-        .push((model.reference.to_string(), Value::Object(input.clone())));
+    let reference = model.reference();
+    fake.created.push((reference.clone(), input.clone()));
     let id = format!("fake{:04}rq7h2dxmcq", fake.created.len());
     let script = fake
         .scripts
         .pop_front()
         .unwrap_or(Script::Succeed { polls: 2 });
-    let (name, version) = model
-        .reference
+    let (name, version) = reference
         .split_once(':')
-        .unwrap_or((model.reference, "dp-4d0bcc010b3049749a251855f12800be"));
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .unwrap_or((
+            reference.clone(),
+            "dp-4d0bcc010b3049749a251855f12800be".into(),
+        ));
     let prediction = Prediction {
         id: id.clone(),
-        model: name.to_string(),
-        version: version.to_string(),
-        input: Value::Object(input.clone()),
+        model: name,
+        version,
+        input: input.clone(),
         status: "starting",
         logs: String::new(),
         output: None,
         error: None,
         script,
         polls: 0,
-        produces: model.produces,
-        output_is_list: model.output_is_list,
+        produces: model.produces(input),
+        output_is_list: model.contract.output_is_list(),
     };
     let body = render(&fake.origin, &prediction);
     fake.predictions.insert(id, prediction);
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-fn invalid(field: &str, description: &str) -> Response {
+/// Replicate's answer to an input its schema refuses.
+fn invalid(violations: &[contract::Violation]) -> Response {
+    let detail: String = violations.iter().map(|v| format!("- {v}\n")).collect();
+    let fields: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({ "type": v.kind, "field": v.field, "description": v.description }))
+        .collect();
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         [(header::CONTENT_TYPE, "application/problem+json")],
         json!({
             "title": "Input validation failed",
-            "detail": format!("- {field}: {description}\n"),
+            "detail": detail,
             "status": 422,
-            "invalid_fields": [{ "type": "required", "field": field, "description": description }],
+            "invalid_fields": fields,
         })
         .to_string(),
     )
@@ -439,6 +411,7 @@ async fn poll(State(state): State<Shared>, Path(id): Path<String>, headers: Head
                     // The start of a real MP4 (`ftyp` box) and of an MP3 with an ID3 tag.
                     Produces::Mp4 => ("mp4", mp4()),
                     Produces::Mp3 => ("mp3", b"ID3\x04\x00\x00\x00\x00\x00\x00fake audio".to_vec()),
+                    Produces::Wav => ("wav", wav()),
                 };
                 let url = format!("{origin}/files/{}/output.{extension}", prediction.id);
                 prediction.output = Some(if prediction.output_is_list {
@@ -465,10 +438,26 @@ async fn poll(State(state): State<Shared>, Path(id): Path<String>, headers: Head
         }
     }
     let body = render(&origin, prediction);
+    let reference = match prediction.version.as_str() {
+        v if v.starts_with("dp-") => prediction.model.clone(),
+        v => format!("{}:{v}", prediction.model),
+    };
+    let output = prediction.output.clone();
     if let Some((path, bytes)) = new_file {
         fake.files.insert(path, bytes);
+        fake.outputs
+            .push((reference, output.unwrap_or(Value::Null)));
     }
     Json(body).into_response()
+}
+
+fn wav() -> Vec<u8> {
+    let mut bytes = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    bytes.extend_from_slice(&[
+        16, 0, 0, 0, 1, 0, 1, 0, 0x40, 0x1f, 0, 0, 0x80, 0x3e, 0, 0, 2, 0, 16, 0,
+    ]);
+    bytes.extend_from_slice(b"data\x00\x00\x00\x00");
+    bytes
 }
 
 fn mp4() -> Vec<u8> {

@@ -32,7 +32,9 @@ pub(crate) fn bearer(secret: &SecretString) -> HeaderValue {
 }
 
 /// Sends the request built by `build`, waiting out `429 Too Many Requests` as the service asks
-/// (a few times); any other answer is returned. A connection failure or timeout is `Err`.
+/// (a few times); any other answer is returned, and so is a 429 that names no wait: OpenAI
+/// answers an exhausted quota that way, and waiting would not help. A connection failure or
+/// timeout is `Err`.
 pub(crate) async fn send(
     provider: &str,
     build: impl Fn() -> RequestBuilder,
@@ -47,7 +49,9 @@ pub(crate) async fn send(
         if response.status() != StatusCode::TOO_MANY_REQUESTS {
             return Ok(response);
         }
-        let wait = retry_after(&response).unwrap_or(Duration::from_secs(1));
+        let Some(wait) = retry_after(&response) else {
+            return Ok(response);
+        };
         if tries >= THROTTLE_TRIES || wait > LONGEST_WAIT {
             return Err(ProviderError::Transient(format!(
                 "{provider} is rate limiting us"

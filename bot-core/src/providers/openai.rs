@@ -1,16 +1,28 @@
 //! OpenAI's Images API: text→image through `images/generations` and photo portraits through
-//! `images/edits`, both answering base64 images. The model id is configuration, never written
-//! here. A request the safety system blocks (`moderation_blocked`) is a refusal, said plainly.
+//! `images/edits`, both answering base64 images (`data[].b64_json`; the GPT image models take no
+//! `response_format`). The model is configuration; the default is `gpt-image-2`, since
+//! `gpt-image-1` was shut down on 2026-10-23 and `gpt-image-1.5` on 2026-12-01
+//! (<https://developers.openai.com/api/docs/deprecations>). `gpt-image-2` takes any
+//! `WIDTHxHEIGHT` with both sides divisible by 16, a ratio within 3:1 and 655,360–8,294,400
+//! pixels, so each aspect ratio is drawn exactly; older models get the nearest of their three
+//! sizes. A request the safety system blocks (`moderation_blocked`) is a refusal, said plainly;
+//! an exhausted quota (`insufficient_quota` with a billing code, HTTP 429) or a retired model
+//! (`model_not_found`) sends the job to the next provider.
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::{
-    GenerationRequest, Provider, ProviderError, ProviderFuture, Run,
+    CostConfig, GenerationRequest, Provider, ProviderError, ProviderFuture, Run,
     http::{self, bearer},
 };
-use crate::{command::Quality, media::Output, pricing::Operation};
+use crate::{
+    Usd,
+    command::{AspectRatio, Quality},
+    media::Output,
+    pricing::Operation,
+};
 
 const NAME: &str = "openai";
 
@@ -24,9 +36,35 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// The image model, for generations and edits.
     pub model: String,
-    /// The `quality` sent for standard and for HD images.
+    /// The `quality` sent for standard images, and for HD images and portraits.
     pub quality_standard: String,
     pub quality_hd: String,
+    /// True when the model draws any `WIDTHxHEIGHT` (the gpt-image-2 family); false sends the
+    /// nearest of 1024x1024, 1536x1024 and 1024x1536.
+    pub exact_sizes: bool,
+    /// What one image costs at OpenAI's published prices, in dollars.
+    pub cost: OpenAiCost,
+}
+
+/// OpenAI's price per image at about one megapixel, by what is asked for. The defaults are
+/// gpt-image-2's published figures for 1024x1024 (low $0.006, medium $0.053); a portrait adds
+/// the input photo's image tokens ($8 per million) to a medium image.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiCost {
+    pub standard: f64,
+    pub hd: f64,
+    pub portrait: f64,
+}
+
+impl Default for OpenAiCost {
+    fn default() -> Self {
+        OpenAiCost {
+            standard: 0.006,
+            hd: 0.053,
+            portrait: 0.065,
+        }
+    }
 }
 
 impl Default for OpenAiConfig {
@@ -34,11 +72,111 @@ impl Default for OpenAiConfig {
         OpenAiConfig {
             api_key: None,
             base_url: "https://api.openai.com/v1".into(),
-            model: "gpt-image-1".into(),
-            quality_standard: "medium".into(),
-            quality_hd: "high".into(),
+            model: "gpt-image-2".into(),
+            quality_standard: "low".into(),
+            quality_hd: "medium".into(),
+            exact_sizes: true,
+            cost: OpenAiCost::default(),
         }
     }
+}
+
+impl OpenAiConfig {
+    /// Checks the prices are prices.
+    ///
+    /// # Errors
+    ///
+    /// The configuration key at fault and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (key, usd) in [
+            ("standard", self.cost.standard),
+            ("hd", self.cost.hd),
+            ("portrait", self.cost.portrait),
+        ] {
+            CostConfig::per_run(usd)
+                .validate()
+                .map_err(|why| (format!("providers.openai.cost.{key}"), why))?;
+        }
+        Ok(())
+    }
+}
+
+impl OpenAiConfig {
+    fn size(&self, request: &GenerationRequest) -> String {
+        size(request.aspect, self.exact_sizes)
+    }
+
+    /// Standard images at the standard quality; HD images and portraits (a paid edit of a
+    /// person's photo) at the HD quality.
+    fn quality(&self, request: &GenerationRequest) -> &str {
+        match request.operation {
+            Operation::Image(Quality::Standard) => &self.quality_standard,
+            _ => &self.quality_hd,
+        }
+    }
+
+    /// The endpoint an operation is sent to, if OpenAI does it.
+    pub fn endpoint(operation: Operation) -> Option<&'static str> {
+        match operation {
+            Operation::Image(Quality::Standard | Quality::Hd) => Some("images/generations"),
+            Operation::Portrait => Some("images/edits"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body of an `images/generations` request.
+    pub fn generation_body(&self, request: &GenerationRequest) -> Value {
+        let mut prompt = request.prompt.clone().unwrap_or_default();
+        if let Some(negative) = &request.negative {
+            prompt.push_str(&format!("\nAvoid: {negative}"));
+        }
+        json!({
+            "model": self.model,
+            "prompt": prompt,
+            "n": 1,
+            "size": self.size(request),
+            "quality": self.quality(request),
+        })
+    }
+
+    /// The text fields of an `images/edits` request (the photo goes beside them as `image`).
+    pub fn edit_fields(&self, request: &GenerationRequest) -> Map<String, Value> {
+        let style = request.style.as_deref().unwrap_or("studio");
+        let prompt = format!(
+            "Turn this photo into a {style} portrait of the same person, keeping their face and identity."
+        );
+        let mut fields = Map::new();
+        fields.insert("model".into(), Value::String(self.model.clone()));
+        fields.insert("prompt".into(), Value::String(prompt));
+        fields.insert("size".into(), Value::String(self.size(request)));
+        fields.insert(
+            "quality".into(),
+            Value::String(self.quality(request).into()),
+        );
+        fields
+    }
+}
+
+/// The size sent for `aspect`: exact (both sides multiples of 16, about a megapixel, within
+/// OpenAI's 3:1 and pixel limits) or the nearest of the three sizes every GPT image model takes.
+pub fn size(aspect: AspectRatio, exact: bool) -> String {
+    let (w, h) = (f64::from(aspect.width()), f64::from(aspect.height()));
+    if !exact {
+        return if w * 10.0 > h * 11.0 {
+            "1536x1024"
+        } else if h * 10.0 > w * 11.0 {
+            "1024x1536"
+        } else {
+            "1024x1024"
+        }
+        .into();
+    }
+    // A ratio past 3:1 is drawn at 3:1, the widest OpenAI takes.
+    let ratio = (w / h).clamp(1.0 / 3.0, 3.0);
+    let side = |x: f64| ((x / 16.0).round() as u32).max(1) * 16;
+    let width = side((1_048_576.0 * ratio).sqrt());
+    let height = side((1_048_576.0 / ratio).sqrt());
+    format!("{width}x{height}")
 }
 
 /// The OpenAI provider.
@@ -70,8 +208,59 @@ struct ErrorBody {
 struct ErrorDetail {
     #[serde(default)]
     message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     code: Option<String>,
+}
+
+/// What an error answer means (<https://developers.openai.com/api/docs/guides/error-codes>).
+/// Billing trouble comes as HTTP 429 with `type: insufficient_quota` and a code naming the
+/// limit; only `rate_limit_exceeded` and `slow_down` are worth waiting for.
+fn refusal(status: u16, error: ErrorDetail) -> ProviderError {
+    const BILLING: &[&str] = &[
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+        "billing_hard_limit_reached",
+    ];
+    let code = error.code.as_deref();
+    let kind = error.kind.as_deref();
+    let message = || {
+        error
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("HTTP {status}"))
+    };
+    if matches!(
+        code,
+        Some("moderation_blocked" | "content_policy_violation")
+    ) {
+        return ProviderError::Refused(
+            "OpenAI's safety system refused this request. Try rewording it.".into(),
+        );
+    }
+    if code.is_some_and(|c| BILLING.contains(&c)) || kind.is_some_and(|k| BILLING.contains(&k)) {
+        tracing::error!(code, "OpenAI quota or spending limit reached");
+        return ProviderError::Unavailable("OpenAI billing needs attention".into());
+    }
+    if code == Some("model_not_found") {
+        tracing::error!("OpenAI does not serve the configured model: {}", message());
+        return ProviderError::Unavailable("OpenAI does not serve the configured model".into());
+    }
+    match status {
+        401 | 403 => {
+            tracing::error!(status, "OpenAI refused the API key");
+            ProviderError::Unavailable("OpenAI refused our credentials".into())
+        }
+        429 => ProviderError::Transient("OpenAI is rate limiting us".into()),
+        400 | 422 => {
+            ProviderError::Refused(format!("OpenAI could not take this request: {}", message()))
+        }
+        _ => ProviderError::Unavailable(format!("OpenAI answered HTTP {status}")),
+    }
 }
 
 impl OpenAi {
@@ -88,37 +277,8 @@ impl OpenAi {
         format!("{}/{endpoint}", self.config.base_url.trim_end_matches('/'))
     }
 
-    /// The size for an aspect ratio: the GPT image models draw squares, 3:2 or 2:3.
-    fn size(request: &GenerationRequest) -> &'static str {
-        let (w, h) = (request.aspect.width(), request.aspect.height());
-        if w * 10 > h * 11 {
-            "1536x1024"
-        } else if h * 10 > w * 11 {
-            "1024x1536"
-        } else {
-            "1024x1024"
-        }
-    }
-
-    fn quality(&self, request: &GenerationRequest) -> &str {
-        match request.quality() {
-            Quality::Standard => &self.config.quality_standard,
-            _ => &self.config.quality_hd,
-        }
-    }
-
     async fn generations(&self, request: &GenerationRequest) -> Result<Output, ProviderError> {
-        let mut prompt = request.prompt.clone().unwrap_or_default();
-        if let Some(negative) = &request.negative {
-            prompt.push_str(&format!("\nAvoid: {negative}"));
-        }
-        let body = json!({
-            "model": self.config.model,
-            "prompt": prompt,
-            "n": 1,
-            "size": Self::size(request),
-            "quality": self.quality(request),
-        });
+        let body = self.config.generation_body(request);
         let url = self.url("images/generations");
         let response = http::send(NAME, || {
             self.http
@@ -130,11 +290,7 @@ impl OpenAi {
         self.answer(response).await
     }
 
-    async fn edit(
-        &self,
-        request: &GenerationRequest,
-        prompt: String,
-    ) -> Result<Output, ProviderError> {
+    async fn edit(&self, request: &GenerationRequest) -> Result<Output, ProviderError> {
         let photo = request
             .inputs
             .first()
@@ -142,16 +298,21 @@ impl OpenAi {
         let (mime, extension) = photo.format.mime();
         let name = format!("photo.{extension}");
         let url = self.url("images/edits");
+        let fields = self.config.edit_fields(request);
         let form = || {
             let part = reqwest::multipart::Part::bytes(photo.bytes().to_vec())
                 .file_name(name.clone())
                 .mime_str(mime)
                 .unwrap_or_else(|_| reqwest::multipart::Part::bytes(Vec::new()));
-            reqwest::multipart::Form::new()
-                .text("model", self.config.model.clone())
-                .text("prompt", prompt.clone())
-                .text("size", Self::size(request))
-                .text("quality", self.quality(request).to_string())
+            fields
+                .iter()
+                .fold(reqwest::multipart::Form::new(), |form, (key, value)| {
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    form.text(key.clone(), text)
+                })
                 .part("image", part)
         };
         let response = http::send(NAME, || {
@@ -169,24 +330,7 @@ impl OpenAi {
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
             let ErrorBody { error } = serde_json::from_str(&text).unwrap_or_default();
-            return Err(match (status.as_u16(), error.code.as_deref()) {
-                (_, Some("moderation_blocked")) => ProviderError::Refused(
-                    "OpenAI's safety system refused this request. Try rewording it.".into(),
-                ),
-                (401 | 403, _) => {
-                    tracing::error!(%status, "OpenAI refused the API key");
-                    ProviderError::Unavailable("OpenAI refused our credentials".into())
-                }
-                (429, Some("insufficient_quota" | "billing_hard_limit_reached")) => {
-                    tracing::error!("OpenAI quota exhausted");
-                    ProviderError::Unavailable("OpenAI billing needs attention".into())
-                }
-                (400 | 422, _) => ProviderError::Refused(format!(
-                    "OpenAI could not take this request: {}",
-                    error.message.unwrap_or_else(|| status.to_string())
-                )),
-                _ => ProviderError::Unavailable(format!("OpenAI answered {status}")),
-            });
+            return Err(refusal(status.as_u16(), error));
         }
         let images: Images = serde_json::from_str(&text).map_err(|_| {
             ProviderError::Unavailable("OpenAI answered with something unexpected".into())
@@ -217,17 +361,25 @@ impl Provider for OpenAi {
         )
     }
 
+    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
+        let cost = &self.config.cost;
+        let usd = match request.operation {
+            Operation::Image(Quality::Standard) => cost.standard,
+            Operation::Portrait => cost.portrait,
+            _ => cost.hd,
+        };
+        Usd::from_dollars(usd)
+    }
+
+    fn model(&self, operation: Operation) -> Option<String> {
+        self.supports(operation).then(|| self.config.model.clone())
+    }
+
     fn generate<'a>(&'a self, run: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async move {
             let request = run.request;
             match request.operation {
-                Operation::Portrait => {
-                    let style = request.style.as_deref().unwrap_or("studio");
-                    let prompt = format!(
-                        "Turn this photo into a {style} portrait of the same person, keeping their face and identity."
-                    );
-                    self.edit(request, prompt).await
-                }
+                Operation::Portrait => self.edit(request).await,
                 Operation::Image(_) => self.generations(request).await,
                 other => Err(ProviderError::Unavailable(format!(
                     "OpenAI does not do {}",

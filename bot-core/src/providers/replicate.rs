@@ -16,10 +16,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Done, GenerationRequest, Provider, ProviderError, ProviderFuture, Run,
+    CostConfig, Done, GenerationRequest, Provider, ProviderError, ProviderFuture, Run,
     http::{self, bearer},
 };
-use crate::{command::Quality, media::Output, pricing::Operation};
+use crate::{
+    Usd,
+    command::{AspectRatio, Quality},
+    media::Output,
+    pricing::Operation,
+};
 
 const NAME: &str = "replicate";
 
@@ -63,6 +68,14 @@ pub struct ModelConfig {
     /// value (numbers stay numbers; a key whose value the request lacks is left out); the same
     /// names inside longer text are replaced in place. Photos are sent as data URIs.
     pub input: Map<String, Value>,
+    /// The aspect ratios the model takes, when it takes only some: one asked for outside the
+    /// list is sent as the nearest listed ratio. Unset, every ratio is sent as asked.
+    #[serde(default)]
+    pub aspect_ratios: Option<Vec<String>>,
+    /// What one run costs at Replicate's published price; unset, the cost of a default model
+    /// named here is its documented default, and any other model's is unknown.
+    #[serde(default)]
+    pub cost: Option<CostConfig>,
 }
 
 /// Every key of `[providers.replicate.models]`.
@@ -72,7 +85,7 @@ pub const MODEL_KEYS: [&str; 9] = [
 ];
 
 /// The operation's name, with image tiers told apart: each tier has its own model.
-fn model_key(operation: Operation) -> &'static str {
+pub fn model_key(operation: Operation) -> &'static str {
     match operation {
         Operation::Image(Quality::Hd) => "image_hd",
         Operation::Image(Quality::FourK) => "image_4k",
@@ -81,50 +94,84 @@ fn model_key(operation: Operation) -> &'static str {
 }
 
 /// The model an operation uses when configuration names none: public models on Replicate, with
-/// their documented input names.
+/// the input names, allowed values and published prices of their schemas as stored in
+/// `fakes/contract/schemas/replicate/` (read 2026-12-03; sources there).
 pub fn default_model(key: &str) -> Option<ModelConfig> {
-    let (model, input) = match key {
+    // flux-schnell and flux-1.1-pro-ultra take these; flux-1.1-pro has no 21:9 or 9:21.
+    const FLUX: &[&str] = &[
+        "1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21",
+    ];
+    const FLUX_PRO: &[&str] = &[
+        "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3",
+    ];
+    let (model, input, ratios, cost) = match key {
         "image" => (
             "black-forest-labs/flux-schnell",
             json!({ "prompt": "{prompt}", "aspect_ratio": "{aspect_ratio}", "seed": "{seed}",
                     "output_format": "png" }),
+            Some(FLUX),
+            // $3 per thousand images.
+            CostConfig::per_run(0.003),
         ),
         "image_hd" => (
             "black-forest-labs/flux-1.1-pro",
             json!({ "prompt": "{prompt}", "aspect_ratio": "{aspect_ratio}", "seed": "{seed}",
                     "output_format": "png" }),
+            Some(FLUX_PRO),
+            CostConfig::per_run(0.04),
         ),
         "image_4k" => (
             "black-forest-labs/flux-1.1-pro-ultra",
             json!({ "prompt": "{prompt}", "aspect_ratio": "{aspect_ratio}", "seed": "{seed}",
                     "output_format": "png", "raw": false }),
+            Some(FLUX),
+            CostConfig::per_run(0.06),
         ),
         "enhance" => (
             "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
             json!({ "image": "{image}", "scale": 2, "face_enhance": true }),
+            None,
+            // Billed by time on a T4 ($0.000225/s); a run takes about nine seconds.
+            CostConfig::per_run(0.002),
         ),
         "removebg" => (
             "cjwbw/rembg:fb8af171cfa1616ddcf1242c093f9c46bcada5ad4cf6f2fbe8b81b330ec5c003",
             json!({ "image": "{image}" }),
+            None,
+            // Billed by time on an A40 ($0.000575/s); a run takes about five seconds.
+            CostConfig::per_run(0.003),
         ),
         "faceswap" => (
             // This model's `swap_image` is the face; `input_image` is the photo it goes into.
             "codeplugtech/face-swap:278a81e7ebb22db98bcba54de985d22cc1abeead2754eb1f2af717247be69b34",
             json!({ "swap_image": "{image}", "input_image": "{image2}" }),
+            None,
+            // Billed by time; no published figure, about $0.003 a run by others' measurements.
+            CostConfig::per_run(0.003),
         ),
         "portrait" => (
             "black-forest-labs/flux-kontext-pro",
             json!({ "prompt": "Turn this photo into a {style} portrait of the same person, keeping their face and identity",
                     "input_image": "{image}", "output_format": "png" }),
+            None,
+            CostConfig::per_run(0.04),
         ),
         "video" => (
+            // The resolution is pinned because it sets the price: $0.036 per second at 720p.
             "bytedance/seedance-1-lite",
-            json!({ "prompt": "{prompt}", "duration": "{seconds}", "seed": "{seed}" }),
+            json!({ "prompt": "{prompt}", "image": "{image}", "duration": "{seconds}",
+                    "resolution": "720p", "seed": "{seed}" }),
+            None,
+            CostConfig::per_second(0.036),
         ),
         "music" => (
             "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb",
             json!({ "prompt": "{prompt}", "duration": "{seconds}", "model_version": "stereo-large",
                     "output_format": "mp3" }),
+            None,
+            // Billed by time on an A100 ($0.00115/s); stereo-large takes about two seconds of
+            // work per second of music.
+            CostConfig::per_second(0.0025),
         ),
         _ => return None,
     };
@@ -134,13 +181,25 @@ pub fn default_model(key: &str) -> Option<ModelConfig> {
     Some(ModelConfig {
         model: model.into(),
         input,
+        aspect_ratios: ratios.map(|r| r.iter().map(|s| (*s).to_string()).collect()),
+        cost: Some(cost),
     })
 }
 
 impl ReplicateConfig {
-    /// The model for `key`: configured, else the default.
+    /// The model for `key`: configured, else the default. A configured model that is the
+    /// default one keeps the default's cost and aspect ratios unless it names its own.
     pub fn model(&self, key: &str) -> Option<ModelConfig> {
-        self.models.get(key).cloned().or_else(|| default_model(key))
+        let default = default_model(key);
+        let Some(configured) = self.models.get(key) else {
+            return default;
+        };
+        let mut model = configured.clone();
+        if let Some(default) = default.filter(|d| d.model == configured.model) {
+            model.cost = model.cost.or(default.cost);
+            model.aspect_ratios = model.aspect_ratios.or(default.aspect_ratios);
+        }
+        Some(model)
     }
 
     /// Checks model keys and references.
@@ -166,6 +225,17 @@ impl ReplicateConfig {
             });
             let version_ok = version
                 .is_none_or(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()));
+            if let Some(cost) = &model.cost {
+                cost.validate().map_err(|why| (format!("{at}.cost"), why))?;
+            }
+            if let Some(ratios) = &model.aspect_ratios
+                && let Some(bad) = ratios.iter().find(|r| AspectRatio::parse(r).is_none())
+            {
+                return Err((
+                    format!("{at}.aspect_ratios"),
+                    format!("{bad:?} is not an aspect ratio such as 16:9"),
+                ));
+            }
             if !name_ok || !version_ok {
                 return Err((
                     format!("{at}.model"),
@@ -272,6 +342,9 @@ impl Replicate {
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ProviderError::Refused(
                 format!("The model could not take this request: {}", detail.trim()),
             ),
+            StatusCode::TOO_MANY_REQUESTS => {
+                ProviderError::Transient("Replicate is rate limiting us".into())
+            }
             _ => ProviderError::Unavailable(format!("Replicate answered {status}")),
         }
     }
@@ -385,8 +458,36 @@ fn progress(logs: &str) -> Option<u8> {
         .map(|p| p.min(100))
 }
 
+/// The ratio among `allowed` nearest to `asked` (by the logarithm of width over height, so
+/// 21:9 goes to 16:9 rather than to 1:1); `asked` itself when it is allowed or nothing is.
+fn nearest_ratio(asked: AspectRatio, allowed: Option<&[String]>) -> String {
+    let shape = |r: AspectRatio| (f64::from(r.width()) / f64::from(r.height())).ln();
+    let Some(allowed) = allowed else {
+        return asked.to_string();
+    };
+    allowed
+        .iter()
+        .filter_map(|text| AspectRatio::parse(text).map(|r| (text, r)))
+        .min_by(|(_, a), (_, b)| {
+            let (da, db) = (
+                (shape(*a) - shape(asked)).abs(),
+                (shape(*b) - shape(asked)).abs(),
+            );
+            da.total_cmp(&db)
+        })
+        .map_or_else(|| asked.to_string(), |(text, _)| text.clone())
+}
+
 /// The prediction input for a request, from the model's template.
-fn fill(template: &Map<String, Value>, request: &GenerationRequest) -> Value {
+pub fn render(model: &ModelConfig, request: &GenerationRequest) -> Value {
+    fill(&model.input, model.aspect_ratios.as_deref(), request)
+}
+
+fn fill(
+    template: &Map<String, Value>,
+    ratios: Option<&[String]>,
+    request: &GenerationRequest,
+) -> Value {
     let data_uri = |n: usize| {
         request.inputs.get(n).map(|upload| {
             let (mime, _) = upload.format.mime();
@@ -405,7 +506,7 @@ fn fill(template: &Map<String, Value>, request: &GenerationRequest) -> Value {
             "prompt" => request.prompt.clone().map(Value::String),
             "negative" => request.negative.clone().map(Value::String),
             "seed" => request.seed.map(Value::from),
-            "aspect_ratio" => Some(Value::String(request.aspect.to_string())),
+            "aspect_ratio" => Some(Value::String(nearest_ratio(request.aspect, ratios))),
             "style" => request.style.clone().map(Value::String),
             "seconds" => seconds.map(Value::from),
             "image" => data_uri(0).map(Value::String),
@@ -460,6 +561,15 @@ impl Provider for Replicate {
         self.config.model(model_key(operation)).is_some()
     }
 
+    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
+        let model = self.config.model(model_key(request.operation))?;
+        model.cost.map(|cost| cost.of(request.operation))
+    }
+
+    fn model(&self, operation: Operation) -> Option<String> {
+        self.config.model(model_key(operation)).map(|m| m.model)
+    }
+
     fn generate<'a>(&'a self, run: Run<'a>) -> ProviderFuture<'a> {
         Box::pin(async move {
             let key = model_key(run.request.operation);
@@ -478,7 +588,7 @@ impl Provider for Replicate {
                     _ => tracing::info!("the earlier run is gone; starting a new one"),
                 }
             }
-            let prediction = self.create(&model, fill(&model.input, run.request)).await?;
+            let prediction = self.create(&model, render(&model, run.request)).await?;
             run.progress.started(&prediction.id).await;
             self.wait(prediction, &run).await
         })

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::{
-    Error, Identity, Result, UserError,
-    admin::{AdminCommand, AdminOutcome, Flag, describe},
+    Error, Identity, Result, Usd, UserError,
+    admin::{AdminCommand, AdminOutcome, Flag, Stats, describe},
     ledger::{SystemAccount, TransferKind, TransferRequest},
     payments::{RefundState, format_price},
     people::User,
@@ -148,7 +148,7 @@ impl Service {
                     .await?;
                 let mut text = format!(
                     "Last {days} days: {} people ({} new). Credits sold {}, spent {}, refunded {}, \
-                     granted {}.\nJobs:",
+                     granted {}.",
                     stats.people,
                     stats.new_people,
                     stats.credits_sold,
@@ -156,6 +156,10 @@ impl Service {
                     stats.credits_refunded,
                     stats.credits_granted
                 );
+                text.push_str(&earnings_text(
+                    &stats,
+                    self.settings().pricing.credit_floor(),
+                ));
                 if stats.jobs.is_empty() {
                     text.push_str(" none");
                 }
@@ -286,4 +290,69 @@ impl Service {
 
 fn unknown(who: &Identity) -> AdminOutcome {
     AdminOutcome::refused(format!("No one with the identity {who} has used the bot."))
+}
+
+/// Sales by currency, then each operation's revenue (in credits, and in dollars at `floor`, the
+/// least a credit brings in), provider cost and margin; ends with the heading of the job counts.
+fn earnings_text(stats: &Stats, floor: Option<Usd>) -> String {
+    let mut text = String::from("\nSales:");
+    if stats.sales.is_empty() {
+        text.push_str(" none");
+    }
+    for sales in &stats.sales {
+        let amount = |n: i64| format_price(u64::try_from(n).unwrap_or(0), &sales.currency);
+        let _ = write!(
+            text,
+            "\n  {}: {} orders, {} credits, {} (fees {}, refunded {})",
+            sales.currency,
+            sales.orders,
+            sales.credits,
+            amount(sales.amount),
+            amount(sales.fees),
+            amount(sales.refunded)
+        );
+    }
+    match floor {
+        Some(rate) => {
+            let _ = write!(
+                text,
+                "\nBy operation (dollars at {rate} a credit, the cheapest pack's rate):"
+            );
+        }
+        None => text.push_str("\nBy operation (no pack is priced in dollars):"),
+    }
+    if stats.earnings.is_empty() {
+        text.push_str(" none");
+    }
+    for earned in &stats.earnings {
+        let credits = u64::try_from(earned.credits).unwrap_or(0);
+        let _ = write!(
+            text,
+            "\n  {}: {} done, {credits} credits",
+            earned.operation, earned.jobs
+        );
+        let revenue = floor.map(|rate| rate.times(credits));
+        if let Some(revenue) = revenue {
+            let _ = write!(text, " = {revenue}");
+        }
+        let _ = write!(text, ", provider cost {}", earned.cost);
+        if let Some(revenue) = revenue {
+            let (earned_micros, cost) = (revenue.get() as i128, earned.cost.get() as i128);
+            let margin = earned_micros - cost;
+            let sign = if margin < 0 { "-" } else { "" };
+            let _ = write!(
+                text,
+                ", margin {sign}{}",
+                Usd::micros(u64::try_from(margin.abs()).unwrap_or(u64::MAX))
+            );
+            if earned_micros > 0 {
+                let _ = write!(text, " ({}%)", margin * 100 / earned_micros);
+            }
+        }
+        if earned.uncosted > 0 {
+            let _ = write!(text, " ({} with no configured cost)", earned.uncosted);
+        }
+    }
+    text.push_str("\nJobs:");
+    text
 }

@@ -12,7 +12,7 @@ use super::{Action, Button, JobSpec, Service, final_status, status_text};
 use crate::{
     Result,
     command::{AspectRatio, Quality},
-    jobs::{Job, Lease},
+    jobs::{Job, Lease, Made},
     media::{Output, Upload},
     pricing::Operation,
     providers::{Done, GenerationRequest, Progress, ProviderError, Routes, Run, local::DISCLOSURE},
@@ -39,7 +39,7 @@ pub struct Worker {
 
 /// How one job ended, for the loop.
 enum Outcome {
-    Delivered,
+    Delivered(Made),
     Failed(String),
     Retry(String),
 }
@@ -168,7 +168,7 @@ impl Worker {
         drop((renewing, showing, busy));
         let store = self.service.store();
         let ended = match outcome {
-            Outcome::Delivered => store.succeed(&lease).await,
+            Outcome::Delivered(made) => store.succeed_made(&lease, &made).await,
             Outcome::Failed(reason) if stop.is_cancelled() => {
                 let cancelled = store
                     .job(job.id)
@@ -255,7 +255,7 @@ impl Worker {
             style: spec.style.clone(),
             inputs,
         };
-        let (output, preview) = match self.generate(lease, &request, percent).await {
+        let (output, preview, made) = match self.generate(lease, &request, percent).await {
             Ok(made) => made,
             Err(outcome) => return outcome,
         };
@@ -272,18 +272,18 @@ impl Worker {
                 ));
             }
         }
-        deliver(&*messenger, spec, &output, &caption, &buttons).await
+        deliver(&*messenger, spec, &output, &caption, &buttons, made).await
     }
 
     /// Asks the providers in order. A refusal ends the job; an outage tries the next provider;
-    /// when every provider is out the job is retried later. Returns the media and whether the
-    /// offline preview made it.
+    /// when every provider is out the job is retried later. Returns the media, whether the
+    /// offline preview made it, and who made it at what cost.
     async fn generate(
         &self,
         lease: &Lease,
         request: &GenerationRequest,
         percent: &tokio::sync::watch::Sender<Option<u8>>,
-    ) -> Result<(Output, bool), Outcome> {
+    ) -> Result<(Output, bool, Made), Outcome> {
         let job = &lease.job;
         let timeout = self.config.timeouts.of(request.operation);
         let mut outage = None;
@@ -318,7 +318,13 @@ impl Worker {
                 metrics.provider_error(provider.name(), kind);
             }
             match result {
-                Ok(Ok(output)) => return Ok((output, provider.is_preview())),
+                Ok(Ok(output)) => {
+                    let made = Made {
+                        provider: provider.name().to_string(),
+                        cost: provider.cost(request),
+                    };
+                    return Ok((output, provider.is_preview(), made));
+                }
                 Ok(Err(ProviderError::Unavailable(why))) => {
                     tracing::warn!(provider = provider.name(), %why, "provider unavailable; trying the next");
                     outage = Some(why);
@@ -516,6 +522,7 @@ async fn deliver(
     output: &Output,
     caption: &str,
     buttons: &[Button],
+    made: Made,
 ) -> Outcome {
     match messenger
         .send_media(
@@ -527,7 +534,7 @@ async fn deliver(
         )
         .await
     {
-        Ok(_) => Outcome::Delivered,
+        Ok(_) => Outcome::Delivered(made),
         // The hold stays until delivery works: the job is retried, not charged.
         Err(DeliveryError::Retry(why)) => {
             crate::metrics::metrics().delivery(spec.chat.platform.as_str(), "retry");

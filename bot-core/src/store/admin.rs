@@ -3,7 +3,7 @@
 
 use crate::admin::*;
 use crate::{
-    Error, Identity, Result, Store, UserId,
+    Error, Identity, Result, Store, Usd, UserId,
     ledger::{self, Phase, TransferKind, TransferRequest},
     store::{Atomic, now_millis},
 };
@@ -213,10 +213,55 @@ impl Store {
                 .map(|(_, amount)| *amount)
                 .sum::<i64>()
         };
+        let sales: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT currency, COUNT(*), CAST(SUM(credits) AS BIGINT), CAST(SUM(amount) AS BIGINT), \
+               CAST(SUM(fee) AS BIGINT), CAST(SUM(refunded) AS BIGINT) \
+             FROM purchases WHERE state = 'paid' AND paid_at >= $1 \
+             GROUP BY currency ORDER BY currency",
+        )
+        .bind(since)
+        .fetch_all(&mut *reader)
+        .await?;
+        let earnings: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            // The hold's amount is what the job was charged; it is posted as the job succeeds.
+            "SELECT j.operation, COUNT(*), CAST(COALESCE(SUM(t.amount), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(j.provider_cost_micros), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN j.provider_cost_micros IS NULL THEN 1 ELSE 0 END), 0) \
+                 AS BIGINT) \
+             FROM jobs j JOIN transfers t ON t.id = j.hold_id \
+             WHERE j.state = 'succeeded' AND j.created_at >= $1 \
+             GROUP BY j.operation ORDER BY j.operation",
+        )
+        .bind(since)
+        .fetch_all(&mut *reader)
+        .await?;
         Ok(Stats {
             people,
             new_people,
             jobs,
+            sales: sales
+                .into_iter()
+                .map(
+                    |(currency, orders, credits, amount, fees, refunded)| Sales {
+                        currency,
+                        orders,
+                        credits,
+                        amount,
+                        fees,
+                        refunded,
+                    },
+                )
+                .collect(),
+            earnings: earnings
+                .into_iter()
+                .map(|(operation, jobs, credits, cost, uncosted)| Earnings {
+                    operation,
+                    jobs,
+                    credits,
+                    cost: Usd::from_db(cost),
+                    uncosted,
+                })
+                .collect(),
             credits_sold: sum(TransferKind::Purchase),
             credits_spent: sum(TransferKind::Generation),
             credits_refunded: sum(TransferKind::Refund),

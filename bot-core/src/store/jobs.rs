@@ -4,7 +4,7 @@
 use crate::jobs::*;
 use crate::store::ledger::{Inserted, insert_transfer};
 use crate::{
-    AccountId, Credits, Error, JobId, Result, Store, TransferId, UserId,
+    AccountId, Credits, Error, JobId, Result, Store, TransferId, Usd, UserId,
     ledger::{Phase, SystemAccount, TransferKind, TransferRequest},
     store::{Atomic, Backend, now_millis},
 };
@@ -194,7 +194,17 @@ impl Store {
     ///
     /// [`Fault::LeaseLost`] when this worker no longer holds the job (nothing changes).
     pub async fn succeed(&self, lease: &Lease) -> Result<Job> {
-        self.finish(lease, JobState::Succeeded, None).await
+        self.finish(lease, JobState::Succeeded, None, None).await
+    }
+
+    /// As [`Store::succeed`], recording which provider made the result and its cost there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::succeed`].
+    pub async fn succeed_made(&self, lease: &Lease, made: &Made) -> Result<Job> {
+        self.finish(lease, JobState::Succeeded, None, Some(made.clone()))
+            .await
     }
 
     /// Ends a job that cannot be done and voids its hold, together.
@@ -203,7 +213,7 @@ impl Store {
     ///
     /// As [`Store::succeed`].
     pub async fn fail(&self, lease: &Lease, reason: &str) -> Result<Job> {
-        self.finish(lease, JobState::Failed, Some(reason.to_string()))
+        self.finish(lease, JobState::Failed, Some(reason.to_string()), None)
             .await
     }
 
@@ -393,12 +403,18 @@ impl Store {
         Ok(u64::try_from(ahead).unwrap_or(0))
     }
 
-    async fn finish(&self, lease: &Lease, to: JobState, failure: Option<String>) -> Result<Job> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        to: JobState,
+        failure: Option<String>,
+        made: Option<Made>,
+    ) -> Result<Job> {
         let (id, worker) = (lease.job.id, lease.worker.clone());
         self.retrying(|| {
-            let (worker, failure) = (worker.clone(), failure.clone());
+            let (worker, failure, made) = (worker.clone(), failure.clone(), made.clone());
             self.write(Atomic::Statement, move |conn| {
-                Box::pin(finish_job(conn, id, Some(worker), to, failure))
+                Box::pin(finish_job(conn, id, Some(worker), to, failure, made))
             })
         })
         .await
@@ -590,20 +606,28 @@ async fn finish_job(
     worker: Option<String>,
     to: JobState,
     failure: Option<String>,
+    made: Option<Made>,
 ) -> Result<Job> {
     let sql = format!(
         "UPDATE jobs SET state = $2, finished_at = $3, failure = COALESCE($4, failure), \
-         lease_owner = NULL, lease_expires_at = NULL \
+         lease_owner = NULL, lease_expires_at = NULL, \
+         provider = COALESCE($6, provider), provider_cost_micros = $7 \
          WHERE id = $1 AND state IN ('queued', 'running') \
            AND ($5 IS NULL OR lease_owner = $5) \
          RETURNING {JOB_COLUMNS}"
     );
+    let (provider, cost) = match made {
+        Some(Made { provider, cost }) => (Some(provider), cost.map(Usd::to_db)),
+        None => (None, None),
+    };
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
         .bind(id.get())
         .bind(to.as_str())
         .bind(now_millis())
         .bind(failure)
         .bind(worker)
+        .bind(provider)
+        .bind(cost)
         .fetch_optional(&mut *conn)
         .await?;
     // The database's `job_ended` trigger posts or voids the hold in this same statement.
@@ -640,6 +664,7 @@ async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result
                 None,
                 JobState::Cancelled,
                 Some("cancelled".into()),
+                None,
             )
             .await
         }

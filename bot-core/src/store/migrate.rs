@@ -49,6 +49,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "large files",
         include_str!("../../../migrations/sqlite/0009_large_files.sql"),
     ),
+    (
+        10,
+        "provider cost",
+        include_str!("../../../migrations/sqlite/0010_provider_cost.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -95,6 +100,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "large files",
         include_str!("../../../migrations/postgres/0009_large_files.sql"),
+    ),
+    (
+        10,
+        "provider cost",
+        include_str!("../../../migrations/postgres/0010_provider_cost.sql"),
     ),
 ];
 

@@ -15,7 +15,6 @@ fn provider(fake: &FakeOpenAi, key: &str) -> OpenAi {
     OpenAi::from_config(&OpenAiConfig {
         api_key: Some(SecretString::from(key.to_string())),
         base_url: fake.base_url(),
-        model: "gpt-image-1.5".into(),
         ..OpenAiConfig::default()
     })
     .expect("key configured")
@@ -43,7 +42,7 @@ async fn generate(provider: &OpenAi, request: &GenerationRequest) -> Result<Outp
 }
 
 #[tokio::test]
-async fn images_use_the_configured_model_and_the_nearest_size() {
+async fn images_use_the_default_model_at_the_exact_aspect_ratio() {
     let fake = FakeOpenAi::start(KEY).await;
     let openai = provider(&fake, KEY);
     let wide = generate(
@@ -53,20 +52,112 @@ async fn images_use_the_configured_model_and_the_nearest_size() {
     .await
     .expect("generated");
     assert_eq!(wide.kind, MediaKind::Image);
-    assert_eq!(wide.dimensions, Some((1536, 1024)));
-    let tall = generate(&openai, &request(Operation::Image(Quality::Hd), "2:3"))
+    assert_eq!(wide.dimensions, Some((1360, 768)));
+    let cinema = generate(&openai, &request(Operation::Image(Quality::Hd), "21:9"))
         .await
         .expect("generated");
-    assert_eq!(tall.dimensions, Some((1024, 1536)));
+    assert_eq!(cinema.dimensions, Some((1568, 672)));
     let seen = fake.seen();
     assert_eq!(seen.len(), 2);
     assert!(
         seen.iter()
-            .all(|s| s.model == "gpt-image-1.5" && s.endpoint == "generations")
+            .all(|s| s.model == "gpt-image-2" && s.endpoint == "generations")
     );
     assert!(seen[0].prompt.contains("Avoid: people"));
     assert!(!openai.supports(Operation::Image(Quality::FourK)));
     assert!(!openai.supports(Operation::Enhance));
+}
+
+#[tokio::test]
+async fn a_model_with_three_sizes_gets_the_nearest() {
+    let fake = FakeOpenAi::start(KEY).await;
+    let openai = OpenAi::from_config(&OpenAiConfig {
+        api_key: Some(SecretString::from(KEY.to_string())),
+        base_url: fake.base_url(),
+        exact_sizes: false,
+        ..OpenAiConfig::default()
+    })
+    .expect("configured");
+    let tall = generate(&openai, &request(Operation::Image(Quality::Hd), "2:3"))
+        .await
+        .expect("generated");
+    assert_eq!(tall.dimensions, Some((1024, 1536)));
+}
+
+#[test]
+fn every_exact_size_is_one_openai_draws() {
+    for ratio in [
+        "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21", "5:1",
+    ] {
+        let aspect = AspectRatio::parse(ratio).expect("ratio");
+        let size = size(aspect, true);
+        assert!(
+            fakes::openai::flexible_size(&size).is_some(),
+            "{ratio} → {size} is not drawable"
+        );
+    }
+    assert_eq!(size(AspectRatio::SQUARE, true), "1024x1024");
+}
+
+#[tokio::test]
+async fn a_retired_model_and_an_exhausted_quota_send_the_job_elsewhere_at_once() {
+    let fake = FakeOpenAi::start(KEY).await;
+    let retired = OpenAi::from_config(&OpenAiConfig {
+        api_key: Some(SecretString::from(KEY.to_string())),
+        base_url: fake.base_url(),
+        model: "gpt-image-1".into(),
+        ..OpenAiConfig::default()
+    })
+    .expect("configured");
+    let error = generate(
+        &retired,
+        &request(Operation::Image(Quality::Standard), "1:1"),
+    )
+    .await
+    .expect_err("shut down");
+    assert_eq!(
+        error,
+        ProviderError::Unavailable("OpenAI does not serve the configured model".into())
+    );
+    fake.exhaust_quota(5);
+    let openai = provider(&fake, KEY);
+    let started = std::time::Instant::now();
+    let error = generate(
+        &openai,
+        &request(Operation::Image(Quality::Standard), "1:1"),
+    )
+    .await
+    .expect_err("no quota");
+    assert_eq!(
+        error,
+        ProviderError::Unavailable("OpenAI billing needs attention".into())
+    );
+    // Not waited out like a rate limit: the quota answer names no wait.
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(fake.seen().is_empty());
+}
+
+#[test]
+fn costs_follow_the_quality_asked_for() {
+    let openai = OpenAi::from_config(&OpenAiConfig {
+        api_key: Some(SecretString::from(KEY.to_string())),
+        ..OpenAiConfig::default()
+    })
+    .expect("configured");
+    let cost = |operation| openai.cost(&request(operation, "1:1"));
+    assert_eq!(
+        cost(Operation::Image(Quality::Standard)),
+        Usd::from_dollars(0.006)
+    );
+    assert_eq!(
+        cost(Operation::Image(Quality::Hd)),
+        Usd::from_dollars(0.053)
+    );
+    assert_eq!(cost(Operation::Portrait), Usd::from_dollars(0.065));
+    assert_eq!(
+        openai.model(Operation::Portrait).as_deref(),
+        Some("gpt-image-2")
+    );
 }
 
 #[tokio::test]

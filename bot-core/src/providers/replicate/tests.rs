@@ -157,6 +157,8 @@ async fn invalid_input_is_a_refusal_naming_what_was_wrong() {
         ModelConfig {
             model: "black-forest-labs/flux-schnell".into(),
             input: Map::new(),
+            aspect_ratios: None,
+            cost: None,
         },
     );
     let replicate = Replicate::from_config(&config).expect("configured");
@@ -164,7 +166,7 @@ async fn invalid_input_is_a_refusal_naming_what_was_wrong() {
     assert_eq!(
         error,
         ProviderError::Refused(
-            "The model could not take this request: - input: prompt is required".into()
+            "The model could not take this request: - input.prompt: prompt is required".into()
         )
     );
 }
@@ -293,6 +295,8 @@ fn configuration_rejects_unknown_operations_and_malformed_models() {
         ModelConfig {
             model: "flux-schnell".into(),
             input: Map::new(),
+            aspect_ratios: None,
+            cost: None,
         },
     );
     assert_eq!(
