@@ -1,4 +1,4 @@
-//! The command line: `imagegpt [serve|chat|migrate|audit|admin]`. Each subcommand is a thin call into the
+//! The command line: `imagegpt [serve|chat|migrate|audit|admin|providers]`. Each subcommand is a thin call into the
 //! library; exit codes: 0 success, 1 failure (an audit that found problems, a refused admin
 //! action), 2 bad configuration or admin words the core's grammar does not take.
 
@@ -51,6 +51,24 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
     },
+    /// The generation providers, before going live.
+    Providers {
+        #[command(subcommand)]
+        action: ProvidersAction,
+    },
+}
+
+/// `imagegpt providers …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ProvidersAction {
+    /// Render every configured template for every choice people have and check it against the
+    /// model's published schema; show each operation's provider cost against its price. Exit
+    /// code 1 when a template would be refused.
+    Check {
+        /// Also ask Replicate and OpenAI (with the configured keys) whether each model exists.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// `imagegpt admin …`: the operator's actions, on the same rules as `/admin` in a chat; each
@@ -64,6 +82,9 @@ pub async fn run(command: Command, config: Config) -> ExitCode {
         Command::Migrate => migrate(config).await,
         Command::Audit => audit(config).await,
         Command::Admin { words } => admin(config, &words.join(" ")).await,
+        Command::Providers {
+            action: ProvidersAction::Check { live },
+        } => providers_check(config, live).await,
     };
     match result {
         Ok(code) => code,
@@ -96,6 +117,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn providers_check(config: Config, live: bool) -> anyhow::Result<ExitCode> {
+    let mut lines = crate::providers::check(&config);
+    if live {
+        crate::providers::confirm_live(&config, &mut lines).await;
+    }
+    println!("{}", crate::providers::report(&lines));
+    Ok(if lines.iter().any(crate::providers::Line::failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn migrate(config: Config) -> anyhow::Result<ExitCode> {

@@ -223,6 +223,7 @@ const ENVIRONMENT: &[(&str, &str, Read)] = &[
     ),
     ("OPENAI_API_KEY", "providers.openai.api_key", Read::Text),
     ("OPENAI_BASE_URL", "providers.openai.base_url", Read::Text),
+    ("OPENAI_IMAGE_MODEL", "providers.openai.model", Read::Text),
     ("ADMIN_IDS", "admin.ids", Read::Text),
     ("REFUNDS_APPROVAL", "refunds.approval", Read::Text),
     ("WELCOME_CREDITS", "welcome_credits", Read::Value),

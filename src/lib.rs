@@ -8,5 +8,6 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod providers;
 pub mod startup;
 pub mod telemetry;

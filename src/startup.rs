@@ -88,6 +88,7 @@ impl Application {
         // The provider clients, built once for the settings and for the workers.
         let routes = config.providers.build(config.media);
         tracing::info!(part = "providers", routes = %routes.describe(), "providers ready");
+        crate::providers::warn_below_cost(config, &routes);
         let service = with_rails(
             Service::new(
                 store.clone(),

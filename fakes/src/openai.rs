@@ -100,6 +100,7 @@ impl FakeOpenAi {
         let router = Router::new()
             .route("/v1/images/generations", post(generations))
             .route("/v1/images/edits", post(edits))
+            .route("/v1/models/{model}", axum::routing::get(model_info))
             .with_state(state.clone());
         FakeOpenAi {
             server: Server::start(router).await,
@@ -342,6 +343,28 @@ fn answer(
         "usage": { "total_tokens": 100, "input_tokens": 50, "output_tokens": 50 },
     }))
     .into_response()
+}
+
+/// `GET /v1/models/{model}`: the models the stored schema names exist; others are not found.
+async fn model_info(
+    State(state): State<Shared>,
+    axum::extract::Path(model): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = gate(&state, &headers).await {
+        return denied;
+    }
+    if contract::openai(&model, "images/generations").is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            Some("model"),
+            &format!("The model `{model}` does not exist or you do not have access to it."),
+        );
+    }
+    Json(json!({ "id": model, "object": "model", "created": 1_776_729_600, "owned_by": "system" }))
+        .into_response()
 }
 
 async fn generations(State(state): State<Shared>, headers: HeaderMap, body: String) -> Response {

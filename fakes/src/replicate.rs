@@ -153,6 +153,11 @@ impl FakeReplicate {
                 "/v1/models/{owner}/{name}/predictions",
                 post(create_official),
             )
+            .route("/v1/models/{owner}/{name}", get(model_info))
+            .route(
+                "/v1/models/{owner}/{name}/versions/{version}",
+                get(version_info),
+            )
             .route("/v1/predictions", post(create_version))
             .route("/v1/predictions/{id}", get(poll))
             .route("/v1/predictions/{id}/cancel", post(cancel))
@@ -252,6 +257,49 @@ async fn create_official(
         return not_found();
     };
     create(&state, &headers, model, &body)
+}
+
+/// `GET /v1/models/{owner}/{name}`: any stored model, official or not.
+async fn model_info(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = authorised(&lock(&state), &headers) {
+        return denied;
+    }
+    let reference = format!("{owner}/{name}");
+    let Some(found) = contract::all()
+        .iter()
+        .find(|c| c.provider == "replicate" && c.model == reference)
+    else {
+        return not_found();
+    };
+    Json(json!({
+        "owner": owner, "name": name, "visibility": "public",
+        "url": format!("https://replicate.com/{reference}"),
+        "latest_version": { "id": found.version, "openapi_schema": {
+            "components": { "schemas": { "Input": found.input, "Output": found.output } } } },
+    }))
+    .into_response()
+}
+
+/// `GET /v1/models/{owner}/{name}/versions/{id}`: a stored pinned version.
+async fn version_info(
+    State(state): State<Shared>,
+    Path((owner, name, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = authorised(&lock(&state), &headers) {
+        return denied;
+    }
+    match by_version(&version).filter(|m| m.contract.model == format!("{owner}/{name}")) {
+        Some(model) => Json(json!({ "id": version, "openapi_schema": {
+            "components": { "schemas": { "Input": model.contract.input,
+                                         "Output": model.contract.output } } } }))
+        .into_response(),
+        None => not_found(),
+    }
 }
 
 async fn create_version(

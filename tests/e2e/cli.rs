@@ -162,3 +162,95 @@ async fn migrate_is_idempotent_on_postgres() {
         assert!(stdout.contains("migrations applied (postgres)"), "{stdout}");
     }
 }
+
+#[test]
+fn providers_check_passes_the_defaults_and_fails_a_wrong_template_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = imagegpt(dir.path(), &["providers", "check"], &[]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 13, "{stdout}");
+    assert!(
+        lines[..12].iter().all(|l| l.contains(" — ok (")),
+        "{stdout}"
+    );
+    assert!(lines[0].starts_with("image     replicate black-forest-labs/flux-schnell"));
+    assert!(stdout.contains("21:9 sent as 16:9"), "{stdout}");
+    assert!(
+        stdout.contains("cost $0.18 · price 10 credits = $0.24 · margin 25%"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        dir.path().join("imagegpt.toml"),
+        "[providers.replicate.models.music]\n\
+         model = \"meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb\"\n\
+         input = { prompt = \"{prompt}\", seconds = \"{seconds}\", model_version = \"stereo\" }\n",
+    )
+    .expect("write configuration");
+    let output = imagegpt(dir.path(), &["providers", "check"], &[]);
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let music = stdout
+        .lines()
+        .find(|l| l.starts_with("music "))
+        .expect("a music line");
+    assert!(
+        music.contains("FAIL input.model_version: input.model_version must be one of"),
+        "{music}"
+    );
+    assert!(
+        music.contains("input.seconds: Additional property seconds is not allowed"),
+        "{music}"
+    );
+    assert!(
+        stdout.ends_with("1 failed: fix the configuration before going live\n"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn providers_check_live_asks_each_provider_whether_its_models_exist() {
+    let replicate = fakes::replicate::FakeReplicate::start("r8_live").await;
+    let openai = fakes::openai::FakeOpenAi::start("sk-live").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicate_url, openai_url) = (replicate.url(), openai.base_url());
+    let run = |model: &'static str| {
+        let (dir, replicate_url, openai_url) = (
+            dir.path().to_path_buf(),
+            replicate_url.clone(),
+            openai_url.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            imagegpt(
+                &dir,
+                &["providers", "check", "--live"],
+                &[
+                    ("REPLICATE_API_TOKEN", "r8_live"),
+                    ("REPLICATE_API_URL", &replicate_url),
+                    ("OPENAI_API_KEY", "sk-live"),
+                    ("OPENAI_BASE_URL", &openai_url),
+                    ("OPENAI_IMAGE_MODEL", model),
+                ],
+            )
+        })
+    };
+    let output = run("gpt-image-2").await.expect("ran");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.matches("live: exists").count(), 12, "{stdout}");
+    assert!(!stdout.contains("r8_live") && !stdout.contains("sk-live"));
+    // A model OpenAI shut down: the schema check and the live check both say so.
+    let output = run("gpt-image-1").await.expect("ran");
+    let (stdout, _) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let openai_lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" openai ")).collect();
+    assert_eq!(openai_lines.len(), 3, "{stdout}");
+    assert!(
+        openai_lines.iter().all(|l| l
+            .contains("FAIL gpt-image-1 is not an image model OpenAI serves")
+            && l.contains("live: NOT FOUND")),
+        "{stdout}"
+    );
+}

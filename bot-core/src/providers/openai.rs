@@ -115,6 +115,17 @@ impl OpenAiConfig {
         }
     }
 
+    /// What one image for `operation` costs, when OpenAI does it.
+    pub fn cost_of(&self, operation: Operation) -> Option<Usd> {
+        Self::endpoint(operation)?;
+        let usd = match operation {
+            Operation::Image(Quality::Standard) => self.cost.standard,
+            Operation::Portrait => self.cost.portrait,
+            _ => self.cost.hd,
+        };
+        Usd::from_dollars(usd)
+    }
+
     /// The endpoint an operation is sent to, if OpenAI does it.
     pub fn endpoint(operation: Operation) -> Option<&'static str> {
         match operation {
@@ -277,6 +288,28 @@ impl OpenAi {
         format!("{}/{endpoint}", self.config.base_url.trim_end_matches('/'))
     }
 
+    /// Whether OpenAI serves the configured model to this key (`GET /v1/models/{model}`).
+    ///
+    /// # Errors
+    ///
+    /// When OpenAI cannot be asked, or refuses the key.
+    pub async fn exists(&self) -> Result<bool, ProviderError> {
+        let url = self.url(&format!("models/{}", self.config.model));
+        let response = http::send(NAME, || {
+            self.http
+                .get(&url)
+                .header(reqwest::header::AUTHORIZATION, bearer(&self.key))
+        })
+        .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            status => Err(ProviderError::Unavailable(format!(
+                "OpenAI answered HTTP {status}"
+            ))),
+        }
+    }
+
     async fn generations(&self, request: &GenerationRequest) -> Result<Output, ProviderError> {
         let body = self.config.generation_body(request);
         let url = self.url("images/generations");
@@ -362,13 +395,7 @@ impl Provider for OpenAi {
     }
 
     fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
-        let cost = &self.config.cost;
-        let usd = match request.operation {
-            Operation::Image(Quality::Standard) => cost.standard,
-            Operation::Portrait => cost.portrait,
-            _ => cost.hd,
-        };
-        Usd::from_dollars(usd)
+        self.config.cost_of(request.operation)
     }
 
     fn model(&self, operation: Operation) -> Option<String> {

@@ -202,6 +202,12 @@ impl ReplicateConfig {
         Some(model)
     }
 
+    /// What one run of `operation` costs on its model, when a price is known.
+    pub fn cost_of(&self, operation: Operation) -> Option<Usd> {
+        let model = self.model(model_key(operation))?;
+        model.cost.map(|cost| cost.of(operation))
+    }
+
     /// Checks model keys and references.
     ///
     /// # Errors
@@ -346,6 +352,32 @@ impl Replicate {
                 ProviderError::Transient("Replicate is rate limiting us".into())
             }
             _ => ProviderError::Unavailable(format!("Replicate answered {status}")),
+        }
+    }
+
+    /// Whether Replicate serves `reference` (`owner/name`, or `owner/name:version`), asked of
+    /// its models endpoint (`GET /v1/models/{owner}/{name}[/versions/{id}]`).
+    ///
+    /// # Errors
+    ///
+    /// When Replicate cannot be asked, or refuses the token.
+    pub async fn exists(&self, reference: &str) -> Result<bool, ProviderError> {
+        let url = match reference.split_once(':') {
+            Some((name, version)) => format!("{}/models/{name}/versions/{version}", self.api),
+            None => format!("{}/models/{reference}", self.api),
+        };
+        let response = http::send(NAME, || {
+            self.http
+                .get(&url)
+                .header(reqwest::header::AUTHORIZATION, bearer(&self.token))
+        })
+        .await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => Err(ProviderError::Unavailable(format!(
+                "Replicate answered {status}"
+            ))),
         }
     }
 
@@ -562,8 +594,7 @@ impl Provider for Replicate {
     }
 
     fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
-        let model = self.config.model(model_key(request.operation))?;
-        model.cost.map(|cost| cost.of(request.operation))
+        self.config.cost_of(request.operation)
     }
 
     fn model(&self, operation: Operation) -> Option<String> {

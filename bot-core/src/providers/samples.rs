@@ -1,13 +1,15 @@
 //! The requests a contract check renders for each operation: one per value people can choose
 //! that reaches the template (every configured aspect ratio, video length and music length at
 //! its extremes), with real photos where the operation needs them. `imagegpt providers check`
-//! and the contract suite both use these, so what is checked is what people can send.
+//! and the contract suite both use these, so what is checked is what people can send. Also the
+//! price-against-cost judgement that start-up and the check print.
 
 use super::GenerationRequest;
 use crate::{
+    Credits, Usd,
     command::{AspectRatio, CommandLimits, Quality},
     media::{MediaLimits, Upload},
-    pricing::Operation,
+    pricing::{Operation, PricingConfig},
 };
 
 /// Every provider model key (see `replicate::MODEL_KEYS`) with the operation it serves.
@@ -104,5 +106,70 @@ pub fn describe(request: &GenerationRequest) -> String {
         }
         Operation::Video { seconds } | Operation::Music { seconds } => format!("{seconds}s"),
         _ => String::new(),
+    }
+}
+
+/// `operation` at the length its price is quoted for in `/help`: the shortest video, the
+/// default track.
+pub fn priced(operation: Operation, limits: &CommandLimits) -> Operation {
+    match operation {
+        Operation::Video { .. } => Operation::Video {
+            seconds: limits.video_seconds.iter().copied().min().unwrap_or(5),
+        },
+        Operation::Music { .. } => Operation::Music {
+            seconds: limits.music_default_seconds,
+        },
+        other => other,
+    }
+}
+
+/// One operation's price against its provider cost, judged at the least a credit brings in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Costing {
+    pub credits: Credits,
+    /// The credits at the cheapest pack's dollar rate; `None` when no pack is in dollars.
+    pub revenue: Option<Usd>,
+    /// `None` when no price is configured for the model.
+    pub cost: Option<Usd>,
+}
+
+impl Costing {
+    /// `operation` at `pricing`'s price and a provider `cost`.
+    pub fn of(pricing: &PricingConfig, operation: Operation, cost: Option<Usd>) -> Costing {
+        let credits = pricing.cost(operation);
+        Costing {
+            credits,
+            revenue: pricing.credit_floor().map(|rate| rate.times(credits.get())),
+            cost,
+        }
+    }
+
+    /// True when the price in credits brings in less than the provider charges.
+    pub fn below_cost(&self) -> bool {
+        matches!((self.revenue, self.cost), (Some(revenue), Some(cost)) if revenue < cost)
+    }
+
+    /// `cost $0.04 · price 2 credits = $0.048 · margin 17%`, or what is unknown.
+    pub fn describe(&self) -> String {
+        let cost = self.cost.map_or_else(
+            || "cost unknown (none configured)".to_string(),
+            |c| format!("cost {c}"),
+        );
+        let Some(revenue) = self.revenue else {
+            return format!("{cost} · price {}", self.credits);
+        };
+        let mut text = format!("{cost} · price {} = {revenue}", self.credits);
+        if let Some(cost) = self.cost {
+            if revenue < cost {
+                text.push_str(&format!(
+                    " · BELOW COST by {}",
+                    Usd::micros(cost.get() - revenue.get())
+                ));
+            } else if revenue.get() > 0 {
+                let margin = (revenue.get() - cost.get()) * 100 / revenue.get();
+                text.push_str(&format!(" · margin {margin}%"));
+            }
+        }
+        text
     }
 }
