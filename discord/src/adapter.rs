@@ -165,14 +165,19 @@ impl Handler {
                             .await
                             .map(drop)
                     }
-                    // A private answer to a public command (a refusal, a price to confirm):
-                    // the public "thinking…" goes, the answer comes for the requester alone.
-                    Some(reply) => {
-                        if original_free {
-                            self.messenger.delete_original(&live).await;
-                        }
-                        self.followup(&live, &reply).await
+                    // A private answer to a public command (a refusal, a price to confirm).
+                    // Discord keeps a deferral's visibility, and a follow-up sent while it is
+                    // still "thinking…" only edits it: so the public message is resolved first,
+                    // the answer follows as a new message for the requester alone, and the
+                    // public one goes.
+                    Some(reply) if original_free => {
+                        let note = render::text("Only you can see the answer.", &[], false);
+                        let resolved = self.messenger.edit_original(&live, Body::Json(note)).await;
+                        let sent = self.followup(&live, &reply).await;
+                        self.messenger.delete_original(&live).await;
+                        resolved.and(sent)
                     }
+                    Some(reply) => self.followup(&live, &reply).await,
                 }
             }
         };

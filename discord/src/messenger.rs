@@ -174,10 +174,13 @@ impl DiscordMessenger {
     }
 
     /// The newest live interaction of `person` in `channel`.
+    /// `person`'s newest live interaction in `channel` whose response is settled: a follow-up
+    /// to one still "thinking…" would only edit that message, as visible as its deferral.
     fn latest(&self, person: &str, channel: &str) -> Option<Arc<Live>> {
         self.live
             .iter()
             .filter(|live| live.person == person && live.channel == channel && live.alive())
+            .filter(|live| live.ack == Ack::Update || live.original_used.load(Ordering::SeqCst))
             .max_by_key(|live| live.expires_ms)
             .map(|live| live.value().clone())
     }

@@ -8,7 +8,9 @@
 //! minutes (`50027 Invalid Webhook Token` after, or once a test expires it); the bot token is
 //! required where Discord requires it (`401`); content at most 2,000 characters, embed
 //! descriptions 4,096, five rows of five buttons, labels 80 and custom ids 100 characters
-//! (`50035 Invalid Form Body`); an empty message is refused (`50006`); a file over the upload
+//! (`50035 Invalid Form Body`); an empty message is refused (`50006`); the first follow-up
+//! after a deferred message response edits the "thinking…" message instead, keeping the
+//! deferral's visibility whatever flags it asks for, as Discord documents; a file over the upload
 //! limit (10 MiB unless changed) is refused with `413` and `40005`; channels the bot may not post
 //! in answer `403 50001 Missing Access`, and a DM to a person whose DMs are closed `403 50007
 //! Cannot send messages to this user` (Discord's JSON error codes); scripted rate limits answer `429` with `retry_after`.
@@ -1044,12 +1046,34 @@ async fn followup(
     if let Some(response) = limited(&mut state) {
         return response;
     }
-    let (id, channel) = match webhook(&mut state, &app, &token) {
-        Ok(interaction) => (interaction.id.clone(), interaction.channel.clone()),
+    let (id, channel, ack, original) = match webhook(&mut state, &app, &token) {
+        Ok(interaction) => (
+            interaction.id.clone(),
+            interaction.channel.clone(),
+            interaction.ack,
+            interaction.original.clone(),
+        ),
         Err(response) => return response,
     };
     if let Err(response) = check_message(&body, files.len()) {
         return response;
+    }
+    // "When using this endpoint directly after responding to an interaction with
+    // DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, this endpoint will function as Edit Original
+    // Interaction Response … The ephemeral flag will be ignored, and the value you provided in
+    // the initial defer response will be preserved" (Create Followup Message,
+    // https://discord.com/developers/docs/interactions/receiving-and-responding).
+    if ack == Some(5)
+        && let Some(loading) = state
+            .messages
+            .iter_mut()
+            .find(|m| Some(&m.id) == original.as_ref() && m.loading)
+    {
+        if loading.deleted {
+            return error(404, 10008, "Unknown Message");
+        }
+        edit(loading, &body, files);
+        return Json(message_json(loading)).into_response();
     }
     let message_id = state.snowflake();
     let message = Message::from_body(

@@ -108,7 +108,9 @@ fn bad_uploads_and_unaffordable_requests_cost_nothing() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("A 5-second video costs 10 credits, and your balance is 3 credits."),
+        stdout.contains(
+            "A 5-second video costs 10 credits (10 credits per 5 seconds, started blocks), and your balance is 3 credits."
+        ),
         "{stdout}"
     );
     assert!(

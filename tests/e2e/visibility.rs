@@ -322,3 +322,42 @@ async fn an_operators_choices_are_what_discord_registers_and_telegram_help_lists
     assert!(refusal.ephemeral(), "{refusal:?}");
     close(server).await;
 }
+
+/// Discord keeps a deferral's visibility, and a follow-up sent while the deferral still
+/// "thinks" only edits it: a price to confirm, asked in public, must still reach the requester
+/// alone, and the public "thinking…" must not stay behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_to_confirm_asked_in_a_discord_channel_is_for_the_requester_alone() {
+    let server = open_discord("visibility_discord_quote", &[], SETTINGS).await;
+    let discord = &server.discord;
+    let ann = Person::new(4301, "Ann");
+    let place = Place::guild(5301, 6301);
+    let video = discord.slash(
+        &ann,
+        &place,
+        "video",
+        json!([option("prompt", 3, json!("waves at dusk"))]),
+        json!({}),
+    );
+    let answer = discord.interact(&video).await;
+    assert!(answer.body["data"]["flags"].is_null(), "/video is public");
+    let quote = discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction) && m.text().contains("costs")
+        })
+        .await
+        .unwrap_or_else(|| panic!("a quote: {:#?}", discord.messages()));
+    assert!(quote.ephemeral(), "the quote is for Ann alone: {quote:?}");
+    assert_eq!(quote.via, Via::Followup);
+    assert!(quote.text().contains("10 credits per 5 seconds"), "{quote:?}");
+    let original = discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction)
+                && m.via == Via::Original
+                && m.deleted
+        })
+        .await
+        .unwrap_or_else(|| panic!("the public response is gone: {:#?}", discord.messages()));
+    assert!(!original.text().contains("costs"), "{original:?}");
+    close(server).await;
+}

@@ -98,15 +98,21 @@ impl Service {
         let payload = serde_json::to_string(spec).map_err(anyhow::Error::from)?;
         let quote = self.store.create_quote(user.id, payload, cost).await?;
         let after = balance.checked_sub(cost);
+        // Lengths are charged by the rate on the site (terms §4.1): the quote says it.
+        let rule = self.settings.pricing.rule(spec.operation);
+        let rate = match rule {
+            crate::operation::Price::PerBlock { .. } => format!(" ({rule}, started blocks)"),
+            _ => String::new(),
+        };
         let text = match after {
             Some(after) => format!(
-                "A {} costs {cost}; your balance {} → {}.",
+                "A {} costs {cost}{rate}; your balance {} → {}.",
                 spec.operation.label(),
                 balance.get(),
                 after.get()
             ),
             None => format!(
-                "A {} costs {cost}, and your balance is {balance}.",
+                "A {} costs {cost}{rate}, and your balance is {balance}.",
                 spec.operation.label()
             ),
         };

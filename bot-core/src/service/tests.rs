@@ -536,7 +536,7 @@ async fn costly_operations_are_quoted_and_a_quote_works_once(store: Store) {
         .expect("a reply");
     assert_eq!(
         quote.text,
-        "A 5-second video costs 10 credits; your balance 12 → 2."
+        "A 5-second video costs 10 credits (10 credits per 5 seconds, started blocks); your balance 12 → 2."
     );
     assert_eq!(h.balance("dan").await, 12, "nothing is held for a quote");
     let Press::Action(Action::Confirm(id)) = quote.buttons[0].press else {
