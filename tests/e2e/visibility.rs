@@ -349,7 +349,10 @@ async fn a_price_to_confirm_asked_in_a_discord_channel_is_for_the_requester_alon
         .unwrap_or_else(|| panic!("a quote: {:#?}", discord.messages()));
     assert!(quote.ephemeral(), "the quote is for Ann alone: {quote:?}");
     assert_eq!(quote.via, Via::Followup);
-    assert!(quote.text().contains("10 credits per 5 seconds"), "{quote:?}");
+    assert!(
+        quote.text().contains("10 credits per 5 seconds"),
+        "{quote:?}"
+    );
     let original = discord
         .wait_for(WAIT, |m| {
             m.interaction.as_deref() == Some(&answer.interaction)

@@ -18,6 +18,7 @@ on_every_backend!(
     a_run_past_its_timeout_is_cancelled_at_the_provider_and_retried,
     progress_is_shown_with_edits_at_least_the_interval_apart,
     when_every_provider_is_down_the_job_waits_and_costs_nothing,
+    each_job_records_its_provider_cost_and_stats_show_the_margin,
 );
 
 fn replicate(fake: &FakeReplicate) -> Routes {
@@ -229,4 +230,46 @@ async fn when_every_provider_is_down_the_job_waits_and_costs_nothing(store: Stor
     let job = h.service.store().job(job.id).await.expect("job");
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(h.balance("sam").await, 10);
+}
+
+async fn each_job_records_its_provider_cost_and_stats_show_the_margin(store: Store) {
+    let fake = FakeReplicate::start("r8_token").await;
+    let settings = Settings {
+        admins: vec!["console:root".parse().expect("identity")],
+        ..settings()
+    };
+    let h = harness(store.clone(), settings);
+    h.say("ida", "/imagine a harbour").await;
+    h.say("ida", "/imagine a harbour --hd").await;
+    let w = worker(&h, replicate(&fake), test_config(), "w");
+    for _ in 0..2 {
+        let lease = h.claim("w", Duration::from_secs(30)).await;
+        w.work(lease).await;
+    }
+    // A job the local preview made costs nothing at a provider, and is counted as such.
+    h.say("ida", "/imagine a lantern").await;
+    assert_eq!(h.drain().await, 1);
+    let costs: Vec<(String, Option<String>, Option<i64>)> =
+        sqlx::query_as("SELECT state, provider, provider_cost_micros FROM jobs ORDER BY id")
+            .fetch_all(&mut *store.reader().await.expect("reader"))
+            .await
+            .expect("jobs");
+    assert_eq!(
+        costs,
+        vec![
+            ("succeeded".into(), Some("replicate".into()), Some(3_000)),
+            ("succeeded".into(), Some("replicate".into()), Some(40_000)),
+            ("succeeded".into(), Some("local".into()), Some(0)),
+        ]
+    );
+    let stats = h.say("root", "/admin stats").await;
+    // 1 + 2 + 1 credits at 2.4 cents (the large pack's rate) = $0.096; $0.043 at Replicate.
+    assert!(
+        stats.contains(
+            "image: 3 done, 4 credits = $0.096, provider cost $0.043, margin $0.053 (55%)"
+        ),
+        "{stats}"
+    );
+    assert!(stats.contains("Sales: none"), "{stats}");
+    assert!(store.audit().await.expect("audit").is_clean());
 }
