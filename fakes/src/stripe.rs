@@ -8,6 +8,13 @@
 //! `amount_too_large`; a refund of a fully refunded charge is `charge_already_refunded`.
 //! Objects carry every field async-stripe requires, shaped like Stripe's API fixtures.
 //!
+//! Events come at the API version the webhook endpoint was created with; async-stripe
+//! 1.0.0-rc.10 is generated for `2026-09-30.endive` (`stripe_shared::version::VERSION`) and
+//! sends it as `Stripe-Version` on every request, so the fake's events carry that version and
+//! its API answers a request naming another with 400 `invalid_request_error`, as a pinned
+//! integration should never send one (<https://docs.stripe.com/api/versioning>,
+//! <https://docs.stripe.com/webhooks/versioning>).
+//!
 //! Events: [`FakeStripe::event`] builds an event the way Stripe does and [`sign`] signs a body
 //! with Stripe's scheme (`t=…,v1=HMAC-SHA256(secret, "t.body")`), written here from Stripe's
 //! documentation rather than taken from the client under test.
@@ -27,6 +34,9 @@ use axum::{
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+/// The API version async-stripe 1.0.0-rc.10 is generated for.
+pub const API_VERSION: &str = "2026-09-30.endive";
 
 use crate::Server;
 
@@ -154,7 +164,7 @@ impl FakeStripe {
         json!({
             "id": format!("evt_test_{:06}", fake.next),
             "object": "event",
-            "api_version": "2025-11-17.clover",
+            "api_version": API_VERSION,
             "created": 1_764_064_800,
             "data": { "object": object },
             "livemode": false,
@@ -267,8 +277,17 @@ fn authorised(fake: &Fake, headers: &HeaderMap) -> Result<(), Response> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let version = headers.get("stripe-version").and_then(|v| v.to_str().ok());
     if given == Some(fake.key.as_str()) {
-        Ok(())
+        match version {
+            None | Some(API_VERSION) => Ok(()),
+            Some(other) => Err(error(
+                400,
+                "invalid_request_error",
+                "invalid_request_error",
+                &format!("Invalid Stripe API version: {other}"),
+            )),
+        }
     } else {
         Err(error(
             401,
