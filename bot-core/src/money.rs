@@ -94,7 +94,7 @@ impl Usd {
 
     /// A dollar figure as configuration writes it (`0.003`); negative or non-finite is `None`.
     pub fn from_dollars(dollars: f64) -> Option<Usd> {
-        (dollars.is_finite() && dollars >= 0.0 && dollars < 9.0e12)
+        (dollars.is_finite() && (0.0..9.0e12).contains(&dollars))
             .then(|| Usd::micros((dollars * 1_000_000.0).round() as u64))
     }
 
