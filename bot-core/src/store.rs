@@ -17,6 +17,7 @@ pub(crate) mod people;
 pub(crate) mod quotes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod updates;
 mod writer;
 
 pub use files::KeptFile;

@@ -120,6 +120,8 @@ struct Fake {
     calls: Vec<String>,
     rate_limited: u32,
     retry_after: u64,
+    /// Polls answered only after this many more (see [`FakeTelegram::answer_polls`]).
+    polls_left: Option<u32>,
     webhook: Option<(String, Option<String>)>,
     commands: Vec<(String, String)>,
     /// Stars invoices sent: (chat, payload, amount in XTR).
@@ -205,6 +207,13 @@ impl FakeTelegram {
         let mut fake = lock(&self.state);
         fake.rate_limited = n;
         fake.retry_after = retry_after;
+    }
+
+    /// Answers only the next `n` calls of `getUpdates`; later ones fail with `502 Bad Gateway`
+    /// without confirming anything, as when the bot dies before it asks again (`None` answers
+    /// every poll again).
+    pub fn answer_polls(&self, n: Option<u32>) {
+        lock(&self.state).polls_left = n;
     }
 
     /// Stores a file people can attach; returns its file id.
@@ -911,6 +920,14 @@ async fn get_updates(state: &Shared, params: &Map<String, Value>) -> Response {
         .unwrap_or(0)
         .clamp(0, 50);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout as u64);
+    {
+        let mut fake = lock(state);
+        match fake.polls_left {
+            Some(0) => return fail(502, "Bad Gateway"),
+            Some(n) => fake.polls_left = Some(n - 1),
+            None => {}
+        }
+    }
     loop {
         let notified = state.1.notified();
         {

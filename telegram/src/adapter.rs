@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     TelegramConfig,
     messenger::{TelegramMessenger, describe},
-    updates::{self, Incoming},
+    updates::{self, Incoming, update_key},
 };
 
 /// Why the adapter could not start.
@@ -166,7 +166,13 @@ impl Telegram {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     update = updates.recv() => match update {
-                        Some(update) => handler.dispatch(update).await,
+                        // Telegram retries a webhook delivery it thinks failed: each update is
+                        // handled by whoever takes it first.
+                        Some(update) => {
+                            for update in handler.take(vec![update], None).await.unwrap_or_default() {
+                                handler.dispatch(update).await;
+                            }
+                        }
                         None => break,
                     },
                 }
@@ -201,9 +207,31 @@ fn menu(limits: &bot_core::command::CommandLimits) -> Vec<BotCommand> {
         .collect()
 }
 
-/// Long polling with backoff on errors.
+/// The long-polling stream's name in the store's cursors.
+const STREAM: &str = "telegram";
+
+/// Long polling with backoff on errors. It starts where the store says the stream stands (so a
+/// restarted or new leader does not get the last batch again), and each batch is taken in the
+/// store, with the stream moved past it, before any of it is handled: an update is handled at
+/// most once across restarts and instances. When the store cannot be written, the batch is
+/// left to Telegram, which delivers it again.
 async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
-    let mut offset = 0;
+    let store = handler.service.store();
+    let mut offset = loop {
+        match store.cursor(STREAM).await {
+            Ok(position) => break position.and_then(|p| i32::try_from(p).ok()).unwrap_or(0),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "reading the polling cursor failed; retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
     let mut backoff = Duration::from_millis(250);
     loop {
         let request = bot
@@ -218,13 +246,32 @@ async fn poll(bot: &Bot, handler: &Handler, shutdown: &CancellationToken) {
         match answer {
             Ok(updates) => {
                 backoff = Duration::from_millis(250);
-                for update in updates {
-                    // Never move back: Telegram confirms everything below the offset.
-                    let next = i32::try_from(update.id.0)
-                        .unwrap_or(i32::MAX)
-                        .saturating_add(1);
-                    offset = offset.max(next);
-                    handler.dispatch(update).await;
+                // Never move back: Telegram confirms everything below the offset.
+                let next = updates
+                    .iter()
+                    .map(|u| i32::try_from(u.id.0).unwrap_or(i32::MAX).saturating_add(1))
+                    .fold(offset, i32::max);
+                if next == offset {
+                    continue;
+                }
+                match handler.take(updates, Some(next)).await {
+                    Ok(fresh) => {
+                        offset = next;
+                        for update in fresh {
+                            handler.dispatch(update).await;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "recording updates failed; Telegram will send them again"
+                        );
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
                 }
             }
             Err(error) => {
@@ -291,6 +338,21 @@ struct Handler {
 }
 
 impl Handler {
+    /// Takes `updates` in the store (moving the polled stream on to `next`): the ones returned
+    /// were taken by nobody before and are this instance's to handle.
+    async fn take(&self, updates: Vec<Update>, next: Option<i32>) -> bot_core::Result<Vec<Update>> {
+        let keys: Vec<String> = updates.iter().map(|u| update_key(u.id.0)).collect();
+        let fresh = self
+            .service
+            .store()
+            .take_updates(keys, next.map(|n| (STREAM, i64::from(n))))
+            .await?;
+        Ok(updates
+            .into_iter()
+            .filter(|u| fresh.contains(&update_key(u.id.0)))
+            .collect())
+    }
+
     async fn dispatch(&self, update: Update) {
         let incoming = match &update.kind {
             // Payments are handled apart (Telegram waits at most 10 seconds for a pre-checkout

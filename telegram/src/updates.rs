@@ -24,6 +24,12 @@ pub enum Incoming {
     Ignored,
 }
 
+/// The key an update is known by: in the store's taken updates, and as the idempotency key of
+/// what it asks for (a charging command holds credits once per key).
+pub fn update_key(update_id: u32) -> String {
+    format!("telegram:update:{update_id}")
+}
+
 fn person(user: &User) -> (String, String) {
     let name = match &user.username {
         Some(username) => format!("@{username}"),
@@ -113,7 +119,7 @@ pub fn message(update_id: u32, message: &Message, me: &str) -> Incoming {
         name,
         chat: chat_ref(&message.chat),
         message_id: Some(message.id.0.to_string()),
-        key: format!("telegram:update:{update_id}"),
+        key: update_key(update_id),
         input: Input::Text(text),
         attachments,
     };

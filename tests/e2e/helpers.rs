@@ -102,11 +102,16 @@ impl Instance {
 
 /// Starts one more instance on `first`'s database with the same kind of settings.
 pub async fn spawn_instance(first: &TestApp, env: &[(&str, &str)], file: &str) -> Instance {
+    spawn_instance_on(first.db.url(), env, file).await
+}
+
+/// Starts an instance on the database at `url`.
+pub async fn spawn_instance_on(url: &str, env: &[(&str, &str)], file: &str) -> Instance {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("imagegpt.toml");
     std::fs::write(&path, file).expect("write config");
     let mut pairs = vec![
-        ("DATABASE_URL".to_string(), first.db.url().to_string()),
+        ("DATABASE_URL".to_string(), url.to_string()),
         ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
     ];
     pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));

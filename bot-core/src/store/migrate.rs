@@ -54,6 +54,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "provider cost",
         include_str!("../../../migrations/sqlite/0010_provider_cost.sql"),
     ),
+    (
+        11,
+        "updates",
+        include_str!("../../../migrations/sqlite/0011_updates.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -105,6 +110,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "provider cost",
         include_str!("../../../migrations/postgres/0010_provider_cost.sql"),
+    ),
+    (
+        11,
+        "updates",
+        include_str!("../../../migrations/postgres/0011_updates.sql"),
     ),
 ];
 

@@ -1,0 +1,137 @@
+//! Updates a platform delivers at least once: which were taken for handling (so that each is
+//! handled at most once across restarts and instances), and where a polled stream stands.
+
+use crate::{
+    Result, Store,
+    store::{Atomic, now_millis},
+};
+
+/// How long a taken update is remembered: Telegram keeps an update for at most 24 hours.
+const REMEMBERED_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Store {
+    /// Takes the updates named by `keys` for handling here, and moves `stream` on to
+    /// `position` when one is given, in one transaction. Returns the keys nobody took before,
+    /// in the order given; the others were taken already (by this instance before a restart,
+    /// or by another) and must not be handled again.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Internal`] when the database fails; then nothing was taken.
+    pub async fn take_updates(
+        &self,
+        keys: Vec<String>,
+        stream: Option<(&str, i64)>,
+    ) -> Result<Vec<String>> {
+        let stream = stream.map(|(name, position)| (name.to_string(), position));
+        let now = now_millis();
+        // Now and then, not on every batch: the purge is cheap but need not be constant.
+        let purge = rand::random::<u8>() == 0;
+        self.retrying(|| {
+            let (keys, stream) = (keys.clone(), stream.clone());
+            self.write(Atomic::Transaction, move |conn| {
+                Box::pin(async move {
+                    let mut fresh = Vec::new();
+                    if !keys.is_empty() {
+                        let values: Vec<String> = (0..keys.len())
+                            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO taken_updates (key, taken_at) VALUES {} \
+                             ON CONFLICT (key) DO NOTHING RETURNING key",
+                            values.join(", ")
+                        );
+                        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+                        for key in &keys {
+                            query = query.bind(key.clone()).bind(now);
+                        }
+                        let taken = query.fetch_all(&mut *conn).await?;
+                        fresh = keys.into_iter().filter(|k| taken.contains(k)).collect();
+                    }
+                    if let Some((name, position)) = stream {
+                        sqlx::query(
+                            "INSERT INTO cursors (stream, position, updated_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (stream) DO UPDATE SET \
+                               position = CASE WHEN cursors.position > excluded.position \
+                                 THEN cursors.position ELSE excluded.position END, \
+                               updated_at = excluded.updated_at",
+                        )
+                        .bind(name)
+                        .bind(position)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    if purge {
+                        sqlx::query("DELETE FROM taken_updates WHERE taken_at < $1")
+                            .bind(now - REMEMBERED_MS)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(fresh)
+                })
+            })
+        })
+        .await
+    }
+
+    /// Where `stream` stands, if it was ever moved on.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Internal`] when the database fails.
+    pub async fn cursor(&self, stream: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM cursors WHERE stream = $1")
+                .bind(stream.to_string())
+                .fetch_optional(&mut *self.reader().await?)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Backend, store::testing::TestDb};
+
+    async fn each_update_is_taken_once_and_the_cursor_only_moves_on(backend: Backend) {
+        let Some(db) = TestDb::new(backend, "taken_updates").await else {
+            eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+            return;
+        };
+        let store = db.store();
+        let keys = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(store.cursor("telegram").await.expect("read"), None);
+        let first = store
+            .take_updates(keys(&["u1", "u2"]), Some(("telegram", 3)))
+            .await
+            .expect("take");
+        assert_eq!(first, keys(&["u1", "u2"]));
+        // Delivered again with one new update, as after a restart.
+        let again = store
+            .take_updates(keys(&["u1", "u2", "u3"]), Some(("telegram", 2)))
+            .await
+            .expect("take");
+        assert_eq!(again, keys(&["u3"]));
+        assert_eq!(
+            store.cursor("telegram").await.expect("read"),
+            Some(3),
+            "never back"
+        );
+        store
+            .take_updates(Vec::new(), Some(("telegram", 9)))
+            .await
+            .expect("move on");
+        assert_eq!(store.cursor("telegram").await.expect("read"), Some(9));
+    }
+
+    #[tokio::test]
+    async fn each_update_is_taken_once_on_sqlite() {
+        each_update_is_taken_once_and_the_cursor_only_moves_on(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn each_update_is_taken_once_on_postgres() {
+        each_update_is_taken_once_and_the_cursor_only_moves_on(Backend::Postgres).await;
+    }
+}

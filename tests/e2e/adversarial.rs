@@ -1,0 +1,136 @@
+//! The attacker's and the crash's point of view, on the whole application: updates delivered
+//! again after a kill, and what several instances must share. `cargo test -- adversarial` runs
+//! them all.
+
+use std::time::Duration;
+
+use bot_core::{Backend, Identity, store::testing::TestDb};
+use fakes::telegram::{Chat, FakeTelegram, Sent};
+
+use crate::helpers::spawn_instance_on;
+
+const TOKEN: &str = "123456:ADV-token";
+const SETTINGS: &str = "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn count(sent: &[Sent], chat: i64, method: &str, needle: &str) -> usize {
+    sent.iter()
+        .filter(|s| s.chat_id == chat && s.method == method && s.text.contains(needle))
+        .count()
+}
+
+/// The real binary, serving on `url`'s database against the fake Telegram.
+fn serve(dir: &std::path::Path, url: &str, telegram: &str) -> std::process::Child {
+    std::fs::write(dir.join("imagegpt.toml"), SETTINGS).expect("write configuration");
+    std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .envs([
+            ("DATABASE_URL", url),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", telegram),
+            ("WELCOME_CREDITS", "10"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Telegram confirms a batch only when the bot next asks for updates. An instance killed after
+/// handling a batch and before asking again leaves it unconfirmed, and Telegram delivers it
+/// again to whoever polls next: that leader must not answer it, charge it or run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_a_batch_handled_before_a_kill_is_not_handled_again_by_the_next_leader() {
+    let Some(db) = TestDb::new(Backend::Postgres, "adversarial_kill_mid_batch").await else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let fake = FakeTelegram::start(TOKEN).await;
+    let telegram = fake.url();
+    let askers = [9901, 9902, 9903];
+    let makers = [9904, 9905, 9906];
+    for id in askers {
+        fake.message(&Chat::private(id), id, "/balance");
+    }
+    for id in makers {
+        fake.message(&Chat::private(id), id, "/imagine a lamp in the fog");
+    }
+    // The first instance gets the batch; it dies before its next poll reaches Telegram.
+    fake.answer_polls(Some(1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = serve(dir.path(), db.url(), &telegram);
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            askers
+                .iter()
+                .all(|&c| count(sent, c, "sendMessage", "Your balance") == 1)
+                && makers.iter().all(|&c| count(sent, c, "sendPhoto", "") == 1)
+        })
+        .await;
+    assert!(
+        makers
+            .iter()
+            .all(|&c| count(&sent, c, "sendPhoto", "") == 1),
+        "the first instance handled the whole batch: {sent:#?}"
+    );
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+
+    // The next leader: Telegram still holds the batch.
+    fake.answer_polls(None);
+    let second = spawn_instance_on(
+        db.url(),
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", telegram.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await;
+    fake.message(&Chat::private(9901), 9901, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            count(sent, 9901, "sendMessage", "Your balance") == 2
+        })
+        .await;
+    assert_eq!(
+        count(&sent, 9901, "sendMessage", "Your balance"),
+        2,
+        "the second instance polls: {sent:#?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = fake.sent();
+    for id in &askers[1..] {
+        assert_eq!(
+            count(&sent, *id, "sendMessage", "Your balance"),
+            1,
+            "{id} was answered once: {sent:#?}"
+        );
+    }
+    for id in makers {
+        assert_eq!(
+            count(&sent, id, "sendMessage", "queued"),
+            1,
+            "{id}: {sent:#?}"
+        );
+        assert_eq!(count(&sent, id, "sendPhoto", ""), 1, "{id} got one result");
+    }
+    second.stop().await;
+    let store = db.store();
+    for id in makers {
+        let identity: Identity = format!("telegram:{id}").parse().expect("identity");
+        let user = store
+            .find_user(&identity)
+            .await
+            .expect("lookup")
+            .expect("exists");
+        let balance = store.account_balance(user.wallet).await.expect("balance");
+        assert_eq!(balance.available().get(), 9, "{id} was charged once");
+    }
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
