@@ -8,6 +8,7 @@ use crate::Fault;
 pub(crate) mod admin;
 pub mod audit;
 mod files;
+mod interactions;
 pub(crate) mod jobs;
 pub(crate) mod ledger;
 pub(crate) mod links;
@@ -21,6 +22,7 @@ mod updates;
 mod writer;
 
 pub use files::KeptFile;
+pub use interactions::KeptInteraction;
 use migrate::*;
 pub(crate) use writer::*;
 

@@ -137,6 +137,8 @@ impl Handler {
         let Pending {
             translated, live, ..
         } = pending;
+        // Before the core acts: a job it queues may be finished by another instance.
+        self.messenger.keep(&live).await;
         let reply = self
             .service
             .answer(translated.request)

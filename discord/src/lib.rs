@@ -179,6 +179,7 @@ impl Discord {
 
     /// The handler for `service`.
     pub fn handler(&self, service: Arc<Service>) -> Handler {
+        self.messenger.attach(service.store().clone());
         Handler::new(service, self.messenger.clone())
     }
 

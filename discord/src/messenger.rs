@@ -1,23 +1,28 @@
 //! The core's [`Messenger`] on Discord. A message meant for an interaction goes through its
 //! token while the token lives (15 minutes): the first one replaces the deferred response, later
 //! ones are follow-ups. Once the token is gone, the bot token posts in the channel mentioning the
-//! requester, or in a DM where the bot cannot post. Tokens stay in memory only.
+//! requester, or in a DM where the bot cannot post. Each acknowledged interaction is kept in the
+//! store too, so that another instance finishing the job (workers run anywhere) answers through
+//! the interaction as well; the original response stays the acknowledging instance's to replace.
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bot_core::{
+    Store,
     media::{MediaKind, Output, links::FileLinks},
     service::{Attachment, Button, ChatRef, DeliveryError, MessageRef, Messenger, MessengerFuture},
+    store::KeptInteraction,
 };
 use dashmap::DashMap;
 use futures_util::StreamExt as _;
 use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use crate::{
@@ -51,6 +56,47 @@ pub struct Live {
 }
 
 impl Live {
+    /// An interaction another instance acknowledged, as the store kept it. Its original
+    /// response is that instance's to replace: here it is only followed up and edited.
+    fn from_kept(kept: KeptInteraction) -> Option<Live> {
+        let ack = match kept.kind.as_str() {
+            "update" => Ack::Update,
+            "message" => Ack::Message { ephemeral: false },
+            "ephemeral" => Ack::Message { ephemeral: true },
+            _ => return None,
+        };
+        Some(Live {
+            id: kept.id,
+            token: Token(kept.token.expose_secret().to_string()),
+            ack,
+            expires_ms: u64::try_from(kept.expires_at).unwrap_or(0),
+            dead: AtomicBool::new(false),
+            original_used: AtomicBool::new(true),
+            upload_limit: kept.upload_limit,
+            person: kept.person,
+            channel: kept.channel,
+        })
+    }
+
+    /// This interaction as the store keeps it.
+    fn kept(&self) -> KeptInteraction {
+        KeptInteraction {
+            id: self.id.clone(),
+            platform: "discord".into(),
+            token: SecretString::from(self.token.0.clone()),
+            kind: match self.ack {
+                Ack::Update => "update",
+                Ack::Message { ephemeral: false } => "message",
+                Ack::Message { ephemeral: true } => "ephemeral",
+            }
+            .into(),
+            upload_limit: self.upload_limit,
+            person: self.person.clone(),
+            channel: self.channel.clone(),
+            expires_at: i64::try_from(self.expires_ms).unwrap_or(i64::MAX),
+        }
+    }
+
     /// A live interaction, with its expiry read from its snowflake.
     pub fn new(
         id: &str,
@@ -97,6 +143,8 @@ pub struct DiscordMessenger {
     application_id: String,
     live: DashMap<String, Arc<Live>>,
     links: Option<Arc<FileLinks>>,
+    /// Where interactions are kept for the other instances; set once the service exists.
+    store: OnceLock<Store>,
 }
 
 /// A result as it will be sent: attached, or as a link when too large.
@@ -151,6 +199,22 @@ impl DiscordMessenger {
             application_id: application_id.to_string(),
             live: DashMap::new(),
             links,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Keeps interactions in `store` from now on.
+    pub fn attach(&self, store: Store) {
+        let _ = self.store.set(store);
+    }
+
+    /// Keeps `live` in the store for the other instances. A failure only costs them the
+    /// interaction: they post with the bot token instead.
+    pub async fn keep(&self, live: &Live) {
+        if let Some(store) = self.store.get()
+            && let Err(error) = store.keep_interaction(&live.kept()).await
+        {
+            tracing::warn!(interaction = %live.id, error = format!("{error:#}"), "keeping an interaction failed");
         }
     }
 
@@ -166,14 +230,27 @@ impl DiscordMessenger {
         live
     }
 
-    fn find(&self, interaction: &str) -> Option<Arc<Live>> {
-        self.live
-            .get(interaction)
-            .map(|live| live.value().clone())
-            .filter(|live| live.alive())
+    /// The live interaction `interaction`: this instance's, or one another instance
+    /// acknowledged and kept in the store.
+    async fn find(&self, interaction: &str) -> Option<Arc<Live>> {
+        if let Some(live) = self.live.get(interaction) {
+            return Some(live.value().clone()).filter(|live| live.alive());
+        }
+        let kept = match self.store.get()?.kept_interaction(interaction).await {
+            Ok(kept) => kept?,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "reading a kept interaction failed"
+                );
+                return None;
+            }
+        };
+        let live = Arc::new(Live::from_kept(kept)?);
+        self.live.insert(live.id.clone(), live.clone());
+        Some(live).filter(|live| live.alive())
     }
 
-    /// The newest live interaction of `person` in `channel`.
     /// `person`'s newest live interaction in `channel` whose response is settled: a follow-up
     /// to one still "thinking…" would only edit that message, as visible as its deferral.
     fn latest(&self, person: &str, channel: &str) -> Option<Arc<Live>> {
@@ -436,7 +513,7 @@ impl Messenger for DiscordMessenger {
         Box::pin(async move {
             let marker = reply_to.and_then(read_marker);
             if let Some((interaction, _)) = marker
-                && let Some(live) = self.find(interaction)
+                && let Some(live) = self.find(interaction).await
             {
                 let body = Body::Json(render::text(text, buttons, false));
                 let original =
@@ -485,7 +562,11 @@ impl Messenger for DiscordMessenger {
                 } => (Some(interaction), message, false),
                 Sent::Channel { message } => (None, message, false),
             };
-            if let Some(live) = interaction.and_then(|i| self.find(i)) {
+            let live = match interaction {
+                Some(interaction) => self.find(interaction).await,
+                None => None,
+            };
+            if let Some(live) = live {
                 let sent = if original {
                     self.edit_original(&live, body.clone()).await
                 } else {
@@ -524,7 +605,10 @@ impl Messenger for DiscordMessenger {
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
             let marker = reply_to.and_then(read_marker);
-            let live = marker.and_then(|(interaction, _)| self.find(interaction));
+            let live = match marker {
+                Some((interaction, _)) => self.find(interaction).await,
+                None => None,
+            };
             let limit = live
                 .as_ref()
                 .map_or(DEFAULT_UPLOAD_LIMIT, |live| live.upload_limit);

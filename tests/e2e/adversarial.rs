@@ -134,3 +134,68 @@ async fn adversarial_a_batch_handled_before_a_kill_is_not_handled_again_by_the_n
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// Workers run on every instance: a job queued from an interaction one instance acknowledged
+/// and finished by another is still answered through that interaction (its token is in the
+/// store), not posted in the channel with the bot token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_from_another() {
+    use fakes::discord::{Person, Place, Via};
+
+    use crate::discord_adapter::{APPLICATION, BOT_TOKEN, close, open_with, option};
+
+    // The first instance's only worker looks at the queue once a minute: the second, polling
+    // every 20 ms, takes the job.
+    let lazy = "[workers]\npoll_ms = 60000\ncount = 1\nstatus_edit_ms = 0\n";
+    let Some(server) = open_with(
+        Backend::Postgres,
+        "adversarial_interaction_tokens",
+        &[],
+        lazy,
+    )
+    .await
+    else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let discord = &server.discord;
+    let (url, key) = (discord.url(), discord.public_key());
+    let second = spawn_instance_on(
+        server.app.db.url(),
+        &[
+            ("DISCORD_APPLICATION_ID", APPLICATION),
+            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
+            ("DISCORD_PUBLIC_KEY", key.as_str()),
+            ("DISCORD_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await;
+    let ann = Person::new(4401, "Ann");
+    let place = Place::guild(5401, 6401);
+    let imagine = discord.slash(
+        &ann,
+        &place,
+        "imagine",
+        serde_json::json!([option("prompt", 3, serde_json::json!("a lighthouse"))]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&imagine).await;
+    let result = discord
+        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
+        .await
+        .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
+    assert_eq!(
+        (result.via, result.interaction.as_deref()),
+        (Via::Followup, Some(answer.interaction.as_str())),
+        "answered through the interaction: {result:?}"
+    );
+    assert!(
+        discord.messages().iter().all(|m| m.via != Via::Bot),
+        "nothing was posted with the bot token: {:#?}",
+        discord.messages()
+    );
+    second.stop().await;
+    close(server).await;
+}

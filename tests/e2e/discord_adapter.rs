@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-const APPLICATION: &str = "1100000000000000001";
-const BOT_TOKEN: &str = "discord-test-bot-token";
+pub(super) const APPLICATION: &str = "1100000000000000001";
+pub(super) const BOT_TOKEN: &str = "discord-test-bot-token";
 const SETTINGS: &str = "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n";
 const WAIT: Duration = Duration::from_secs(20);
 

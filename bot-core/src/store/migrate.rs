@@ -59,6 +59,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "updates",
         include_str!("../../../migrations/sqlite/0011_updates.sql"),
     ),
+    (
+        12,
+        "interactions",
+        include_str!("../../../migrations/sqlite/0012_interactions.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -115,6 +120,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "updates",
         include_str!("../../../migrations/postgres/0011_updates.sql"),
+    ),
+    (
+        12,
+        "interactions",
+        include_str!("../../../migrations/postgres/0012_interactions.sql"),
     ),
 ];
 
