@@ -81,6 +81,11 @@ async fn run(command: &str, n: usize) {
             ..JobLimits::default()
         },
         local_preview: false,
+        // The adapter's and the store's speed are measured, not the per-person limit.
+        limits: bot_core::service::throttle::RateLimits {
+            requests_per_minute: 0,
+            burst: 0,
+        },
         ..Settings::default()
     };
     let service = Arc::new(Service::new(

@@ -139,6 +139,7 @@ async fn run(instances: usize, jobs: usize) -> Option<(f64, f64)> {
     let config = "[workers]\ncount = 8\npoll_ms = 5\nstatus_edit_ms = 0\n\n\
                   [jobs]\nmax_queued_per_person = 100000\nmax_running_per_person = 8\n\n\
                   [telegram]\nmessages_per_second = 1000000\n\n\
+                  [limits]\nrequests_per_minute = 0\n\n\
                   [providers.replicate]\npoll_ms = 5\n";
     let store = db.store().clone();
     let mut people = Vec::new();

@@ -118,6 +118,11 @@ async fn adapter(command: &str, n: usize) -> f64 {
         .expect("connects");
     let settings = Settings {
         welcome_credits: bot_core::Credits::new(100),
+        // The adapter's and the store's speed are measured, not the per-person limit.
+        limits: bot_core::service::throttle::RateLimits {
+            requests_per_minute: 0,
+            burst: 0,
+        },
         ..Settings::default()
     };
     let service = Arc::new(Service::new(

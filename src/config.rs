@@ -55,6 +55,8 @@ pub struct Config {
     pub terms: TermsConfig,
     pub refunds: RefundsConfig,
     pub log: LogConfig,
+    /// `[limits]`: how fast one person may send requests.
+    pub limits: bot_core::service::throttle::RateLimits,
     /// `WELCOME_CREDITS`: a one-time grant to each new person.
     pub welcome_credits: u64,
     /// Deprecated keys this configuration used, each with the key that replaces it; start-up

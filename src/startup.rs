@@ -208,6 +208,7 @@ pub fn service_settings(config: &Config, routes: &Routes) -> anyhow::Result<Sett
         payments: config.payment_settings(),
         local_preview: routes.serves_preview(),
         admins: config.admin_identities(),
+        limits: config.limits,
     })
 }
 

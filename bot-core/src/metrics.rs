@@ -34,6 +34,7 @@ pub struct Metrics {
     webhook_events: Family<Labels, Counter>,
     deliveries: Family<Labels, Counter>,
     rate_limits: Family<Labels, Counter>,
+    throttled: Counter,
     queue_depth: Gauge,
     queue_age_seconds: Gauge,
 }
@@ -54,6 +55,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         webhook_events: Family::default(),
         deliveries: Family::default(),
         rate_limits: Family::default(),
+        throttled: Counter::default(),
         queue_depth: Gauge::default(),
         queue_age_seconds: Gauge::default(),
         registry: Registry::default(),
@@ -97,6 +99,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "rate_limits",
         "429 answers from chat platforms, by platform",
         metrics.rate_limits.clone(),
+    );
+    registry.register(
+        "throttled_requests",
+        "Requests refused or ignored because their sender went over the per-person limit",
+        metrics.throttled.clone(),
     );
     registry.register(
         "queue_depth",
@@ -202,6 +209,11 @@ impl Metrics {
         self.rate_limits
             .get_or_create(&vec![("platform", platform.to_string())])
             .inc();
+    }
+
+    /// A request turned away by the per-person limit.
+    pub fn throttled(&self) {
+        self.throttled.inc();
     }
 
     /// The queue as last read from the database.

@@ -8,6 +8,7 @@ mod admin;
 mod generation;
 mod messenger;
 mod payments;
+pub mod throttle;
 pub mod words;
 pub mod worker;
 
@@ -68,6 +69,8 @@ pub struct Settings {
     pub local_preview: bool,
     /// Identities that may use `/admin` (`ADMIN_IDS`).
     pub admins: Vec<Identity>,
+    /// How fast one person may send requests.
+    pub limits: throttle::RateLimits,
 }
 
 impl Default for Settings {
@@ -84,6 +87,7 @@ impl Default for Settings {
             payments: PaymentSettings::default(),
             local_preview: true,
             admins: Vec::new(),
+            limits: throttle::RateLimits::default(),
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct Service {
     settings: Settings,
     messengers: HashMap<Platform, Arc<dyn Messenger>>,
     rails: HashMap<Rail, Arc<dyn PaymentRail>>,
+    throttle: throttle::Throttle,
 }
 
 impl Service {
@@ -103,6 +108,7 @@ impl Service {
         let messengers = messengers.into_iter().map(|m| (m.platform(), m)).collect();
         Service {
             store,
+            throttle: throttle::Throttle::new(settings.limits),
             settings,
             messengers,
             rails: HashMap::new(),
@@ -267,6 +273,18 @@ impl Service {
     /// for them; an internal fault is logged once, with its chain and a reference, and the person
     /// gets a plain apology naming that reference. `None`: nothing to say (see [`Service::handle`]).
     pub async fn answer(&self, request: Request) -> Option<Reply> {
+        // Before anything touches the database: a flood costs its sender, not everyone.
+        match self.throttle.check(&request.identity) {
+            throttle::Verdict::Allow => {}
+            throttle::Verdict::Refuse => {
+                crate::metrics::metrics().throttled();
+                return Some(Reply::private(words::TOO_FAST));
+            }
+            throttle::Verdict::Ignore => {
+                crate::metrics::metrics().throttled();
+                return None;
+            }
+        }
         let key = request.key.clone();
         match self.handle(request).await {
             Ok(reply) => reply,

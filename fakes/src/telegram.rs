@@ -187,6 +187,11 @@ impl FakeTelegram {
         lock(&self.state).sent.clone()
     }
 
+    /// Updates not yet confirmed by the bot (Telegram keeps them until a later offset).
+    pub fn pending_updates(&self) -> usize {
+        lock(&self.state).updates.len()
+    }
+
     /// The Bot API methods called, in order.
     pub fn calls(&self) -> Vec<String> {
         lock(&self.state).calls.clone()

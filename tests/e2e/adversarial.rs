@@ -199,3 +199,75 @@ async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_fro
     second.stop().await;
     close(server).await;
 }
+
+/// One person sending 10,000 updates in a burst gets their first few answered, one polite
+/// refusal, and silence for the rest; someone else writing meanwhile is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_a_flood_from_one_person_is_refused_once_and_others_are_unaffected() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        "adversarial_flood",
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        &format!("{SETTINGS}\n[limits]\nrequests_per_minute = 30\nburst = 10\n"),
+    )
+    .await
+    .expect("SQLite is always available");
+    let flooder = Chat::private(9950);
+    for n in 0..10_000 {
+        fake.message(
+            &flooder,
+            9950,
+            if n % 2 == 0 { "/balance" } else { "hello?" },
+        );
+    }
+    let other = Chat::private(9951);
+    fake.message(&other, 9951, "/balance");
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            count(sent, 9951, "sendMessage", "Your balance") == 1
+        })
+        .await;
+    assert_eq!(
+        count(&sent, 9951, "sendMessage", "Your balance"),
+        1,
+        "the other person"
+    );
+    // Let the rest of the flood drain.
+    let started = std::time::Instant::now();
+    while fake.pending_updates() > 0 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fake.pending_updates(), 0, "every update was read");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let to_flooder: Vec<Sent> = fake
+        .sent()
+        .into_iter()
+        .filter(|s| s.chat_id == 9950)
+        .collect();
+    let refusals = to_flooder
+        .iter()
+        .filter(|s| s.text.contains("faster than I can take them"))
+        .count();
+    assert_eq!(
+        refusals,
+        1,
+        "one refusal: {:#?}",
+        &to_flooder[..to_flooder.len().min(20)]
+    );
+    // The burst, plus what the bucket refilled while the flood was read (30 a minute).
+    let elapsed = started.elapsed().as_secs() as usize + 30;
+    assert!(
+        to_flooder.len() <= 10 + 1 + elapsed / 2 + 1,
+        "{} answers to the flooder",
+        to_flooder.len()
+    );
+    let db = app.stop().await;
+    let audit = db.store().audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}

@@ -32,6 +32,10 @@ pub fn notice_needs_private_chat(bot: &str) -> String {
 pub const DISCORD_NOTICE_NEEDS_DMS: &str = "a payment update for you could not be sent privately: \
      allow direct messages from this server's members, then send /balance.";
 
+/// The answer to the first request over the per-person limit.
+pub const TOO_FAST: &str = "You are sending requests faster than I can take them. Wait a minute, \
+     then try again; what you send meanwhile is ignored.";
+
 /// The apology for a fault of ours, with the reference an operator finds in the logs.
 pub fn internal_error(reference: &str) -> String {
     format!(
