@@ -8,6 +8,11 @@ use crate::{Credits, UserId};
 /// How long a code works.
 pub const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
 
+/// Wrong codes one person may type within [`ATTEMPTS_WINDOW_MS`]; past that, `/link CODE` is
+/// refused without looking at the code.
+pub const MAX_WRONG_ATTEMPTS: i64 = 5;
+pub const ATTEMPTS_WINDOW_MS: i64 = 60 * 60 * 1000;
+
 /// Letters and digits that cannot be mistaken for each other.
 pub(crate) const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 

@@ -200,7 +200,37 @@ async fn a_purchase_stays_refundable_after_its_wallet_is_joined(store: Store) {
     );
 }
 
+/// Codes cannot be guessed: after five wrong ones in an hour even the right code is refused,
+/// and the guesser's and the code-maker's wallets stay apart.
+async fn adversarial_guessing_link_codes_is_cut_off_after_five_wrong_ones(store: Store) {
+    let ann = someone(&store, "telegram:31", 30).await;
+    let eve = someone(&store, "discord:32", 0).await;
+    let code = store.create_link_code(ann.id).await.expect("code");
+    for guess in ["AAAAAAAA", "BBBBBBBB", "CCCCCCCC", "DDDDDDDD", "EEEEEEEE"] {
+        assert!(refused(store.link(eve.id, eve.wallet, guess).await).contains("wrong"));
+    }
+    let cut_off = refused(store.link(eve.id, eve.wallet, &code.code).await);
+    assert!(cut_off.contains("too many wrong codes"), "{cut_off}");
+    // Someone else is not held back by Eve's guesses, and Ann's code still works for them.
+    let bob = someone(&store, "discord:33", 0).await;
+    store
+        .link(bob.id, bob.wallet, &code.code)
+        .await
+        .expect("linked");
+    assert_eq!(
+        store
+            .find_user(&"discord:32".parse().expect("identity"))
+            .await
+            .expect("find")
+            .map(|u| u.id),
+        Some(eve.id),
+        "Eve is still herself"
+    );
+    assert!(store.audit().await.expect("audit").is_clean());
+}
+
 on_every_backend!(
+    adversarial_guessing_link_codes_is_cut_off_after_five_wrong_ones,
     a_purchase_stays_refundable_after_its_wallet_is_joined,
     a_code_joins_two_identities_into_one_wallet_once,
     expired_codes_frozen_wallets_and_held_credits_are_refused,

@@ -62,14 +62,45 @@ impl Store {
             .filter(char::is_ascii_alphanumeric)
             .map(|c| c.to_ascii_uppercase())
             .collect();
+        let since = now_millis() - ATTEMPTS_WINDOW_MS;
+        let wrong: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM link_attempts WHERE user_id = $1 AND created_at >= $2",
+        )
+        .bind(user.get())
+        .bind(since)
+        .fetch_one(&mut *self.reader().await?)
+        .await?;
+        if wrong >= MAX_WRONG_ATTEMPTS {
+            return Err(Error::User(UserError::LinkRefused(
+                "too many wrong codes; try again in an hour".into(),
+            )));
+        }
         let backend = self.backend();
-        self.retrying(|| {
-            let code = code.clone();
-            self.write(Atomic::Transaction, move |conn| {
-                Box::pin(join(conn, backend, user, wallet, code))
+        let joined = self
+            .retrying(|| {
+                let code = code.clone();
+                self.write(Atomic::Transaction, move |conn| {
+                    Box::pin(join(conn, backend, user, wallet, code))
+                })
             })
-        })
-        .await
+            .await;
+        // A code that does not exist counts against the person who typed it.
+        if let Err(Error::User(UserError::LinkRefused(why))) = &joined
+            && why == WRONG_CODE
+        {
+            self.write(Atomic::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO link_attempts (user_id, created_at) VALUES ($1, $2)")
+                        .bind(user.get())
+                        .bind(now_millis())
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+        joined
     }
 
     /// Detaches `identity` from `user` into a person of its own with an empty wallet; the
@@ -118,6 +149,8 @@ impl Store {
     }
 }
 
+const WRONG_CODE: &str = "that code is wrong";
+
 async fn join(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -133,7 +166,7 @@ async fn join(
             .fetch_optional(&mut *conn)
             .await?;
     let target = match owner {
-        None => return refuse("that code is wrong"),
+        None => return refuse(WRONG_CODE),
         Some((_, _, Some(_))) => return refuse("that code was already used"),
         Some((_, expires_at, None)) if expires_at < now => {
             return refuse("that code has expired; make a new one with /link");

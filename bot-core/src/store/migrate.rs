@@ -64,6 +64,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "interactions",
         include_str!("../../../migrations/sqlite/0012_interactions.sql"),
     ),
+    (
+        13,
+        "link attempts",
+        include_str!("../../../migrations/sqlite/0013_link_attempts.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -125,6 +130,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "interactions",
         include_str!("../../../migrations/postgres/0012_interactions.sql"),
+    ),
+    (
+        13,
+        "link attempts",
+        include_str!("../../../migrations/postgres/0013_link_attempts.sql"),
     ),
 ];
 
