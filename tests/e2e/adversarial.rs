@@ -271,3 +271,141 @@ async fn adversarial_a_flood_from_one_person_is_refused_once_and_others_are_unaf
     let audit = db.store().audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// Every HTTP route that takes a body: one over its limit is 413 and one that is not JSON
+/// (properly signed, so the parser is what refuses it) is 400, and neither leaves anything in
+/// the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_written() {
+    use fakes::{discord::FakeDiscord, stripe::FakeStripe};
+
+    use crate::discord_adapter::{APPLICATION, BOT_TOKEN};
+
+    let telegram = FakeTelegram::start(TOKEN).await;
+    let discord = FakeDiscord::start(APPLICATION, BOT_TOKEN).await;
+    let stripe = FakeStripe::start("sk_test_adversarial").await;
+    let (telegram_url, discord_url, stripe_url, key) = (
+        telegram.url(),
+        discord.url(),
+        stripe.url(),
+        discord.public_key(),
+    );
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        "adversarial_bodies",
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", telegram_url.as_str()),
+            (
+                "TELEGRAM_WEBHOOK_URL",
+                "https://bot.example.org/telegram/webhook",
+            ),
+            ("TELEGRAM_WEBHOOK_SECRET", "hook_secret"),
+            ("DISCORD_APPLICATION_ID", APPLICATION),
+            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
+            ("DISCORD_PUBLIC_KEY", key.as_str()),
+            ("DISCORD_API_URL", discord_url.as_str()),
+            ("STRIPE_SECRET_KEY", "sk_test_adversarial"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_adversarial"),
+            ("STRIPE_API_URL", stripe_url.as_str()),
+            ("PUBLIC_BASE_URL", "https://bot.example.org"),
+        ],
+        SETTINGS,
+    )
+    .await
+    .expect("SQLite is always available");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", app.address);
+    let post = |path: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>| {
+        let mut request = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.expect("answered").status().as_u16() }
+    };
+    let telegram_headers = || vec![("x-telegram-bot-api-secret-token", "hook_secret".to_string())];
+    let discord_headers = |body: &[u8]| {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string();
+        vec![
+            ("x-signature-ed25519", discord.sign(&timestamp, body)),
+            ("x-signature-timestamp", timestamp),
+        ]
+    };
+    let stripe_headers = |body: &[u8]| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        vec![(
+            "stripe-signature",
+            fakes::stripe::sign(&String::from_utf8_lossy(body), "whsec_adversarial", now),
+        )]
+    };
+    let malformed = b"{\"update_id\": 1, \"message\": ".to_vec();
+    let huge = |n: usize| format!("{{\"pad\":\"{}\"}}", "x".repeat(n)).into_bytes();
+
+    let mut answers = Vec::new();
+    answers.push((
+        "telegram malformed",
+        post("/telegram/webhook", malformed.clone(), telegram_headers()).await,
+        400,
+    ));
+    answers.push((
+        "telegram huge",
+        post("/telegram/webhook", huge(3_000_000), telegram_headers()).await,
+        413,
+    ));
+    answers.push((
+        "discord malformed",
+        post(
+            "/discord/interactions",
+            malformed.clone(),
+            discord_headers(&malformed),
+        )
+        .await,
+        400,
+    ));
+    let big = huge(300_000);
+    answers.push((
+        "discord huge",
+        post("/discord/interactions", big.clone(), discord_headers(&big)).await,
+        413,
+    ));
+    answers.push((
+        "stripe malformed",
+        post(
+            "/stripe/webhook",
+            malformed.clone(),
+            stripe_headers(&malformed),
+        )
+        .await,
+        400,
+    ));
+    let big = huge(1_100_000);
+    answers.push((
+        "stripe huge",
+        post("/stripe/webhook", big.clone(), stripe_headers(&big)).await,
+        413,
+    ));
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(_, got, want)| got != want)
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+
+    let db = app.stop().await;
+    let store = db.store();
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+    assert!(
+        audit.to_string().contains("0 wallets") && audit.to_string().contains("0 transfers"),
+        "nobody was created and no credit moved: {audit}"
+    );
+    assert!(telegram.sent().is_empty(), "nothing was answered");
+    assert!(discord.messages().is_empty(), "nothing was answered");
+}
