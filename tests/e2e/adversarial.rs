@@ -409,3 +409,143 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
     assert!(telegram.sent().is_empty(), "nothing was answered");
     assert!(discord.messages().is_empty(), "nothing was answered");
 }
+
+/// A PNG of about 1 KB whose header declares `width`×`height` (nothing decodes it).
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    bytes.extend_from_slice(&width.to_be_bytes());
+    bytes.extend_from_slice(&height.to_be_bytes());
+    bytes.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    bytes.resize(1_024, 0);
+    bytes
+}
+
+/// A WebP whose extended header declares `width`×`height`.
+fn webp_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut chunk = vec![0x10, 0, 0, 0];
+    chunk.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    chunk.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(4 + 8 + chunk.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(b"WEBPVP8X");
+    bytes.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&chunk);
+    bytes
+}
+
+/// A GIF of 10,000 one-pixel frames.
+fn gif_of_many_frames() -> Vec<u8> {
+    let mut bytes = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff".to_vec();
+    for _ in 0..10_000 {
+        bytes.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00");
+    }
+    bytes.push(b';');
+    bytes
+}
+
+/// Uploads that lie or attack: a decompression bomb in each accepted format, a GIF of 10,000
+/// frames, a truncated PNG, a text file calling itself a PNG, an empty file. Each ends with a
+/// sentence the person can act on and costs nothing; the process's peak memory stays far
+/// below what decoding a bomb would take (100,000² pixels is 30 GB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        "adversarial_uploads",
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await
+    .expect("SQLite is always available");
+    let mut real = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
+        .write_to(&mut real, image::ImageFormat::Png)
+        .expect("encode");
+    let real = real.into_inner();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "png bomb",
+            png_declaring(100_000, 100_000),
+            "megapixels allowed",
+        ),
+        (
+            "webp bomb",
+            webp_declaring(100_000, 100_000),
+            "megapixels allowed",
+        ),
+        (
+            "gif frames",
+            gif_of_many_frames(),
+            "not a JPEG, PNG or WebP",
+        ),
+        ("truncated", real[..real.len() / 2].to_vec(), "damaged"),
+        (
+            "lying name",
+            b"this is not a picture at all".to_vec(),
+            "not a JPEG, PNG or WebP",
+        ),
+        ("empty", Vec::new(), "empty"),
+    ];
+    let before = peak_rss_kb();
+    for (n, (_, bytes, _)) in cases.iter().enumerate() {
+        let id = 9960 + n as i64;
+        let file = fake.upload(bytes.clone());
+        fake.document(&Chat::private(id), id, &file, "image/png", "/enhance");
+    }
+    for (n, (what, _, words)) in cases.iter().enumerate() {
+        let id = 9960 + n as i64;
+        let sent = fake
+            .wait_for(WAIT, |sent| {
+                sent.iter()
+                    .any(|s| s.chat_id == id && s.text.contains(words))
+            })
+            .await;
+        assert!(
+            sent.iter()
+                .any(|s| s.chat_id == id && s.text.contains(words)),
+            "{what}: {:#?}",
+            sent.iter().filter(|s| s.chat_id == id).collect::<Vec<_>>()
+        );
+    }
+    let grew = peak_rss_kb().saturating_sub(before);
+    eprintln!("hostile uploads: peak RSS grew by {grew} KB (test process, all tests)");
+    assert!(grew < 512 * 1024, "peak memory grew by {grew} KB");
+    let db = app.stop().await;
+    let store = db.store();
+    for n in 0..cases.len() {
+        let identity: Identity = format!("telegram:{}", 9960 + n).parse().expect("identity");
+        let user = store
+            .find_user(&identity)
+            .await
+            .expect("find")
+            .expect("exists");
+        let balance = store.account_balance(user.wallet).await.expect("balance");
+        assert_eq!(
+            (balance.available().get(), balance.debits_pending.get()),
+            (10, 0),
+            "{}: nothing charged or held",
+            cases[n].0
+        );
+    }
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+/// The process's peak resident memory (`VmHWM`), in KB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
