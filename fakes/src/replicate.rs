@@ -99,6 +99,10 @@ pub enum Script {
     Fail(String),
     /// Processing forever (until cancelled).
     Hang,
+    /// Succeeded, but the output file is not media at all.
+    Garbage,
+    /// Succeeded with no output, as a model that swallowed its error does.
+    Empty,
 }
 
 #[derive(Debug)]
@@ -483,6 +487,24 @@ async fn poll(State(state): State<Shared>, Path(id): Path<String>, headers: Head
                 prediction.error = Some(error);
             }
             Script::Hang => {}
+            Script::Garbage => {
+                let url = format!("{origin}/files/{}/output.png", prediction.id);
+                prediction.output = Some(if prediction.output_is_list {
+                    json!([url])
+                } else {
+                    json!(url)
+                });
+                prediction.status = "succeeded";
+                let garbage: Vec<u8> = (0..4_096u32).map(|i| (i * 7919 % 251) as u8).collect();
+                new_file = Some((format!("{}/output.png", prediction.id), garbage));
+            }
+            Script::Empty => {
+                prediction.status = "succeeded";
+                prediction.output = Some(Value::Null);
+                prediction
+                    .logs
+                    .push_str("Traceback (most recent call last): CUDA out of memory\n");
+            }
         }
     }
     let body = render(&origin, prediction);

@@ -732,3 +732,215 @@ async fn adversarial_no_secret_or_token_reaches_the_logs() {
         );
     }
 }
+
+/// A provider that answers garbage bytes, succeeds with no output, or never finishes: each job
+/// ends, the person is told, and nothing is charged or left on hold; the hung run is cancelled
+/// at the provider so it is not billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_a_misbehaving_provider_ends_the_job_without_a_charge() {
+    use fakes::replicate::{FakeReplicate, Script};
+
+    let fake = FakeTelegram::start(TOKEN).await;
+    let replicate = FakeReplicate::start("r8_adversarial").await;
+    let (url, replicate_url) = (fake.url(), replicate.url());
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        "adversarial_providers",
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+            ("REPLICATE_API_TOKEN", "r8_adversarial"),
+            ("REPLICATE_API_URL", replicate_url.as_str()),
+        ],
+        &format!(
+            "{SETTINGS}\n[providers.replicate]\npoll_ms = 20\n\n[jobs]\nmax_attempts = 1\n\n\
+             [operations.image]\ntimeout_seconds = 2\n"
+        ),
+    )
+    .await
+    .expect("SQLite is always available");
+    let cases = [
+        (9970, Script::Garbage, "failed"),
+        (9971, Script::Empty, "failed"),
+        (9972, Script::Hang, "failed"),
+    ];
+    for (id, script, _) in &cases {
+        replicate.script(script.clone());
+        fake.message(&Chat::private(*id), *id, "/imagine a bell tower");
+        // One at a time, so that each prediction gets its own script.
+        fake.wait_for(WAIT, |sent| sent.iter().any(|s| s.chat_id == *id))
+            .await;
+    }
+    for (id, _, words) in &cases {
+        let sent = fake
+            .wait_for(WAIT, |sent| {
+                sent.iter()
+                    .any(|s| s.chat_id == *id && s.text.to_lowercase().contains(words))
+            })
+            .await;
+        let mine: Vec<&Sent> = sent.iter().filter(|s| s.chat_id == *id).collect();
+        assert!(
+            mine.iter().any(|s| s.text.to_lowercase().contains(words)),
+            "{id}: {mine:#?}"
+        );
+        assert!(
+            mine.iter().all(|s| s.method != "sendPhoto"),
+            "{id}: {mine:#?}"
+        );
+    }
+    assert_eq!(replicate.cancelled().len(), 1, "the hung run was cancelled");
+    let db = app.stop().await;
+    let store = db.store();
+    for (id, _, _) in &cases {
+        let identity: Identity = format!("telegram:{id}").parse().expect("identity");
+        let user = store
+            .find_user(&identity)
+            .await
+            .expect("find")
+            .expect("exists");
+        let balance = store.account_balance(user.wallet).await.expect("balance");
+        assert_eq!(
+            (balance.available().get(), balance.debits_pending.get()),
+            (10, 0),
+            "{id}: nothing charged or held"
+        );
+    }
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
+
+/// A TCP proxy to PostgreSQL that a test can cut (every connection dropped, new ones refused)
+/// and restore, to stand for the database becoming unreachable.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, held) = (cut.clone(), links.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().expect("links").push(link.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            links,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The database unreachable for ten seconds under load: what arrives meanwhile is answered
+/// once it is back (Telegram keeps what was not taken), the job queued before the cut is
+/// finished, everything is charged once, and the books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_the_database_unreachable_for_ten_seconds_loses_and_doubles_nothing() {
+    let Some(db) = TestDb::new(Backend::Postgres, "adversarial_database_outage").await else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let url = url::Url::parse(db.url()).expect("a URL");
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::to(upstream).await;
+    let mut through = url.clone();
+    through.set_port(Some(proxy.addr.port())).expect("port");
+    let _ = through.set_host(Some("127.0.0.1"));
+    let fake = FakeTelegram::start(TOKEN).await;
+    let telegram = fake.url();
+    let app = spawn_instance_on(
+        through.as_str(),
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", telegram.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await;
+    let (ann, bob) = (Chat::private(9980), Chat::private(9981));
+    fake.message(&ann, 9980, "/balance");
+    fake.wait_for(WAIT, |sent| {
+        count(sent, 9980, "sendMessage", "Your balance") == 1
+    })
+    .await;
+
+    proxy.cut();
+    fake.message(&ann, 9980, "/imagine a quiet harbour");
+    fake.message(&bob, 9981, "/balance");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    proxy.restore();
+
+    let sent = fake
+        .wait_for(Duration::from_secs(60), |sent| {
+            count(sent, 9980, "sendPhoto", "") == 1
+                && count(sent, 9981, "sendMessage", "Your balance") == 1
+        })
+        .await;
+    assert_eq!(count(&sent, 9980, "sendPhoto", ""), 1, "{sent:#?}");
+    assert_eq!(
+        count(&sent, 9981, "sendMessage", "Your balance"),
+        1,
+        "{sent:#?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = fake.sent();
+    assert_eq!(
+        count(&sent, 9980, "sendMessage", "queued"),
+        1,
+        "asked once: {sent:#?}"
+    );
+    app.stop().await;
+    let store = db.store();
+    let identity: Identity = "telegram:9980".parse().expect("identity");
+    let user = store
+        .find_user(&identity)
+        .await
+        .expect("find")
+        .expect("exists");
+    let balance = store.account_balance(user.wallet).await.expect("balance");
+    assert_eq!(balance.available().get(), 9, "charged once");
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
