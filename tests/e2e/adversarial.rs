@@ -944,3 +944,218 @@ async fn adversarial_the_database_unreachable_for_ten_seconds_loses_and_doubles_
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// A small deterministic shuffle (the test must replay the same order when it fails).
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        items.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+}
+
+/// Two instances take 1,000 Stripe events (duplicates, refunds made on Stripe's side and
+/// disputes among them) for 200 purchases, in a shuffled order, half each, while the buyers
+/// spend their credits: every purchase is credited exactly once, no wallet goes below zero,
+/// and the books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_a_thousand_shuffled_stripe_events_on_two_instances_credit_each_purchase_once()
+{
+    use bot_core::{
+        Credits,
+        ledger::{SystemAccount, TransferKind, TransferRequest},
+        payments::{NewPurchase, PurchaseState, Rail},
+        service::{ChatKind, ChatRef},
+    };
+    use fakes::stripe::{FakeStripe, Session, sign};
+
+    const KEY: &str = "sk_test_races";
+    const HOOK: &str = "whsec_races";
+    let Some(db) = TestDb::with_connections(Backend::Postgres, "adversarial_stripe_races", 8).await
+    else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let stripe = FakeStripe::start(KEY).await;
+    let stripe_url = stripe.url();
+    let env = [
+        ("STRIPE_SECRET_KEY", KEY),
+        ("STRIPE_WEBHOOK_SECRET", HOOK),
+        ("STRIPE_API_URL", stripe_url.as_str()),
+        ("PUBLIC_BASE_URL", "https://bot.example.org"),
+    ];
+    let first = spawn_instance_on(db.url(), &env, SETTINGS).await;
+    let second = spawn_instance_on(db.url(), &env, SETTINGS).await;
+    let store = db.store().clone();
+
+    let mut buyers = Vec::new();
+    for n in 0..50 {
+        let identity: Identity = format!("console:racer{n}").parse().expect("identity");
+        buyers.push(store.contact(&identity).await.expect("contact").user);
+    }
+    let chat = ChatRef {
+        platform: bot_core::Platform::Console,
+        id: "races".into(),
+        kind: ChatKind::Private,
+    };
+    let mut events = Vec::new();
+    let mut purchases = Vec::new();
+    for n in 0..200 {
+        let buyer = &buyers[n % buyers.len()];
+        let purchase = store
+            .create_purchase(&NewPurchase {
+                user: buyer.id,
+                payer: format!("console:racer{}", n % buyers.len()),
+                pack: "small".into(),
+                credits: Credits::new(150),
+                rail: Rail::Stripe,
+                amount: 500,
+                currency: "usd".into(),
+                chat: chat.clone(),
+                fee_estimate: 45,
+            })
+            .await
+            .expect("purchase");
+        let session = Session {
+            id: format!("cs_race_{}", purchase.id),
+            client_reference_id: Some(purchase.id.to_string()),
+            metadata: Default::default(),
+            amount: 500,
+            currency: "usd".into(),
+            success_url: "https://bot.example.org/checkout/success".into(),
+            payment_intent: format!("pi_race_{}", purchase.id),
+            charge: format!("ch_race_{}", purchase.id),
+        };
+        let completed = stripe.event(
+            "checkout.session.completed",
+            stripe.session_object(&session, "paid"),
+        );
+        events.push(completed.clone());
+        events.push(completed);
+        events.push(stripe.event("charge.succeeded", stripe.charge_object(&session)));
+        if n % 10 == 3 {
+            // Refunded in Stripe's dashboard: the charge says so.
+            let mut charge = stripe.charge_object(&session);
+            charge["amount_refunded"] = serde_json::json!(500);
+            charge["refunded"] = serde_json::json!(true);
+            let refunded = stripe.event("charge.refunded", charge);
+            events.push(refunded.clone());
+            events.push(refunded);
+        }
+        if n % 10 == 7 {
+            events.push(stripe.event("charge.dispute.created", stripe.dispute_object(&session)));
+        }
+        purchases.push(purchase.id);
+    }
+    let mut n = 0;
+    while events.len() < 1_000 {
+        events.push(events[n * 7 % events.len()].clone());
+        n += 1;
+    }
+    shuffle(&mut events, 0x5eed);
+    let events = std::sync::Arc::new(events);
+    let addresses = [first.address, second.address];
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (events, next, http) = (events.clone(), next.clone(), http.clone());
+        senders.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = events.get(i) else {
+                    return statuses;
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let status = http
+                    .post(format!("http://{}/stripe/webhook", addresses[i % 2]))
+                    .header("Stripe-Signature", sign(body, HOOK, now))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("answered")
+                    .status()
+                    .as_u16();
+                statuses.push(status);
+            }
+        }));
+    }
+    // Meanwhile the buyers spend what they have.
+    let mut spenders = Vec::new();
+    for s in 0..4 {
+        let (store, buyers) = (store.clone(), buyers.clone());
+        spenders.push(tokio::spawn(async move {
+            let mut spent = 0u64;
+            for k in 0..300 {
+                let buyer = &buyers[(k * 7 + s) % buyers.len()];
+                let amount = 1 + (k as u64 * 13 % 40);
+                let done = store
+                    .transfer(&TransferRequest {
+                        key: format!("race-spend:{s}:{k}"),
+                        debit: buyer.wallet,
+                        credit: store.account(SystemAccount::GenerationRevenue),
+                        amount: Credits::new(amount),
+                        kind: TransferKind::Generation,
+                        memo: None,
+                    })
+                    .await;
+                if done.is_ok() {
+                    spent += amount;
+                }
+            }
+            spent
+        }));
+    }
+    let mut statuses = Vec::new();
+    for sender in senders {
+        statuses.extend(sender.await.expect("sender"));
+    }
+    let mut spent = 0;
+    for spender in spenders {
+        spent += spender.await.expect("spender");
+    }
+    assert_eq!(statuses.len(), 1_000);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    first.stop().await;
+    second.stop().await;
+
+    let mut sold = 0;
+    for id in &purchases {
+        let purchase = store.purchase(*id).await.expect("read").expect("exists");
+        assert_eq!(purchase.state, PurchaseState::Paid, "{id}");
+        sold += purchase.credits.get();
+    }
+    assert_eq!(sold, 200 * 150);
+    let stats = store.stats(0).await.expect("stats");
+    assert_eq!(
+        stats.credits_sold,
+        200 * 150,
+        "every purchase credited exactly once"
+    );
+    let mut left = 0;
+    for buyer in &buyers {
+        // A negative balance cannot even be read: the store refuses it as broken books.
+        left += store
+            .account_balance(buyer.wallet)
+            .await
+            .expect("a balance, never negative")
+            .available()
+            .get();
+    }
+    let taken_back = u64::try_from(stats.credits_refunded).unwrap_or(0);
+    eprintln!(
+        "stripe races: 1,000 events, {spent} credits spent meanwhile, {taken_back} taken back \
+         for refunds, {left} left"
+    );
+    assert_eq!(
+        left + spent + taken_back,
+        200 * 150,
+        "every credit is accounted for"
+    );
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}

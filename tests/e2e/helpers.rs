@@ -85,6 +85,7 @@ pub fn text(output: &Output) -> (String, String) {
 /// Another instance of the application on the database of `first` (several instances sharing
 /// one PostgreSQL).
 pub struct Instance {
+    pub address: std::net::SocketAddr,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -119,7 +120,12 @@ pub async fn spawn_instance_on(url: &str, env: &[(&str, &str)], file: &str) -> I
     let app = Application::build(&config)
         .await
         .expect("application builds");
+    let address = app.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Instance { shutdown, server }
+    Instance {
+        address,
+        shutdown,
+        server,
+    }
 }
