@@ -1159,3 +1159,185 @@ async fn adversarial_a_thousand_shuffled_stripe_events_on_two_instances_credit_e
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// Nobody acts as someone else: on Telegram a stranger pressing the Confirm of another
+/// person's price gets "not yours" and nothing is queued or charged; on Discord a user whose
+/// id equals a Telegram admin's id is no admin, and a stranger pressing another's Regenerate is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
+    use fakes::discord::{Person, Place};
+
+    use crate::discord_adapter::{close, open_with, option};
+
+    // Telegram: a quote is Ann's alone.
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        "adversarial_identity_telegram",
+        &[
+            ("TELEGRAM_BOT_TOKEN", TOKEN),
+            ("TELEGRAM_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await
+    .expect("SQLite is always available");
+    let (ann, bob) = (Chat::private(9701), Chat::private(9702));
+    fake.message(&bob, 9702, "/start");
+    fake.message(&ann, 9701, "/video waves at dusk");
+    let sent = fake
+        .wait_for(WAIT, |sent| count(sent, 9701, "sendMessage", "costs") == 1)
+        .await;
+    let quote = sent
+        .iter()
+        .find(|s| s.chat_id == 9701 && s.text.contains("costs"))
+        .expect("a quote")
+        .clone();
+    let confirm = quote.buttons[0][0].1.clone();
+    fake.press(&ann, 9702, quote.message_id, &confirm);
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            sent.iter().any(|s| s.method == "answerCallbackQuery")
+        })
+        .await;
+    let refusal = sent
+        .iter()
+        .find(|s| s.method == "answerCallbackQuery")
+        .expect("answered");
+    assert!(refusal.text.contains("not yours"), "{refusal:?}");
+    fake.press(&ann, 9701, quote.message_id, &confirm);
+    let sent = fake
+        .wait_for(WAIT, |sent| count(sent, 9701, "sendMessage", "queued") == 1)
+        .await;
+    assert_eq!(
+        count(&sent, 9701, "sendMessage", "queued"),
+        1,
+        "Ann's own press works"
+    );
+    let db = app.stop().await;
+    let store = db.store();
+    let balance = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let identity: Identity = id.parse().expect("identity");
+            let user = store
+                .find_user(&identity)
+                .await
+                .expect("find")
+                .expect("exists");
+            let balance = store.account_balance(user.wallet).await.expect("balance");
+            balance.available().get()
+        }
+    };
+    assert_eq!(balance("telegram:9702").await, 10, "Bob paid nothing");
+    assert_eq!(balance("telegram:9701").await, 0, "Ann paid for her video");
+    assert!(store.audit().await.expect("audit").is_clean());
+
+    // Discord: the same number as a Telegram admin is not an admin.
+    let Some(server) = open_with(
+        Backend::Sqlite,
+        "adversarial_identity_discord",
+        &[("ADMIN_IDS", "telegram:4601")],
+        SETTINGS,
+    )
+    .await
+    else {
+        unreachable!("SQLite is always available");
+    };
+    let discord = &server.discord;
+    let place = Place::guild(5601, 6601);
+    let (twin, kim, eve) = (
+        Person::new(4601, "Twin"),
+        Person::new(4602, "Kim"),
+        Person::new(4603, "Eve"),
+    );
+    let admin = discord.slash(
+        &twin,
+        &place,
+        "admin",
+        serde_json::json!([option(
+            "command",
+            3,
+            serde_json::json!("grant discord:4601 500 mine")
+        )]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&admin).await;
+    // In a server channel an unknown command gets no answer: the "thinking…" goes.
+    let reply = discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction) && (m.deleted || !m.loading)
+        })
+        .await
+        .expect("an answer");
+    assert!(
+        reply.deleted || reply.text().contains("Unknown command /admin"),
+        "{reply:?}"
+    );
+    let imagine = discord.slash(
+        &kim,
+        &place,
+        "imagine",
+        serde_json::json!([option("prompt", 3, serde_json::json!("a red kite"))]),
+        serde_json::json!({}),
+    );
+    discord.interact(&imagine).await;
+    let result = discord
+        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
+        .await
+        .expect("Kim's result");
+    let regenerate = result.custom_ids()[0].clone();
+    let press = discord.press(&eve, &place, &result, &regenerate);
+    let answer = discord.interact(&press).await;
+    let refusal = discord
+        .wait_for(WAIT, |m| {
+            m.interaction.as_deref() == Some(&answer.interaction)
+                && m.text().contains("Only the person who asked")
+        })
+        .await
+        .expect("Eve is refused");
+    assert!(refusal.ephemeral(), "{refusal:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        discord
+            .messages()
+            .iter()
+            .filter(|m| !m.deleted && !m.files.is_empty())
+            .count(),
+        1,
+        "nothing was made for Eve"
+    );
+    let twin_is: Identity = "discord:4601".parse().expect("identity");
+    let twin_user = server
+        .app
+        .db
+        .store()
+        .find_user(&twin_is)
+        .await
+        .expect("find");
+    if let Some(user) = twin_user {
+        let balance = server
+            .app
+            .db
+            .store()
+            .account_balance(user.wallet)
+            .await
+            .expect("balance");
+        assert_eq!(balance.available().get(), 10, "no grant happened");
+    }
+    assert!(
+        server
+            .app
+            .db
+            .store()
+            .admin_actions(10)
+            .await
+            .expect("log")
+            .is_empty(),
+        "nothing was recorded as an admin action"
+    );
+    close(server).await;
+}
