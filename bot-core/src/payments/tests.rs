@@ -429,7 +429,118 @@ async fn concurrent_payments_into_one_wallet_are_each_credited_once(store: Store
     assert_eq!(available(&store, &buyer).await, 16 * 150);
 }
 
+/// Races on one wallet, many times over: `/refund` against `/imagine` holds on the same lot, an
+/// admin `take` against a hold, and `/link` against spending on both wallets. Whatever wins,
+/// no credit is spent twice, refunded and spent, or lost; no wallet goes below zero; the books
+/// balance after each round.
+async fn adversarial_refunds_holds_takes_and_links_racing_on_one_lot_never_overspend(store: Store) {
+    use crate::jobs::{JobLimits, NewJob};
+
+    let limits = JobLimits {
+        max_queued_per_person: u32::MAX,
+        ..JobLimits::default()
+    };
+    let grants = store.account(SystemAccount::Grants);
+    for round in 0..20 {
+        let buyer = person(&store, &format!("racer{round}"), 0).await;
+        let purchase = order(&store, &buyer, Rail::Stripe).await;
+        apply(&store, &format!("evt_race_{round}"), paid(&purchase)).await;
+        let other = person(&store, &format!("other{round}"), 40).await;
+        let code = store.create_link_code(other.id).await.expect("code");
+        let mut tasks: Vec<tokio::task::JoinHandle<&'static str>> = Vec::new();
+        let (s, b) = (store.clone(), buyer.clone());
+        tasks.push(tokio::spawn(async move {
+            match s
+                .begin_refund(b.id, b.wallet, purchase.id, 0, Approval::Auto)
+                .await
+            {
+                Ok(_) => "refund",
+                Err(_) => "refund refused",
+            }
+        }));
+        for j in 0..4 {
+            let (s, b) = (store.clone(), buyer.clone());
+            tasks.push(tokio::spawn(async move {
+                let job = NewJob {
+                    key: format!("race:{round}:{j}"),
+                    user: b.id,
+                    wallet: b.wallet,
+                    operation: "image".into(),
+                    cost: Credits::new(40),
+                    payload: "{}".into(),
+                };
+                match s.enqueue(&job, &limits).await {
+                    Ok(_) => "hold",
+                    Err(_) => "hold refused",
+                }
+            }));
+        }
+        let (s, b) = (store.clone(), buyer.clone());
+        tasks.push(tokio::spawn(async move {
+            let taken = s
+                .transfer(&TransferRequest {
+                    key: format!("admin-take:{round}"),
+                    debit: b.wallet,
+                    credit: grants,
+                    amount: Credits::new(30),
+                    kind: TransferKind::Grant,
+                    memo: Some("correction".into()),
+                })
+                .await;
+            if taken.is_ok() {
+                "take"
+            } else {
+                "take refused"
+            }
+        }));
+        let (s, o) = (store.clone(), other.clone());
+        tasks.push(tokio::spawn(async move {
+            let spent = s
+                .transfer(&TransferRequest {
+                    key: format!("other-spend:{round}"),
+                    debit: o.wallet,
+                    credit: s.account(SystemAccount::GenerationRevenue),
+                    amount: Credits::new(25),
+                    kind: TransferKind::Generation,
+                    memo: None,
+                })
+                .await;
+            if spent.is_ok() {
+                "spend"
+            } else {
+                "spend refused"
+            }
+        }));
+        let (s, b, typed) = (store.clone(), buyer.clone(), code.code.clone());
+        tasks.push(tokio::spawn(async move {
+            match s.link(b.id, b.wallet, &typed).await {
+                Ok(_) => "link",
+                Err(_) => "link refused",
+            }
+        }));
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        // 150 bought: whatever mix won, what left the wallet fits in what came in.
+        let holds = outcomes.iter().filter(|o| **o == "hold").count() as u64;
+        let taken = if outcomes.contains(&"take") { 30 } else { 0 };
+        assert!(holds * 40 + taken <= 150, "round {round}: {outcomes:?}");
+        // What is left, held and taken out adds up to what was bought, whoever won.
+        let balance = store.account_balance(buyer.wallet).await.expect("balance");
+        let out = balance.debits_posted.get() + balance.debits_pending.get();
+        assert_eq!(
+            balance.available().get() + out,
+            150,
+            "round {round}: {outcomes:?}"
+        );
+        let audit = store.audit().await.expect("audit");
+        assert!(audit.is_clean(), "round {round}: {outcomes:?}\n{audit}");
+    }
+}
+
 on_every_backend!(
+    adversarial_refunds_holds_takes_and_links_racing_on_one_lot_never_overspend,
     concurrent_payments_into_one_wallet_are_each_credited_once,
     a_purchase_is_credited_once_whatever_events_arrive,
     a_failed_payment_credits_nothing_and_tells_the_person,
