@@ -256,10 +256,30 @@ pub fn build(name: &str, args: &Args, limits: &CommandLimits) -> Result<Command,
 }
 
 /// Checks a prompt's length in characters.
+/// Characters a prompt loses: control characters other than line breaks and tabs, and the
+/// bidirectional embeddings, overrides and isolates that can make a caption read other than it
+/// is (U+202A–U+202E, U+2066–U+2069). Marks that right-to-left text needs (U+200E, U+200F) and
+/// the joiners of emoji sequences stay.
+fn hidden(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\t'))
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Characters that show nothing by themselves: a prompt of only these is empty.
+fn invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}')
+}
+
 pub(crate) fn prompt(text: Option<&str>, limits: &CommandLimits) -> Result<String, ParseError> {
-    let prompt = text.unwrap_or_default().trim();
+    let cleaned: String = text
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !hidden(*c))
+        .collect();
+    let prompt = cleaned.trim();
     let length = prompt.chars().count();
-    if length < limits.prompt_min_chars.max(1) {
+    if length < limits.prompt_min_chars.max(1) || prompt.chars().all(invisible) {
         return Err(ParseError::invalid(
             "Describe what you want after the command.",
         ));

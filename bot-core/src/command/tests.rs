@@ -379,6 +379,30 @@ fn choices_follow_the_configuration() {
     );
 }
 
+#[test]
+fn adversarial_prompts_lose_hidden_controls_and_an_invisible_prompt_is_empty() {
+    // Control characters and bidirectional overrides go; right-to-left marks and emoji joiners
+    // stay.
+    let spoof = imagine("/imagine a cat\u{0007}\u{202e}gnp.exe\u{202c} 👩\u{200d}💻 שלום\u{200f}");
+    assert_eq!(spoof.prompt, "a catgnp.exe 👩\u{200d}💻 שלום\u{200f}");
+    for invisible in [
+        "/imagine \u{200b}\u{200d}\u{feff}",
+        "/imagine \u{0000}\u{202e}",
+    ] {
+        assert!(
+            error(invisible).contains("Describe what you want"),
+            "{invisible:?}"
+        );
+    }
+    // 100 KB of prompt is refused with its length, not cut silently.
+    let huge = format!("/imagine {}", "a fox ".repeat(17_000));
+    assert!(
+        error(&huge).contains("the limit is 2000"),
+        "{}",
+        error(&huge)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
