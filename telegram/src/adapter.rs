@@ -193,8 +193,19 @@ impl Telegram {
                 }
             },
         }
-        // Let in-flight updates finish.
-        let _ = handler.permits.acquire_many(IN_FLIGHT as u32).await;
+        // Let in-flight updates finish; what they still have to say may wait behind Telegram's
+        // per-chat limits, so not for ever (what they did is in the store already).
+        let finished = tokio::time::timeout(
+            Duration::from_secs(10),
+            handler.permits.acquire_many(IN_FLIGHT as u32),
+        )
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                part = "telegram",
+                "updates still answering at shutdown were left"
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::Fault;
 use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{Action, Button, JobSpec, Service, final_status, status_text};
 use crate::{
@@ -38,6 +39,19 @@ pub struct Worker {
 }
 
 /// How one job ended, for the loop.
+/// How long a delivery under way may still take once jobs are being handed back.
+const DELIVERY_GRACE: Duration = Duration::from_secs(5);
+/// How long a status message may wait for its turn at shutdown.
+const SHUTDOWN_SENDS: Duration = Duration::from_secs(2);
+
+/// A result made and not yet delivered.
+struct Product {
+    messenger: Arc<dyn super::Messenger>,
+    output: Output,
+    preview: bool,
+    made: Made,
+}
+
 enum Outcome {
     Delivered(Made),
     Failed(String),
@@ -98,8 +112,15 @@ impl Worker {
                 }
             }
         }
+        // Final status edits still queued behind a platform's rate limits are given a little
+        // time, not the whole grace period: the results themselves are out.
         let waiting = std::mem::take(&mut *self.edits());
-        waiting.join_all().await;
+        if tokio::time::timeout(SHUTDOWN_SENDS, waiting.join_all())
+            .await
+            .is_err()
+        {
+            tracing::info!("status edits still waiting at shutdown were dropped");
+        }
     }
 
     fn edits(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
@@ -111,9 +132,15 @@ impl Worker {
     /// Runs one claimed job to one of its endings. Public for tests and benchmarks that drive
     /// workers step by step.
     pub async fn work(&self, lease: Lease) {
+        // Instrumented, not entered: an entered span held across awaits would mark whatever
+        // else runs on this thread meanwhile as part of this job.
+        let span =
+            tracing::info_span!("job", job = %lease.job.id, operation = %lease.job.operation);
+        self.work_in_span(lease).instrument(span).await;
+    }
+
+    async fn work_in_span(&self, lease: Lease) {
         let job = lease.job.clone();
-        let span = tracing::info_span!("job", job = %job.id, operation = %job.operation);
-        let _entered = span.enter();
         let spec: JobSpec = match serde_json::from_str(&job.payload) {
             Ok(spec) => spec,
             Err(error) => {
@@ -147,23 +174,34 @@ impl Worker {
         )));
         let (percent, watching) = tokio::sync::watch::channel(None::<u8>);
         let showing = AbortOnDrop(tokio::spawn(status.clone().follow(watching)));
-        let outcome = tokio::select! {
-            outcome = self.attempt(&lease, &spec, &percent) => outcome,
-            () = stop.cancelled() => Outcome::Failed(String::new()),
+        let made = tokio::select! {
+            made = self.make(&lease, &spec, &percent) => made,
+            () = stop.cancelled() => Err(Outcome::Failed(String::new())),
             () = self.hand_back.cancelled() => {
                 drop((renewing, showing, busy));
-                // Shutting down: the job goes back to the queue with its hold, for another
-                // instance (or this one after its restart) to take at once.
-                match self.service.store().release(&lease).await {
-                    Ok(_) => {
-                        tracing::info!("handed back at shutdown");
-                        crate::metrics::metrics().job(&job.operation, "handed_back");
-                        status.edit("waiting (the bot is restarting)", true).await;
-                    }
-                    Err(error) => tracing::warn!(error = format!("{error:#}"), "handing back failed; the lease will expire"),
-                }
+                self.hand_back_job(&lease, &status).await;
                 return;
             }
+        };
+        // A delivery under way is given time to finish before the job is handed back: once the
+        // platform has the result, another instance taking the job would deliver it twice (no
+        // chat platform takes an idempotency key). One still waiting its turn behind the
+        // platform's per-chat limits after that is handed back; only a send that starts at
+        // that very moment can be repeated by the instance that takes the job.
+        let outcome = match made {
+            Ok(made) => tokio::select! {
+                outcome = self.deliver_made(&lease.job, &spec, made) => outcome,
+                () = stop.cancelled() => Outcome::Failed(String::new()),
+                () = async {
+                    self.hand_back.cancelled().await;
+                    tokio::time::sleep(DELIVERY_GRACE).await;
+                } => {
+                    drop((renewing, showing, busy));
+                    self.hand_back_job(&lease, &status).await;
+                    return;
+                }
+            },
+            Err(outcome) => outcome,
         };
         drop((renewing, showing, busy));
         let store = self.service.store();
@@ -218,17 +256,34 @@ impl Worker {
         }
     }
 
-    async fn attempt(
+    /// Shutting down: the job goes back to the queue with its hold, for another instance (or
+    /// this one after its restart) to take at once.
+    async fn hand_back_job(&self, lease: &Lease, status: &StatusLine) {
+        match self.service.store().release(lease).await {
+            Ok(_) => {
+                tracing::info!("handed back at shutdown");
+                crate::metrics::metrics().job(&lease.job.operation, "handed_back");
+                let said = status.edit("waiting (the bot is restarting)", true);
+                let _ = tokio::time::timeout(SHUTDOWN_SENDS, said).await;
+            }
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "handing back failed; the lease will expire"
+            ),
+        }
+    }
+
+    /// Fetches the uploads and has a provider make the result.
+    async fn make(
         &self,
         lease: &Lease,
         spec: &JobSpec,
         percent: &tokio::sync::watch::Sender<Option<u8>>,
-    ) -> Outcome {
-        let job = &lease.job;
+    ) -> Result<Product, Outcome> {
         let settings = self.service.settings();
         let messenger = match self.service.messenger(spec.chat.platform) {
             Ok(messenger) => messenger.clone(),
-            Err(error) => return Outcome::Failed(error.to_string()),
+            Err(error) => return Err(Outcome::Failed(error.to_string())),
         };
         // Uploads are fetched now, kept in memory for this attempt only, and never logged.
         let mut inputs = Vec::new();
@@ -238,12 +293,12 @@ impl Worker {
                 .await
             {
                 Ok(bytes) => bytes,
-                Err(DeliveryError::Retry(why)) => return Outcome::Retry(why),
-                Err(error) => return Outcome::Failed(error.to_string()),
+                Err(DeliveryError::Retry(why)) => return Err(Outcome::Retry(why)),
+                Err(error) => return Err(Outcome::Failed(error.to_string())),
             };
             match Upload::check(bytes, &settings.media) {
                 Ok(upload) => inputs.push(upload),
-                Err(error) => return Outcome::Failed(error.to_string()),
+                Err(error) => return Err(Outcome::Failed(error.to_string())),
             }
         }
         let request = GenerationRequest {
@@ -255,10 +310,23 @@ impl Worker {
             style: spec.style.clone(),
             inputs,
         };
-        let (output, preview, made) = match self.generate(lease, &request, percent).await {
-            Ok(made) => made,
-            Err(outcome) => return outcome,
-        };
+        let (output, preview, made) = self.generate(lease, &request, percent).await?;
+        Ok(Product {
+            messenger,
+            output,
+            preview,
+            made,
+        })
+    }
+
+    /// Sends a made result to the chat, with its buttons.
+    async fn deliver_made(&self, job: &Job, spec: &JobSpec, product: Product) -> Outcome {
+        let Product {
+            messenger,
+            output,
+            preview,
+            made,
+        } = product;
         let caption = self.caption(job, spec, preview).await;
         let mut buttons = vec![Button::action("Regenerate", Action::Regenerate(job.id))];
         if let Operation::Image(quality) = spec.operation {
