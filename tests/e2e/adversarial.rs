@@ -518,7 +518,7 @@ async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
     assert!(grew < 512 * 1024, "peak memory grew by {grew} KB");
     let db = app.stop().await;
     let store = db.store();
-    for n in 0..cases.len() {
+    for (n, (what, _, _)) in cases.iter().enumerate() {
         let identity: Identity = format!("telegram:{}", 9960 + n).parse().expect("identity");
         let user = store
             .find_user(&identity)
@@ -529,8 +529,7 @@ async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
         assert_eq!(
             (balance.available().get(), balance.debits_pending.get()),
             (10, 0),
-            "{}: nothing charged or held",
-            cases[n].0
+            "{what}: nothing charged or held"
         );
     }
     let audit = store.audit().await.expect("audit");
