@@ -19,6 +19,39 @@ fn count(sent: &[Sent], chat: i64, method: &str, needle: &str) -> usize {
         .count()
 }
 
+/// The application on SQLite against a fresh fake Telegram, everyone welcomed with 10 credits,
+/// with `extra` variables and `file` as its configuration file.
+async fn telegram_app(
+    test: &str,
+    extra: &[(&str, &str)],
+    file: &str,
+) -> (FakeTelegram, crate::helpers::TestApp) {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let url = fake.url();
+    let mut env = vec![
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("WELCOME_CREDITS", "10"),
+    ];
+    env.extend_from_slice(extra);
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, test, &env, file)
+        .await
+        .expect("SQLite is always available");
+    (fake, app)
+}
+
+/// What `identity` has available and on hold.
+async fn balance_of(store: &bot_core::Store, identity: &str) -> (u64, u64) {
+    let identity: Identity = identity.parse().expect("identity");
+    let user = store
+        .find_user(&identity)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    let balance = store.account_balance(user.wallet).await.expect("balance");
+    (balance.available().get(), balance.debits_pending.get())
+}
+
 /// The real binary, serving on `url`'s database against the fake Telegram.
 fn serve(dir: &std::path::Path, url: &str, telegram: &str) -> std::process::Child {
     std::fs::write(dir.join("imagegpt.toml"), SETTINGS).expect("write configuration");
@@ -122,14 +155,8 @@ async fn adversarial_a_batch_handled_before_a_kill_is_not_handled_again_by_the_n
     second.stop().await;
     let store = db.store();
     for id in makers {
-        let identity: Identity = format!("telegram:{id}").parse().expect("identity");
-        let user = store
-            .find_user(&identity)
-            .await
-            .expect("lookup")
-            .expect("exists");
-        let balance = store.account_balance(user.wallet).await.expect("balance");
-        assert_eq!(balance.available().get(), 9, "{id} was charged once");
+        let (available, _) = balance_of(store, &format!("telegram:{id}")).await;
+        assert_eq!(available, 9, "{id} was charged once");
     }
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
@@ -204,20 +231,12 @@ async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_fro
 /// refusal, and silence for the rest; someone else writing meanwhile is answered at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_a_flood_from_one_person_is_refused_once_and_others_are_unaffected() {
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
+    let (fake, app) = telegram_app(
         "adversarial_flood",
-        &[
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
-        ],
+        &[],
         &format!("{SETTINGS}\n[limits]\nrequests_per_minute = 30\nburst = 10\n"),
     )
-    .await
-    .expect("SQLite is always available");
+    .await;
     let flooder = Chat::private(9950);
     for n in 0..10_000 {
         fake.message(
@@ -449,20 +468,7 @@ fn gif_of_many_frames() -> Vec<u8> {
 /// below what decoding a bomb would take (100,000² pixels is 30 GB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
-        "adversarial_uploads",
-        &[
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await
-    .expect("SQLite is always available");
+    let (fake, app) = telegram_app("adversarial_uploads", &[], SETTINGS).await;
     let mut real = std::io::Cursor::new(Vec::new());
     image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
         .write_to(&mut real, image::ImageFormat::Png)
@@ -519,15 +525,9 @@ async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
     let db = app.stop().await;
     let store = db.store();
     for (n, (what, _, _)) in cases.iter().enumerate() {
-        let identity: Identity = format!("telegram:{}", 9960 + n).parse().expect("identity");
-        let user = store
-            .find_user(&identity)
-            .await
-            .expect("find")
-            .expect("exists");
-        let balance = store.account_balance(user.wallet).await.expect("balance");
+        let id = format!("telegram:{}", 9960 + n);
         assert_eq!(
-            (balance.available().get(), balance.debits_pending.get()),
+            balance_of(store, &id).await,
             (10, 0),
             "{what}: nothing charged or held"
         );
@@ -549,189 +549,6 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Everything the application logs while it is used, captured.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// No secret reaches the logs, even at debug level and on error paths: the bot token, provider
-/// keys (one of them refused), the Stripe keys (a forged signature too), the Discord bot token
-/// and every interaction token used. The runtime is single-threaded so that the capturing
-/// subscriber, set for this thread, sees every task of the application.
-#[tokio::test(flavor = "current_thread")]
-async fn adversarial_no_secret_or_token_reaches_the_logs() {
-    use fakes::{
-        discord::{FakeDiscord, Person, Place},
-        openai::FakeOpenAi,
-        replicate::FakeReplicate,
-        stripe::FakeStripe,
-    };
-
-    use crate::discord_adapter::{APPLICATION, option};
-
-    const BOT: &str = "123456:SECRET-telegram-token";
-    const DISCORD_BOT: &str = "SECRET-discord-bot-token";
-    const REPLICATE: &str = "r8_SECRET_replicate_token";
-    const OPENAI_WRONG: &str = "sk-SECRET-openai-key";
-    const STRIPE: &str = "sk_test_SECRET_stripe_key";
-    const HOOK: &str = "whsec_SECRET_stripe_hook";
-
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_env_filter("debug,hyper=info,h2=info,rustls=info")
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let telegram = FakeTelegram::start(BOT).await;
-    let discord = FakeDiscord::start(APPLICATION, DISCORD_BOT).await;
-    let replicate = FakeReplicate::start(REPLICATE).await;
-    let openai = FakeOpenAi::start("sk-the-one-openai-accepts").await;
-    let stripe = FakeStripe::start(STRIPE).await;
-    let urls = (
-        telegram.url(),
-        discord.url(),
-        replicate.url(),
-        openai.base_url(),
-        stripe.url(),
-        discord.public_key(),
-    );
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
-        "adversarial_secrets",
-        &[
-            ("TELEGRAM_BOT_TOKEN", BOT),
-            ("TELEGRAM_API_URL", urls.0.as_str()),
-            ("DISCORD_APPLICATION_ID", APPLICATION),
-            ("DISCORD_BOT_TOKEN", DISCORD_BOT),
-            ("DISCORD_PUBLIC_KEY", urls.5.as_str()),
-            ("DISCORD_API_URL", urls.1.as_str()),
-            ("REPLICATE_API_TOKEN", REPLICATE),
-            ("REPLICATE_API_URL", urls.2.as_str()),
-            ("OPENAI_API_KEY", OPENAI_WRONG),
-            ("OPENAI_BASE_URL", urls.3.as_str()),
-            ("STRIPE_SECRET_KEY", STRIPE),
-            ("STRIPE_WEBHOOK_SECRET", HOOK),
-            ("STRIPE_API_URL", urls.4.as_str()),
-            ("PUBLIC_BASE_URL", "https://bot.example.org"),
-            ("WELCOME_CREDITS", "10"),
-        ],
-        &format!(
-            "{SETTINGS}\n[providers.replicate]\npoll_ms = 20\n\n\
-             [operations.image]\nroutes = [\"openai\", \"replicate\"]\n"
-        ),
-    )
-    .await
-    .expect("SQLite is always available");
-    discord.set_endpoint(&format!("http://{}/discord/interactions", app.address));
-
-    // Telegram: an image (OpenAI refuses the key, Replicate makes it), a purchase link.
-    let ann = Chat::private(9990);
-    telegram.message(&ann, 9990, "/imagine a lighthouse at dusk");
-    telegram.message(&ann, 9990, "/buy");
-    let sent = telegram
-        .wait_for(WAIT, |sent| {
-            sent.iter()
-                .any(|s| s.chat_id == 9990 && s.method == "sendPhoto")
-        })
-        .await;
-    assert!(sent.iter().any(|s| s.method == "sendPhoto"), "{sent:#?}");
-
-    // Discord: a balance and an image, through interaction tokens.
-    let kim = Person::new(4501, "Kim");
-    let place = Place::guild(5501, 6501);
-    let mut tokens = Vec::new();
-    for (command, options) in [
-        ("balance", serde_json::json!([])),
-        (
-            "imagine",
-            serde_json::json!([option("prompt", 3, serde_json::json!("a harbour"))]),
-        ),
-    ] {
-        let interaction = discord.slash(&kim, &place, command, options, serde_json::json!({}));
-        tokens.push(
-            interaction["token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-        discord.interact(&interaction).await;
-    }
-    discord
-        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
-        .await
-        .expect("a Discord result");
-
-    // Stripe: a forged signature and a signed event for no known order.
-    let http = reqwest::Client::new();
-    let body = stripe.event(
-        "checkout.session.completed",
-        serde_json::json!({"id": "cs_nobody"}),
-    );
-    for signature in [
-        "t=1,v1=forged".to_string(),
-        fakes::stripe::sign(
-            &body,
-            HOOK,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        ),
-    ] {
-        let _ = http
-            .post(format!("http://{}/stripe/webhook", app.address))
-            .header("stripe-signature", signature)
-            .body(body.clone())
-            .send()
-            .await;
-    }
-    let db = app.stop().await;
-    drop(db);
-
-    let text = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
-    assert!(text.lines().count() > 15, "the logs were captured:\n{text}");
-    assert!(
-        text.contains("OpenAI refused the API key"),
-        "the refused key was logged about"
-    );
-    let mut secrets: Vec<&str> = vec![BOT, DISCORD_BOT, REPLICATE, OPENAI_WRONG, STRIPE, HOOK];
-    // The Bot API token's secret half alone, too.
-    secrets.push("SECRET-telegram-token");
-    secrets.extend(tokens.iter().map(String::as_str).filter(|t| !t.is_empty()));
-    for secret in secrets {
-        assert!(
-            !text.contains(secret),
-            "{secret} appears in the logs:\n{}",
-            text.lines()
-                .filter(|l| l.contains(secret))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-}
-
 /// A provider that answers garbage bytes, succeeds with no output, or never finishes: each job
 /// ends, the person is told, and nothing is charged or left on hold; the hung run is cancelled
 /// at the provider so it is not billed.
@@ -739,16 +556,11 @@ async fn adversarial_no_secret_or_token_reaches_the_logs() {
 async fn adversarial_a_misbehaving_provider_ends_the_job_without_a_charge() {
     use fakes::replicate::{FakeReplicate, Script};
 
-    let fake = FakeTelegram::start(TOKEN).await;
     let replicate = FakeReplicate::start("r8_adversarial").await;
-    let (url, replicate_url) = (fake.url(), replicate.url());
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
+    let replicate_url = replicate.url();
+    let (fake, app) = telegram_app(
         "adversarial_providers",
         &[
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
             ("REPLICATE_API_TOKEN", "r8_adversarial"),
             ("REPLICATE_API_URL", replicate_url.as_str()),
         ],
@@ -757,8 +569,7 @@ async fn adversarial_a_misbehaving_provider_ends_the_job_without_a_charge() {
              [operations.image]\ntimeout_seconds = 2\n"
         ),
     )
-    .await
-    .expect("SQLite is always available");
+    .await;
     let cases = [
         (9970, Script::Garbage, "failed"),
         (9971, Script::Empty, "failed"),
@@ -792,15 +603,8 @@ async fn adversarial_a_misbehaving_provider_ends_the_job_without_a_charge() {
     let db = app.stop().await;
     let store = db.store();
     for (id, _, _) in &cases {
-        let identity: Identity = format!("telegram:{id}").parse().expect("identity");
-        let user = store
-            .find_user(&identity)
-            .await
-            .expect("find")
-            .expect("exists");
-        let balance = store.account_balance(user.wallet).await.expect("balance");
         assert_eq!(
-            (balance.available().get(), balance.debits_pending.get()),
+            balance_of(store, &format!("telegram:{id}")).await,
             (10, 0),
             "{id}: nothing charged or held"
         );
@@ -932,14 +736,11 @@ async fn adversarial_the_database_unreachable_for_ten_seconds_loses_and_doubles_
     );
     app.stop().await;
     let store = db.store();
-    let identity: Identity = "telegram:9980".parse().expect("identity");
-    let user = store
-        .find_user(&identity)
-        .await
-        .expect("find")
-        .expect("exists");
-    let balance = store.account_balance(user.wallet).await.expect("balance");
-    assert_eq!(balance.available().get(), 9, "charged once");
+    assert_eq!(
+        balance_of(store, "telegram:9980").await.0,
+        9,
+        "charged once"
+    );
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
@@ -1170,20 +971,7 @@ async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
     use crate::discord_adapter::{close, open_with, option};
 
     // Telegram: a quote is Ann's alone.
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
-        "adversarial_identity_telegram",
-        &[
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await
-    .expect("SQLite is always available");
+    let (fake, app) = telegram_app("adversarial_identity_telegram", &[], SETTINGS).await;
     let (ann, bob) = (Chat::private(9701), Chat::private(9702));
     fake.message(&bob, 9702, "/start");
     fake.message(&ann, 9701, "/video waves at dusk");
@@ -1218,21 +1006,16 @@ async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
     );
     let db = app.stop().await;
     let store = db.store();
-    let balance = |id: &'static str| {
-        let store = store.clone();
-        async move {
-            let identity: Identity = id.parse().expect("identity");
-            let user = store
-                .find_user(&identity)
-                .await
-                .expect("find")
-                .expect("exists");
-            let balance = store.account_balance(user.wallet).await.expect("balance");
-            balance.available().get()
-        }
-    };
-    assert_eq!(balance("telegram:9702").await, 10, "Bob paid nothing");
-    assert_eq!(balance("telegram:9701").await, 0, "Ann paid for her video");
+    assert_eq!(
+        balance_of(store, "telegram:9702").await.0,
+        10,
+        "Bob paid nothing"
+    );
+    assert_eq!(
+        balance_of(store, "telegram:9701").await.0,
+        0,
+        "Ann paid for her video"
+    );
     assert!(store.audit().await.expect("audit").is_clean());
 
     // Discord: the same number as a Telegram admin is not an admin.
