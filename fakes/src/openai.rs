@@ -167,6 +167,17 @@ fn error(
         .into_response()
 }
 
+/// OpenAI's answer for a model it does not serve (shut down, or never existed).
+fn model_not_found(model: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("model_not_found"),
+        Some("model"),
+        &format!("The model `{model}` does not exist or you do not have access to it."),
+    )
+}
+
 /// OpenAI's answer to a request without a required parameter.
 fn missing(param: &str) -> Response {
     error(
@@ -252,13 +263,7 @@ fn answer(
     let contract = contract::openai("gpt-image-2", &format!("images/{endpoint}"));
     let served = contract::openai(&model, &format!("images/{endpoint}")).is_some();
     if RETIRED.contains(&model.as_str()) || !served {
-        return error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("model_not_found"),
-            Some("model"),
-            &format!("The model `{model}` does not exist or you do not have access to it."),
-        );
+        return model_not_found(&model);
     }
     let Some(prompt) = text("prompt").filter(|p| !p.is_empty()) else {
         return missing("prompt");
@@ -355,13 +360,7 @@ async fn model_info(
         return denied;
     }
     if contract::openai(&model, "images/generations").is_none() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("model_not_found"),
-            Some("model"),
-            &format!("The model `{model}` does not exist or you do not have access to it."),
-        );
+        return model_not_found(&model);
     }
     Json(json!({ "id": model, "object": "model", "created": 1_776_729_600, "owned_by": "system" }))
         .into_response()

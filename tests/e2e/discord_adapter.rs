@@ -220,10 +220,18 @@ async fn server_flow(backend: Backend, test: &str) {
         "{}",
         refusal.content
     );
+    // The public response is resolved before the private answer and deleted after it.
+    let original = discord
+        .wait_for(WAIT, |m| {
+            m.via == Via::Original
+                && m.interaction.as_deref() == Some(&answer.interaction)
+                && m.deleted
+        })
+        .await;
     assert!(
-        discord
-            .original(&answer.interaction)
-            .is_some_and(|m| m.deleted)
+        original.is_some(),
+        "{:#?}",
+        discord.original(&answer.interaction)
     );
     close(server).await;
 }
