@@ -263,7 +263,14 @@ async fn adversarial_a_flood_from_one_person_is_refused_once_and_others_are_unaf
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(fake.pending_updates(), 0, "every update was read");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The flooder's answers go out at Telegram's one a second per chat: the refusal comes
+    // after the burst's answers.
+    let refused = |sent: &[Sent]| {
+        sent.iter()
+            .any(|s| s.chat_id == 9950 && s.text.contains("faster than I can take them"))
+    };
+    fake.wait_for(WAIT, refused).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let to_flooder: Vec<Sent> = fake
         .sent()
         .into_iter()
