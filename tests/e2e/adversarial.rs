@@ -340,7 +340,12 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
     )
     .await
     .expect("SQLite is always available");
-    let http = reqwest::Client::new();
+    // A connection of its own for each request: one left with an unread oversized body is not
+    // reused for the next.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let base = format!("http://{}", app.address);
     let post = |path: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>| {
         let mut request = http
@@ -350,7 +355,16 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        async move { request.send().await.expect("answered").status().as_u16() }
+        // The server answers 413 as soon as the declared length is over the limit and closes
+        // the connection without reading the rest, so a client still sending may see the
+        // connection end instead of the answer; 0 stands for that.
+        async move {
+            match request.send().await {
+                Ok(response) => response.status().as_u16(),
+                Err(error) if error.is_request() => 0,
+                Err(error) => panic!("no answer: {error}"),
+            }
+        }
     };
     let telegram_headers = || vec![("x-telegram-bot-api-secret-token", "hook_secret".to_string())];
     let discord_headers = |body: &[u8]| {
@@ -420,7 +434,7 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
     ));
     let wrong: Vec<_> = answers
         .iter()
-        .filter(|(_, got, want)| got != want)
+        .filter(|(_, got, want)| got != want && !(*want == 413 && *got == 0))
         .collect();
     assert!(wrong.is_empty(), "{wrong:?}");
 
