@@ -623,9 +623,20 @@ impl Messenger for DiscordMessenger {
                 )),
             };
             if let Some(live) = live {
-                match self.followup(&live, body(None)).await {
+                // A result ready before the status message replaced the "thinking…" takes its
+                // place: a follow-up sent then would only edit it, and the status would then
+                // overwrite the result.
+                let original =
+                    live.ack != Ack::Update && !live.original_used.swap(true, Ordering::SeqCst);
+                let sent = if original {
+                    self.edit_original(&live, body(None)).await
+                } else {
+                    self.followup(&live, body(None)).await
+                };
+                match sent {
                     Ok(message) => {
-                        return Ok(webhook_message(chat, "f", &live, &message));
+                        let kind = if original { "o" } else { "f" };
+                        return Ok(webhook_message(chat, kind, &live, &message));
                     }
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),
