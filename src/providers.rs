@@ -98,11 +98,10 @@ pub fn check(config: &Config) -> Vec<Line> {
             adjusted: Vec::new(),
             known: contract.is_some(),
             keyed: replicate.api_token.is_some(),
-            costing: Costing::of(
-                &config.pricing,
-                samples::priced(operation, limits),
-                replicate.cost_of(samples::priced(operation, limits)),
-            ),
+            costing: {
+                let priced = samples::priced(operation, limits);
+                Costing::of(&config.pricing, priced, replicate.cost_of(priced))
+            },
             live: None,
         };
         for request in &requests {
@@ -215,14 +214,8 @@ pub fn report(lines: &[Line]) -> String {
 pub fn warn_below_cost(config: &Config, routes: &Routes) {
     for (key, operation) in KEYED {
         let operation = samples::priced(operation, &config.commands);
-        let Some(request) = samples::requests(operation, &config.commands)
-            .into_iter()
-            .next()
-        else {
-            continue;
-        };
         for provider in routes.providers(operation) {
-            let costing = Costing::of(&config.pricing, operation, provider.cost(&request));
+            let costing = Costing::of(&config.pricing, operation, provider.cost(operation));
             if costing.below_cost() {
                 tracing::warn!(
                     operation = key,

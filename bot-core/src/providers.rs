@@ -147,9 +147,10 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Box::pin(async {})
     }
 
-    /// What one run of `request` costs here at the configured (published) price; `None` when
-    /// no price is configured for the model that would serve it.
-    fn cost(&self, _request: &GenerationRequest) -> Option<Usd> {
+    /// What one run of `operation` (its length, for video and music) costs here at the
+    /// configured (published) price; `None` when no price is configured for the model that
+    /// would serve it.
+    fn cost(&self, _operation: Operation) -> Option<Usd> {
         Some(Usd::ZERO)
     }
 
@@ -427,8 +428,8 @@ impl Provider for Limited {
         self.inner.cancel(provider_job_id)
     }
 
-    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
-        self.inner.cost(request)
+    fn cost(&self, operation: Operation) -> Option<Usd> {
+        self.inner.cost(operation)
     }
 
     fn model(&self, operation: Operation) -> Option<String> {

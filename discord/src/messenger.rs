@@ -347,6 +347,19 @@ impl DiscordMessenger {
     }
 
     /// Replaces the deferred response.
+    /// Sends `body` for `live`: the first answer replaces the deferred "thinking…" response
+    /// (a follow-up sent while it still thinks would only edit it, as visible as the deferral,
+    /// and the next answer would overwrite it); later ones, and answers to a button, are
+    /// follow-ups. Returns which (`o` or `f`, as [`Sent`] reads it) and Discord's message.
+    async fn answer(&self, live: &Live, body: Body) -> Result<(&'static str, Value), RestError> {
+        let original = live.ack != Ack::Update && !live.original_used.swap(true, Ordering::SeqCst);
+        if original {
+            self.edit_original(live, body).await.map(|m| ("o", m))
+        } else {
+            self.followup(live, body).await.map(|m| ("f", m))
+        }
+    }
+
     pub async fn edit_original(&self, live: &Live, body: Body) -> Result<Value, RestError> {
         self.webhook_call(live, Method::PATCH, "/messages/@original", &body)
             .await
@@ -516,18 +529,8 @@ impl Messenger for DiscordMessenger {
                 && let Some(live) = self.find(interaction).await
             {
                 let body = Body::Json(render::text(text, buttons, false));
-                let original =
-                    live.ack != Ack::Update && !live.original_used.swap(true, Ordering::SeqCst);
-                let sent = if original {
-                    self.edit_original(&live, body).await
-                } else {
-                    self.followup(&live, body).await
-                };
-                match sent {
-                    Ok(message) => {
-                        let kind = if original { "o" } else { "f" };
-                        return Ok(webhook_message(chat, kind, &live, &message));
-                    }
+                match self.answer(&live, body).await {
+                    Ok((kind, message)) => return Ok(webhook_message(chat, kind, &live, &message)),
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),
                 }
@@ -624,20 +627,9 @@ impl Messenger for DiscordMessenger {
             };
             if let Some(live) = live {
                 // A result ready before the status message replaced the "thinking…" takes its
-                // place: a follow-up sent then would only edit it, and the status would then
-                // overwrite the result.
-                let original =
-                    live.ack != Ack::Update && !live.original_used.swap(true, Ordering::SeqCst);
-                let sent = if original {
-                    self.edit_original(&live, body(None)).await
-                } else {
-                    self.followup(&live, body(None)).await
-                };
-                match sent {
-                    Ok(message) => {
-                        let kind = if original { "o" } else { "f" };
-                        return Ok(webhook_message(chat, kind, &live, &message));
-                    }
+                // place, like any first answer.
+                match self.answer(&live, body(None)).await {
+                    Ok((kind, message)) => return Ok(webhook_message(chat, kind, &live, &message)),
                     Err(error) if expired(&error) => {}
                     Err(error) => return Err(delivery(error)),
                 }

@@ -394,8 +394,8 @@ impl Provider for OpenAi {
         )
     }
 
-    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
-        self.config.cost_of(request.operation)
+    fn cost(&self, operation: Operation) -> Option<Usd> {
+        self.config.cost_of(operation)
     }
 
     fn model(&self, operation: Operation) -> Option<String> {

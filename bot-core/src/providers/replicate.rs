@@ -593,8 +593,8 @@ impl Provider for Replicate {
         self.config.model(model_key(operation)).is_some()
     }
 
-    fn cost(&self, request: &GenerationRequest) -> Option<Usd> {
-        self.config.cost_of(request.operation)
+    fn cost(&self, operation: Operation) -> Option<Usd> {
+        self.config.cost_of(operation)
     }
 
     fn model(&self, operation: Operation) -> Option<String> {

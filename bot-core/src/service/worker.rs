@@ -389,7 +389,7 @@ impl Worker {
                 Ok(Ok(output)) => {
                     let made = Made {
                         provider: provider.name().to_string(),
-                        cost: provider.cost(request),
+                        cost: provider.cost(request.operation),
                     };
                     return Ok((output, provider.is_preview(), made));
                 }

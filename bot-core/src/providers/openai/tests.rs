@@ -144,7 +144,7 @@ fn costs_follow_the_quality_asked_for() {
         ..OpenAiConfig::default()
     })
     .expect("configured");
-    let cost = |operation| openai.cost(&request(operation, "1:1"));
+    let cost = |operation| openai.cost(operation);
     assert_eq!(
         cost(Operation::Image(Quality::Standard)),
         Usd::from_dollars(0.006)
