@@ -103,16 +103,7 @@ async fn run(backend: Backend, events: usize, buyers: usize) -> bool {
             })
             .await
             .expect("purchase");
-        let session = Session {
-            id: format!("cs_bench_{}", purchase.id),
-            client_reference_id: Some(purchase.id.to_string()),
-            metadata: Default::default(),
-            amount: 500,
-            currency: "usd".into(),
-            success_url: "https://bot.example.org/checkout/success".into(),
-            payment_intent: format!("pi_bench_{}", purchase.id),
-            charge: format!("ch_bench_{}", purchase.id),
-        };
+        let session = Session::for_order(purchase.id, 500, "usd");
         bodies.push(stripe.event(
             "checkout.session.completed",
             stripe.session_object(&session, "paid"),

@@ -53,6 +53,23 @@ pub struct Session {
     pub charge: String,
 }
 
+impl Session {
+    /// A paid Checkout Session for the bot's order `order` (its `client_reference_id`), as if
+    /// the bot had created it: for tests and benchmarks that make orders in the store directly.
+    pub fn for_order(order: impl std::fmt::Display, amount: u64, currency: &str) -> Session {
+        Session {
+            id: format!("cs_test_{order}"),
+            client_reference_id: Some(order.to_string()),
+            metadata: BTreeMap::new(),
+            amount,
+            currency: currency.into(),
+            success_url: "https://bot.example.org/checkout/success".into(),
+            payment_intent: format!("pi_test_{order}"),
+            charge: format!("ch_test_{order}"),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Fake {
     key: String,

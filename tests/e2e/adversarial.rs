@@ -838,16 +838,7 @@ async fn adversarial_a_thousand_shuffled_stripe_events_on_two_instances_credit_e
             })
             .await
             .expect("purchase");
-        let session = Session {
-            id: format!("cs_race_{}", purchase.id),
-            client_reference_id: Some(purchase.id.to_string()),
-            metadata: Default::default(),
-            amount: 500,
-            currency: "usd".into(),
-            success_url: "https://bot.example.org/checkout/success".into(),
-            payment_intent: format!("pi_race_{}", purchase.id),
-            charge: format!("ch_race_{}", purchase.id),
-        };
+        let session = Session::for_order(purchase.id, 500, "usd");
         let completed = stripe.event(
             "checkout.session.completed",
             stripe.session_object(&session, "paid"),
