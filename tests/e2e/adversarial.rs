@@ -26,18 +26,9 @@ async fn telegram_app(
     extra: &[(&str, &str)],
     file: &str,
 ) -> (FakeTelegram, crate::helpers::TestApp) {
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let mut env = vec![
-        ("TELEGRAM_BOT_TOKEN", TOKEN),
-        ("TELEGRAM_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", "10"),
-    ];
-    env.extend_from_slice(extra);
-    let app = crate::helpers::spawn_app_with(Backend::Sqlite, test, &env, file)
+    crate::helpers::spawn_telegram_app(Backend::Sqlite, TOKEN, test, "10", extra, file)
         .await
-        .expect("SQLite is always available");
-    (fake, app)
+        .expect("SQLite is always available")
 }
 
 /// What `identity` has available and on hold.

@@ -63,6 +63,29 @@ pub async fn spawn_app_with(
     })
 }
 
+/// The application against a fresh fake Telegram for the bot `token`, everyone welcomed with
+/// `credits`, with `extra` variables and `file` as its configuration; `None` when `backend` is
+/// not available here.
+pub async fn spawn_telegram_app(
+    backend: Backend,
+    token: &str,
+    test: &str,
+    credits: &str,
+    extra: &[(&str, &str)],
+    file: &str,
+) -> Option<(fakes::telegram::FakeTelegram, TestApp)> {
+    let fake = fakes::telegram::FakeTelegram::start(token).await;
+    let url = fake.url();
+    let mut env = vec![
+        ("TELEGRAM_BOT_TOKEN", token),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("WELCOME_CREDITS", credits),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(backend, test, &env, file).await?;
+    Some((fake, app))
+}
+
 /// Runs the real `imagegpt` binary in `dir` with only the given environment.
 pub fn imagegpt(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))

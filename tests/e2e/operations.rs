@@ -18,16 +18,7 @@ async fn start(
     test: &str,
     extra: &[(&str, &str)],
 ) -> Option<(FakeTelegram, TestApp)> {
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let mut env = vec![
-        ("TELEGRAM_BOT_TOKEN", TOKEN),
-        ("TELEGRAM_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", "10"),
-    ];
-    env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, test, &env, SETTINGS).await?;
-    Some((fake, app))
+    crate::helpers::spawn_telegram_app(backend, TOKEN, test, "10", extra, SETTINGS).await
 }
 
 fn said(sent: &[Sent], chat: i64, needle: &str) -> usize {

@@ -8,7 +8,7 @@ use bot_core::Backend;
 use fakes::telegram::{BOT_USERNAME, Chat, FakeTelegram, Sent};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::TestApp;
 
 const TOKEN: &str = "123456:TEST-token";
 const SETTINGS: &str =
@@ -24,18 +24,9 @@ async fn start_with_credits(
     credits: &str,
     extra: &[(&str, &str)],
 ) -> (FakeTelegram, TestApp) {
-    let fake = FakeTelegram::start(TOKEN).await;
-    let url = fake.url();
-    let mut env = vec![
-        ("TELEGRAM_BOT_TOKEN", TOKEN),
-        ("TELEGRAM_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", credits),
-    ];
-    env.extend_from_slice(extra);
-    let app = spawn_app_with(Backend::Sqlite, test, &env, SETTINGS)
+    crate::helpers::spawn_telegram_app(Backend::Sqlite, TOKEN, test, credits, extra, SETTINGS)
         .await
-        .expect("SQLite is always available");
-    (fake, app)
+        .expect("SQLite is always available")
 }
 
 pub(super) async fn stop(app: TestApp) {
