@@ -35,6 +35,10 @@ pub enum UserError {
     #[error("your wallet is frozen because of a payment dispute; contact support to settle it")]
     Frozen,
 
+    /// An admin banned this person (found by the enqueue itself, whatever was remembered).
+    #[error("your access to the bot is suspended; if you think this is a mistake, contact support")]
+    Suspended,
+
     /// Two identities cannot be linked; the reason is for the person.
     #[error("those accounts cannot be linked: {0}")]
     LinkRefused(String),

@@ -112,6 +112,14 @@ pub struct Made {
     pub cost: Option<crate::Usd>,
 }
 
+/// A job just queued, and how many queued jobs will be claimed before it (counted up to
+/// [`POSITION_CAP`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub job: Job,
+    pub ahead: u64,
+}
+
 /// What `claim` hands a worker: the job, and the name it must use to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

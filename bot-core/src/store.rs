@@ -15,6 +15,7 @@ pub(crate) mod links;
 mod migrate;
 pub(crate) mod payments;
 pub(crate) mod people;
+mod people_cache;
 pub(crate) mod quotes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -47,7 +48,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
-use crate::{AccountId, Error, Result, ledger::SystemAccount};
+use crate::{AccountId, Error, Result, UserId, ledger::SystemAccount};
 
 /// The `[database]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +142,29 @@ pub(crate) struct Inner {
     /// Reads outside transactions; on PostgreSQL the writers' pool.
     pub(crate) readers: Readers,
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
+    /// Who is behind an identity, in memory (see [`people_cache`]).
+    pub(crate) people: Arc<people_cache::PeopleCache>,
+    /// The task hearing other processes' changes to people (see [`people_cache`]).
+    following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop_following(&self) {
+        let following = self
+            .following
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(following) = following {
+            following.abort();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_following();
+    }
 }
 
 /// How many times a transaction is retried after a lock conflict the database reported.
@@ -196,6 +220,11 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(config.max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(30))
+                    // sqlx pings a connection each time it is taken from the pool unless told
+                    // not to: a round trip before every operation. A connection that died is
+                    // found by the operation's own statement instead (an internal error, and a
+                    // retry for whoever asked).
+                    .test_before_acquire(false)
                     .connect(&config.url)
                     .await
                     .with_context(|| {
@@ -206,14 +235,30 @@ impl Store {
             }
         };
         let system = load_system_accounts(&mut *readers.acquire().await?).await?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                backend,
-                writer,
-                readers,
-                system,
-            }),
-        })
+        // On PostgreSQL nothing is served from memory until the listener hears changes.
+        let people = people_cache::PeopleCache::new(backend == Backend::Sqlite);
+        let listening = (backend == Backend::Postgres).then(|| {
+            tokio::spawn(people_cache::listen(
+                config.url.clone(),
+                Arc::downgrade(&people),
+            ))
+        });
+        let inner = Arc::new(Inner {
+            backend,
+            writer,
+            readers,
+            system,
+            people,
+            following: std::sync::Mutex::new(listening),
+        });
+        if backend == Backend::Sqlite {
+            let following = tokio::spawn(people_cache::follow_log(Arc::downgrade(&inner)));
+            *inner
+                .following
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(following);
+        }
+        Ok(Store { inner })
     }
 
     /// Which database this store talks to.
@@ -232,8 +277,18 @@ impl Store {
 
     /// Closes every connection; waits for those in use to be returned.
     pub async fn close(&self) {
+        self.inner.stop_following();
+        self.inner.people.set_live(false);
         self.inner.writer.close().await;
         self.inner.readers.close().await;
+    }
+
+    /// Held by a write that changes `user` (or, with `None`, people it does not name).
+    pub(crate) fn changing_people(&self, user: Option<UserId>) -> people_cache::Changing<'_> {
+        people_cache::Changing {
+            cache: &self.inner.people,
+            user,
+        }
     }
 
     pub(crate) fn system_account(&self, account: SystemAccount) -> AccountId {
@@ -255,6 +310,18 @@ impl Store {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         self.inner.writer.run(atomic, op).await
+    }
+
+    /// Runs a multi-statement operation as one script (see [`Atomic::Script`]): `op` puts the
+    /// prelude it is given at the head of its one query.
+    pub(crate) async fn write_script<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
+            + Send
+            + 'static,
+    {
+        self.inner.writer.run_script(op).await
     }
 
     /// Runs `op` (which opens and commits its own transaction) again after a lock conflict the
@@ -378,6 +445,10 @@ pub(crate) enum Atomic {
     Statement,
     /// Several changes that commit together.
     Transaction,
+    /// Several changes that commit together, sent to SQLite as one script (one round trip to
+    /// its connection's thread instead of one per statement, which is what an operation costs
+    /// there); on PostgreSQL, a transaction.
+    Script,
 }
 
 /// Leadership of one named task (Telegram long polling) among the instances sharing a database:

@@ -5,7 +5,12 @@
 //! Strictness, as Telegram: the token must match; `chat_id` and the text are required; text is
 //! 1–4,096 characters and captions at most 1,024 after entity parsing (UTF-16 units); HTML must
 //! parse (only Telegram's tags, `&` only in entities); callback data is 1–64 bytes; files over
-//! 20 MB cannot be downloaded; scripted 429s carry `retry_after`; a bot cannot write first to
+//! 20 MB cannot be downloaded; scripted 429s carry `retry_after`; with [`FakeTelegram::enforce_limits`],
+//! messages past Telegram's limits get 429 with `retry_after` as Telegram does (the Bots FAQ, "My
+//! bot is hitting limits, how do I avoid this?": about 30 messages a second overall, one a
+//! second in a chat, 20 a minute in a group; read 2026-12-03 at
+//! <https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this>; the
+//! live API lets short bursts through, the fake does not); a bot cannot write first to
 //! a person who never opened a private chat with it, nor to one who blocked it: 403 with
 //! "Forbidden: bot can't initiate conversation with a user" or "Forbidden: bot was blocked by
 //! the user" (the Bot API's error catalogue as teloxide-core 0.13 `src/errors.rs` records it,
@@ -136,6 +141,15 @@ struct Fake {
     blocked: BTreeSet<i64>,
     /// The largest upload taken, in bytes (Telegram: 50 MB); 0 means the default.
     upload_limit: usize,
+    /// Calls answered, by method.
+    counts: BTreeMap<String, usize>,
+    /// Telegram's sending limits, when enforced: the overall limit per second.
+    limits: Option<u32>,
+    /// Messages sent lately: overall, and per chat (for the per-chat and group limits).
+    recent: VecDeque<tokio::time::Instant>,
+    recent_by_chat: BTreeMap<i64, VecDeque<tokio::time::Instant>>,
+    /// Messages refused with 429 by the limits.
+    limited: usize,
 }
 
 type Shared = Arc<(Mutex<Fake>, Notify)>;
@@ -205,6 +219,35 @@ impl FakeTelegram {
     /// The webhook URL and secret the bot registered, if any.
     pub fn webhook(&self) -> Option<(String, Option<String>)> {
         lock(&self.state).webhook.clone()
+    }
+
+    /// From now on, messages past Telegram's limits get 429: more than `per_second` a second
+    /// overall, more than one a second in a chat, more than 20 a minute in a group. (A few
+    /// milliseconds of leeway stand for the network between the bot and Telegram.)
+    pub fn enforce_limits(&self, per_second: u32) {
+        lock(&self.state).limits = Some(per_second);
+    }
+
+    /// How many messages the limits refused with 429.
+    pub fn limited(&self) -> usize {
+        lock(&self.state).limited
+    }
+
+    /// How many calls of `method` were answered successfully, without copying what was sent.
+    pub fn count(&self, method: &str) -> usize {
+        lock(&self.state).counts.get(method).copied().unwrap_or(0)
+    }
+
+    /// Waits until `count(method)` reaches `n`, or `within` has passed; the count then.
+    pub async fn wait_for_count(&self, within: Duration, method: &str, n: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let count = self.count(method);
+            if count >= n || tokio::time::Instant::now() >= deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// The next `n` sending calls get 429 with `retry_after` seconds.
@@ -914,7 +957,11 @@ async fn method(
     if call.upload > limit {
         return fail(413, "Request Entity Too Large");
     }
-    handle(&mut fake, &name, &call)
+    let response = handle(&mut fake, &name, &call);
+    if response.status().is_success() {
+        *fake.counts.entry(name).or_default() += 1;
+    }
+    response
 }
 
 async fn get_updates(state: &Shared, params: &Map<String, Value>) -> Response {
@@ -962,6 +1009,36 @@ async fn get_updates(state: &Shared, params: &Map<String, Value>) -> Response {
     }
 }
 
+/// Leeway for the network between the bot and Telegram, in the limits.
+const LEEWAY: Duration = Duration::from_millis(10);
+
+/// `Some(retry_after)` when one more message to `chat` now would break Telegram's limits;
+/// otherwise the message is counted.
+fn over_limits(fake: &mut Fake, per_second: u32, chat: i64) -> Option<u64> {
+    let now = tokio::time::Instant::now();
+    let second = Duration::from_secs(1) - LEEWAY;
+    let minute = Duration::from_secs(60) - LEEWAY;
+    while fake.recent.front().is_some_and(|at| now - *at >= second) {
+        fake.recent.pop_front();
+    }
+    let mine = fake.recent_by_chat.entry(chat).or_default();
+    while mine.front().is_some_and(|at| now - *at >= minute) {
+        mine.pop_front();
+    }
+    let in_chat_last_second = mine.iter().filter(|at| now - **at < second).count();
+    // Groups and channels have negative ids.
+    let group_full = chat < 0 && mine.len() >= 20;
+    if in_chat_last_second >= 1 || group_full {
+        return Some(if group_full { 3 } else { 1 });
+    }
+    if fake.recent.len() >= per_second as usize {
+        return Some(1);
+    }
+    mine.push_back(now);
+    fake.recent.push_back(now);
+    None
+}
+
 fn as_i64(value: &Value) -> Option<i64> {
     value
         .as_i64()
@@ -986,6 +1063,23 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
             .into_response();
     }
     let chat_id = params.get("chat_id").and_then(as_i64);
+    let message = name.starts_with("send") && name != "sendChatAction";
+    if message
+        && let (Some(per_second), Some(chat)) = (fake.limits, chat_id)
+        && let Some(retry_after) = over_limits(fake, per_second, chat)
+    {
+        fake.limited += 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({
+                "ok": false,
+                "error_code": 429,
+                "description": format!("Too Many Requests: retry after {retry_after}"),
+                "parameters": { "retry_after": retry_after },
+            })),
+        )
+            .into_response();
+    }
     // A private chat's id is the person's; a bot may only write there once they opened it.
     if (sending || name == "sendInvoice")
         && let Some(person) = chat_id.filter(|id| *id > 0)

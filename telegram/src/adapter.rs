@@ -22,9 +22,8 @@ use dashmap::DashMap;
 use secrecy::{ExposeSecret as _, SecretString};
 use teloxide::{
     Bot, RequestError,
-    adaptors::throttle::Limits,
     payloads::{GetUpdatesSetters as _, SetWebhookSetters as _},
-    prelude::{Requester as _, RequesterExt as _},
+    prelude::Requester as _,
     types::{AllowedUpdate, BotCommand, Update, UpdateKind},
 };
 use tokio::sync::{Semaphore, mpsc};
@@ -89,10 +88,7 @@ impl Telegram {
         let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
         let api = url::Url::parse(&config.api_url).map_err(|e| Error::BadUrl(e.to_string()))?;
         let raw = Bot::new(token.expose_secret()).set_api_url(api);
-        let throttled = raw.clone().throttle(Limits {
-            messages_per_sec_overall: config.messages_per_second.max(1),
-            ..Limits::default()
-        });
+        let pace = Arc::new(crate::pace::Pace::new(config.messages_per_second));
         let failed = |error: RequestError| Error::Telegram(describe(&error));
         let me = raw.get_me().await.map_err(failed)?;
         raw.set_my_commands(menu(commands)).await.map_err(failed)?;
@@ -117,8 +113,8 @@ impl Telegram {
         tracing::info!(bot = %username, mode = if webhook.is_some() { "webhook" } else { "polling" }, "Telegram connected");
         Ok(Telegram {
             messenger: Arc::new(TelegramMessenger::new(
-                throttled,
                 raw.clone(),
+                pace,
                 &username,
                 config.upload_limit_bytes.max(1),
                 links,

@@ -5,6 +5,7 @@
 
 mod adapter;
 mod messenger;
+mod pace;
 mod stars;
 pub mod text;
 pub mod updates;

@@ -1,9 +1,9 @@
 //! The core's messenger port on Telegram: text in HTML with everything escaped, results as the
 //! right kind of message, inline buttons, chat actions, and uploads fetched when a job runs.
-//! Requests go through teloxide's `Throttle`, which keeps to Telegram's limits and waits out
-//! `retry_after` on 429.
+//! Every message waits its turn under Telegram's limits ([`Pace`]) and is sent again after a
+//! 429's `retry_after`.
 
-use std::sync::Arc;
+use std::{future::IntoFuture, sync::Arc};
 
 use bot_core::{
     Identity, Platform,
@@ -15,7 +15,6 @@ use bot_core::{
 };
 use teloxide::{
     ApiError, Bot, RequestError,
-    adaptors::Throttle,
     net::Download as _,
     payloads::AnswerPreCheckoutQuerySetters as _,
     payloads::{
@@ -30,7 +29,10 @@ use teloxide::{
     },
 };
 
-use crate::text;
+use crate::{pace::Pace, text};
+
+/// Times a message is sent when Telegram keeps answering 429.
+const RATE_LIMITED_ATTEMPTS: u32 = 6;
 
 /// Images whose long side is beyond this go as documents, at full resolution (Telegram
 /// recompresses photos to about 1280–2560 px).
@@ -41,9 +43,9 @@ pub const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
 /// Sends through Telegram.
 #[derive(Clone)]
 pub struct TelegramMessenger {
-    bot: Throttle<Bot>,
-    /// Downloads go around the throttle: they are not messages.
-    raw: Bot,
+    bot: Bot,
+    /// Telegram's sending limits.
+    pace: Arc<Pace>,
     /// The bot's @username, for pointing people to their private chat with it.
     username: String,
     /// The largest upload; larger results are fitted or linked.
@@ -60,15 +62,15 @@ impl std::fmt::Debug for TelegramMessenger {
 
 impl TelegramMessenger {
     pub(crate) fn new(
-        bot: Throttle<Bot>,
-        raw: Bot,
+        bot: Bot,
+        pace: Arc<Pace>,
         username: &str,
         upload_limit: usize,
         links: Option<Arc<FileLinks>>,
     ) -> TelegramMessenger {
         TelegramMessenger {
             bot,
-            raw,
+            pace,
             username: username.to_string(),
             upload_limit,
             links,
@@ -104,9 +106,9 @@ impl TelegramMessenger {
         self.send_text(chat, reply_to, &text, &all).await
     }
 
-    /// The throttled bot, for the Stars rail.
-    pub(crate) fn bot(&self) -> Throttle<Bot> {
-        self.bot.clone()
+    /// The bot and its limits, for the Stars rail.
+    pub(crate) fn bot(&self) -> (Bot, Arc<Pace>) {
+        (self.bot.clone(), self.pace.clone())
     }
 
     /// Answers Telegram's pre-checkout question: yes, or no with the reason shown to the payer.
@@ -133,6 +135,27 @@ impl TelegramMessenger {
         }
         if let Err(error) = answer.await {
             tracing::warn!(error = %describe(&error), "answering a button press failed");
+        }
+    }
+}
+
+/// Sends a message to `chat` in its turn (see [`Pace`]); after a 429, waits what Telegram said
+/// and sends it again.
+pub(crate) async fn paced<T, F, Fut>(pace: &Pace, chat: ChatId, send: F) -> Result<T, RequestError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, RequestError>>,
+{
+    let mut attempt = 1;
+    loop {
+        pace.turn(chat.0).await;
+        match send().await {
+            Err(RequestError::RetryAfter(after)) if attempt < RATE_LIMITED_ATTEMPTS => {
+                attempt += 1;
+                bot_core::metrics::metrics().rate_limited("telegram");
+                pace.hold(chat.0, after.duration());
+            }
+            other => return other,
         }
     }
 }
@@ -241,7 +264,9 @@ impl Messenger for TelegramMessenger {
                 {
                     send = send.reply_markup(markup);
                 }
-                let sent = send.await.map_err(delivery)?;
+                let sent = paced(&self.pace, id, || send.clone().into_future())
+                    .await
+                    .map_err(delivery)?;
                 first.get_or_insert(sent.id);
             }
             Ok(MessageRef {
@@ -334,7 +359,7 @@ impl Messenger for TelegramMessenger {
                     if let Some(markup) = markup {
                         request = request.reply_markup(markup);
                     }
-                    request.await
+                    paced(&self.pace, id, || request.clone().into_future()).await
                 }};
             }
             let large = media
@@ -429,7 +454,7 @@ impl Messenger for TelegramMessenger {
                     limit / (1024 * 1024)
                 ))
             };
-            let file = match self.raw.get_file(FileId(attachment.id.clone())).await {
+            let file = match self.bot.get_file(FileId(attachment.id.clone())).await {
                 Ok(file) => file,
                 Err(RequestError::Api(ApiError::Unknown(text)))
                     if text.contains("file is too big") =>
@@ -442,7 +467,7 @@ impl Messenger for TelegramMessenger {
                 return Err(too_large());
             }
             let mut bytes = Vec::new();
-            let mut stream = self.raw.download_file_stream(&file.path);
+            let mut stream = self.bot.download_file_stream(&file.path);
             use futures_util::StreamExt as _;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk

@@ -9,17 +9,20 @@ use bot_core::{
 };
 use teloxide::{
     ApiError, Bot, RequestError,
-    adaptors::Throttle,
     prelude::*,
     types::{LabeledPrice, TelegramTransactionId},
 };
+
+use std::{future::IntoFuture, sync::Arc};
 
 use crate::messenger::describe;
 
 /// Sells packs for Telegram Stars.
 #[derive(Clone)]
 pub struct Stars {
-    bot: Throttle<Bot>,
+    bot: Bot,
+    /// An invoice is a message: it waits its turn like any other.
+    pace: Arc<crate::pace::Pace>,
 }
 
 impl std::fmt::Debug for Stars {
@@ -30,8 +33,8 @@ impl std::fmt::Debug for Stars {
 }
 
 impl Stars {
-    pub(crate) fn new(bot: Throttle<Bot>) -> Stars {
-        Stars { bot }
+    pub(crate) fn new((bot, pace): (Bot, Arc<crate::pace::Pace>)) -> Stars {
+        Stars { bot, pace }
     }
 
     async fn invoice(&self, purchase: &Purchase, title: &str) -> Result<Checkout, PaymentError> {
@@ -42,20 +45,22 @@ impl Stars {
             .map_err(|_| PaymentError::Refused("not a Telegram chat".into()))?;
         let amount = u32::try_from(purchase.amount)
             .map_err(|_| PaymentError::Refused("the price is too large".into()))?;
-        self.bot
-            .send_invoice(
-                ChatId(chat),
-                title,
-                format!(
-                    "{} for imagegpt (order #{}).",
-                    purchase.credits, purchase.id
-                ),
-                purchase.id.to_string(),
-                "XTR",
-                [LabeledPrice::new(purchase.credits.to_string(), amount)],
-            )
-            .await
-            .map_err(rail_error)?;
+        let invoice = self.bot.send_invoice(
+            ChatId(chat),
+            title,
+            format!(
+                "{} for imagegpt (order #{}).",
+                purchase.credits, purchase.id
+            ),
+            purchase.id.to_string(),
+            "XTR",
+            [LabeledPrice::new(purchase.credits.to_string(), amount)],
+        );
+        crate::messenger::paced(&self.pace, ChatId(chat), || {
+            IntoFuture::into_future(invoice.clone())
+        })
+        .await
+        .map_err(rail_error)?;
         Ok(Checkout::Sent)
     }
 

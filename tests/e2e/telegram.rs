@@ -277,6 +277,32 @@ async fn a_429_storm_loses_nothing() {
     stop(app).await;
 }
 
+/// Telegram's limits enforced by the fake (30 messages a second overall, one a second per
+/// chat): a burst of answers is paced so that almost none is refused, and none is lost.
+#[tokio::test]
+async fn a_burst_of_answers_keeps_to_telegrams_limits() {
+    let (fake, app) = start("telegram_limits", &[]).await;
+    fake.enforce_limits(30);
+    let people = 40;
+    for person in 0..people {
+        let id = 6_000 + person;
+        let chat = Chat::private(id);
+        fake.message(&chat, id, "/balance");
+        fake.message(&chat, id, "/help");
+    }
+    let expected = 2 * people as usize;
+    let sent = fake
+        .wait_for_count(Duration::from_secs(30), "sendMessage", expected)
+        .await;
+    assert_eq!(sent, expected, "every answer arrives");
+    let refused = fake.limited();
+    assert!(
+        refused * 100 < expected,
+        "{refused} of {expected} messages were refused with 429"
+    );
+    stop(app).await;
+}
+
 #[tokio::test]
 async fn malformed_and_unknown_updates_are_ignored_without_a_crash() {
     let (fake, app) = start("telegram_malformed", &[]).await;

@@ -129,9 +129,9 @@ impl Service {
         spec: JobSpec,
     ) -> Result<Option<Reply>> {
         let payload = serde_json::to_string(&spec).map_err(anyhow::Error::from)?;
-        let job = self
+        let crate::jobs::Placed { job, ahead } = self
             .store
-            .enqueue(
+            .enqueue_placed(
                 &NewJob {
                     key: key.to_string(),
                     user: user.id,
@@ -147,11 +147,10 @@ impl Service {
             return Ok(None);
         }
         tracing::info!(job = %job.id, operation = %job.operation, "queued");
-        let position = self.store.queue_position(job.id).await?;
-        let place = if position >= crate::jobs::POSITION_CAP {
+        let place = if ahead >= crate::jobs::POSITION_CAP {
             format!("queued, more than {} jobs ahead", crate::jobs::POSITION_CAP)
         } else {
-            format!("queued, position {}", position + 1)
+            format!("queued, position {}", ahead + 1)
         };
         let text = status_text(&job, &spec, &place);
         let messenger = self.messenger(spec.chat.platform)?;

@@ -1217,3 +1217,116 @@ async fn account_answers_are_private_and_a_generation_refusal_too(store: Store) 
     let refused = h.service.answer(request("ben", "/imagine", &[])).await;
     assert_eq!(visibility(refused), Visibility::Requester);
 }
+
+/// Waits (up to five seconds) until `h` answers `name`'s `text` with something containing
+/// `expected`; how long that took.
+async fn until_answered(
+    h: &Harness,
+    name: &str,
+    text: &str,
+    expected: &str,
+) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        if h.say(name, text).await.contains(expected) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Two instances on one PostgreSQL, each remembering who people are: a ban, a freeze and a
+/// terms acceptance made on one reach the other. Spending is refused by the database at once,
+/// whatever the other instance remembers; what it shows follows within moments (its
+/// notification).
+#[tokio::test]
+async fn what_one_instance_changes_about_a_person_the_other_forgets_at_once() {
+    let Some(db) =
+        crate::store::testing::TestDb::postgres("two instances remembering people").await
+    else {
+        return;
+    };
+    let config = crate::store::DatabaseConfig {
+        url: db.url().to_string(),
+        max_connections: 3,
+        ..crate::store::DatabaseConfig::default()
+    };
+    let other = Store::connect(&config, crate::store::Migrations::Apply)
+        .await
+        .expect("a second instance");
+    let one = harness(db.store().clone(), admin_settings());
+    let two = harness(other.clone(), admin_settings());
+    // The second instance has met bea and remembers her.
+    assert!(
+        two.say("bea", "/balance")
+            .await
+            .contains("Your balance: 10")
+    );
+    assert!(
+        two.say("bea", "/balance")
+            .await
+            .contains("Your balance: 10")
+    );
+
+    let banned = one.say("root", "/admin ban console:bea spam").await;
+    assert!(banned.contains("banned"), "{banned}");
+    // The very next generation on the other instance is refused by the database itself.
+    let refused = two.say("bea", "/imagine a fox").await;
+    assert!(refused.contains("suspended"), "{refused}");
+    assert_eq!(two.charged("bea").await, (0, 0), "nothing held or taken");
+    let shown = until_answered(&two, "bea", "/balance", "suspended").await;
+    assert!(shown.is_some(), "the ban never reached the other instance");
+
+    one.say("root", "/admin unban console:bea").await;
+    assert!(
+        until_answered(&two, "bea", "/balance", "Your balance: 10")
+            .await
+            .is_some(),
+        "the unban never reached the other instance"
+    );
+
+    let frozen = one
+        .say("root", "/admin freeze console:bea chargeback")
+        .await;
+    assert!(frozen.contains("froz"), "{frozen}");
+    let refused = two.say("bea", "/imagine a fox").await;
+    assert!(refused.contains("frozen"), "{refused}");
+    assert_eq!(two.charged("bea").await, (0, 0));
+
+    // A newer terms version accepted on one instance is what the other then reads.
+    let bumped = harness(
+        db.store().clone(),
+        Settings {
+            terms_version: "2099-01-01".into(),
+            ..admin_settings()
+        },
+    );
+    bumped.say("cal", "/start").await;
+    assert!(
+        two.say("cal", "/balance")
+            .await
+            .contains("terms of service changed")
+    );
+    // The first instance remembered cal's acceptance of 2099-01-01 from /start; it must forget
+    // it once the second has recorded its own version.
+    let identity: Identity = "console:cal".parse().expect("identity");
+    let started = std::time::Instant::now();
+    loop {
+        let user = db.store().find_user(&identity).await.expect("read");
+        let version = user.and_then(|u| u.terms).map(|t| t.version);
+        if version.as_deref() == Some(crate::policy::TERMS_VERSION) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the first instance kept an old acceptance: {version:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for store in [db.store(), &other] {
+        let audit = store.audit().await.expect("audit");
+        assert!(audit.is_clean(), "{audit}");
+    }
+    other.close().await;
+}

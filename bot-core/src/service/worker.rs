@@ -441,9 +441,7 @@ impl Worker {
             spec.requester
         ));
         caption.push_str(&format!(" · {cost}"));
-        if let Ok(user) = self.service.store().user(job.user).await
-            && let Ok(balance) = self.service.store().account_balance(user.wallet).await
-        {
+        if let Ok(balance) = self.service.store().wallet_balance(job.user).await {
             // The hold is posted once delivery succeeds; what remains available is the balance.
             caption.push_str(&format!(" · balance {}", balance.available()));
         }

@@ -102,6 +102,7 @@ impl Store {
         on: bool,
         reason: &str,
     ) -> Result<(bool, u64)> {
+        let _changing = self.changing_people(Some(user));
         let (actor, target, reason) = (actor.to_string(), target.to_string(), reason.to_string());
         self.write(Atomic::Transaction, move |conn| {
             Box::pin(async move {

@@ -61,6 +61,25 @@ fn job_from_row(row: JobRow) -> Result<Job> {
     })
 }
 
+/// The job whose [`JOB_COLUMNS`] start at column `at` of `row`.
+fn job_at(row: &sqlx::any::AnyRow, at: usize) -> Result<Job> {
+    use sqlx::Row as _;
+    job_from_row((
+        row.try_get(at)?,
+        row.try_get(at + 1)?,
+        row.try_get(at + 2)?,
+        row.try_get(at + 3)?,
+        row.try_get(at + 4)?,
+        row.try_get(at + 5)?,
+        row.try_get(at + 6)?,
+        row.try_get(at + 7)?,
+        row.try_get(at + 8)?,
+        row.try_get(at + 9)?,
+        row.try_get(at + 10)?,
+        row.try_get(at + 11)?,
+    ))
+}
+
 async fn job_where(conn: &mut AnyConnection, condition: &str, id: i64) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
     sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -80,15 +99,43 @@ impl Store {
     /// [`UserError::InsufficientCredits`]; [`UserError::TooManyQueued`] when the person already has
     /// their cap of queued jobs (nothing is held then); [`Fault::IdempotencyConflict`].
     pub async fn enqueue(&self, job: &NewJob, limits: &JobLimits) -> Result<Job> {
+        self.enqueue_placed(job, limits)
+            .await
+            .map(|placed| placed.job)
+    }
+
+    /// As [`Store::enqueue`], with the job's place in the queue, read in the same step.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::enqueue`].
+    pub async fn enqueue_placed(&self, job: &NewJob, limits: &JobLimits) -> Result<Placed> {
         let revenue = self.account(SystemAccount::GenerationRevenue);
-        let queued = self
-            .retrying(|| {
-                let (job, limits) = (job.clone(), *limits);
-                self.write(Atomic::Transaction, move |conn| {
-                    Box::pin(insert_job(conn, job, limits, revenue))
+        let queued = match self.backend() {
+            // One script: one round trip to SQLite's thread for the whole step.
+            Backend::Sqlite => {
+                self.retrying(|| {
+                    let (job, limits) = (job.clone(), *limits);
+                    self.write_script(move |conn, prelude| {
+                        Box::pin(enqueue_script(conn, prelude, job, limits, revenue))
+                    })
                 })
-            })
-            .await;
+                .await
+            }
+            Backend::Postgres => {
+                self.retrying(|| {
+                    let (job, limits) = (job.clone(), *limits);
+                    self.write(Atomic::Transaction, move |conn| {
+                        Box::pin(async move {
+                            let job = insert_job(&mut *conn, job, limits, revenue).await?;
+                            let ahead = position(conn, job.id).await?;
+                            Ok(Placed { job, ahead })
+                        })
+                    })
+                })
+                .await
+            }
+        };
         match queued {
             Ok(queued) => Ok(queued),
             Err(error) => self.with_available_credits(error, job.wallet).await,
@@ -389,18 +436,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn queue_position(&self, id: JobId) -> Result<u64> {
-        // The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
-        let ahead: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
-               WHERE q.state = 'queued' \
-                 AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
-               LIMIT $2) ahead",
-        )
-        .bind(id.get())
-        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
-        .fetch_one(&mut *self.reader().await?)
-        .await?;
-        Ok(u64::try_from(ahead).unwrap_or(0))
+        position(&mut *self.reader().await?, id).await
     }
 
     async fn finish(
@@ -450,6 +486,128 @@ impl Store {
     }
 }
 
+/// The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
+const AHEAD: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+       WHERE q.state = 'queued' \
+         AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
+       LIMIT $2) ahead";
+
+async fn position(conn: &mut AnyConnection, id: JobId) -> Result<u64> {
+    let ahead: i64 = sqlx::query_scalar(AHEAD)
+        .bind(id.get())
+        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(ahead).unwrap_or(0))
+}
+
+/// The enqueue as one SQLite script: the hold (whose triggers refuse an overdraft), the job
+/// joining the queue (unless the person is at their cap, or the hold is not new: the same key
+/// again), then the job under that key with its place in the queue. Which rows come back
+/// tells what happened; a refusal undoes the script's savepoint in the writer.
+async fn enqueue_script(
+    conn: &mut AnyConnection,
+    prelude: &'static str,
+    job: NewJob,
+    limits: JobLimits,
+    revenue: AccountId,
+) -> Result<Placed> {
+    use sqlx::Row as _;
+    let script = format!(
+        "{prelude}{separator} \
+         INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
+                                kind, state, two_phase, memo, created_at) \
+         VALUES ($1, $2, $3, $4, '{kind}', 'pending', 1, $5, $6) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING 'held'; \
+         INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, run_after, \
+                           created_at, turn) \
+         SELECT $7, t.id, $5, $8, 'queued', $9, $6, $6, \
+                1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
+         FROM transfers t, (SELECT \
+                 COALESCE((SELECT MAX(turn) FROM jobs \
+                           WHERE user_id = $7 AND state IN ('queued', 'running')), 0) AS mine, \
+                 COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
+                 (SELECT COUNT(*) FROM jobs WHERE user_id = $7 AND state = 'queued') AS queued \
+              ) now \
+         WHERE t.idempotency_key = $1 AND t.created_at = $6 AND now.queued < $10 \
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id) \
+           AND EXISTS (SELECT 1 FROM users \
+                       WHERE id = $7 AND frozen_at IS NULL AND banned_at IS NULL); \
+         SELECT 'person', CASE WHEN banned_at IS NOT NULL THEN 'banned' \
+                               WHEN frozen_at IS NOT NULL THEN 'frozen' ELSE 'ok' END \
+         FROM users WHERE id = $7; \
+         SELECT 'job', {JOB_COLUMNS} FROM jobs \
+         WHERE hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1); \
+         SELECT 'ahead', COUNT(*) FROM (SELECT 1 FROM jobs q, jobs mine \
+           WHERE mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1) \
+             AND mine.state = 'queued' AND q.state = 'queued' \
+             AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT $11) ahead",
+        separator = if prelude.is_empty() { "" } else { ";" },
+        kind = TransferKind::Generation.as_str(),
+    );
+    let key = format!("job:{}", job.key);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(script))
+        .bind(&key)
+        .bind(job.wallet.get())
+        .bind(revenue.get())
+        .bind(job.cost.to_db())
+        .bind(&job.operation)
+        .bind(now_millis())
+        .bind(job.user.get())
+        .bind(job.payload.as_str())
+        .bind(i64::from(limits.max_attempts.max(1)))
+        .bind(i64::from(limits.max_queued_per_person))
+        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await
+        .map_err(Error::from)
+        .map_err(|error| refused_hold(error, &job))?;
+    // Each row says which statement it comes from.
+    let tagged = |tag: &str| {
+        rows.iter()
+            .find(|row| row.try_get::<String, _>(0).is_ok_and(|t| t == tag))
+    };
+    match (tagged("job"), tagged("held").is_some()) {
+        (Some(row), _) => {
+            let ahead: i64 = match tagged("ahead") {
+                Some(row) => row.try_get(1)?,
+                None => 0,
+            };
+            Ok(Placed {
+                job: job_at(row, 1)?,
+                ahead: u64::try_from(ahead).unwrap_or(0),
+            })
+        }
+        (None, true) => {
+            let person = tagged("person").and_then(|row| row.try_get::<String, _>(1).ok());
+            Err(Error::User(match person.as_deref() {
+                Some("banned") => UserError::Suspended,
+                Some("frozen") => UserError::Frozen,
+                _ => UserError::TooManyQueued {
+                    limit: limits.max_queued_per_person,
+                },
+            }))
+        }
+        // The key holds some other transfer, with no job.
+        (None, false) => Err(Error::from(Fault::IdempotencyConflict { key })),
+    }
+}
+
+/// A hold the database refused, as the error its cause means.
+fn refused_hold(error: Error, job: &NewJob) -> Error {
+    if crate::store::is_check_violation(&error) {
+        // The balance is filled in once the write is undone (see `with_available_credits`).
+        Error::User(UserError::InsufficientCredits {
+            needed: job.cost,
+            available: Credits::ZERO,
+        })
+    } else if crate::store::is_foreign_key_violation(&error) {
+        Error::from(Fault::UnknownAccount(job.wallet))
+    } else {
+        error
+    }
+}
+
 async fn insert_job(
     conn: &mut AnyConnection,
     job: NewJob,
@@ -489,6 +647,8 @@ async fn insert_job(
                  (SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued') AS queued \
               ) now \
          WHERE now.queued < $7 \
+           AND EXISTS (SELECT 1 FROM users \
+                       WHERE id = $1 AND frozen_at IS NULL AND banned_at IS NULL) \
          RETURNING {JOB_COLUMNS}"
     );
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -499,11 +659,22 @@ async fn insert_job(
         .bind(i64::from(limits.max_attempts.max(1)))
         .bind(now_millis())
         .bind(i64::from(limits.max_queued_per_person))
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else {
-        return Err(Error::User(UserError::TooManyQueued {
-            limit: limits.max_queued_per_person,
+        // Whatever was remembered of this person, the database decides.
+        let (banned, frozen): (bool, bool) = sqlx::query_as(
+            "SELECT banned_at IS NOT NULL, frozen_at IS NOT NULL FROM users WHERE id = $1",
+        )
+        .bind(job.user.get())
+        .fetch_one(conn)
+        .await?;
+        return Err(Error::User(match (banned, frozen) {
+            (true, _) => UserError::Suspended,
+            (_, true) => UserError::Frozen,
+            _ => UserError::TooManyQueued {
+                limit: limits.max_queued_per_person,
+            },
         }));
     };
     job_from_row(row)
@@ -539,6 +710,30 @@ async fn claim_next(
                OR (state = 'running' AND lease_expires_at < $4)) \
          RETURNING {JOB_COLUMNS}"
     );
+    if backend == Backend::Sqlite {
+        // One writer: nobody else claims between the choice and the update, so both are one
+        // statement (one round trip to SQLite's thread).
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires_at = $4, \
+             attempts = attempts + 1 \
+             WHERE id = ({candidates}) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(max_running))
+            .bind(&worker)
+            .bind(now.saturating_add(lease_ms))
+            .fetch_optional(&mut *conn)
+            .await?;
+        return match row {
+            Some(row) => Ok(Some(Lease {
+                job: job_from_row(row)?,
+                worker,
+            })),
+            None => Ok(None),
+        };
+    }
     let ids: Vec<i64> = sqlx::query_scalar(candidates)
         .bind(now)
         .bind(i64::from(max_running))

@@ -3,7 +3,7 @@
 
 use crate::ledger::*;
 use crate::{
-    AccountId, Credits, Error, LotId, Result, Store, TransferId,
+    AccountId, Credits, Error, LotId, Result, Store, TransferId, UserId,
     store::{Atomic, is_check_violation, is_foreign_key_violation, now_millis},
 };
 use crate::{Fault, UserError};
@@ -126,6 +126,29 @@ impl Store {
             .fetch_one(&mut *self.reader().await?)
             .await?;
         }
+        Ok(AccountBalance {
+            debits_posted: Credits::from_db(dp)?,
+            credits_posted: Credits::from_db(cp)?,
+            debits_pending: Credits::from_db(dq)?,
+            credits_pending: Credits::from_db(cq)?,
+        })
+    }
+
+    /// The running totals of a person's wallet, read in one step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when there is no such person or the database fails.
+    pub async fn wallet_balance(&self, user: UserId) -> Result<AccountBalance> {
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT debits_posted, credits_posted, debits_pending, credits_pending \
+             FROM accounts WHERE user_id = $1 AND kind = 'wallet'",
+        )
+        .bind(user.get())
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        let (dp, cp, dq, cq) =
+            row.ok_or_else(|| Error::Internal(anyhow::anyhow!("person {user} has no wallet")))?;
         Ok(AccountBalance {
             debits_posted: Credits::from_db(dp)?,
             credits_posted: Credits::from_db(cp)?,

@@ -57,6 +57,7 @@ impl Store {
     /// [`UserError::LinkRefused`] with the reason (wrong, used or expired code, one's own code,
     /// credits on hold or jobs still open); [`UserError::Frozen`]; [`Error::Internal`].
     pub async fn link(&self, user: UserId, wallet: AccountId, code: &str) -> Result<Linked> {
+        let _changing = self.changing_people(None);
         let code: String = code
             .chars()
             .filter(char::is_ascii_alphanumeric)
@@ -110,6 +111,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn unlink(&self, user: UserId, identity: &Identity) -> Result<bool> {
+        let _changing = self.changing_people(None);
         let identities = self.identities(user).await?;
         if identities.len() < 2 || !identities.contains(identity) {
             return Ok(false);

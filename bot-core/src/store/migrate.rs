@@ -69,6 +69,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "link attempts",
         include_str!("../../../migrations/sqlite/0013_link_attempts.sql"),
     ),
+    (
+        14,
+        "people changes",
+        include_str!("../../../migrations/sqlite/0014_people_changes.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -135,6 +140,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "link attempts",
         include_str!("../../../migrations/postgres/0013_link_attempts.sql"),
+    ),
+    (
+        14,
+        "people changes",
+        include_str!("../../../migrations/postgres/0014_people_changes.sql"),
     ),
 ];
 

@@ -278,6 +278,8 @@ impl Store {
         kind: &str,
         event: Option<PaymentEvent>,
     ) -> Result<EventOutcome> {
+        // A refund or dispute may freeze the payer.
+        let _changing = self.changing_people(None);
         let books = self.books();
         if books.backend == Backend::Sqlite
             && let Some(PaymentEvent::Paid {
@@ -343,6 +345,7 @@ impl Store {
         charge: &str,
         amount: u64,
     ) -> Result<EventOutcome> {
+        let _changing = self.changing_people(None);
         let books = self.books();
         let charge = charge.to_string();
         self.retrying(|| {

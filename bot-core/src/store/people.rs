@@ -77,6 +77,11 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn find_user(&self, identity: &Identity) -> Result<Option<User>> {
+        let people = &self.inner.people;
+        if let Some(user) = people.get(identity) {
+            return Ok(Some(user));
+        }
+        let generation = people.generation();
         let sql = format!(
             "{USER_SELECT} JOIN identities i ON i.user_id = u.id \
              WHERE i.platform = $1 AND i.external_id = $2"
@@ -86,7 +91,11 @@ impl Store {
             .bind(identity.external_id())
             .fetch_optional(&mut *self.reader().await?)
             .await?;
-        Ok(row.map(user_from_row))
+        let user = row.map(user_from_row);
+        if let Some(user) = &user {
+            people.remember(identity, user, generation);
+        }
+        Ok(user)
     }
 
     /// A person by id.
@@ -145,7 +154,9 @@ impl Store {
                 })
             })
         })
-        .await
+        .await?;
+        self.inner.people.changed(user);
+        Ok(())
     }
 
     /// Sets a person's opt-out of anonymised reuse of their outputs (terms 5.4).
@@ -166,7 +177,9 @@ impl Store {
                 })
             })
         })
-        .await
+        .await?;
+        self.inner.people.changed(user);
+        Ok(())
     }
 
     /// Deletes what a person asked for (terms 6.2): the prompts and requests of their ended
@@ -212,6 +225,7 @@ impl Store {
             })
         })
         .await
+        .inspect(|_| self.inner.people.changed(user))
     }
 
     /// Counts one more request of this person refused by the content policy.

@@ -16,12 +16,17 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         match self {
-            Writer::Sqlite(handle) => handle.run(atomic, op).await,
+            Writer::Sqlite(handle) => {
+                let op: ErasedOp = Box::new(move |conn, _| {
+                    Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
+                });
+                handle.run(atomic, op).await
+            }
             Writer::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 match atomic {
                     Atomic::Statement => op(&mut conn).await,
-                    Atomic::Transaction => {
+                    Atomic::Transaction | Atomic::Script => {
                         let mut tx = conn.begin().await?;
                         let value = op(&mut tx).await?;
                         tx.commit().await?;
@@ -29,6 +34,32 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs a script: `op` sends its statements in one query that starts with the prelude it
+    /// is given, so that on SQLite the savepoint around it costs no round trip of its own. The
+    /// prelude is empty on PostgreSQL (where `op` runs in a transaction, and must not send
+    /// several statements in one query, which PostgreSQL refuses with parameters).
+    pub(super) async fn run_script<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
+            + Send
+            + 'static,
+    {
+        match self {
+            Writer::Sqlite(handle) => {
+                let op: ErasedOp = Box::new(move |conn, prelude| {
+                    Box::pin(async move {
+                        op(conn, prelude)
+                            .await
+                            .map(|value| Box::new(value) as Erased)
+                    })
+                });
+                handle.run(Atomic::Script, op).await
+            }
+            Writer::Postgres(_) => self.run(Atomic::Transaction, |conn| op(conn, "")).await,
         }
     }
 
@@ -54,8 +85,11 @@ pub(crate) struct WriterHandle {
 pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) type Erased = Box<dyn std::any::Any + Send>;
-pub(super) type ErasedOp =
-    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Erased>> + Send>;
+/// An operation and the savepoint statements it must send first (a script's prelude; empty
+/// for other operations, whose prelude the writer sends itself).
+pub(super) type ErasedOp = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<Erased>> + Send,
+>;
 
 pub(super) struct WriteJob {
     atomic: Atomic,
@@ -75,15 +109,8 @@ impl WriterHandle {
         WriterHandle { sender }
     }
 
-    pub(super) async fn run<T, F>(&self, atomic: Atomic, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
+    pub(super) async fn run<T: 'static>(&self, atomic: Atomic, op: ErasedOp) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        let op: ErasedOp = Box::new(move |conn| {
-            Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
-        });
         let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
         self.sender
             .send(WriterMessage::Job(WriteJob { atomic, op, reply }))
@@ -147,7 +174,7 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         let Some(job) = batch.into_iter().next() else {
             return;
         };
-        let result = (job.op)(conn).await;
+        let result = (job.op)(conn, "").await;
         let _ = job.reply.send(result);
         return;
     }
@@ -172,7 +199,7 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         }
         // A multi-statement operation gets a savepoint even alone in its batch, so that its
         // refusal undoes its own earlier statements.
-        let isolate = job.atomic == Atomic::Transaction;
+        let isolate = job.atomic != Atomic::Statement;
         let prepare = match (unreleased, isolate) {
             (true, true) => Some("RELEASE operation; SAVEPOINT operation"),
             (true, false) => Some("RELEASE operation"),
@@ -180,14 +207,20 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
             (false, false) => None,
         };
         unreleased = false;
-        if let Some(sql) = prepare
-            && let Err(error) = conn.execute(sql).await
-        {
-            aborted = Some(error.to_string());
-            done.push((job.reply, None));
-            continue;
-        }
-        let result = (job.op)(conn).await;
+        // A script sends its prelude itself, in the same round trip as its statements.
+        let prelude = match (job.atomic, prepare) {
+            (Atomic::Script, Some(sql)) => sql,
+            (_, Some(sql)) => {
+                if let Err(error) = conn.execute(sql).await {
+                    aborted = Some(error.to_string());
+                    done.push((job.reply, None));
+                    continue;
+                }
+                ""
+            }
+            (_, None) => "",
+        };
+        let result = (job.op)(conn, prelude).await;
         match &result {
             Ok(_) if isolate => unreleased = true,
             Err(error) if leaves_batch_intact(error) && isolate => {
