@@ -501,6 +501,21 @@ async fn position(conn: &mut AnyConnection, id: JobId) -> Result<u64> {
     Ok(u64::try_from(ahead).unwrap_or(0))
 }
 
+/// Where a person stands, as the derived table `now`: their last open turn (`mine`), the turn
+/// now served (`serving`) and how many of their jobs are queued, counted up to the cap (`queued`).
+/// Each is a seek in an index, however long the queue.
+fn standing(user: &str, cap: &str) -> String {
+    format!(
+        "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, m.queued FROM (SELECT \
+           COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'queued'), 0) AS q, \
+           COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'running'), 0) AS r, \
+           COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
+           (SELECT COUNT(*) FROM (SELECT 1 FROM jobs \
+              WHERE user_id = {user} AND state = 'queued' LIMIT {cap}) counted) AS queued \
+         ) m) now"
+    )
+}
+
 /// The enqueue as one SQLite script: the hold (whose triggers refuse an overdraft), the job
 /// joining the queue (unless the person is at their cap, or the hold is not new: the same key
 /// again), then the job under that key with its place in the queue. Which rows come back
@@ -523,12 +538,7 @@ async fn enqueue_script(
                            created_at, turn) \
          SELECT $7, t.id, $5, $8, 'queued', $9, $6, $6, \
                 1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
-         FROM transfers t, (SELECT \
-                 COALESCE((SELECT MAX(turn) FROM jobs \
-                           WHERE user_id = $7 AND state IN ('queued', 'running')), 0) AS mine, \
-                 COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
-                 (SELECT COUNT(*) FROM jobs WHERE user_id = $7 AND state = 'queued') AS queued \
-              ) now \
+         FROM transfers t, {standing} \
          WHERE t.idempotency_key = $1 AND t.created_at = $6 AND now.queued < $10 \
            AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id) \
            AND EXISTS (SELECT 1 FROM users \
@@ -544,6 +554,7 @@ async fn enqueue_script(
              AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT $11) ahead",
         separator = if prelude.is_empty() { "" } else { ";" },
         kind = TransferKind::Generation.as_str(),
+        standing = standing("$7", "$10"),
     );
     let key = format!("job:{}", job.key);
     let rows = sqlx::query(sqlx::AssertSqlSafe(script))
@@ -640,16 +651,12 @@ async fn insert_job(
                            created_at, turn) \
          SELECT $1, $2, $3, $4, 'queued', $5, $6, $6, \
                 1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
-         FROM (SELECT \
-                 COALESCE((SELECT MAX(turn) FROM jobs \
-                           WHERE user_id = $1 AND state IN ('queued', 'running')), 0) AS mine, \
-                 COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
-                 (SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND state = 'queued') AS queued \
-              ) now \
+         FROM {standing} \
          WHERE now.queued < $7 \
            AND EXISTS (SELECT 1 FROM users \
                        WHERE id = $1 AND frozen_at IS NULL AND banned_at IS NULL) \
-         RETURNING {JOB_COLUMNS}"
+         RETURNING {JOB_COLUMNS}",
+        standing = standing("$1", "$7"),
     );
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
         .bind(job.user.get())

@@ -74,6 +74,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "people changes",
         include_str!("../../../migrations/sqlite/0014_people_changes.sql"),
     ),
+    (
+        15,
+        "turns by person",
+        include_str!("../../../migrations/sqlite/0015_turns_by_person.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -145,6 +150,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "people changes",
         include_str!("../../../migrations/postgres/0014_people_changes.sql"),
+    ),
+    (
+        15,
+        "turns by person",
+        include_str!("../../../migrations/postgres/0015_turns_by_person.sql"),
     ),
 ];
 
