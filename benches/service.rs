@@ -97,8 +97,8 @@ fn main() {
          provider, {seconds} s per run, median of {runs} runs"
     );
     println!(
-        "{:<10} {:<10} {:>12} {:>10} {:>10}   {}",
-        "backend", "command", "requests/s", "p50 ms", "p99 ms", "all runs (requests/s)"
+        "{:<10} {:<10} {:>12} {:>10} {:>10}   all runs (requests/s)",
+        "backend", "command", "requests/s", "p50 ms", "p99 ms"
     );
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for command in ["/balance", "/imagine a fox"] {

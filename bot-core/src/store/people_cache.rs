@@ -189,7 +189,7 @@ pub(crate) async fn follow_log(store: std::sync::Weak<super::Inner>) {
         }
         polls += 1;
         // Now and then, the log is cut back (any process may; the others notice the gap).
-        if polls % 1_200 == 0 {
+        if polls.is_multiple_of(1_200) {
             let _ = store
                 .write(super::Atomic::Statement, |conn| {
                     Box::pin(async move {
