@@ -15,10 +15,9 @@ use std::{
 };
 
 use bot_core::{
-    Backend, Credits, Platform,
-    payments::{NewPurchase, Rail},
+    Backend, Platform,
     service::{ChatKind, ChatRef},
-    store::testing::{TestDb, person},
+    store::testing::{TestDb, person, stripe_order},
 };
 use fakes::stripe::{FakeStripe, Session, sign};
 use imagegpt::{config::Config, startup::Application};
@@ -89,20 +88,8 @@ async fn run(backend: Backend, events: usize, buyers: usize) -> bool {
     let mut bodies = Vec::with_capacity(events);
     for n in 0..events {
         let buyer = &people[n % buyers];
-        let purchase = store
-            .create_purchase(&NewPurchase {
-                user: buyer.id,
-                payer: format!("console:bench-buyer-{}", n % buyers),
-                pack: "small".into(),
-                credits: Credits::new(150),
-                rail: Rail::Stripe,
-                amount: 500,
-                currency: "usd".into(),
-                chat: chat.clone(),
-                fee_estimate: 45,
-            })
-            .await
-            .expect("purchase");
+        let payer = format!("console:bench-buyer-{}", n % buyers);
+        let purchase = stripe_order(&store, buyer, &payer, chat.clone()).await;
         let session = Session::for_order(purchase.id, 500, "usd");
         bodies.push(stripe.event(
             "checkout.session.completed",

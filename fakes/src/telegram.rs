@@ -1045,22 +1045,26 @@ fn as_i64(value: &Value) -> Option<i64> {
         .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
+/// Telegram's 429, with how long to wait.
+fn too_many_requests(retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({
+            "ok": false,
+            "error_code": 429,
+            "description": format!("Too Many Requests: retry after {retry_after}"),
+            "parameters": { "retry_after": retry_after },
+        })),
+    )
+        .into_response()
+}
+
 fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
     let params = &call.params;
     let sending = name.starts_with("send") || name.starts_with("edit");
     if sending && name != "sendChatAction" && fake.rate_limited > 0 {
         fake.rate_limited -= 1;
-        let retry_after = fake.retry_after;
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({
-                "ok": false,
-                "error_code": 429,
-                "description": format!("Too Many Requests: retry after {retry_after}"),
-                "parameters": { "retry_after": retry_after },
-            })),
-        )
-            .into_response();
+        return too_many_requests(fake.retry_after);
     }
     let chat_id = params.get("chat_id").and_then(as_i64);
     let message = name.starts_with("send") && name != "sendChatAction";
@@ -1069,16 +1073,7 @@ fn handle(fake: &mut Fake, name: &str, call: &Call) -> Response {
         && let Some(retry_after) = over_limits(fake, per_second, chat)
     {
         fake.limited += 1;
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({
-                "ok": false,
-                "error_code": 429,
-                "description": format!("Too Many Requests: retry after {retry_after}"),
-                "parameters": { "retry_after": retry_after },
-            })),
-        )
-            .into_response();
+        return too_many_requests(retry_after);
     }
     // A private chat's id is the person's; a bot may only write there once they opened it.
     if (sending || name == "sendInvoice")

@@ -31,9 +31,6 @@ use teloxide::{
 
 use crate::{pace::Pace, text};
 
-/// Times a message is sent when Telegram keeps answering 429.
-const RATE_LIMITED_ATTEMPTS: u32 = 6;
-
 /// Images whose long side is beyond this go as documents, at full resolution (Telegram
 /// recompresses photos to about 1280–2560 px).
 const PHOTO_LONG_SIDE: u32 = 1_536;
@@ -135,27 +132,6 @@ impl TelegramMessenger {
         }
         if let Err(error) = answer.await {
             tracing::warn!(error = %describe(&error), "answering a button press failed");
-        }
-    }
-}
-
-/// Sends a message to `chat` in its turn (see [`Pace`]); after a 429, waits what Telegram said
-/// and sends it again.
-pub(crate) async fn paced<T, F, Fut>(pace: &Pace, chat: ChatId, send: F) -> Result<T, RequestError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, RequestError>>,
-{
-    let mut attempt = 1;
-    loop {
-        pace.turn(chat.0).await;
-        match send().await {
-            Err(RequestError::RetryAfter(after)) if attempt < RATE_LIMITED_ATTEMPTS => {
-                attempt += 1;
-                bot_core::metrics::metrics().rate_limited("telegram");
-                pace.hold(chat.0, after.duration());
-            }
-            other => return other,
         }
     }
 }
@@ -264,7 +240,9 @@ impl Messenger for TelegramMessenger {
                 {
                     send = send.reply_markup(markup);
                 }
-                let sent = paced(&self.pace, id, || send.clone().into_future())
+                let sent = self
+                    .pace
+                    .send(id.0, || send.clone().into_future())
                     .await
                     .map_err(delivery)?;
                 first.get_or_insert(sent.id);
@@ -359,7 +337,7 @@ impl Messenger for TelegramMessenger {
                     if let Some(markup) = markup {
                         request = request.reply_markup(markup);
                     }
-                    paced(&self.pace, id, || request.clone().into_future()).await
+                    self.pace.send(id.0, || request.clone().into_future()).await
                 }};
             }
             let large = media

@@ -17,6 +17,7 @@ use std::{
 };
 
 use dashmap::DashMap;
+use teloxide::RequestError;
 use tokio::time::Instant;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -27,6 +28,8 @@ const GROUP_PER_MINUTE: usize = 20;
 const MARGIN: Duration = Duration::from_millis(25);
 /// Chats remembered at most; quiet ones are forgotten first.
 const CHATS: usize = 50_000;
+/// Times a message is sent when Telegram keeps answering 429.
+const RATE_LIMITED_ATTEMPTS: u32 = 6;
 
 /// The limits of one bot.
 #[derive(Debug)]
@@ -60,9 +63,30 @@ impl Pace {
         }
     }
 
+    /// Sends a message to `chat` in its turn; after a 429, waits what Telegram said and sends
+    /// it again.
+    pub(crate) async fn send<T, F, Fut>(&self, chat: i64, send: F) -> Result<T, RequestError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, RequestError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.turn(chat).await;
+            match send().await {
+                Err(RequestError::RetryAfter(after)) if attempt < RATE_LIMITED_ATTEMPTS => {
+                    attempt += 1;
+                    bot_core::metrics::metrics().rate_limited("telegram");
+                    self.hold(chat, after.duration());
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Waits for this chat's next turn to send a message. `chat` is Telegram's chat id (groups
     /// and channels are negative).
-    pub(crate) async fn turn(&self, chat: i64) {
+    async fn turn(&self, chat: i64) {
         let at = self.reserve(chat, Instant::now());
         tokio::time::sleep_until(at).await;
     }

@@ -56,11 +56,10 @@ impl Stars {
             "XTR",
             [LabeledPrice::new(purchase.credits.to_string(), amount)],
         );
-        crate::messenger::paced(&self.pace, ChatId(chat), || {
-            IntoFuture::into_future(invoice.clone())
-        })
-        .await
-        .map_err(rail_error)?;
+        self.pace
+            .send(chat, || IntoFuture::into_future(invoice.clone()))
+            .await
+            .map_err(rail_error)?;
         Ok(Checkout::Sent)
     }
 

@@ -777,8 +777,9 @@ async fn adversarial_a_thousand_shuffled_stripe_events_on_two_instances_credit_e
     use bot_core::{
         Credits,
         ledger::{SystemAccount, TransferKind, TransferRequest},
-        payments::{NewPurchase, PurchaseState, Rail},
+        payments::PurchaseState,
         service::{ChatKind, ChatRef},
+        store::testing::stripe_order,
     };
     use fakes::stripe::{FakeStripe, Session, sign};
 
@@ -815,20 +816,8 @@ async fn adversarial_a_thousand_shuffled_stripe_events_on_two_instances_credit_e
     let mut purchases = Vec::new();
     for n in 0..200 {
         let buyer = &buyers[n % buyers.len()];
-        let purchase = store
-            .create_purchase(&NewPurchase {
-                user: buyer.id,
-                payer: format!("console:racer{}", n % buyers.len()),
-                pack: "small".into(),
-                credits: Credits::new(150),
-                rail: Rail::Stripe,
-                amount: 500,
-                currency: "usd".into(),
-                chat: chat.clone(),
-                fee_estimate: 45,
-            })
-            .await
-            .expect("purchase");
+        let payer = format!("console:racer{}", n % buyers.len());
+        let purchase = stripe_order(&store, buyer, &payer, chat.clone()).await;
         let session = Session::for_order(purchase.id, 500, "usd");
         let completed = stripe.event(
             "checkout.session.completed",

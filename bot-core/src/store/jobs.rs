@@ -61,25 +61,6 @@ fn job_from_row(row: JobRow) -> Result<Job> {
     })
 }
 
-/// The job whose [`JOB_COLUMNS`] start at column `at` of `row`.
-fn job_at(row: &sqlx::any::AnyRow, at: usize) -> Result<Job> {
-    use sqlx::Row as _;
-    job_from_row((
-        row.try_get(at)?,
-        row.try_get(at + 1)?,
-        row.try_get(at + 2)?,
-        row.try_get(at + 3)?,
-        row.try_get(at + 4)?,
-        row.try_get(at + 5)?,
-        row.try_get(at + 6)?,
-        row.try_get(at + 7)?,
-        row.try_get(at + 8)?,
-        row.try_get(at + 9)?,
-        row.try_get(at + 10)?,
-        row.try_get(at + 11)?,
-    ))
-}
-
 async fn job_where(conn: &mut AnyConnection, condition: &str, id: i64) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
     sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -502,16 +483,20 @@ async fn position(conn: &mut AnyConnection, id: JobId) -> Result<u64> {
 }
 
 /// Where a person stands, as the derived table `now`: their last open turn (`mine`), the turn
-/// now served (`serving`) and how many of their jobs are queued, counted up to the cap (`queued`).
-/// Each is a seek in an index, however long the queue.
+/// now served (`serving`), how many of their jobs are queued, counted up to the cap (`queued`),
+/// and whether they may spend at all (`allowed`: neither frozen nor banned, as the database
+/// says, whatever an instance remembers). Each is a seek in an index, however long the queue.
 fn standing(user: &str, cap: &str) -> String {
     format!(
-        "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, m.queued FROM (SELECT \
+        "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, m.queued, \
+                 m.allowed FROM (SELECT \
            COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'queued'), 0) AS q, \
            COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'running'), 0) AS r, \
            COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
            (SELECT COUNT(*) FROM (SELECT 1 FROM jobs \
-              WHERE user_id = {user} AND state = 'queued' LIMIT {cap}) counted) AS queued \
+              WHERE user_id = {user} AND state = 'queued' LIMIT {cap}) counted) AS queued, \
+           (SELECT CASE WHEN frozen_at IS NULL AND banned_at IS NULL THEN 1 ELSE 0 END \
+              FROM users WHERE id = {user}) AS allowed \
          ) m) now"
     )
 }
@@ -540,18 +525,15 @@ async fn enqueue_script(
                 1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
          FROM transfers t, {standing} \
          WHERE t.idempotency_key = $1 AND t.created_at = $6 AND now.queued < $10 \
-           AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id) \
-           AND EXISTS (SELECT 1 FROM users \
-                       WHERE id = $7 AND frozen_at IS NULL AND banned_at IS NULL); \
-         SELECT 'person', CASE WHEN banned_at IS NOT NULL THEN 'banned' \
-                               WHEN frozen_at IS NOT NULL THEN 'frozen' ELSE 'ok' END \
-         FROM users WHERE id = $7; \
-         SELECT 'job', {JOB_COLUMNS} FROM jobs \
+           AND now.allowed = 1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id); \
+         {PERSON}; \
+         SELECT {JOB_COLUMNS}, 'job' FROM jobs \
          WHERE hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1); \
-         SELECT 'ahead', COUNT(*) FROM (SELECT 1 FROM jobs q, jobs mine \
+         SELECT COUNT(*), 'ahead' FROM (SELECT 1 FROM jobs q, jobs mine \
            WHERE mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1) \
              AND mine.state = 'queued' AND q.state = 'queued' \
              AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT $11) ahead",
+        PERSON = PERSON.replace("$1", "$7"),
         separator = if prelude.is_empty() { "" } else { ";" },
         kind = TransferKind::Generation.as_str(),
         standing = standing("$7", "$10"),
@@ -573,34 +555,54 @@ async fn enqueue_script(
         .await
         .map_err(Error::from)
         .map_err(|error| refused_hold(error, &job))?;
-    // Each row says which statement it comes from.
+    // Each row ends with the name of the statement it comes from.
     let tagged = |tag: &str| {
-        rows.iter()
-            .find(|row| row.try_get::<String, _>(0).is_ok_and(|t| t == tag))
+        rows.iter().find(|row| {
+            row.try_get::<String, _>(row.len() - 1)
+                .is_ok_and(|t| t == tag)
+        })
     };
     match (tagged("job"), tagged("held").is_some()) {
         (Some(row), _) => {
             let ahead: i64 = match tagged("ahead") {
-                Some(row) => row.try_get(1)?,
+                Some(row) => row.try_get(0)?,
                 None => 0,
             };
             Ok(Placed {
-                job: job_at(row, 1)?,
+                job: job_from_row(<JobRow as sqlx::FromRow<_>>::from_row(row)?)?,
                 ahead: u64::try_from(ahead).unwrap_or(0),
             })
         }
         (None, true) => {
-            let person = tagged("person").and_then(|row| row.try_get::<String, _>(1).ok());
-            Err(Error::User(match person.as_deref() {
-                Some("banned") => UserError::Suspended,
-                Some("frozen") => UserError::Frozen,
-                _ => UserError::TooManyQueued {
-                    limit: limits.max_queued_per_person,
-                },
-            }))
+            let person = tagged("person")
+                .map(|row| {
+                    Ok::<_, sqlx::Error>((
+                        row.try_get::<i64, _>(0)? == 1,
+                        row.try_get::<i64, _>(1)? == 1,
+                    ))
+                })
+                .transpose()?;
+            Err(Error::User(not_queued(person, limits)))
         }
         // The key holds some other transfer, with no job.
         (None, false) => Err(Error::from(Fault::IdempotencyConflict { key })),
+    }
+}
+
+/// Whether a person is banned and frozen, as the database says, tagged `person` for a script.
+const PERSON: &str = "SELECT CASE WHEN banned_at IS NULL THEN 0 ELSE 1 END, \
+                             CASE WHEN frozen_at IS NULL THEN 0 ELSE 1 END, 'person' \
+                      FROM users WHERE id = $1";
+
+/// Why a job was not queued once its hold was made: the person's (banned, frozen) state, as
+/// [`PERSON`] read it, or else their cap.
+fn not_queued(person: Option<(bool, bool)>, limits: JobLimits) -> UserError {
+    match person {
+        Some((true, _)) => UserError::Suspended,
+        Some((_, true)) => UserError::Frozen,
+        _ => UserError::TooManyQueued {
+            limit: limits.max_queued_per_person,
+        },
     }
 }
 
@@ -652,9 +654,7 @@ async fn insert_job(
          SELECT $1, $2, $3, $4, 'queued', $5, $6, $6, \
                 1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
          FROM {standing} \
-         WHERE now.queued < $7 \
-           AND EXISTS (SELECT 1 FROM users \
-                       WHERE id = $1 AND frozen_at IS NULL AND banned_at IS NULL) \
+         WHERE now.queued < $7 AND now.allowed = 1 \
          RETURNING {JOB_COLUMNS}",
         standing = standing("$1", "$7"),
     );
@@ -670,19 +670,12 @@ async fn insert_job(
         .await?;
     let Some(row) = row else {
         // Whatever was remembered of this person, the database decides.
-        let (banned, frozen): (bool, bool) = sqlx::query_as(
-            "SELECT banned_at IS NOT NULL, frozen_at IS NOT NULL FROM users WHERE id = $1",
-        )
-        .bind(job.user.get())
-        .fetch_one(conn)
-        .await?;
-        return Err(Error::User(match (banned, frozen) {
-            (true, _) => UserError::Suspended,
-            (_, true) => UserError::Frozen,
-            _ => UserError::TooManyQueued {
-                limit: limits.max_queued_per_person,
-            },
-        }));
+        let person: Option<(i64, i64, String)> = sqlx::query_as(PERSON)
+            .bind(job.user.get())
+            .fetch_optional(conn)
+            .await?;
+        let person = person.map(|(banned, frozen, _)| (banned == 1, frozen == 1));
+        return Err(Error::User(not_queued(person, limits)));
     };
     job_from_row(row)
 }

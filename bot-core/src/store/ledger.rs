@@ -126,12 +126,7 @@ impl Store {
             .fetch_one(&mut *self.reader().await?)
             .await?;
         }
-        Ok(AccountBalance {
-            debits_posted: Credits::from_db(dp)?,
-            credits_posted: Credits::from_db(cp)?,
-            debits_pending: Credits::from_db(dq)?,
-            credits_pending: Credits::from_db(cq)?,
-        })
+        balance_from_db((dp, cp, dq, cq))
     }
 
     /// The running totals of a person's wallet, read in one step.
@@ -147,14 +142,9 @@ impl Store {
         .bind(user.get())
         .fetch_optional(&mut *self.reader().await?)
         .await?;
-        let (dp, cp, dq, cq) =
-            row.ok_or_else(|| Error::Internal(anyhow::anyhow!("person {user} has no wallet")))?;
-        Ok(AccountBalance {
-            debits_posted: Credits::from_db(dp)?,
-            credits_posted: Credits::from_db(cp)?,
-            debits_pending: Credits::from_db(dq)?,
-            credits_pending: Credits::from_db(cq)?,
-        })
+        balance_from_db(
+            row.ok_or_else(|| Error::Internal(anyhow::anyhow!("person {user} has no wallet")))?,
+        )
     }
 
     /// A wallet's lots, oldest first, including spent ones.
@@ -260,6 +250,16 @@ impl Store {
         })
         .await
     }
+}
+
+/// Running totals as stored: (debits posted, credits posted, debits pending, credits pending).
+fn balance_from_db((dp, cp, dq, cq): (i64, i64, i64, i64)) -> Result<AccountBalance> {
+    Ok(AccountBalance {
+        debits_posted: Credits::from_db(dp)?,
+        credits_posted: Credits::from_db(cp)?,
+        debits_pending: Credits::from_db(dq)?,
+        credits_pending: Credits::from_db(cq)?,
+    })
 }
 
 /// What inserting a transfer found.

@@ -137,6 +137,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn accept_terms(&self, user: UserId, version: &str) -> Result<()> {
+        let _changing = self.changing_people(Some(user));
         let (now, version) = (now_millis(), version.to_string());
         self.retrying(|| {
             let version = version.clone();
@@ -154,9 +155,7 @@ impl Store {
                 })
             })
         })
-        .await?;
-        self.inner.people.changed(user);
-        Ok(())
+        .await
     }
 
     /// Sets a person's opt-out of anonymised reuse of their outputs (terms 5.4).
@@ -165,6 +164,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn set_privacy_opt_out(&self, user: UserId, opt_out: bool) -> Result<()> {
+        let _changing = self.changing_people(Some(user));
         self.retrying(|| {
             self.write(Atomic::Statement, move |conn| {
                 Box::pin(async move {
@@ -177,9 +177,7 @@ impl Store {
                 })
             })
         })
-        .await?;
-        self.inner.people.changed(user);
-        Ok(())
+        .await
     }
 
     /// Deletes what a person asked for (terms 6.2): the prompts and requests of their ended
@@ -192,6 +190,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn forget(&self, user: UserId) -> Result<u64> {
+        let _changing = self.changing_people(Some(user));
         self.retrying(|| {
             self.write(Atomic::Transaction, move |conn| {
                 Box::pin(async move {
@@ -225,7 +224,6 @@ impl Store {
             })
         })
         .await
-        .inspect(|_| self.inner.people.changed(user))
     }
 
     /// Counts one more request of this person refused by the content policy.

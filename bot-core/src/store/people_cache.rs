@@ -155,7 +155,7 @@ pub(crate) async fn listen(url: String, cache: std::sync::Weak<PeopleCache>) {
             match received {
                 Ok(Some(notification)) => match notification.payload().parse::<i64>() {
                     Ok(id) => cache.changed(UserId::from_db(id)),
-                    Err(_) => cache.set_live(true),
+                    Err(_) => cache.forget_everyone(),
                 },
                 // The connection dropped: what was sent meanwhile is lost.
                 Ok(None) | Err(_) => {

@@ -177,6 +177,30 @@ async fn connect(url: &str, connections: u32) -> Store {
         .unwrap_or_else(|e| panic!("opening test database: {e:#}"))
 }
 
+/// A Stripe order of the small pack (150 credits for $5.00) made by `user`, paying as `payer`,
+/// from `chat`: what `/buy` records before the checkout.
+pub async fn stripe_order(
+    store: &Store,
+    user: &crate::people::User,
+    payer: &str,
+    chat: crate::chat::ChatRef,
+) -> crate::payments::Purchase {
+    store
+        .create_purchase(&crate::payments::NewPurchase {
+            user: user.id,
+            payer: payer.to_string(),
+            pack: "small".into(),
+            credits: crate::Credits::new(150),
+            rail: crate::payments::Rail::Stripe,
+            amount: 500,
+            currency: "usd".into(),
+            chat,
+            fee_estimate: 45,
+        })
+        .await
+        .expect("purchase")
+}
+
 /// What `user` can spend now.
 ///
 /// # Panics

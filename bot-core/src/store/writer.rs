@@ -16,12 +16,7 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         match self {
-            Writer::Sqlite(handle) => {
-                let op: ErasedOp = Box::new(move |conn, _| {
-                    Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
-                });
-                handle.run(atomic, op).await
-            }
+            Writer::Sqlite(handle) => handle.run(atomic, erase(move |conn, _| op(conn))).await,
             Writer::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 match atomic {
@@ -49,16 +44,7 @@ impl Writer {
             + 'static,
     {
         match self {
-            Writer::Sqlite(handle) => {
-                let op: ErasedOp = Box::new(move |conn, prelude| {
-                    Box::pin(async move {
-                        op(conn, prelude)
-                            .await
-                            .map(|value| Box::new(value) as Erased)
-                    })
-                });
-                handle.run(Atomic::Script, op).await
-            }
+            Writer::Sqlite(handle) => handle.run(Atomic::Script, erase(op)).await,
             Writer::Postgres(_) => self.run(Atomic::Transaction, |conn| op(conn, "")).await,
         }
     }
@@ -90,6 +76,23 @@ pub(super) type Erased = Box<dyn std::any::Any + Send>;
 pub(super) type ErasedOp = Box<
     dyn for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<Erased>> + Send,
 >;
+
+/// `op` with its answer's type erased, for the writer's queue.
+fn erase<T, F>(op: F) -> ErasedOp
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
+        + Send
+        + 'static,
+{
+    Box::new(move |conn, prelude| {
+        Box::pin(async move {
+            op(conn, prelude)
+                .await
+                .map(|value| Box::new(value) as Erased)
+        })
+    })
+}
 
 pub(super) struct WriteJob {
     atomic: Atomic,
