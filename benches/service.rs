@@ -71,6 +71,7 @@ impl Messenger for Instant_ {
         _: &'a Output,
         _: &'a str,
         _: &'a [Button],
+        _: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
             Ok(MessageRef {

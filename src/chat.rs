@@ -107,6 +107,7 @@ impl Messenger for Console {
         media: &'a Output,
         caption: &'a str,
         buttons: &'a [Button],
+        _abandon: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
             tokio::fs::create_dir_all(&self.media_dir)

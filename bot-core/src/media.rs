@@ -8,6 +8,11 @@ use std::fmt;
 
 use serde::Deserialize;
 
+/// Photos one request may carry. Telegram's albums hold at most ten items (Bot API,
+/// `sendMediaGroup`: "2-10 items"), and no operation uses more than two; a request with more
+/// comes from something other than a person's client, and is refused whole.
+pub const MAX_PHOTOS: usize = 10;
+
 /// Limits on uploads; the `[media]` section.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -24,6 +24,7 @@ use futures_util::StreamExt as _;
 use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     model::{Token, created_ms},
@@ -605,8 +606,14 @@ impl Messenger for DiscordMessenger {
         media: &'a Output,
         caption: &'a str,
         buttons: &'a [Button],
+        abandon: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
+            // Discord has no per-chat queue to wait in: a result not yet started when its job
+            // is handed back is left for whoever takes the job; once started it is finished.
+            if abandon.is_cancelled() {
+                return Err(DeliveryError::Abandoned);
+            }
             let marker = reply_to.and_then(read_marker);
             let live = match marker {
                 Some((interaction, _)) => self.find(interaction).await,

@@ -474,6 +474,13 @@ impl FakeDiscord {
     ///
     /// When no endpoint is set.
     pub async fn interact(&self, interaction: &Value) -> Answer {
+        let endpoint = self.endpoint();
+        self.interact_at(&endpoint, interaction).await
+    }
+
+    /// As [`FakeDiscord::interact`], to `endpoint`: one instance of several behind the one
+    /// Interactions Endpoint URL an application has, as a load balancer would pick it.
+    pub async fn interact_at(&self, endpoint: &str, interaction: &Value) -> Answer {
         self.register_interaction(interaction);
         let body = interaction.to_string();
         let timestamp = SystemTime::now()
@@ -481,8 +488,22 @@ impl FakeDiscord {
             .map_or(0, |d| d.as_secs())
             .to_string();
         let signature = self.sign(&timestamp, body.as_bytes());
-        self.deliver(interaction, &body, Some(&signature), Some(&timestamp))
-            .await
+        self.deliver_to(
+            endpoint,
+            interaction,
+            &body,
+            Some(&signature),
+            Some(&timestamp),
+        )
+        .await
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .expect("set_endpoint first")
     }
 
     /// Sends a body with the given headers (for tests of bad signatures).
@@ -497,12 +518,19 @@ impl FakeDiscord {
         signature: Option<&str>,
         timestamp: Option<&str>,
     ) -> Answer {
-        let endpoint = self
-            .endpoint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .expect("set_endpoint first");
+        let endpoint = self.endpoint();
+        self.deliver_to(&endpoint, interaction, body, signature, timestamp)
+            .await
+    }
+
+    async fn deliver_to(
+        &self,
+        endpoint: &str,
+        interaction: &Value,
+        body: &str,
+        signature: Option<&str>,
+        timestamp: Option<&str>,
+    ) -> Answer {
         let mut request = self
             .http
             .post(endpoint)

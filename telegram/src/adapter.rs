@@ -50,8 +50,9 @@ pub enum Error {
 const IN_FLIGHT: usize = 1_024;
 /// Albums collected at once; parts of further albums are handled one by one.
 const ALBUMS: usize = 1_024;
-/// Telegram albums hold at most ten items; anything past that is not collected.
-const ALBUM_PARTS: usize = 10;
+/// Parts of one album collected: one more than the core takes, so that it can refuse an album
+/// larger than any Telegram client sends; anything past that is not kept.
+const ALBUM_PARTS: usize = bot_core::media::MAX_PHOTOS + 1;
 
 /// A connected Telegram bot.
 pub struct Telegram {

@@ -29,6 +29,8 @@ use teloxide::{
     },
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{pace::Pace, text};
 
 /// Images whose long side is beyond this go as documents, at full resolution (Telegram
@@ -75,6 +77,48 @@ impl TelegramMessenger {
     }
 
     /// A result too large to upload, as a message with a download link when links are offered.
+    /// Sends `body`, split into as many messages as Telegram's length limit asks, the buttons
+    /// under the last. Only the first piece may be abandoned: once one is out, the rest follow.
+    async fn post_text(
+        &self,
+        chat: &ChatRef,
+        reply_to: Option<&str>,
+        body: &str,
+        buttons: &[Button],
+        abandon: Option<&CancellationToken>,
+    ) -> Result<MessageRef, DeliveryError> {
+        let id = chat_id(chat)?;
+        let pieces = text::split(body, text::MAX_TEXT);
+        let last = pieces.len() - 1;
+        let mut first = None;
+        for (n, piece) in pieces.into_iter().enumerate() {
+            let mut send = self.bot.send_message(id, piece).parse_mode(ParseMode::Html);
+            if n == 0
+                && let Some(to) = reply_to.and_then(message_id)
+            {
+                send =
+                    send.reply_parameters(ReplyParameters::new(to).allow_sending_without_reply());
+            }
+            if n == last
+                && let Some(markup) = keyboard(buttons)
+            {
+                send = send.reply_markup(markup);
+            }
+            let abandon = if n == 0 { abandon } else { None };
+            let sent = self
+                .pace
+                .send_unless(id.0, abandon, || send.clone().into_future())
+                .await
+                .ok_or(DeliveryError::Abandoned)?
+                .map_err(delivery)?;
+            first.get_or_insert(sent.id);
+        }
+        Ok(MessageRef {
+            chat: chat.clone(),
+            id: first.map(|m| m.0.to_string()).unwrap_or_default(),
+        })
+    }
+
     async fn send_link(
         &self,
         chat: &ChatRef,
@@ -82,6 +126,7 @@ impl TelegramMessenger {
         media: &Output,
         caption: &str,
         buttons: &[Button],
+        abandon: &CancellationToken,
     ) -> Result<MessageRef, DeliveryError> {
         let megabytes = media.bytes.len() as f64 / 1_000_000.0;
         let Some(links) = &self.links else {
@@ -100,7 +145,8 @@ impl TelegramMessenger {
         }];
         all.extend_from_slice(buttons);
         let text = format!("{caption}\n\n{}", words::DOWNLOAD_NOTE);
-        self.send_text(chat, reply_to, &text, &all).await
+        self.post_text(chat, reply_to, &text, &all, Some(abandon))
+            .await
     }
 
     /// The bot and its limits, for the Stars rail.
@@ -222,36 +268,7 @@ impl Messenger for TelegramMessenger {
         body: &'a str,
         buttons: &'a [Button],
     ) -> MessengerFuture<'a, MessageRef> {
-        Box::pin(async move {
-            let id = chat_id(chat)?;
-            let pieces = text::split(body, text::MAX_TEXT);
-            let last = pieces.len() - 1;
-            let mut first = None;
-            for (n, piece) in pieces.into_iter().enumerate() {
-                let mut send = self.bot.send_message(id, piece).parse_mode(ParseMode::Html);
-                if n == 0
-                    && let Some(to) = reply_to.and_then(message_id)
-                {
-                    send = send
-                        .reply_parameters(ReplyParameters::new(to).allow_sending_without_reply());
-                }
-                if n == last
-                    && let Some(markup) = keyboard(buttons)
-                {
-                    send = send.reply_markup(markup);
-                }
-                let sent = self
-                    .pace
-                    .send(id.0, || send.clone().into_future())
-                    .await
-                    .map_err(delivery)?;
-                first.get_or_insert(sent.id);
-            }
-            Ok(MessageRef {
-                chat: chat.clone(),
-                id: first.map(|m| m.0.to_string()).unwrap_or_default(),
-            })
-        })
+        Box::pin(self.post_text(chat, reply_to, body, buttons, None))
     }
 
     fn edit_text<'a>(
@@ -288,6 +305,7 @@ impl Messenger for TelegramMessenger {
         media: &'a Output,
         caption: &'a str,
         buttons: &'a [Button],
+        abandon: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef> {
         Box::pin(async move {
             let id = chat_id(chat)?;
@@ -305,7 +323,7 @@ impl Messenger for TelegramMessenger {
                 };
                 let Some(bytes) = fits else {
                     return self
-                        .send_link(chat, reply_to, media, caption, buttons)
+                        .send_link(chat, reply_to, media, caption, buttons, abandon)
                         .await;
                 };
                 let stem = media
@@ -337,7 +355,10 @@ impl Messenger for TelegramMessenger {
                     if let Some(markup) = markup {
                         request = request.reply_markup(markup);
                     }
-                    self.pace.send(id.0, || request.clone().into_future()).await
+                    self.pace
+                        .send_unless(id.0, Some(abandon), || request.clone().into_future())
+                        .await
+                        .ok_or(DeliveryError::Abandoned)?
                 }};
             }
             let large = media
@@ -368,7 +389,7 @@ impl Messenger for TelegramMessenger {
                 // Telegram's own limit is lower than ours (a smaller local server, a change).
                 Err(RequestError::Api(ApiError::RequestEntityTooLarge)) => {
                     return self
-                        .send_link(chat, reply_to, media, caption, buttons)
+                        .send_link(chat, reply_to, media, caption, buttons, abandon)
                         .await;
                 }
                 other => other.map_err(delivery)?,

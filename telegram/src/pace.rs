@@ -19,6 +19,7 @@ use std::{
 use dashmap::DashMap;
 use teloxide::RequestError;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -70,22 +71,47 @@ impl Pace {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, RequestError>>,
     {
+        match self.send_unless(chat, None, send).await {
+            Some(sent) => sent,
+            None => unreachable!("nothing abandons a send without a token"),
+        }
+    }
+
+    /// As [`Pace::send`], but gives up (`None`) when `abandon` fires while the message is still
+    /// waiting its turn. A request already sent is always awaited to its answer: cut there,
+    /// Telegram could hold a message we believe unsent.
+    pub(crate) async fn send_unless<T, F, Fut>(
+        &self,
+        chat: i64,
+        abandon: Option<&CancellationToken>,
+        send: F,
+    ) -> Option<Result<T, RequestError>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, RequestError>>,
+    {
         let mut attempt = 1;
         loop {
-            self.turn(chat).await;
+            let turn = self.turn(chat);
+            match abandon {
+                Some(abandon) => tokio::select! {
+                    biased;
+                    () = abandon.cancelled() => return None,
+                    () = turn => {}
+                },
+                None => turn.await,
+            }
             match send().await {
                 Err(RequestError::RetryAfter(after)) if attempt < RATE_LIMITED_ATTEMPTS => {
                     attempt += 1;
                     bot_core::metrics::metrics().rate_limited("telegram");
                     self.hold(chat, after.duration());
                 }
-                other => return other,
+                other => return Some(other),
             }
         }
     }
 
-    /// Waits for this chat's next turn to send a message. `chat` is Telegram's chat id (groups
-    /// and channels are negative).
     async fn turn(&self, chat: i64) {
         let at = self.reserve(chat, Instant::now());
         tokio::time::sleep_until(at).await;
@@ -226,5 +252,37 @@ mod tests {
         let now = Instant::now();
         let at = pace.reserve(5, now);
         assert!(at - now >= Duration::from_secs(7));
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_its_turn_is_abandoned_unsent_and_one_already_sent_is_finished() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+        let pace = Pace::new(30);
+        let calls = AtomicUsize::new(0);
+        let send = || async {
+            calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, RequestError>(())
+        };
+        // The chat's first message goes in the next overall slot (within 1/29 s), and is
+        // finished though abandoned while on the wire.
+        let abandon = CancellationToken::new();
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(70)).await;
+            abandon.cancel();
+        };
+        let (sent, ()) = tokio::join!(pace.send_unless(9, Some(&abandon), send), cancel);
+        assert!(matches!(sent, Some(Ok(()))), "finished once on the wire");
+        assert_eq!(calls.load(SeqCst), 1);
+        // The next must wait about a second for its turn: abandoned there, it is never sent.
+        let abandon = CancellationToken::new();
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            abandon.cancel();
+        };
+        let (sent, ()) = tokio::join!(pace.send_unless(9, Some(&abandon), send), cancel);
+        assert!(sent.is_none(), "abandoned before its turn");
+        assert_eq!(calls.load(SeqCst), 1, "and never sent");
     }
 }

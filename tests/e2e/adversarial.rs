@@ -44,23 +44,25 @@ async fn balance_of(store: &bot_core::Store, identity: &str) -> (u64, u64) {
 }
 
 /// The real binary, serving on `url`'s database against the fake Telegram.
-fn serve(dir: &std::path::Path, url: &str, telegram: &str) -> std::process::Child {
+fn serve(dir: &std::path::Path, url: &str, telegram: &str) -> crate::helpers::Process {
     std::fs::write(dir.join("imagegpt.toml"), SETTINGS).expect("write configuration");
-    std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .envs([
-            ("DATABASE_URL", url),
-            ("HTTP_ADDR", "127.0.0.1:0"),
-            ("TELEGRAM_BOT_TOKEN", TOKEN),
-            ("TELEGRAM_API_URL", telegram),
-            ("WELCOME_CREDITS", "10"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the binary starts")
+    crate::helpers::Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .envs([
+                ("DATABASE_URL", url),
+                ("HTTP_ADDR", "127.0.0.1:0"),
+                ("TELEGRAM_BOT_TOKEN", TOKEN),
+                ("TELEGRAM_API_URL", telegram),
+                ("WELCOME_CREDITS", "10"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    )
 }
 
 /// Telegram confirms a batch only when the bot next asks for updates. An instance killed after
@@ -474,19 +476,14 @@ fn gif_of_many_frames() -> Vec<u8> {
     bytes
 }
 
-/// Uploads that lie or attack: a decompression bomb in each accepted format, a GIF of 10,000
-/// frames, a truncated PNG, a text file calling itself a PNG, an empty file. Each ends with a
-/// sentence the person can act on and costs nothing; the process's peak memory stays far
-/// below what decoding a bomb would take (100,000² pixels is 30 GB).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
-    let (fake, app) = telegram_app("adversarial_uploads", &[], SETTINGS).await;
+/// Uploads made to hurt: each with what the answer to it says.
+fn hostile_uploads() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut real = std::io::Cursor::new(Vec::new());
     image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
         .write_to(&mut real, image::ImageFormat::Png)
         .expect("encode");
     let real = real.into_inner();
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+    vec![
         (
             "png bomb",
             png_declaring(100_000, 100_000),
@@ -509,7 +506,17 @@ async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
             "not a JPEG, PNG or WebP",
         ),
         ("empty", Vec::new(), "empty"),
-    ];
+    ]
+}
+
+/// Uploads that lie or attack: a decompression bomb in each accepted format, a GIF of 10,000
+/// frames, a truncated PNG, a text file calling itself a PNG, an empty file. Each ends with a
+/// sentence the person can act on and costs nothing; the process's peak memory stays far
+/// below what decoding a bomb would take (100,000² pixels is 30 GB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
+    let (fake, app) = telegram_app("adversarial_uploads", &[], SETTINGS).await;
+    let cases = hostile_uploads();
     let before = peak_rss_kb();
     for (n, (_, bytes, _)) in cases.iter().enumerate() {
         let id = 9960 + n as i64;
@@ -548,9 +555,14 @@ async fn adversarial_hostile_uploads_get_a_clear_answer_and_cost_nothing() {
     assert!(audit.is_clean(), "{audit}");
 }
 
-/// The process's peak resident memory (`VmHWM`), in KB.
+/// This process's peak resident memory (`VmHWM`), in KB.
 fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_kb_of("self")
+}
+
+/// A process's peak resident memory (`VmHWM`), in KB; `process` is a pid or `self`.
+fn peak_rss_kb_of(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|status| {
             status
@@ -559,6 +571,139 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// The same uploads sent to the real binary in a process of its own, so that its peak memory
+/// is the figure for them and for nothing else: read once the bot has answered a first
+/// message (its resting size) and again after every hostile upload and a 100-photo album have
+/// been answered. None of it may cost a credit, and `imagegpt audit` passes afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_hostile_uploads_keep_the_serving_process_small() {
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("imagegpt.db").display());
+    let mut child = serve(dir.path(), &url, &fake.url());
+    let pid = child.id().to_string();
+    let first = Chat::private(9990);
+    fake.message(&first, 9990, "/balance");
+    fake.wait_for(WAIT, |sent| {
+        count(sent, 9990, "sendMessage", "Your balance") == 1
+    })
+    .await;
+    let resting = peak_rss_kb_of(&pid);
+
+    let cases = hostile_uploads();
+    for (n, (_, bytes, _)) in cases.iter().enumerate() {
+        let id = 9991 + n as i64;
+        let file = fake.upload(bytes.clone());
+        fake.document(&Chat::private(id), id, &file, "image/png", "/enhance");
+    }
+    let album_sender = Chat::private(9989);
+    let photo = fake.upload(png_declaring(640, 480));
+    fake.photo(
+        &album_sender,
+        9989,
+        &photo,
+        Some("/enhance"),
+        Some("big-album"),
+    );
+    for _ in 1..100 {
+        fake.photo(&album_sender, 9989, &photo, None, Some("big-album"));
+    }
+    let answered = |sent: &[Sent]| {
+        // A job's ending is an edit of its status message.
+        cases.iter().enumerate().all(|(n, (_, _, words))| {
+            sent.iter()
+                .any(|s| s.chat_id == 9991 + n as i64 && s.text.contains(words))
+        }) && count(sent, 9989, "sendMessage", "more than 10 photos") == 1
+    };
+    let sent = fake.wait_for(WAIT, answered).await;
+    assert!(answered(&sent), "every upload answered: {sent:#?}");
+    let peak = peak_rss_kb_of(&pid);
+    eprintln!(
+        "hostile uploads, served process alone: resting peak RSS {resting} KB, peak after {} \
+         uploads and a 100-photo album {peak} KB (+{} KB)",
+        cases.len(),
+        peak.saturating_sub(resting)
+    );
+    assert!(peak > 0, "the peak was read");
+    assert!(
+        peak < resting + 128 * 1024,
+        "peak memory went from {resting} KB to {peak} KB"
+    );
+
+    for id in (9991..9991 + cases.len() as i64).chain([9989]) {
+        fake.message(&Chat::private(id), id, "/balance");
+    }
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            (9991..9991 + cases.len() as i64)
+                .chain([9989])
+                .all(|id| count(sent, id, "sendMessage", "Your balance") == 1)
+        })
+        .await;
+    for id in (9991..9991 + cases.len() as i64).chain([9989]) {
+        assert_eq!(
+            count(&sent, id, "sendMessage", "Your balance: 10 credits"),
+            1,
+            "{id} paid nothing: {:#?}",
+            sent.iter().filter(|s| s.chat_id == id).collect::<Vec<_>>()
+        );
+    }
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_imagegpt"))
+        .arg("audit")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("audit runs");
+    assert!(
+        audit.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+}
+
+/// Telegram's albums hold ten items; a client that sends a hundred under one media group id is
+/// not a person's. The album is answered once, refused whole with a reason, nothing of it is
+/// downloaded, nothing is charged, and only eleven of its parts are ever held in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_an_album_of_a_hundred_photos_is_refused_whole_and_costs_nothing() {
+    let (fake, app) = telegram_app("adversarial_album", &[], SETTINGS).await;
+    let chat = Chat::private(9988);
+    let photo = fake.upload(png_declaring(640, 480));
+    fake.photo(&chat, 9988, &photo, Some("/enhance"), Some("huge"));
+    for _ in 1..100 {
+        fake.photo(&chat, 9988, &photo, None, Some("huge"));
+    }
+    let sent = fake
+        .wait_for(WAIT, |sent| sent.iter().any(|s| s.chat_id == 9988))
+        .await;
+    assert!(
+        count(&sent, 9988, "sendMessage", "more than 10 photos") == 1,
+        "refused with its reason: {sent:#?}"
+    );
+    // Anything else the album would set off (a job, a second answer) has time to show.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let answers: Vec<Sent> = fake
+        .sent()
+        .into_iter()
+        .filter(|s| s.chat_id == 9988)
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer for the album: {answers:#?}");
+    assert!(
+        !fake.calls().iter().any(|call| call == "getFile"),
+        "nothing of the album was downloaded: {:?}",
+        fake.calls()
+    );
+    let db = app.stop().await;
+    let store = db.store();
+    assert_eq!(balance_of(store, "telegram:9988").await, (10, 0));
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
 }
 
 /// A provider that answers garbage bytes, succeeds with no output, or never finishes: each job
@@ -1113,5 +1258,231 @@ async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
             .is_empty(),
         "nothing was recorded as an admin action"
     );
+    close(server).await;
+}
+
+/// `/link` racing spending on both wallets, on two instances of one PostgreSQL: each round, one
+/// person makes a code on the first instance, then, all at once, the other sends `/link CODE`
+/// to the second instance while both spend on whichever instance is the other one. Whether the
+/// link wins or is refused for the jobs under way, no credit is spent twice or lost: what both
+/// wallets hold plus what was spent is what they were given, nothing stays on hold, every
+/// success was delivered once, and the instance that did not make the link sees its wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_links_racing_spending_on_both_wallets_across_two_instances_lose_nothing() {
+    use fakes::discord::{Person, Place};
+
+    use crate::discord_adapter::{APPLICATION, BOT_TOKEN, close, open_with, option};
+
+    let Some(server) = open_with(Backend::Postgres, "adversarial_link_race", &[], SETTINGS).await
+    else {
+        eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let discord = &server.discord;
+    let (url, key) = (discord.url(), discord.public_key());
+    let second = spawn_instance_on(
+        server.app.db.url(),
+        &[
+            ("DISCORD_APPLICATION_ID", APPLICATION),
+            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
+            ("DISCORD_PUBLIC_KEY", key.as_str()),
+            ("DISCORD_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        SETTINGS,
+    )
+    .await;
+    let endpoints = [
+        format!("http://{}/discord/interactions", server.app.address),
+        format!("http://{}/discord/interactions", second.address),
+    ];
+    let place = Place::guild(5701, 6701);
+    let reply_to = |interaction: &str, words: &'static str| {
+        let interaction = interaction.to_string();
+        move |m: &fakes::discord::Message| {
+            m.interaction.as_deref() == Some(interaction.as_str())
+                && !m.loading
+                && m.text().contains(words)
+        }
+    };
+    const ROUNDS: u64 = 6;
+    let (mut linked, mut refused) = (0, 0);
+    let mut imagines = Vec::new();
+    for round in 0..ROUNDS {
+        let maker = Person::new(4700 + round, "Maker");
+        let joiner = Person::new(4800 + round, "Joiner");
+        let (first, other) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
+        let ask = discord.slash(
+            &maker,
+            &place,
+            "link",
+            serde_json::json!([]),
+            serde_json::json!({}),
+        );
+        let answer = discord.interact_at(&endpoints[first], &ask).await;
+        let code = discord
+            .wait_for(WAIT, reply_to(&answer.interaction, "Your link code:"))
+            .await
+            .unwrap_or_else(|| panic!("a code: {:#?}", discord.messages()))
+            .text()
+            .split("Your link code:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|code| {
+                code.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .to_string()
+            })
+            .expect("the code");
+        let link = discord.slash(
+            &joiner,
+            &place,
+            "link",
+            serde_json::json!([option("code", 3, serde_json::json!(code))]),
+            serde_json::json!({}),
+        );
+        let imagine = |who: &Person, n: u64| {
+            discord.slash(
+                who,
+                &place,
+                "imagine",
+                serde_json::json!([option(
+                    "prompt",
+                    3,
+                    serde_json::json!(format!("race {round} {n}"))
+                )]),
+                serde_json::json!({}),
+            )
+        };
+        let spends = [
+            (imagine(&joiner, 0), first),
+            (imagine(&maker, 1), first),
+            (imagine(&joiner, 2), other),
+            (imagine(&maker, 3), other),
+        ];
+        // The spending starts a little later each round, so that rounds go either way.
+        let link_sent = discord.interact_at(&endpoints[other], &link);
+        let lag = Duration::from_millis(15 * round);
+        let endpoints = &endpoints;
+        let spent = spends.iter().map(|(interaction, at)| async move {
+            tokio::time::sleep(lag).await;
+            discord.interact_at(&endpoints[*at], interaction).await
+        });
+        let (link_answer, spent) = tokio::join!(link_sent, futures_util::future::join_all(spent));
+        imagines.extend(spent.into_iter().map(|a| a.interaction));
+        let outcome = discord
+            .wait_for(WAIT, |m| {
+                m.interaction.as_deref() == Some(link_answer.interaction.as_str()) && !m.loading
+            })
+            .await
+            .unwrap_or_else(|| panic!("a link answer: {:#?}", discord.messages()));
+        if outcome.text().contains("Linked") {
+            linked += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // Every job ends.
+    let store = server.app.db.store();
+    let deadline = std::time::Instant::now() + WAIT;
+    let stats = loop {
+        let stats = store.stats(0).await.expect("stats");
+        let open: i64 = stats
+            .jobs
+            .iter()
+            .filter(|(_, state, _)| matches!(state.as_str(), "queued" | "running"))
+            .map(|(_, _, n)| n)
+            .sum();
+        if open == 0 {
+            break stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", stats.jobs);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut wallets = std::collections::BTreeMap::new();
+    for round in 0..ROUNDS {
+        for id in [4700 + round, 4800 + round] {
+            let identity: Identity = format!("discord:{id}").parse().expect("identity");
+            let user = store
+                .find_user(&identity)
+                .await
+                .expect("lookup")
+                .expect("exists");
+            let balance = store.account_balance(user.wallet).await.expect("balance");
+            assert_eq!(
+                balance.debits_pending.get(),
+                0,
+                "{id}: nothing left on hold"
+            );
+            wallets.insert(user.wallet, balance.available().get());
+        }
+    }
+    let left: u64 = wallets.values().sum();
+    eprintln!(
+        "links racing spending: {linked} linked, {refused} refused, {} spent, {left} left in {} \
+         wallets",
+        stats.credits_spent,
+        wallets.len()
+    );
+    assert_eq!(wallets.len() as u64, 2 * ROUNDS - linked);
+    assert_eq!(
+        left + stats.credits_spent as u64,
+        20 * ROUNDS,
+        "held, spent and left add up to what was given"
+    );
+    let delivered = discord.count(|m| {
+        !m.deleted
+            && !m.files.is_empty()
+            && m.interaction.as_ref().is_some_and(|i| imagines.contains(i))
+    });
+    assert_eq!(
+        delivered as i64, stats.credits_spent,
+        "each success delivered once"
+    );
+    // The instance that did not take a link forgets the joiner's old wallet at once.
+    for round in 0..ROUNDS {
+        let maker = store
+            .find_user(
+                &format!("discord:{}", 4700 + round)
+                    .parse()
+                    .expect("identity"),
+            )
+            .await
+            .expect("lookup")
+            .expect("exists");
+        let joiner = store
+            .find_user(
+                &format!("discord:{}", 4800 + round)
+                    .parse()
+                    .expect("identity"),
+            )
+            .await
+            .expect("lookup")
+            .expect("exists");
+        if maker.wallet != joiner.wallet {
+            continue;
+        }
+        let expected = format!("{} credits", wallets[&maker.wallet]);
+        let at = if round % 2 == 0 { 0 } else { 1 };
+        let ask = discord.slash(
+            &Person::new(4800 + round, "Joiner"),
+            &place,
+            "balance",
+            serde_json::json!([]),
+            serde_json::json!({}),
+        );
+        let answer = discord.interact_at(&endpoints[at], &ask).await;
+        let said = discord
+            .wait_for(WAIT, |m| {
+                m.interaction.as_deref() == Some(answer.interaction.as_str()) && !m.loading
+            })
+            .await
+            .expect("a balance");
+        assert!(
+            said.text().contains(&expected),
+            "round {round}: the joined wallet's {expected}: {}",
+            said.text()
+        );
+    }
+    second.stop().await;
     close(server).await;
 }

@@ -152,3 +152,29 @@ pub async fn spawn_instance_on(url: &str, env: &[(&str, &str)], file: &str) -> I
         server,
     }
 }
+
+/// A child process of the real binary, killed when dropped: a test that fails midway leaves
+/// nothing running to load the machine or poll a fake that is gone.
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

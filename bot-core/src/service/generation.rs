@@ -2,6 +2,7 @@
 //! hold with the job enqueued in one step, then the job's public status message.
 
 use super::*;
+use crate::media::MAX_PHOTOS;
 
 impl Service {
     pub(super) async fn generation(
@@ -54,6 +55,12 @@ impl Service {
             _ => return Ok(None),
         }
         let info = spec.operation.info();
+        if spec.attachments.len() > MAX_PHOTOS {
+            return Ok(Some(Reply::private(format!(
+                "That is more than {MAX_PHOTOS} photos at once, more than an album holds. \
+                 Nothing was done and no credits were taken."
+            ))));
+        }
         if spec.attachments.len() < info.photos_needed {
             return Ok(Some(Reply::private(match info.photos_needed {
                 1 => "Send this command with a photo, or as a reply to one.".to_string(),

@@ -3,6 +3,8 @@
 
 use std::{future::Future, pin::Pin};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{Identity, Platform, media::Output};
 
 use super::{Attachment, Button, ChatRef, MessageRef};
@@ -23,6 +25,9 @@ pub enum DeliveryError {
     /// The upload is larger than the platform lets bots download.
     #[error("{0}")]
     TooLarge(String),
+    /// Not sent: it was still waiting its turn when the job was handed back (shutdown).
+    #[error("not sent: the job was handed back before its turn came")]
+    Abandoned,
 }
 
 /// How the core reaches people on one platform.
@@ -55,7 +60,11 @@ pub trait Messenger: Send + Sync + std::fmt::Debug {
         buttons: &'a [Button],
     ) -> MessengerFuture<'a, ()>;
 
-    /// Sends a result with its caption.
+    /// Sends a result with its caption. When `abandon` fires while the result is still
+    /// waiting its turn (a platform's rate limits), nothing is sent and the answer is
+    /// [`DeliveryError::Abandoned`]; a request already on its way to the platform is finished,
+    /// never cut, because the platform would then hold a result we believe undelivered, and
+    /// whoever takes the job next would send it again.
     ///
     /// # Errors
     ///
@@ -67,6 +76,7 @@ pub trait Messenger: Send + Sync + std::fmt::Debug {
         media: &'a Output,
         caption: &'a str,
         buttons: &'a [Button],
+        abandon: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef>;
 
     /// Sends a private notice (a payment's or refund's outcome) for `person`, in or from `chat`

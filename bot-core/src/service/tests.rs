@@ -15,6 +15,7 @@ use crate::{
     providers::{Provider, ProviderFuture, Routes, Run, local::LocalProvider},
     service::worker::WorkerConfig,
 };
+use tokio_util::sync::CancellationToken;
 
 /// What the recording messenger saw.
 #[derive(Debug, Default)]
@@ -25,6 +26,10 @@ struct Seen {
     media: Vec<(String, String)>,
     files: HashMap<String, Vec<u8>>,
     fail_deliveries: usize,
+    /// Results wait for a turn that never comes (a platform's per-chat queue) until abandoned.
+    queue_deliveries: bool,
+    /// Results waiting so.
+    waiting: usize,
     next_id: u64,
 }
 
@@ -82,7 +87,17 @@ impl Messenger for Recorder {
         media: &'a Output,
         caption: &'a str,
         _: &'a [Button],
+        abandon: &'a CancellationToken,
     ) -> MessengerFuture<'a, MessageRef> {
+        if self.seen(|s| {
+            s.waiting += usize::from(s.queue_deliveries);
+            s.queue_deliveries
+        }) {
+            return Box::pin(async move {
+                abandon.cancelled().await;
+                Err(DeliveryError::Abandoned)
+            });
+        }
         let result = self.seen(|s| {
             if s.fail_deliveries > 0 {
                 s.fail_deliveries -= 1;
@@ -335,6 +350,7 @@ on_every_backend!(
     cancelling_a_queued_job_gives_the_credits_back,
     only_the_requester_can_press_their_buttons,
     a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once,
+    a_result_waiting_its_turn_at_shutdown_is_handed_back_unsent_and_delivered_once,
     a_refusal_ends_the_job_without_trying_other_providers,
     a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge,
     cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_nothing,
@@ -702,6 +718,46 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once(stor
     assert_eq!(h.drain().await, 0);
     assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
     assert_eq!(h.charged("kit").await, (1, 0), "posted once");
+}
+
+/// Shutting down with a result made and still waiting its turn behind the platform's limits:
+/// the result is abandoned unsent and the job goes back to the queue with its hold, so the
+/// next worker delivers it once and posts it once.
+async fn a_result_waiting_its_turn_at_shutdown_is_handed_back_unsent_and_delivered_once(
+    store: Store,
+) {
+    let h = harness(store, settings());
+    h.recorder.seen(|s| s.queue_deliveries = true);
+    h.say("uma", "/imagine a fox").await;
+    let stopping = Worker::new(
+        h.service.clone(),
+        Routes::every(vec![Arc::new(LocalProvider::default()) as Arc<dyn Provider>]),
+        WorkerConfig {
+            hand_back_seconds: 0,
+            ..test_config()
+        },
+        "stopping".into(),
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(stopping.run(shutdown.clone()));
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while h.recorder.seen(|s| s.waiting) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the result waits its turn");
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops at once")
+        .expect("worker task");
+    assert_eq!(h.recorder.seen(|s| s.media.len()), 0, "nothing was sent");
+    assert_eq!(h.charged("uma").await, (0, 1), "still held, not posted");
+    h.recorder.seen(|s| s.queue_deliveries = false);
+    assert_eq!(h.drain().await, 1, "the job is back in the queue");
+    assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
+    assert_eq!(h.charged("uma").await, (1, 0), "posted once");
 }
 
 async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {

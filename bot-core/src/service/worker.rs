@@ -38,9 +38,6 @@ pub struct Worker {
     hand_back: CancellationToken,
 }
 
-/// How one job ended, for the loop.
-/// How long a delivery under way may still take once jobs are being handed back.
-const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 /// How long a status message may wait for its turn at shutdown.
 const SHUTDOWN_SENDS: Duration = Duration::from_secs(2);
 
@@ -52,10 +49,13 @@ struct Product {
     made: Made,
 }
 
+/// How one job ended, for the loop.
 enum Outcome {
     Delivered(Made),
     Failed(String),
     Retry(String),
+    /// Not delivered because the job is being handed back; it goes back to the queue as it is.
+    Abandoned,
 }
 
 impl Worker {
@@ -183,29 +183,43 @@ impl Worker {
                 return;
             }
         };
-        // A delivery under way is given time to finish before the job is handed back: once the
-        // platform has the result, another instance taking the job would deliver it twice (no
-        // chat platform takes an idempotency key). One still waiting its turn behind the
-        // platform's per-chat limits after that is handed back; only a send that starts at
-        // that very moment can be repeated by the instance that takes the job.
+        // Once a result is on its way to the platform it is seen through, hand-back or not:
+        // cut in flight, the platform could hold a result we believe undelivered, and whoever
+        // took the job next would send it again (no chat platform takes an idempotency key).
+        // Only a result still waiting its turn behind the platform's limits is abandoned, and
+        // the job handed back untouched.
         let outcome = match made {
-            Ok(made) => tokio::select! {
-                outcome = self.deliver_made(&lease.job, &spec, made) => outcome,
-                () = stop.cancelled() => Outcome::Failed(String::new()),
-                () = async {
-                    self.hand_back.cancelled().await;
-                    tokio::time::sleep(DELIVERY_GRACE).await;
-                } => {
-                    drop((renewing, showing, busy));
-                    self.hand_back_job(&lease, &status).await;
-                    return;
+            Ok(made) => {
+                let abandon = CancellationToken::new();
+                let _either = AbortOnDrop(tokio::spawn({
+                    let (abandon, stop, hand_back) =
+                        (abandon.clone(), stop.clone(), self.hand_back.clone());
+                    async move {
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = hand_back.cancelled() => {}
+                        }
+                        abandon.cancel();
+                    }
+                }));
+                match self.deliver_made(&lease.job, &spec, made, &abandon).await {
+                    // Stopped for a lost lease or the person's cancellation, not a hand-back.
+                    Outcome::Abandoned if !self.hand_back.is_cancelled() => {
+                        Outcome::Failed(String::new())
+                    }
+                    outcome => outcome,
                 }
-            },
+            }
             Err(outcome) => outcome,
         };
         drop((renewing, showing, busy));
         let store = self.service.store();
         let ended = match outcome {
+            Outcome::Abandoned => {
+                tracing::info!("result abandoned unsent: it was still waiting its turn");
+                self.hand_back_job(&lease, &status).await;
+                return;
+            }
             Outcome::Delivered(made) => store.succeed_made(&lease, &made).await,
             Outcome::Failed(reason) if stop.is_cancelled() => {
                 let cancelled = store
@@ -320,7 +334,13 @@ impl Worker {
     }
 
     /// Sends a made result to the chat, with its buttons.
-    async fn deliver_made(&self, job: &Job, spec: &JobSpec, product: Product) -> Outcome {
+    async fn deliver_made(
+        &self,
+        job: &Job,
+        spec: &JobSpec,
+        product: Product,
+        abandon: &CancellationToken,
+    ) -> Outcome {
         let Product {
             messenger,
             output,
@@ -340,7 +360,16 @@ impl Worker {
                 ));
             }
         }
-        deliver(&*messenger, spec, &output, &caption, &buttons, made).await
+        deliver(
+            &*messenger,
+            spec,
+            &output,
+            &caption,
+            &buttons,
+            made,
+            abandon,
+        )
+        .await
     }
 
     /// Asks the providers in order. A refusal ends the job; an outage tries the next provider;
@@ -589,6 +618,7 @@ async fn deliver(
     caption: &str,
     buttons: &[Button],
     made: Made,
+    abandon: &CancellationToken,
 ) -> Outcome {
     match messenger
         .send_media(
@@ -597,10 +627,12 @@ async fn deliver(
             output,
             caption,
             buttons,
+            abandon,
         )
         .await
     {
         Ok(_) => Outcome::Delivered(made),
+        Err(DeliveryError::Abandoned) => Outcome::Abandoned,
         // The hold stays until delivery works: the job is retried, not charged.
         Err(DeliveryError::Retry(why)) => {
             crate::metrics::metrics().delivery(spec.chat.platform.as_str(), "retry");
