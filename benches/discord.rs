@@ -85,6 +85,7 @@ async fn run(command: &str, n: usize) {
         limits: bot_core::service::throttle::RateLimits {
             requests_per_minute: 0,
             burst: 0,
+            share_ms: 0,
         },
         ..Settings::default()
     };

@@ -156,6 +156,7 @@ async fn run(
         limits: bot_core::service::throttle::RateLimits {
             requests_per_minute: 0,
             burst: 0,
+            share_ms: 0,
         },
         ..Settings::default()
     };

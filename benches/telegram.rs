@@ -178,6 +178,7 @@ async fn adapter(fake: &FakeTelegram, command: &str, n: usize) -> Run {
         limits: bot_core::service::throttle::RateLimits {
             requests_per_minute: 0,
             burst: 0,
+            share_ms: 0,
         },
         ..Settings::default()
     };

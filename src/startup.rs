@@ -154,6 +154,9 @@ impl Application {
             count = self.config.workers.count.max(1),
             "job workers running"
         );
+        tasks.push(tokio::spawn(
+            self.service.clone().run_limits(shutdown.clone()),
+        ));
         tasks.push(tokio::spawn(self.service.clone().run_payments(
             std::time::Duration::from_millis(self.config.workers.poll_ms.max(50)),
             shutdown.clone(),

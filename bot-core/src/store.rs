@@ -11,6 +11,7 @@ mod files;
 mod interactions;
 pub(crate) mod jobs;
 pub(crate) mod ledger;
+pub(crate) mod limits;
 pub(crate) mod links;
 mod migrate;
 pub(crate) mod payments;

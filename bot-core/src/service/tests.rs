@@ -1292,6 +1292,62 @@ async fn until_answered(
     None
 }
 
+/// Two instances on one PostgreSQL hold a person to one request limit between them: a person
+/// sending to both alternately gets about one burst answered, not one per instance. The same
+/// run with sharing off lets twice as much through, so the check can tell the two apart.
+#[tokio::test]
+async fn two_instances_hold_a_person_to_one_request_limit_between_them() {
+    let Some(db) = crate::store::testing::TestDb::postgres("one limit for two instances").await
+    else {
+        return;
+    };
+    let config = crate::store::DatabaseConfig {
+        url: db.url().to_string(),
+        max_connections: 3,
+        ..crate::store::DatabaseConfig::default()
+    };
+    let other = Store::connect(&config, crate::store::Migrations::Apply)
+        .await
+        .expect("a second instance");
+    let mut answered = Vec::new();
+    for (name, share_ms) in [("shared", 40), ("apart", 0)] {
+        let mut settings = settings();
+        settings.limits = throttle::RateLimits {
+            requests_per_minute: 60,
+            burst: 5,
+            share_ms,
+        };
+        let one = harness(db.store().clone(), settings.clone());
+        let two = harness(other.clone(), settings);
+        let stop = CancellationToken::new();
+        let sharing = [
+            tokio::spawn(one.service.clone().run_limits(stop.clone())),
+            tokio::spawn(two.service.clone().run_limits(stop.clone())),
+        ];
+        // Both instances have met the person (their first exchange sets where counting starts).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut through = 0;
+        for n in 0..30 {
+            let at = if n % 2 == 0 { &one } else { &two };
+            if at.say(name, "/balance").await.contains("Your balance") {
+                through += 1;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        for task in sharing {
+            task.await.expect("sharing stops");
+        }
+        answered.push(through);
+    }
+    let (shared, apart) = (answered[0], answered[1]);
+    eprintln!("30 requests over 1.5 s to two instances: {shared} answered sharing, {apart} apart");
+    // One burst of 5 and about 1.5 s of refill at one a second, plus a request or two in
+    // flight between two exchanges.
+    assert!(shared <= 9, "one limit between them: {shared} answered");
+    assert!(apart >= 10, "each instance its own burst: {apart} answered");
+}
+
 /// Two instances on one PostgreSQL, each remembering who people are: a ban, a freeze and a
 /// terms acceptance made on one reach the other. Spending is refused by the database at once,
 /// whatever the other instance remembers; what it shows follows within moments (its

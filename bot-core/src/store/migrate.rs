@@ -79,6 +79,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "turns by person",
         include_str!("../../../migrations/sqlite/0015_turns_by_person.sql"),
     ),
+    (
+        16,
+        "let through",
+        include_str!("../../../migrations/sqlite/0016_let_through.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -155,6 +160,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "turns by person",
         include_str!("../../../migrations/postgres/0015_turns_by_person.sql"),
+    ),
+    (
+        16,
+        "let through",
+        include_str!("../../../migrations/postgres/0016_let_through.sql"),
     ),
 ];
 
