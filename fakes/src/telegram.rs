@@ -284,15 +284,24 @@ impl FakeTelegram {
     pub fn message(&self, chat: &Chat, user: i64, text: &str) -> i64 {
         self.post(chat, user, |m| {
             m.insert("text".into(), json!(text));
-            if let Some(command) = text
-                .split_whitespace()
-                .next()
-                .filter(|w| w.starts_with('/'))
-            {
-                m.insert(
-                    "entities".into(),
-                    json!([{ "type": "bot_command", "offset": 0, "length": utf16(command) }]),
-                );
+            if let Some(entities) = command_entities(text) {
+                m.insert("entities".into(), entities);
+            }
+        })
+    }
+
+    /// `user` forwards into `chat` a message `original` wrote: `from` is who forwards, and
+    /// `forward_origin` (a `MessageOriginUser`, Bot API 7.0) names the original sender
+    /// (<https://core.telegram.org/bots/api#messageoriginuser>).
+    pub fn forward(&self, chat: &Chat, user: i64, original: i64, text: &str) -> i64 {
+        self.post(chat, user, |m| {
+            m.insert("text".into(), json!(text));
+            m.insert(
+                "forward_origin".into(),
+                json!({ "type": "user", "date": 1_764_064_000, "sender_user": person(original) }),
+            );
+            if let Some(entities) = command_entities(text) {
+                m.insert("entities".into(), entities);
             }
         })
     }
@@ -596,6 +605,15 @@ fn lock(state: &Shared) -> MutexGuard<'_, Fake> {
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The `entities` Telegram marks a message starting with a command with.
+fn command_entities(text: &str) -> Option<Value> {
+    let command = text
+        .split_whitespace()
+        .next()
+        .filter(|w| w.starts_with('/'))?;
+    Some(json!([{ "type": "bot_command", "offset": 0, "length": utf16(command) }]))
 }
 
 fn utf16(text: &str) -> usize {

@@ -1486,3 +1486,153 @@ async fn adversarial_links_racing_spending_on_both_wallets_across_two_instances_
     second.stop().await;
     close(server).await;
 }
+
+/// On Telegram a button or a message acts only for whoever sent it, on what is theirs: Bob
+/// sending the data of Ann's refund Confirm, her Buy and her Forget buttons from his own chat
+/// refunds nothing of hers, shows her nothing and forgets nothing of hers; in a group, a
+/// message of Ann's that Bob forwards or replies to is Bob's request, answered with his
+/// balance and his purchases, never hers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_anothers_buttons_forwards_and_replies_act_only_for_the_sender() {
+    use crate::payments::said;
+
+    let (fake, app) = telegram_app(
+        "adversarial_buttons",
+        &[("TELEGRAM_PAYMENT_RAILS", "stars")],
+        SETTINGS,
+    )
+    .await;
+    let (ann, bob) = (9721_i64, 9722_i64);
+    let (ann_chat, bob_chat, group) = (Chat::private(ann), Chat::private(bob), Chat::group(-9720));
+    fake.message(&bob_chat, bob, "/start");
+    said(&fake, bob, "10 credits").await;
+    // Ann buys 150 credits with Stars, makes an image, and asks for her refund offer.
+    fake.message(&ann_chat, ann, "/buy small");
+    fake.wait_for(WAIT, |_| !fake.invoices().is_empty()).await;
+    let (_, payload, amount) = fake.invoices()[0].clone();
+    let query = fake.pre_checkout(ann, &payload, amount);
+    fake.wait_for(WAIT, |_| fake.pre_checkout_answer(&query).is_some())
+        .await;
+    fake.successful_payment(&ann_chat, ann, &payload, amount, "stxADVERSARIAL-1");
+    said(&fake, ann, "150 credits added").await;
+    fake.message(&ann_chat, ann, "/imagine a harbour at dawn");
+    let result = fake
+        .wait_for(WAIT, |sent| count(sent, ann, "sendPhoto", "") == 1)
+        .await
+        .into_iter()
+        .find(|s| s.chat_id == ann && s.method == "sendPhoto")
+        .expect("Ann's result");
+    fake.message(&ann_chat, ann, "/balance");
+    let balance = said(&fake, ann, "Your balance: 159 credits").await;
+    fake.message(&ann_chat, ann, "/refund 1");
+    let offer = said(&fake, ann, "as Stars").await;
+    fake.message(&ann_chat, ann, "/forget");
+    let forget = said(&fake, ann, "prompts").await;
+    let data = |sent: &Sent, label: &str| {
+        sent.buttons
+            .iter()
+            .flatten()
+            .find(|(l, _)| l.contains(label))
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("a {label} button: {sent:?}"))
+    };
+    let (refund, buy) = (data(&offer, "Confirm"), data(&balance, "Buy"));
+    let forget = forget
+        .buttons
+        .iter()
+        .flatten()
+        .map(|(_, d)| d.clone())
+        .next()
+        .unwrap_or_else(|| panic!("a forget button: {forget:?}"));
+    let regenerate = data(&result, "Regenerate");
+    let to_ann_before = fake.sent().iter().filter(|s| s.chat_id == ann).count();
+
+    // Bob sends each of Ann's buttons' data from his own chat.
+    for (n, pressed) in [&refund, &buy, &forget].into_iter().enumerate() {
+        fake.press(&bob_chat, bob, 900_000 + n as i64, pressed);
+    }
+    fake.wait_for(WAIT, |sent| {
+        sent.iter()
+            .filter(|s| s.method == "answerCallbackQuery")
+            .count()
+            >= 3
+    })
+    .await;
+    // In a group, Bob forwards Ann's commands and replies to one of hers.
+    let hers = fake.message(
+        &group,
+        ann,
+        &format!("/balance@{}", fakes::telegram::BOT_USERNAME),
+    );
+    fake.forward(
+        &group,
+        bob,
+        ann,
+        &format!("/balance@{}", fakes::telegram::BOT_USERNAME),
+    );
+    fake.forward(
+        &group,
+        bob,
+        ann,
+        &format!("/refund@{}", fakes::telegram::BOT_USERNAME),
+    );
+    fake.reply(
+        &group,
+        bob,
+        hers,
+        &format!("/balance@{}", fakes::telegram::BOT_USERNAME),
+    );
+    let sent = fake
+        .wait_for(WAIT, |sent| {
+            count(sent, bob, "sendMessage", "Your balance: 10 credits") == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: Vec<Sent> = fake.sent().into_iter().chain(sent).collect();
+    assert!(
+        count(&sent, bob, "sendMessage", "Your balance: 10 credits") >= 2,
+        "the forward and the reply were Bob's: {:#?}",
+        sent.iter().filter(|s| s.chat_id == bob).collect::<Vec<_>>()
+    );
+    assert!(
+        !fake.star_refunded("stxADVERSARIAL-1"),
+        "Ann's Stars were not refunded"
+    );
+    let to_ann: Vec<Sent> = fake
+        .sent()
+        .into_iter()
+        .filter(|s| s.chat_id == ann)
+        .skip(to_ann_before)
+        .collect();
+    // Her own group message is answered to her (privately, with her balance); nothing else.
+    assert!(
+        to_ann
+            .iter()
+            .all(|s| s.text.contains("Your balance: 159 credits")),
+        "Ann heard nothing of Bob's presses: {to_ann:#?}"
+    );
+    let in_group: String = fake
+        .sent()
+        .iter()
+        .filter(|s| s.chat_id == group.id)
+        .map(|s| s.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in ["159", "150", "Stars", "credits"] {
+        assert!(
+            !in_group.contains(secret),
+            "{secret} in the group: {in_group}"
+        );
+    }
+    // Ann's request was not forgotten: her Regenerate still works.
+    fake.press(&ann_chat, ann, result.message_id, &regenerate);
+    fake.wait_for(WAIT, |sent| count(sent, ann, "sendPhoto", "") == 2)
+        .await;
+    assert_eq!(count(&fake.sent(), ann, "sendPhoto", ""), 2, "regenerated");
+    let db = app.stop().await;
+    let store = db.store();
+    assert_eq!(balance_of(store, "telegram:9721").await, (158, 0));
+    assert_eq!(balance_of(store, "telegram:9722").await, (10, 0));
+    let audit = store.audit().await.expect("audit");
+    assert!(audit.is_clean(), "{audit}");
+}
