@@ -1636,3 +1636,155 @@ async fn adversarial_anothers_buttons_forwards_and_replies_act_only_for_the_send
     let audit = store.audit().await.expect("audit");
     assert!(audit.is_clean(), "{audit}");
 }
+
+/// On Discord, the same: Eve pressing Kim's refund Confirm, Buy and Forget buttons refunds
+/// nothing of Kim's card purchase and forgets nothing of hers; Buy and Forget act on Eve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_on_discord_anothers_refund_buy_and_forget_buttons_act_only_for_the_presser() {
+    use fakes::discord::{Message, Person, Place};
+
+    use crate::discord_adapter::{close, open_with, option};
+
+    let stripe = fakes::stripe::FakeStripe::start("sk_test_adversarial").await;
+    let stripe_url = stripe.url();
+    let Some(server) = open_with(
+        Backend::Sqlite,
+        "adversarial_discord_buttons",
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_adversarial"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_adversarial"),
+            ("STRIPE_API_URL", stripe_url.as_str()),
+            ("PUBLIC_BASE_URL", "https://bot.example.org"),
+        ],
+        SETTINGS,
+    )
+    .await
+    else {
+        unreachable!("SQLite is always available");
+    };
+    let discord = &server.discord;
+    let place = Place::guild(5801, 6801);
+    let (kim, eve) = (Person::new(4851, "Kim"), Person::new(4852, "Eve"));
+    let answered = |interaction: String, check: fn(&Message) -> bool| async move {
+        discord
+            .wait_for(WAIT, |m| {
+                m.interaction.as_deref() == Some(interaction.as_str()) && !m.loading && check(m)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{interaction}: {:#?}", discord.messages()))
+    };
+    // Kim buys the small pack by card and makes an image.
+    let buy = discord.slash(
+        &kim,
+        &place,
+        "buy",
+        serde_json::json!([]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&buy).await;
+    let packs = answered(answer.interaction, |m| !m.custom_ids().is_empty()).await;
+    let press = discord.press(&kim, &place, &packs, &packs.custom_ids()[0]);
+    let pressed = discord.interact(&press).await;
+    answered(pressed.interaction, |m| !m.links().is_empty()).await;
+    let session = stripe.sessions().last().cloned().expect("a session");
+    let event = stripe.event(
+        "checkout.session.completed",
+        stripe.session_object(&session, "paid"),
+    );
+    let signature = fakes::stripe::sign(
+        &event,
+        "whsec_adversarial",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    );
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/stripe/webhook", server.app.address))
+        .header("Stripe-Signature", &signature)
+        .body(event)
+        .send()
+        .await
+        .expect("webhook")
+        .status();
+    assert_eq!(status, 200);
+    discord
+        .wait_for(WAIT, |m| m.content.contains("credits added"))
+        .await
+        .expect("Kim's purchase is credited");
+    let imagine = discord.slash(
+        &kim,
+        &place,
+        "imagine",
+        serde_json::json!([option("prompt", 3, serde_json::json!("a paper boat"))]),
+        serde_json::json!({}),
+    );
+    discord.interact(&imagine).await;
+    let result = discord
+        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
+        .await
+        .expect("Kim's result");
+    // Her refund offer, her packs and her forget question, each with its buttons.
+    let refund = discord.slash(
+        &kim,
+        &place,
+        "refund",
+        serde_json::json!([]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&refund).await;
+    let list = answered(answer.interaction, |m| !m.custom_ids().is_empty()).await;
+    let ask = discord.press(&kim, &place, &list, &list.custom_ids()[0]);
+    let asked = discord.interact(&ask).await;
+    let offer = answered(asked.interaction, |m| m.text().contains("Refund order")).await;
+    let forget = discord.slash(
+        &kim,
+        &place,
+        "forget",
+        serde_json::json!([]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&forget).await;
+    let forget = answered(answer.interaction, |m| !m.custom_ids().is_empty()).await;
+
+    // Eve presses each of them.
+    for (message, what) in [(&offer, "refund"), (&packs, "buy"), (&forget, "forget")] {
+        let press = discord.press(&eve, &place, message, &message.custom_ids()[0]);
+        let answer = discord.interact(&press).await;
+        let said = discord
+            .wait_for(WAIT, |m| {
+                m.interaction.as_deref() == Some(answer.interaction.as_str()) && !m.loading
+            })
+            .await
+            .unwrap_or_else(|| panic!("{what}: {:#?}", discord.messages()));
+        assert!(said.ephemeral(), "{what}: for Eve alone: {said:?}");
+        assert!(
+            !said.text().contains("160") && !said.text().contains("Kim"),
+            "{what}: nothing of Kim's: {}",
+            said.text()
+        );
+    }
+    assert!(
+        stripe.refunds().is_empty(),
+        "no refund: {:?}",
+        stripe.refunds()
+    );
+    // Kim's request is still hers to repeat.
+    let again = discord.press(&kim, &place, &result, &result.custom_ids()[0]);
+    discord.interact(&again).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while discord.count(|m| !m.deleted && !m.files.is_empty()) < 2
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        discord.count(|m| !m.deleted && !m.files.is_empty()),
+        2,
+        "Kim regenerated: {:#?}",
+        discord.messages()
+    );
+    let store = server.app.db.store();
+    assert_eq!(balance_of(store, "discord:4851").await, (158, 0));
+    assert_eq!(balance_of(store, "discord:4852").await, (10, 0));
+    close(server).await;
+}

@@ -177,6 +177,28 @@ impl Provider for Scripted {
     }
 }
 
+/// The offline provider behind a gate: each generation waits until the test opens it.
+#[derive(Debug, Default)]
+struct Gated {
+    open: tokio::sync::Notify,
+    inner: LocalProvider,
+}
+
+impl Provider for Gated {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+    fn supports(&self, _: Operation) -> bool {
+        true
+    }
+    fn generate<'a>(&'a self, run: Run<'a>) -> ProviderFuture<'a> {
+        Box::pin(async move {
+            self.open.notified().await;
+            self.inner.generate(run).await
+        })
+    }
+}
+
 struct Harness {
     service: Arc<Service>,
     recorder: Recorder,
@@ -351,6 +373,7 @@ on_every_backend!(
     only_the_requester_can_press_their_buttons,
     a_worker_killed_mid_job_leaves_it_to_another_that_finishes_it_once,
     a_result_waiting_its_turn_at_shutdown_is_handed_back_unsent_and_delivered_once,
+    a_worker_that_lost_its_lease_while_making_does_not_deliver,
     a_refusal_ends_the_job_without_trying_other_providers,
     a_provider_that_runs_past_its_operation_timeout_fails_the_job_without_charge,
     cancelling_a_running_job_stops_its_worker_within_seconds_and_charges_nothing,
@@ -758,6 +781,49 @@ async fn a_result_waiting_its_turn_at_shutdown_is_handed_back_unsent_and_deliver
     assert_eq!(h.drain().await, 1, "the job is back in the queue");
     assert_eq!(h.recorder.seen(|s| s.media.len()), 1, "delivered once");
     assert_eq!(h.charged("uma").await, (1, 0), "posted once");
+}
+
+/// A worker that lost its job to another while making the result (too starved to renew in
+/// time) does not deliver it: the other worker does, once.
+async fn a_worker_that_lost_its_lease_while_making_does_not_deliver(store: Store) {
+    let h = harness(store, settings());
+    h.say("ivo", "/imagine a fox").await;
+    let gate = Arc::new(Gated::default());
+    let slow = Worker::new(
+        h.service.clone(),
+        Routes::every(vec![gate.clone() as Arc<dyn Provider>]),
+        test_config(),
+        "starved".into(),
+    );
+    let lease = h.claim("starved", std::time::Duration::from_secs(30)).await;
+    let job = lease.job.id;
+    let working = tokio::spawn(async move { slow.work(lease).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Its lease lapsed and another worker took the job meanwhile.
+    h.service
+        .store()
+        .write(crate::store::Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE jobs SET lease_owner = 'other' WHERE id = $1")
+                    .bind(job.get())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("taken over");
+    gate.open.notify_one();
+    tokio::time::timeout(std::time::Duration::from_secs(10), working)
+        .await
+        .expect("the worker gives up")
+        .expect("worker task");
+    assert_eq!(
+        h.recorder.seen(|s| s.media.len()),
+        0,
+        "not delivered by the loser"
+    );
+    assert_eq!(h.charged("ivo").await, (0, 1), "still held for the winner");
 }
 
 async fn a_refusal_ends_the_job_without_trying_other_providers(store: Store) {

@@ -189,6 +189,25 @@ impl Worker {
         // Only a result still waiting its turn behind the platform's limits is abandoned, and
         // the job handed back untouched.
         let outcome = match made {
+            // A fence before the result goes out: a worker too slow to renew (a starved
+            // machine) may have lost the job to another, which will deliver it; this one must
+            // not deliver it too. (Cannot check: deliver; the renewals decide meanwhile.)
+            Ok(_)
+                if matches!(
+                    self.service
+                        .store()
+                        .renew(
+                            &lease,
+                            Duration::from_secs(self.config.lease_seconds.max(1))
+                        )
+                        .await,
+                    Ok(false)
+                ) =>
+            {
+                drop((renewing, showing, busy));
+                tracing::warn!("lease lost before delivery; another worker has the job");
+                return;
+            }
             Ok(made) => {
                 let abandon = CancellationToken::new();
                 let _either = AbortOnDrop(tokio::spawn({
