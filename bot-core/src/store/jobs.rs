@@ -145,6 +145,12 @@ impl Store {
             Backend::Sqlite => Atomic::Statement,
             Backend::Postgres => Atomic::Transaction,
         };
+        // An UPDATE takes SQLite's write lock even when it changes nothing, and idle workers ask
+        // every few milliseconds: without this look first, the file's other writers (the
+        // operator's `imagegpt admin`) can wait for a turn that never comes.
+        if backend == Backend::Sqlite && !self.anything_claimable().await? {
+            return Ok(None);
+        }
         self.retrying(|| {
             let worker = worker.clone();
             self.write(atomic, move |conn| {
@@ -152,6 +158,20 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// Whether any job is claimable now (read without the write lock).
+    async fn anything_claimable(&self) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE state = 'queued' AND run_after <= $1 \
+             UNION ALL \
+             SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at < $1 \
+             LIMIT 1",
+        )
+        .bind(now_millis())
+        .fetch_optional(&mut *self.reader().await?)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Extends a lease. `Ok(false)` when the lease was lost (expired and taken by another
