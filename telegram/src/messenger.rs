@@ -76,7 +76,6 @@ impl TelegramMessenger {
         }
     }
 
-    /// A result too large to upload, as a message with a download link when links are offered.
     /// Sends `body`, split into as many messages as Telegram's length limit asks, the buttons
     /// under the last. Only the first piece may be abandoned: once one is out, the rest follow.
     async fn post_text(
@@ -119,6 +118,7 @@ impl TelegramMessenger {
         })
     }
 
+    /// A result too large to upload, as a message with a download link when links are offered.
     async fn send_link(
         &self,
         chat: &ChatRef,

@@ -162,7 +162,7 @@ async fn adversarial_a_batch_handled_before_a_kill_is_not_handled_again_by_the_n
 async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_from_another() {
     use fakes::discord::{Person, Place, Via};
 
-    use crate::discord_adapter::{APPLICATION, BOT_TOKEN, close, open_with, option};
+    use crate::discord_adapter::{close, open_with, option, second_instance};
 
     // The first instance's only worker looks at the queue once a minute: the second, polling
     // every 20 ms, takes the job.
@@ -179,19 +179,7 @@ async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_fro
         return;
     };
     let discord = &server.discord;
-    let (url, key) = (discord.url(), discord.public_key());
-    let second = spawn_instance_on(
-        server.app.db.url(),
-        &[
-            ("DISCORD_APPLICATION_ID", APPLICATION),
-            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
-            ("DISCORD_PUBLIC_KEY", key.as_str()),
-            ("DISCORD_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await;
+    let second = second_instance(&server, SETTINGS).await;
     let ann = Person::new(4401, "Ann");
     let place = Place::guild(5401, 6401);
     let imagine = discord.slash(
@@ -1271,7 +1259,7 @@ async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
 async fn adversarial_links_racing_spending_on_both_wallets_across_two_instances_lose_nothing() {
     use fakes::discord::{Person, Place};
 
-    use crate::discord_adapter::{APPLICATION, BOT_TOKEN, close, open_with, option};
+    use crate::discord_adapter::{close, open_with, option, second_instance};
 
     let Some(server) = open_with(Backend::Postgres, "adversarial_link_race", &[], SETTINGS).await
     else {
@@ -1279,19 +1267,7 @@ async fn adversarial_links_racing_spending_on_both_wallets_across_two_instances_
         return;
     };
     let discord = &server.discord;
-    let (url, key) = (discord.url(), discord.public_key());
-    let second = spawn_instance_on(
-        server.app.db.url(),
-        &[
-            ("DISCORD_APPLICATION_ID", APPLICATION),
-            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
-            ("DISCORD_PUBLIC_KEY", key.as_str()),
-            ("DISCORD_API_URL", url.as_str()),
-            ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await;
+    let second = second_instance(&server, SETTINGS).await;
     let endpoints = [
         format!("http://{}/discord/interactions", server.app.address),
         format!("http://{}/discord/interactions", second.address),
@@ -1691,21 +1667,8 @@ async fn adversarial_on_discord_anothers_refund_buy_and_forget_buttons_act_only_
         "checkout.session.completed",
         stripe.session_object(&session, "paid"),
     );
-    let signature = fakes::stripe::sign(
-        &event,
-        "whsec_adversarial",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    );
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/stripe/webhook", server.app.address))
-        .header("Stripe-Signature", &signature)
-        .body(event)
-        .send()
-        .await
-        .expect("webhook")
-        .status();
+    let status =
+        crate::helpers::post_stripe_event(server.app.address, "whsec_adversarial", &event).await;
     assert_eq!(status, 200);
     discord
         .wait_for(WAIT, |m| m.content.contains("credits added"))
@@ -1758,7 +1721,7 @@ async fn adversarial_on_discord_anothers_refund_buy_and_forget_buttons_act_only_
             .unwrap_or_else(|| panic!("{what}: {:#?}", discord.messages()));
         assert!(said.ephemeral(), "{what}: for Eve alone: {said:?}");
         assert!(
-            !said.text().contains("160") && !said.text().contains("Kim"),
+            !said.text().contains("159") && !said.text().contains("Kim"),
             "{what}: nothing of Kim's: {}",
             said.text()
         );

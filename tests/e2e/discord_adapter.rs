@@ -46,6 +46,24 @@ pub(super) async fn open_with(
     Some(Server { discord, app })
 }
 
+/// Another instance of the application on `server`'s database, against the same fake
+/// Discord, with `file` as its configuration file.
+pub(super) async fn second_instance(server: &Server, file: &str) -> crate::helpers::Instance {
+    let (url, key) = (server.discord.url(), server.discord.public_key());
+    crate::helpers::spawn_instance_on(
+        server.app.db.url(),
+        &[
+            ("DISCORD_APPLICATION_ID", APPLICATION),
+            ("DISCORD_BOT_TOKEN", BOT_TOKEN),
+            ("DISCORD_PUBLIC_KEY", key.as_str()),
+            ("DISCORD_API_URL", url.as_str()),
+            ("WELCOME_CREDITS", "10"),
+        ],
+        file,
+    )
+    .await
+}
+
 pub(super) async fn close(server: Server) {
     assert_eq!(
         server.discord.bad_acks(),
@@ -774,15 +792,8 @@ async fn buying_on_discord_links_to_checkout_and_the_notice_reaches_the_buyer() 
         "checkout.session.completed",
         stripe.session_object(session, "paid"),
     );
-    let signature = fakes::stripe::sign(&event, "whsec_discord", now() as i64);
-    let status = http
-        .post(format!("http://{}/stripe/webhook", server.app.address))
-        .header("Stripe-Signature", &signature)
-        .body(event)
-        .send()
-        .await
-        .expect("webhook")
-        .status();
+    let status =
+        crate::helpers::post_stripe_event(server.app.address, "whsec_discord", &event).await;
     assert_eq!(status, 200);
     let pointer = discord
         .wait_for(WAIT, |m| m.content.contains("could not be sent privately"))

@@ -178,3 +178,20 @@ impl Drop for Process {
         }
     }
 }
+
+/// Posts `event` to the application's Stripe webhook at `address`, signed with `secret` now as
+/// Stripe signs; the HTTP status.
+pub async fn post_stripe_event(address: std::net::SocketAddr, secret: &str, event: &str) -> u16 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    reqwest::Client::new()
+        .post(format!("http://{address}/stripe/webhook"))
+        .header("Stripe-Signature", fakes::stripe::sign(event, secret, now))
+        .body(event.to_string())
+        .send()
+        .await
+        .expect("the webhook answers")
+        .status()
+        .as_u16()
+}

@@ -1358,6 +1358,18 @@ async fn until_answered(
     None
 }
 
+/// Another store on `db`'s database, as a second instance of the bot has.
+async fn second_instance(db: &crate::store::testing::TestDb) -> Store {
+    let config = crate::store::DatabaseConfig {
+        url: db.url().to_string(),
+        max_connections: 3,
+        ..crate::store::DatabaseConfig::default()
+    };
+    Store::connect(&config, crate::store::Migrations::Apply)
+        .await
+        .expect("a second instance")
+}
+
 /// Two instances on one PostgreSQL hold a person to one request limit between them: a person
 /// sending to both alternately gets about one burst answered, not one per instance. The same
 /// run with sharing off lets twice as much through, so the check can tell the two apart.
@@ -1367,14 +1379,7 @@ async fn two_instances_hold_a_person_to_one_request_limit_between_them() {
     else {
         return;
     };
-    let config = crate::store::DatabaseConfig {
-        url: db.url().to_string(),
-        max_connections: 3,
-        ..crate::store::DatabaseConfig::default()
-    };
-    let other = Store::connect(&config, crate::store::Migrations::Apply)
-        .await
-        .expect("a second instance");
+    let other = second_instance(&db).await;
     let mut answered = Vec::new();
     for (name, share_ms) in [("shared", 40), ("apart", 0)] {
         let mut settings = settings();
@@ -1425,14 +1430,7 @@ async fn what_one_instance_changes_about_a_person_the_other_forgets_at_once() {
     else {
         return;
     };
-    let config = crate::store::DatabaseConfig {
-        url: db.url().to_string(),
-        max_connections: 3,
-        ..crate::store::DatabaseConfig::default()
-    };
-    let other = Store::connect(&config, crate::store::Migrations::Apply)
-        .await
-        .expect("a second instance");
+    let other = second_instance(&db).await;
     let one = harness(db.store().clone(), admin_settings());
     let two = harness(other.clone(), admin_settings());
     // The second instance has met bea and remembers her.

@@ -104,14 +104,7 @@ impl Throttle {
             self.buckets
                 .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < full);
         }
-        let mut bucket = self.buckets.entry(who.clone()).or_insert(Bucket {
-            tokens: self.capacity(),
-            at: now,
-            told: false,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_second();
-        bucket.tokens = (bucket.tokens + refill).min(self.capacity());
-        bucket.at = now;
+        let mut bucket = self.bucket_at(who, now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             bucket.told = false;
@@ -154,6 +147,17 @@ impl Throttle {
         if self.limits.requests_per_minute == 0 || requests == 0 {
             return;
         }
+        let full = self.capacity();
+        let mut bucket = self.bucket_at(who, now);
+        bucket.tokens = (bucket.tokens - f64::from(requests)).max(-full);
+    }
+
+    /// `who`'s bucket refilled up to `now` (full for someone new).
+    fn bucket_at(
+        &self,
+        who: &Identity,
+        now: Instant,
+    ) -> dashmap::mapref::one::RefMut<'_, Identity, Bucket> {
         let (rate, full) = (self.per_second(), self.capacity());
         let mut bucket = self.buckets.entry(who.clone()).or_insert(Bucket {
             tokens: full,
@@ -161,8 +165,9 @@ impl Throttle {
             told: false,
         });
         let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = ((bucket.tokens + refill).min(full) - f64::from(requests)).max(-full);
+        bucket.tokens = (bucket.tokens + refill).min(full);
         bucket.at = now;
+        bucket
     }
 
     /// How many people have a bucket now (for tests of the bound).

@@ -56,6 +56,8 @@ enum Outcome {
     Retry(String),
     /// Not delivered because the job is being handed back; it goes back to the queue as it is.
     Abandoned,
+    /// Not delivered because another worker has the job now; it is theirs to end.
+    LeaseLost,
 }
 
 impl Worker {
@@ -189,51 +191,16 @@ impl Worker {
         // Only a result still waiting its turn behind the platform's limits is abandoned, and
         // the job handed back untouched.
         let outcome = match made {
-            // A fence before the result goes out: a worker too slow to renew (a starved
-            // machine) may have lost the job to another, which will deliver it; this one must
-            // not deliver it too. (Cannot check: deliver; the renewals decide meanwhile.)
-            Ok(_)
-                if matches!(
-                    self.service
-                        .store()
-                        .renew(
-                            &lease,
-                            Duration::from_secs(self.config.lease_seconds.max(1))
-                        )
-                        .await,
-                    Ok(false)
-                ) =>
-            {
-                drop((renewing, showing, busy));
-                tracing::warn!("lease lost before delivery; another worker has the job");
-                return;
-            }
-            Ok(made) => {
-                let abandon = CancellationToken::new();
-                let _either = AbortOnDrop(tokio::spawn({
-                    let (abandon, stop, hand_back) =
-                        (abandon.clone(), stop.clone(), self.hand_back.clone());
-                    async move {
-                        tokio::select! {
-                            () = stop.cancelled() => {}
-                            () = hand_back.cancelled() => {}
-                        }
-                        abandon.cancel();
-                    }
-                }));
-                match self.deliver_made(&lease.job, &spec, made, &abandon).await {
-                    // Stopped for a lost lease or the person's cancellation, not a hand-back.
-                    Outcome::Abandoned if !self.hand_back.is_cancelled() => {
-                        Outcome::Failed(String::new())
-                    }
-                    outcome => outcome,
-                }
-            }
+            Ok(made) => self.deliver_in_hand(&lease, &spec, made, &stop).await,
             Err(outcome) => outcome,
         };
         drop((renewing, showing, busy));
         let store = self.service.store();
         let ended = match outcome {
+            Outcome::LeaseLost => {
+                tracing::warn!("lease lost before delivery; another worker has the job");
+                return;
+            }
             Outcome::Abandoned => {
                 tracing::info!("result abandoned unsent: it was still waiting its turn");
                 self.hand_back_job(&lease, &status).await;
@@ -350,6 +317,41 @@ impl Worker {
             preview,
             made,
         })
+    }
+
+    /// Delivers a made result if the job is still this worker's. A fence first: a worker too
+    /// slow to renew (a starved machine) may have lost the job to another, which will deliver
+    /// it; this one must not too (when the store cannot say, the renewals decide meanwhile).
+    /// The delivery is abandoned while still waiting its turn when the job is handed back, the
+    /// lease is lost or the person cancels.
+    async fn deliver_in_hand(
+        &self,
+        lease: &Lease,
+        spec: &JobSpec,
+        made: Product,
+        stop: &CancellationToken,
+    ) -> Outcome {
+        let term = Duration::from_secs(self.config.lease_seconds.max(1));
+        if let Ok(false) = self.service.store().renew(lease, term).await {
+            return Outcome::LeaseLost;
+        }
+        let abandon = CancellationToken::new();
+        let _either = AbortOnDrop(tokio::spawn({
+            let (abandon, stop, hand_back) =
+                (abandon.clone(), stop.clone(), self.hand_back.clone());
+            async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = hand_back.cancelled() => {}
+                }
+                abandon.cancel();
+            }
+        }));
+        match self.deliver_made(&lease.job, spec, made, &abandon).await {
+            // Stopped for a lost lease or the person's cancellation, not a hand-back.
+            Outcome::Abandoned if !self.hand_back.is_cancelled() => Outcome::Failed(String::new()),
+            outcome => outcome,
+        }
     }
 
     /// Sends a made result to the chat, with its buttons.

@@ -148,7 +148,7 @@ impl Store {
         // An UPDATE takes SQLite's write lock even when it changes nothing, and idle workers ask
         // every few milliseconds: without this look first, the file's other writers (the
         // operator's `imagegpt admin`) can wait for a turn that never comes.
-        if backend == Backend::Sqlite && !self.anything_claimable().await? {
+        if backend == Backend::Sqlite && !self.anything_claimable(max_running).await? {
             return Ok(None);
         }
         self.retrying(|| {
@@ -161,16 +161,12 @@ impl Store {
     }
 
     /// Whether any job is claimable now (read without the write lock).
-    async fn anything_claimable(&self) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM jobs WHERE state = 'queued' AND run_after <= $1 \
-             UNION ALL \
-             SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at < $1 \
-             LIMIT 1",
-        )
-        .bind(now_millis())
-        .fetch_optional(&mut *self.reader().await?)
-        .await?;
+    async fn anything_claimable(&self, max_running: u32) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(CANDIDATES)
+            .bind(now_millis())
+            .bind(i64::from(max_running))
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
         Ok(found.is_some())
     }
 
@@ -700,18 +696,11 @@ async fn insert_job(
     job_from_row(row)
 }
 
-async fn claim_next(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    worker: String,
-    lease_ms: i64,
-    max_running: u32,
-) -> Result<Option<Lease>> {
-    let now = now_millis();
-    // Claimable: running with an expired lease (its worker died) first, then queued and due
-    // jobs by turn (see migration 0004), skipping people already at their running cap. The
-    // running set is small; the queue is read in turn order through its index and never scanned.
-    let candidates = "SELECT id FROM ( \
+/// The jobs claimable at `$1`, best first: running with an expired lease (its worker died)
+/// first, then queued and due jobs by turn (see migration 0004), skipping people already at
+/// their running cap (`$2`). The running set is small; the queue is read in turn order through
+/// its index and never scanned.
+const CANDIDATES: &str = "SELECT id FROM ( \
            SELECT id, 0 AS kind, 0 AS turn FROM jobs \
              WHERE state = 'running' AND lease_expires_at < $1 \
            UNION ALL \
@@ -723,6 +712,15 @@ async fn claim_next(
                                    GROUP BY user_id HAVING COUNT(*) >= $2) \
              ORDER BY turn, id LIMIT 8) due \
          ) candidates ORDER BY kind, turn, id LIMIT 8";
+
+async fn claim_next(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    worker: String,
+    lease_ms: i64,
+    max_running: u32,
+) -> Result<Option<Lease>> {
+    let now = now_millis();
     let claim = format!(
         "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
          attempts = attempts + 1 \
@@ -736,7 +734,7 @@ async fn claim_next(
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires_at = $4, \
              attempts = attempts + 1 \
-             WHERE id = ({candidates}) \
+             WHERE id = ({CANDIDATES}) \
              RETURNING {JOB_COLUMNS}"
         );
         let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -754,7 +752,7 @@ async fn claim_next(
             None => Ok(None),
         };
     }
-    let ids: Vec<i64> = sqlx::query_scalar(candidates)
+    let ids: Vec<i64> = sqlx::query_scalar(CANDIDATES)
         .bind(now)
         .bind(i64::from(max_running))
         .fetch_all(&mut *conn)
