@@ -169,7 +169,7 @@ async fn adapter(fake: &FakeTelegram, command: &str, n: usize) -> Run {
         messages_per_second: 1_000_000,
         ..telegram::TelegramConfig::default()
     };
-    let bot = telegram::Telegram::connect(&config, &Default::default(), None)
+    let bot = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect("connects");
     let settings = Settings {

@@ -58,9 +58,14 @@ impl Application {
             .map(|base| Arc::new(bot_core::media::links::FileLinks::new(base, store.clone())));
         let telegram = match &config.telegram.bot_token {
             Some(token) if !token.expose_secret().is_empty() => Some(
-                telegram::Telegram::connect(&config.telegram, &config.commands, links.clone())
-                    .await
-                    .context("connecting to Telegram")?,
+                telegram::Telegram::connect(
+                    &config.telegram,
+                    &config.commands,
+                    &config.admin_identities(),
+                    links.clone(),
+                )
+                .await
+                .context("connecting to Telegram")?,
             ),
             _ => {
                 tracing::info!(part = "telegram", "off: TELEGRAM_BOT_TOKEN is not set");

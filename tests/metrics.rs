@@ -28,14 +28,11 @@ async fn metrics_are_exposed_and_count_exactly() {
         ("TELEGRAM_API_URL", url.as_str()),
         ("WELCOME_CREDITS", "10"),
     ];
-    let app = helpers::spawn_app_with(
-        Backend::Sqlite,
-        "metrics",
-        &env,
-        "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n",
-    )
-    .await
-    .expect("SQLite");
+    let app = helpers::spawn_app(Backend::Sqlite, "metrics")
+        .env(&env)
+        .file("[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n")
+        .await
+        .expect("SQLite");
     let bea = Chat::private(9601);
     fake.message(&bea, 9601, "/imagine a lighthouse");
     let sent = fake

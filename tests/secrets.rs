@@ -87,10 +87,8 @@ async fn adversarial_no_secret_or_token_reaches_the_logs() {
         stripe.url(),
         discord.public_key(),
     );
-    let app = helpers::spawn_app_with(
-        Backend::Sqlite,
-        "adversarial_secrets",
-        &[
+    let app = helpers::spawn_app(Backend::Sqlite, "adversarial_secrets")
+        .env(&[
             ("TELEGRAM_BOT_TOKEN", BOT),
             ("TELEGRAM_API_URL", urls.0.as_str()),
             ("DISCORD_APPLICATION_ID", APPLICATION),
@@ -106,14 +104,13 @@ async fn adversarial_no_secret_or_token_reaches_the_logs() {
             ("STRIPE_API_URL", urls.4.as_str()),
             ("PUBLIC_BASE_URL", "https://bot.example.org"),
             ("WELCOME_CREDITS", "10"),
-        ],
-        &format!(
+        ])
+        .file(&format!(
             "{SETTINGS}\n[providers.replicate]\npoll_ms = 20\n\n\
              [operations.image]\nroutes = [\"openai\", \"replicate\"]\n"
-        ),
-    )
-    .await
-    .expect("SQLite is always available");
+        ))
+        .await
+        .expect("SQLite is always available");
     discord.set_endpoint(&format!("http://{}/discord/interactions", app.address));
 
     // Telegram: an image (OpenAI refuses the key, Replicate makes it), a purchase link.

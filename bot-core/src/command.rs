@@ -59,13 +59,6 @@ macro_rules! commands {
             }
         }
 
-        fn spec_of(name: &str, limits: &CommandLimits) -> Option<Spec> {
-            match name {
-                $($kind::NAME => Some(with_visibility($kind::spec(limits), $kind::VISIBILITY)),)+
-                _ => None,
-            }
-        }
-
         fn read(name: &str, args: &Args, limits: &CommandLimits) -> Option<Result<Command, ParseError>> {
             match name {
                 $($kind::NAME => Some($kind::parse(args, limits).map(Command::$variant)),)+
@@ -206,53 +199,105 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses one message. `Ok(None)` when the text is not a command at all (no leading `/`).
-///
-/// # Errors
-///
-/// [`ParseError::Unknown`] for a command we do not know, [`ParseError::Invalid`] with the usage
-/// line for wrong arguments.
-pub fn parse(text: &str, limits: &CommandLimits) -> Result<Option<Parsed>, ParseError> {
-    let text = text.trim_start();
-    let Some(rest) = text.strip_prefix('/') else {
-        return Ok(None);
-    };
-    let (head, arguments) = match rest.find(char::is_whitespace) {
-        Some(at) => (&rest[..at], rest[at..].trim()),
-        None => (rest, ""),
-    };
-    let (name, addressed_to) = match head.split_once('@') {
-        Some((name, bot)) => (name, Some(bot.to_string())),
-        None => (head, None),
-    };
-    if name.is_empty() {
-        return Ok(None);
-    }
-    let name = name.to_ascii_lowercase();
-    let spec = spec_of(&name, limits).ok_or_else(|| ParseError::Unknown { name: name.clone() })?;
-    let args = Args::from_text(arguments, &spec).map_err(|e| e.with_usage(&spec))?;
-    let command = build(&name, &args, limits)?;
-    Ok(Some(Parsed {
-        command,
-        addressed_to,
-    }))
+/// The grammar for one configuration: every command's [`Spec`] built once from its limits, so
+/// that a message is read against specs already made. (Building them formats usage lines and
+/// copies the configured choices: work a service should not repeat for every message.)
+#[derive(Debug, Clone)]
+pub struct Grammar {
+    limits: CommandLimits,
+    specs: Vec<Spec>,
 }
 
-/// Builds the command called `name` from arguments already split into named values (a
-/// platform's typed options, or [`Args::from_text`]).
+impl Grammar {
+    /// The grammar with the choices and limits of `limits`.
+    pub fn new(limits: CommandLimits) -> Grammar {
+        let specs = specs(&limits);
+        Grammar { limits, specs }
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> &CommandLimits {
+        &self.limits
+    }
+
+    /// Every command's description, in menu order (see [`specs`]).
+    pub fn specs(&self) -> &[Spec] {
+        &self.specs
+    }
+
+    fn spec(&self, name: &str) -> Option<&Spec> {
+        self.specs.iter().find(|spec| spec.name == name)
+    }
+
+    /// Parses one message. `Ok(None)` when the text is not a command at all (no leading `/`).
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError::Unknown`] for a command we do not know, [`ParseError::Invalid`] with the
+    /// usage line for wrong arguments.
+    pub fn parse(&self, text: &str) -> Result<Option<Parsed>, ParseError> {
+        let text = text.trim_start();
+        let Some(rest) = text.strip_prefix('/') else {
+            return Ok(None);
+        };
+        let (head, arguments) = match rest.find(char::is_whitespace) {
+            Some(at) => (&rest[..at], rest[at..].trim()),
+            None => (rest, ""),
+        };
+        let (name, addressed_to) = match head.split_once('@') {
+            Some((name, bot)) => (name, Some(bot.to_string())),
+            None => (head, None),
+        };
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let name = name.to_ascii_lowercase();
+        let spec = self
+            .spec(&name)
+            .ok_or_else(|| ParseError::Unknown { name: name.clone() })?;
+        let args = Args::from_text(arguments, spec).map_err(|e| e.with_usage(spec))?;
+        let command = self.build(&name, &args)?;
+        Ok(Some(Parsed {
+            command,
+            addressed_to,
+        }))
+    }
+
+    /// Builds the command called `name` from arguments already split into named values (a
+    /// platform's typed options, or [`Args::from_text`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ParseError::Unknown`] for a name we do not know, [`ParseError::Invalid`] with the
+    /// usage line for wrong values.
+    pub fn build(&self, name: &str, args: &Args) -> Result<Command, ParseError> {
+        match read(name, args, &self.limits) {
+            Some(result) => result.map_err(|error| match self.spec(name) {
+                Some(spec) => error.with_usage(spec),
+                None => error,
+            }),
+            None => Err(ParseError::Unknown { name: name.into() }),
+        }
+    }
+}
+
+/// Parses one message with a grammar made for it (see [`Grammar::parse`]); a service keeps
+/// one [`Grammar`] instead.
 ///
 /// # Errors
 ///
-/// [`ParseError::Unknown`] for a name we do not know, [`ParseError::Invalid`] with the usage line
-/// for wrong values.
+/// As [`Grammar::parse`].
+pub fn parse(text: &str, limits: &CommandLimits) -> Result<Option<Parsed>, ParseError> {
+    Grammar::new(limits.clone()).parse(text)
+}
+
+/// Builds one command with a grammar made for it (see [`Grammar::build`]).
+///
+/// # Errors
+///
+/// As [`Grammar::build`].
 pub fn build(name: &str, args: &Args, limits: &CommandLimits) -> Result<Command, ParseError> {
-    match read(name, args, limits) {
-        Some(result) => result.map_err(|error| match spec_of(name, limits) {
-            Some(spec) => error.with_usage(&spec),
-            None => error,
-        }),
-        None => Err(ParseError::Unknown { name: name.into() }),
-    }
+    Grammar::new(limits.clone()).build(name, args)
 }
 
 /// Checks a prompt's length in characters.

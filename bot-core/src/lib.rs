@@ -7,7 +7,8 @@
 //! - [`admin`]: operator actions (credits, bans, freezes, lookups, stats, refund decisions), each
 //!   written to the audit table.
 //! - [`chat`]: requests and replies between adapters and the core, and who may see a reply.
-//! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`].
+//! - [`command`]: the one command grammar: text (or slash options) to [`command::Command`];
+//!   a [`command::Grammar`] holds the specs built once from the configuration.
 //! - [`operation`]: every operation in one table: name, label, photos, price rule, timeout.
 //! - [`pricing`]: what every operation costs and which packs are sold.
 //! - [`policy`]: the content policy checked before any credit is held.
@@ -19,11 +20,13 @@
 //! - [`links`]: one wallet across platforms: one-time codes that join two identities.
 //! - [`jobs`]: the durable job queue: enqueue with the hold, fair claims with leases, one end.
 //! - [`payments`]: credit packs bought on Stripe or with Telegram Stars, credited once per
-//!   order; refunds of unused credits; the notices outbox; the [`payments::PaymentRail`] port.
+//!   order; refunds of unused credits; the notices outbox (records, worded as they are sent);
+//!   the [`payments::PaymentRail`] port.
 //! - [`quotes`]: priced operations waiting for Confirm.
 //! - [`service`]: the façade adapters call (`handle(Request) -> Reply`), the [`service::Messenger`]
 //!   port they implement, and the job worker.
-//! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations.
+//! - [`store`]: the sqlx store over SQLite (embedded default) or PostgreSQL, with migrations;
+//!   every SQL statement lives under `store/`, read into named rows (`store/rows.rs`).
 //! - [`metrics`]: the process's Prometheus metrics.
 //! - [`media`]: upload checks (magic bytes, size, header pixel count) and result media.
 //! - [`providers`]: the provider trait; the offline `local` provider; provider configuration.

@@ -7,9 +7,34 @@ use std::fmt;
 ///
 /// Stored as `BIGINT` in both backends; the constructor keeps it within `i64` so that conversion
 /// to the database can never fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
-#[serde(transparent)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(into = "u64", from = "u64")]
 pub struct Credits(u64);
+
+/// Read back (a notice record) through [`Credits::new`], so the bound holds however it was written.
+impl From<u64> for Credits {
+    fn from(n: u64) -> Credits {
+        Credits::new(n)
+    }
+}
+
+impl From<Credits> for u64 {
+    fn from(credits: Credits) -> u64 {
+        credits.0
+    }
+}
 
 impl Credits {
     /// No credits.

@@ -36,8 +36,67 @@ pub struct NoticeToSend {
     pub chat: ChatRef,
     /// Whom it is for (the identity that paid), when known.
     pub recipient: Option<crate::Identity>,
-    pub text: String,
+    pub notice: Notice,
     pub attempts: u32,
+}
+
+/// What a notice tells, as a record: written in the transaction that moved the money, and put
+/// into words only when it is sent (`service/words.rs`), so no wording is kept in the store.
+/// Amounts are in the currency's smallest unit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A purchase's credits arrived.
+    Credited {
+        order: PurchaseId,
+        credits: Credits,
+        amount: u64,
+        currency: String,
+        balance: Credits,
+    },
+    /// A card payment did not go through; nothing was added.
+    PaymentFailed {
+        order: PurchaseId,
+        credits: Credits,
+        amount: u64,
+        currency: String,
+    },
+    /// Money refunded outside the bot (Stripe's dashboard) took back that share of the credits.
+    RefundedOutside {
+        order: PurchaseId,
+        amount: u64,
+        currency: String,
+        removed: Credits,
+        balance: Credits,
+    },
+    /// A dispute froze the wallet and took back the order's unused credits.
+    Disputed { order: PurchaseId, removed: Credits },
+    /// A refund asked for with /refund ended.
+    RefundEnded {
+        refund: RefundId,
+        order: PurchaseId,
+        outcome: RefundOutcome,
+        /// Why it was declined or failed, as the payment service said.
+        reason: Option<String>,
+        amount: u64,
+        currency: String,
+        credits: Credits,
+        balance: Credits,
+    },
+    /// Queued before notices were records (migration 0017): the words as they were written then.
+    Worded { text: String },
+}
+
+/// How a refund ended, for its notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundOutcome {
+    /// The money is on its way back; the credits are gone.
+    Made,
+    /// The payment service declined it; the credits are back.
+    Declined,
+    /// It could not be made; the credits are back.
+    Failed,
 }
 
 /// How a purchase is paid.

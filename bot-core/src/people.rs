@@ -48,10 +48,51 @@ mod tests {
         the_same_identity_always_finds_the_same_person,
         terms_acceptance_and_the_privacy_choice_are_kept,
         racing_first_contacts_create_one_person,
+        welcome_credits_arrive_with_the_person_once_however_many_race,
     );
 
     fn identity(text: &str) -> Identity {
         text.parse().expect("identity")
+    }
+
+    /// The welcome grant is written with the person: there is no moment (a crash, a link
+    /// racing the first message on another instance) when the person exists without it, and
+    /// eight first contacts at once grant it once.
+    async fn welcome_credits_arrive_with_the_person_once_however_many_race(store: Store) {
+        let ten = crate::Credits::new(10);
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            racers.spawn(async move {
+                store
+                    .contact_welcomed(&identity("telegram:4242"), ten)
+                    .await
+                    .expect("contact")
+            });
+        }
+        let contacts: Vec<_> = racers.join_all().await;
+        assert_eq!(contacts.iter().filter(|c| c.is_new).count(), 1);
+        let wallet = contacts[0].user.wallet;
+        assert!(contacts.iter().all(|c| c.user.wallet == wallet));
+        // Read in the same breath as the person first appears: the grant is already there.
+        let fresh = store
+            .contact_welcomed(&identity("discord:99"), ten)
+            .await
+            .expect("contact");
+        let balance = store
+            .account_balance(fresh.user.wallet)
+            .await
+            .expect("balance");
+        assert_eq!(balance.available(), ten);
+        let balance = store.account_balance(wallet).await.expect("balance");
+        assert_eq!(balance.available(), ten, "granted once");
+        assert!(
+            store
+                .transfer_by_key(&format!("welcome:{}", fresh.user.id))
+                .await
+                .expect("read")
+                .is_some()
+        );
     }
 
     async fn first_contact_creates_a_person_with_an_empty_wallet(store: Store) {

@@ -28,7 +28,6 @@ use crate::{
     Credits, Error, Identity, JobId, Platform, PurchaseId, Result, Store,
     command::{self, Command, CommandLimits, ParseError},
     jobs::{JobLimits, JobState, NewJob},
-    ledger::{SystemAccount, TransferKind, TransferRequest},
     media::MediaLimits,
     operation::Operation,
     payments::{PaymentRail, Rail},
@@ -97,6 +96,8 @@ impl Default for Settings {
 pub struct Service {
     store: Store,
     settings: Settings,
+    /// The command grammar for `settings.commands`, its specs built once.
+    grammar: command::Grammar,
     messengers: HashMap<Platform, Arc<dyn Messenger>>,
     rails: HashMap<Rail, Arc<dyn PaymentRail>>,
     throttle: throttle::Throttle,
@@ -109,6 +110,7 @@ impl Service {
         Service {
             store,
             throttle: throttle::Throttle::new(settings.limits),
+            grammar: command::Grammar::new(settings.commands.clone()),
             settings,
             messengers,
             rails: HashMap::new(),
@@ -130,6 +132,11 @@ impl Service {
     /// The settings this service runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The command grammar of these settings (its specs drive the platforms' menus).
+    pub fn grammar(&self) -> &command::Grammar {
+        &self.grammar
     }
 
     pub(crate) fn messenger(&self, platform: Platform) -> Result<&Arc<dyn Messenger>> {
@@ -162,20 +169,11 @@ impl Service {
     }
 
     async fn respond(&self, request: Request) -> Result<Option<Reply>> {
-        let contact = self.store.contact(&request.identity).await?;
+        let contact = self
+            .store
+            .contact_welcomed(&request.identity, self.settings.welcome_credits)
+            .await?;
         let user = contact.user;
-        if contact.is_new && !self.settings.welcome_credits.is_zero() {
-            self.store
-                .transfer(&TransferRequest {
-                    key: format!("welcome:{}", user.id),
-                    debit: self.store.account(SystemAccount::Grants),
-                    credit: user.wallet,
-                    amount: self.settings.welcome_credits,
-                    kind: TransferKind::Grant,
-                    memo: Some("welcome credits".into()),
-                })
-                .await?;
-        }
         // Using the bot is acceptance of the terms in force (§2.4, §9.2); someone who accepted an
         // older version is told once, on this interaction.
         let terms_notice = match &user.terms {
@@ -200,7 +198,7 @@ impl Service {
             )));
         }
         let (reply, visibility) = match &request.input {
-            Input::Text(text) => match command::parse(text, &self.settings.commands) {
+            Input::Text(text) => match self.grammar.parse(text) {
                 Ok(None) if request.chat.kind == ChatKind::Group => (None, Visibility::Chat),
                 Ok(None) => (
                     Some(Reply::text(
@@ -211,12 +209,10 @@ impl Service {
                 Ok(Some(parsed)) => self.run(&request, &user, parsed.command).await?,
                 Err(error) => (self.refusal(&request, error), Visibility::Requester),
             },
-            Input::Command { name, args } => {
-                match command::build(name, args, &self.settings.commands) {
-                    Ok(command) => self.run(&request, &user, command).await?,
-                    Err(error) => (self.refusal(&request, error), Visibility::Requester),
-                }
-            }
+            Input::Command { name, args } => match self.grammar.build(name, args) {
+                Ok(command) => self.run(&request, &user, command).await?,
+                Err(error) => (self.refusal(&request, error), Visibility::Requester),
+            },
             Input::Action(action) => (
                 self.action(&request, &user, *action).await?,
                 action.visibility(),

@@ -18,6 +18,7 @@ pub(crate) mod payments;
 pub(crate) mod people;
 mod people_cache;
 pub(crate) mod quotes;
+mod rows;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod updates;
@@ -147,6 +148,9 @@ pub(crate) struct Inner {
     pub(crate) people: Arc<people_cache::PeopleCache>,
     /// The task hearing other processes' changes to people (see [`people_cache`]).
     following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether SQLite credits a card payment with its one-round-trip script (see
+    /// [`Store::use_credit_script`]).
+    pub(crate) credit_script: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -251,6 +255,7 @@ impl Store {
             system,
             people,
             following: std::sync::Mutex::new(listening),
+            credit_script: std::sync::atomic::AtomicBool::new(true),
         });
         if backend == Backend::Sqlite {
             let following = tokio::spawn(people_cache::follow_log(Arc::downgrade(&inner)));

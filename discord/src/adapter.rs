@@ -54,7 +54,7 @@ pub struct Pending {
 
 impl Handler {
     pub fn new(service: Arc<Service>, messenger: Arc<DiscordMessenger>) -> Handler {
-        let specs = bot_core::command::specs(&service.settings().commands).into();
+        let specs = service.grammar().specs().into();
         Handler {
             service,
             messenger,

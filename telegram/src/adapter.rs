@@ -22,9 +22,9 @@ use dashmap::DashMap;
 use secrecy::{ExposeSecret as _, SecretString};
 use teloxide::{
     Bot, RequestError,
-    payloads::{GetUpdatesSetters as _, SetWebhookSetters as _},
+    payloads::{GetUpdatesSetters as _, SetMyCommandsSetters as _, SetWebhookSetters as _},
     prelude::Requester as _,
-    types::{AllowedUpdate, BotCommand, Update, UpdateKind},
+    types::{AllowedUpdate, BotCommand, BotCommandScope, ChatId, Recipient, Update, UpdateKind},
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,7 @@ impl Telegram {
     pub async fn connect(
         config: &TelegramConfig,
         commands: &bot_core::command::CommandLimits,
+        operators: &[bot_core::Identity],
         links: Option<Arc<FileLinks>>,
     ) -> Result<Telegram, Error> {
         let token = config.bot_token.as_ref().ok_or(Error::NoToken)?;
@@ -92,7 +93,12 @@ impl Telegram {
         let pace = Arc::new(crate::pace::Pace::new(config.messages_per_second));
         let failed = |error: RequestError| Error::Telegram(describe(&error));
         let me = raw.get_me().await.map_err(failed)?;
-        raw.set_my_commands(menu(commands)).await.map_err(failed)?;
+        for (scope, menu) in menus(&bot_core::command::specs(commands), operators) {
+            raw.set_my_commands(menu)
+                .scope(scope)
+                .await
+                .map_err(failed)?;
+        }
         let (webhook, updates) = match (&config.webhook_url, &config.webhook_secret) {
             (Some(url), Some(secret)) => {
                 let url = url::Url::parse(url).map_err(|e| Error::BadUrl(e.to_string()))?;
@@ -206,13 +212,45 @@ impl Telegram {
     }
 }
 
-/// The command menu: every command people may use, from the core's specs.
-fn menu(limits: &bot_core::command::CommandLimits) -> Vec<BotCommand> {
-    bot_core::command::specs(limits)
-        .into_iter()
-        .filter(|spec| !spec.operators_only)
-        .map(|spec| BotCommand::new(spec.name, spec.description))
-        .collect()
+/// The command menus, from the core's specs, for each scope Telegram picks a menu by:
+/// - by default and in private chats, every command people may use;
+/// - in groups, the commands whose answers the group sees (the others work there too, answered
+///   in private, but a group's menu is for what the group does together);
+/// - in each operator's private chat (`ADMIN_IDS` of the form `telegram:<id>`), the operators'
+///   commands as well; nobody else is offered them.
+fn menus(
+    specs: &[bot_core::command::Spec],
+    operators: &[bot_core::Identity],
+) -> Vec<(BotCommandScope, Vec<BotCommand>)> {
+    let listed = |keep: &dyn Fn(&bot_core::command::Spec) -> bool| -> Vec<BotCommand> {
+        specs
+            .iter()
+            .filter(|spec| keep(spec))
+            .map(|spec| BotCommand::new(spec.name, spec.description))
+            .collect()
+    };
+    let everyone = listed(&|spec| !spec.operators_only);
+    let mut menus = vec![
+        (BotCommandScope::Default, everyone.clone()),
+        (BotCommandScope::AllPrivateChats, everyone),
+        (
+            BotCommandScope::AllGroupChats,
+            listed(&|spec| !spec.operators_only && spec.visibility == Visibility::Chat),
+        ),
+    ];
+    let operators = operators
+        .iter()
+        .filter(|identity| identity.platform() == Platform::Telegram)
+        .filter_map(|identity| identity.external_id().parse::<i64>().ok());
+    for operator in operators {
+        menus.push((
+            BotCommandScope::Chat {
+                chat_id: Recipient::Id(ChatId(operator)),
+            },
+            listed(&|_| true),
+        ));
+    }
+    menus
 }
 
 /// The long-polling stream's name in the store's cursors.

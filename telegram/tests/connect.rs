@@ -10,7 +10,7 @@ async fn connects_registers_commands_and_never_shows_its_token() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let connected = telegram::Telegram::connect(&config, &Default::default(), None)
+    let connected = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect("connects");
     let menu = bot_core::command::specs(&Default::default())
@@ -19,7 +19,16 @@ async fn connects_registers_commands_and_never_shows_its_token() {
         .count();
     assert_eq!(fake.commands().len(), menu);
     assert!(!fake.commands().iter().any(|(name, _)| name == "admin"));
-    assert_eq!(fake.calls(), ["getMe", "setMyCommands", "deleteWebhook"]);
+    assert_eq!(
+        fake.calls(),
+        [
+            "getMe",
+            "setMyCommands",
+            "setMyCommands",
+            "setMyCommands",
+            "deleteWebhook"
+        ]
+    );
     let shown = format!("{connected:?} {:?}", connected.messenger());
     assert!(
         !shown.contains("TEST-token"),
@@ -36,7 +45,7 @@ async fn a_refused_token_stops_start_up_without_showing_it() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let error = telegram::Telegram::connect(&config, &Default::default(), None)
+    let error = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect_err("refused");
     let shown = format!("{error} {error:?}");
@@ -55,7 +64,7 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         api_url: fake.url(),
         ..telegram::TelegramConfig::default()
     };
-    let messenger = telegram::Telegram::connect(&config, &Default::default(), None)
+    let messenger = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect("connects")
         .messenger();
@@ -89,5 +98,54 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         edits,
         ["#1 image: done"],
         "the unchanged edit was refused by the fake"
+    );
+}
+
+/// Telegram picks a menu per chat from the scopes set: people see everyone's commands in their
+/// private chat, a group sees the commands whose answers it sees, and only an operator (an
+/// `ADMIN_IDS` entry for Telegram) sees `/admin`, in their own private chat.
+#[tokio::test]
+async fn menus_are_set_per_scope_and_only_operators_see_admin() {
+    let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
+    let config = telegram::TelegramConfig {
+        bot_token: Some(SecretString::from("123456:TEST-token".to_string())),
+        api_url: fake.url(),
+        ..telegram::TelegramConfig::default()
+    };
+    let operators = [
+        "telegram:42".parse().expect("an identity"),
+        "discord:42".parse().expect("an identity"),
+    ];
+    telegram::Telegram::connect(&config, &Default::default(), &operators, None)
+        .await
+        .expect("connects");
+    let names = |menu: Vec<(String, String)>| -> Vec<String> {
+        menu.into_iter().map(|(name, _)| name).collect()
+    };
+    let operator = names(fake.menu_seen(42, 42, false));
+    let person = names(fake.menu_seen(7, 7, false));
+    let group = names(fake.menu_seen(-100_123, 7, true));
+    assert!(operator.contains(&"admin".to_string()), "{operator:?}");
+    assert!(operator.contains(&"balance".to_string()), "{operator:?}");
+    assert!(!person.contains(&"admin".to_string()), "{person:?}");
+    assert!(person.contains(&"balance".to_string()), "{person:?}");
+    assert!(person.contains(&"link".to_string()), "{person:?}");
+    // A group's menu: what the group sees answered, nothing private and no /admin, even for a
+    // group administrator or the operator writing in a group.
+    for menu in [&group, &names(fake.menu_seen(-100_123, 42, false))] {
+        assert!(menu.contains(&"imagine".to_string()), "{menu:?}");
+        assert!(menu.contains(&"help".to_string()), "{menu:?}");
+        for private in ["balance", "link", "refund", "admin"] {
+            assert!(!menu.contains(&private.to_string()), "{menu:?}");
+        }
+    }
+    // The Discord operator's id is not a Telegram chat: one scope per Telegram operator.
+    assert!(fake.commands_in("chat:42").len() > person.len());
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|call| *call == "setMyCommands")
+            .count(),
+        4
     );
 }

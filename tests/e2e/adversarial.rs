@@ -26,7 +26,10 @@ async fn telegram_app(
     extra: &[(&str, &str)],
     file: &str,
 ) -> (FakeTelegram, crate::helpers::TestApp) {
-    crate::helpers::spawn_telegram_app(Backend::Sqlite, TOKEN, test, "10", extra, file)
+    crate::helpers::spawn_app(Backend::Sqlite, test)
+        .env(extra)
+        .file(file)
+        .with_telegram(TOKEN, "10")
         .await
         .expect("SQLite is always available")
 }
@@ -297,10 +300,8 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
         stripe.url(),
         discord.public_key(),
     );
-    let app = crate::helpers::spawn_app_with(
-        Backend::Sqlite,
-        "adversarial_bodies",
-        &[
+    let app = crate::helpers::spawn_app(Backend::Sqlite, "adversarial_bodies")
+        .env(&[
             ("TELEGRAM_BOT_TOKEN", TOKEN),
             ("TELEGRAM_API_URL", telegram_url.as_str()),
             (
@@ -316,11 +317,10 @@ async fn adversarial_oversized_and_malformed_bodies_are_refused_and_nothing_is_w
             ("STRIPE_WEBHOOK_SECRET", "whsec_adversarial"),
             ("STRIPE_API_URL", stripe_url.as_str()),
             ("PUBLIC_BASE_URL", "https://bot.example.org"),
-        ],
-        SETTINGS,
-    )
-    .await
-    .expect("SQLite is always available");
+        ])
+        .file(SETTINGS)
+        .await
+        .expect("SQLite is always available");
     // A connection of its own for each request: one left with an unread oversized body is not
     // reused for the next.
     let http = reqwest::Client::builder()

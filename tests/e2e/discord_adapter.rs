@@ -7,7 +7,7 @@ use bot_core::Backend;
 use fakes::discord::{FakeDiscord, Message, Person, Place, Via};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app};
 
 pub(super) const APPLICATION: &str = "1100000000000000001";
 pub(super) const BOT_TOKEN: &str = "discord-test-bot-token";
@@ -41,7 +41,7 @@ pub(super) async fn open_with(
         ("WELCOME_CREDITS", "10"),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, test, &env, file).await?;
+    let app = spawn_app(backend, test).env(&env).file(file).await?;
     discord.set_endpoint(&format!("http://{}/discord/interactions", app.address));
     Some(Server { discord, app })
 }

@@ -1,6 +1,11 @@
 //! Starting the application and the binary for tests.
 
-use std::{path::Path, process::Output};
+use std::{
+    future::{Future, IntoFuture},
+    path::Path,
+    pin::Pin,
+    process::Output,
+};
 
 use bot_core::{Backend, store::testing::TestDb};
 use imagegpt::{config::Config, startup::Application};
@@ -26,64 +31,111 @@ impl TestApp {
     }
 }
 
-/// Starts the application on a fresh database of `backend`; `None` when that backend is not
-/// available here.
-pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
-    spawn_app_with(backend, test, &[], "").await
+/// How a test's application is started: `spawn_app(backend, test)`, then what it needs
+/// (`.env(..)`, `.file(..)`, `.with_telegram(..)`), then `.await`. It runs on a fresh database of
+/// `backend` and yields `None` when that backend is not available here.
+pub struct AppBuilder {
+    backend: Backend,
+    test: String,
+    env: Vec<(String, String)>,
+    file: String,
 }
 
-/// Starts the application with extra environment variables and configuration file text.
-pub async fn spawn_app_with(
-    backend: Backend,
-    test: &str,
-    env: &[(&str, &str)],
-    file: &str,
-) -> Option<TestApp> {
-    let db = TestDb::new(backend, test).await?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("imagegpt.toml");
-    std::fs::write(&path, file).expect("write config");
-    let mut pairs = vec![
-        ("DATABASE_URL".to_string(), db.url().to_string()),
-        ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
-    ];
-    pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
-    let app = Application::build(&config)
-        .await
-        .expect("application builds");
-    let address = app.local_addr().expect("bound address");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Some(TestApp {
-        address,
-        db,
-        shutdown,
-        server,
-    })
+/// The application on a fresh database, with nothing else configured (see [`AppBuilder`]).
+pub fn spawn_app(backend: Backend, test: &str) -> AppBuilder {
+    AppBuilder {
+        backend,
+        test: test.to_string(),
+        env: Vec::new(),
+        file: String::new(),
+    }
 }
 
-/// The application against a fresh fake Telegram for the bot `token`, everyone welcomed with
-/// `credits`, with `extra` variables and `file` as its configuration; `None` when `backend` is
-/// not available here.
-pub async fn spawn_telegram_app(
-    backend: Backend,
-    token: &str,
-    test: &str,
-    credits: &str,
-    extra: &[(&str, &str)],
-    file: &str,
-) -> Option<(fakes::telegram::FakeTelegram, TestApp)> {
-    let fake = fakes::telegram::FakeTelegram::start(token).await;
-    let url = fake.url();
-    let mut env = vec![
-        ("TELEGRAM_BOT_TOKEN", token),
-        ("TELEGRAM_API_URL", url.as_str()),
-        ("WELCOME_CREDITS", credits),
-    ];
-    env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, test, &env, file).await?;
-    Some((fake, app))
+impl AppBuilder {
+    /// Adds environment variables (later ones win).
+    pub fn env(mut self, pairs: &[(&str, &str)]) -> AppBuilder {
+        self.env
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// The configuration file's text.
+    pub fn file(mut self, text: &str) -> AppBuilder {
+        self.file = text.to_string();
+        self
+    }
+
+    /// Against a fresh fake Telegram for the bot `token`, everyone welcomed with `credits`;
+    /// yields the fake beside the application.
+    pub fn with_telegram(self, token: &str, credits: &str) -> WithTelegram {
+        WithTelegram {
+            app: self,
+            token: token.to_string(),
+            credits: credits.to_string(),
+        }
+    }
+
+    async fn start(self) -> Option<TestApp> {
+        let db = TestDb::new(self.backend, &self.test).await?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("imagegpt.toml");
+        std::fs::write(&path, &self.file).expect("write config");
+        let mut pairs = vec![
+            ("DATABASE_URL".to_string(), db.url().to_string()),
+            ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        ];
+        pairs.extend(self.env);
+        let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
+        let app = Application::build(&config)
+            .await
+            .expect("application builds");
+        let address = app.local_addr().expect("bound address");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Some(TestApp {
+            address,
+            db,
+            shutdown,
+            server,
+        })
+    }
+}
+
+impl IntoFuture for AppBuilder {
+    type Output = Option<TestApp>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Option<TestApp>>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.start())
+    }
+}
+
+/// An [`AppBuilder`] with a fake Telegram (see [`AppBuilder::with_telegram`]).
+pub struct WithTelegram {
+    app: AppBuilder,
+    token: String,
+    credits: String,
+}
+
+impl IntoFuture for WithTelegram {
+    type Output = Option<(fakes::telegram::FakeTelegram, TestApp)>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let fake = fakes::telegram::FakeTelegram::start(&self.token).await;
+            let url = fake.url();
+            // The fake's own settings come first, so that the test's may replace them.
+            let mut env = vec![
+                ("TELEGRAM_BOT_TOKEN".to_string(), self.token.clone()),
+                ("TELEGRAM_API_URL".to_string(), url),
+                ("WELCOME_CREDITS".to_string(), self.credits.clone()),
+            ];
+            env.extend(self.app.env);
+            let app = AppBuilder { env, ..self.app }.start().await?;
+            Some((fake, app))
+        })
+    }
 }
 
 /// Runs the real `imagegpt` binary in `dir` with only the given environment.

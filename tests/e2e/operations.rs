@@ -7,7 +7,7 @@ use std::time::Duration;
 use bot_core::Backend;
 use fakes::telegram::{Chat, FakeTelegram, Sent};
 
-use crate::helpers::{TestApp, imagegpt, spawn_app_with, spawn_instance, text};
+use crate::helpers::{TestApp, imagegpt, spawn_app, spawn_instance, text};
 
 const TOKEN: &str = "123456:OPS-token";
 const SETTINGS: &str = "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n";
@@ -18,7 +18,11 @@ async fn start(
     test: &str,
     extra: &[(&str, &str)],
 ) -> Option<(FakeTelegram, TestApp)> {
-    crate::helpers::spawn_telegram_app(backend, TOKEN, test, "10", extra, SETTINGS).await
+    spawn_app(backend, test)
+        .env(extra)
+        .file(SETTINGS)
+        .with_telegram(TOKEN, "10")
+        .await
 }
 
 fn said(sent: &[Sent], chat: i64, needle: &str) -> usize {
@@ -166,7 +170,10 @@ async fn a_job_in_hand_at_shutdown_is_handed_back_and_finished_once_elsewhere() 
         ("REPLICATE_API_TOKEN", "r8_ops"),
         ("REPLICATE_API_URL", replicate_url.as_str()),
     ];
-    let Some(first) = spawn_app_with(Backend::Postgres, "ops_hand_back", &env, settings).await
+    let Some(first) = spawn_app(Backend::Postgres, "ops_hand_back")
+        .env(&env)
+        .file(settings)
+        .await
     else {
         eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
         return;

@@ -10,7 +10,7 @@ use fakes::{
     telegram::{Chat, FakeTelegram, Sent},
 };
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app};
 
 const TOKEN: &str = "123456:TEST-token";
 const KEY: &str = "sk_test_imagegpt";
@@ -38,7 +38,7 @@ async fn open(backend: Backend, test: &str, extra: &[(&str, &str)]) -> Option<Sh
         ("PUBLIC_BASE_URL", "https://bot.example.org"),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app_with(backend, test, &env, SETTINGS).await?;
+    let app = spawn_app(backend, test).env(&env).file(SETTINGS).await?;
     Some(Shop {
         telegram,
         stripe,

@@ -24,7 +24,10 @@ async fn start_with_credits(
     credits: &str,
     extra: &[(&str, &str)],
 ) -> (FakeTelegram, TestApp) {
-    crate::helpers::spawn_telegram_app(Backend::Sqlite, TOKEN, test, credits, extra, SETTINGS)
+    crate::helpers::spawn_app(Backend::Sqlite, test)
+        .env(extra)
+        .file(SETTINGS)
+        .with_telegram(TOKEN, credits)
         .await
         .expect("SQLite is always available")
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     discord_adapter::{Server, close, open_with, option},
-    helpers::spawn_app_with,
+    helpers::spawn_app,
     payments::said,
     telegram::{stop, texts},
 };
@@ -28,19 +28,16 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn in_a_telegram_group_balances_refunds_and_link_codes_go_to_the_private_chat() {
     let fake = FakeTelegram::start(TOKEN).await;
     let url = fake.url();
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        "visibility_telegram_group",
-        &[
+    let app = spawn_app(Backend::Sqlite, "visibility_telegram_group")
+        .env(&[
             ("TELEGRAM_BOT_TOKEN", TOKEN),
             ("TELEGRAM_API_URL", url.as_str()),
             ("TELEGRAM_PAYMENT_RAILS", "stars"),
             ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await
-    .expect("SQLite is always available");
+        ])
+        .file(SETTINGS)
+        .await
+        .expect("SQLite is always available");
     let group = Chat::group(6006);
     let ann = 2101;
     let to_bot = |command: &str| format!("/{command}@{BOT_USERNAME}");
@@ -106,18 +103,15 @@ async fn in_a_telegram_group_balances_refunds_and_link_codes_go_to_the_private_c
 async fn a_telegram_button_pressed_in_a_group_answers_privately() {
     let fake = FakeTelegram::start(TOKEN).await;
     let url = fake.url();
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        "visibility_telegram_press",
-        &[
+    let app = spawn_app(Backend::Sqlite, "visibility_telegram_press")
+        .env(&[
             ("TELEGRAM_BOT_TOKEN", TOKEN),
             ("TELEGRAM_API_URL", url.as_str()),
             ("WELCOME_CREDITS", "10"),
-        ],
-        SETTINGS,
-    )
-    .await
-    .expect("SQLite is always available");
+        ])
+        .file(SETTINGS)
+        .await
+        .expect("SQLite is always available");
     let group = Chat::group(6007);
     let cy = 2201;
     // A quote (a video needs Confirm) is for the requester: it goes to her private chat.

@@ -4,7 +4,7 @@
 use super::*;
 use crate::UserError;
 use crate::{
-    Platform, Store,
+    Backend, Platform, Store,
     ledger::{SystemAccount, TransferKind, TransferRequest},
     on_every_backend,
     people::User,
@@ -114,10 +114,22 @@ async fn a_purchase_is_credited_once_whatever_events_arrive(store: Store) {
         .await
         .expect("notices");
     assert_eq!(notices.len(), 1, "{notices:?}");
+    // A record, filled in with the balance after the credit on either path (on SQLite, the
+    // one-round-trip script), and worded only when sent.
+    assert_eq!(
+        notices[0].notice,
+        Notice::Credited {
+            order: purchase.id,
+            credits: Credits::new(150),
+            amount: purchase.amount,
+            currency: purchase.currency.clone(),
+            balance: Credits::new(150),
+        }
+    );
+    let words = crate::service::words::notice_text(&notices[0].notice);
     assert!(
-        notices[0].text.contains("150 credits added"),
-        "{}",
-        notices[0].text
+        words.starts_with("150 credits added") && words.ends_with("Your balance: 150 credits."),
+        "{words}"
     );
     store.notice_done(notices[0].id).await.expect("done");
     assert_eq!(store.pending_notices().await.expect("count"), 0);
@@ -146,7 +158,11 @@ async fn a_failed_payment_credits_nothing_and_tells_the_person(store: Store) {
         .await
         .expect("notices");
     assert_eq!(notices.len(), 1);
-    assert!(notices[0].text.contains("did not go through"));
+    assert!(
+        matches!(notices[0].notice, Notice::PaymentFailed { order, .. } if order == purchase.id),
+        "{notices:?}"
+    );
+    assert!(crate::service::words::notice_text(&notices[0].notice).contains("did not go through"));
 }
 
 async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
@@ -221,7 +237,7 @@ async fn a_refund_takes_only_the_unused_credits_of_that_purchase(store: Store) {
         .await
         .expect("notices")
         .into_iter()
-        .map(|n| n.text)
+        .map(|n| crate::service::words::notice_text(&n.notice))
         .collect();
     assert!(
         texts.iter().any(|t| t.contains("could not be made")),
@@ -550,6 +566,102 @@ on_every_backend!(
     a_refund_made_in_stripe_takes_its_share_and_a_dispute_freezes,
     a_stars_payment_arriving_twice_is_credited_once,
 );
+
+/// SQLite credits a card payment with a one-round-trip script; every other backend, and SQLite
+/// with the script off, takes the general path. Given the same events in the same order (the
+/// same payment twice, a charge before its payment, a refund made in Stripe, a dispute, an
+/// unknown purchase), both leave the same outcomes, balances, purchases and notices, and a
+/// clean audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credit_script_and_the_general_path_leave_the_same_books() {
+    let mut books = Vec::new();
+    for script in [true, false] {
+        let test = format!("the_credit_script_and_the_general_path::{script}");
+        let Some(db) = crate::store::testing::TestDb::new(Backend::Sqlite, &test).await else {
+            panic!("SQLite is always available");
+        };
+        let store = db.store().clone();
+        store.use_credit_script(script);
+        let buyer = person(&store, "buyer", 0).await;
+        let first = order(&store, &buyer, Rail::Stripe).await;
+        let second = order(&store, &buyer, Rail::Stripe).await;
+        let third = order(&store, &buyer, Rail::Stripe).await;
+        store
+            .set_checkout_session(third.id, &format!("cs_test_{}", third.id))
+            .await
+            .expect("session");
+        let unknown = Purchase {
+            id: PurchaseId::from_db(9_999),
+            ..first.clone()
+        };
+        let wrong_session = Some(PaymentEvent::Paid {
+            purchase: third.id,
+            session: "cs_someone_else".into(),
+            payment_intent: None,
+        });
+        let dispute = Some(PaymentEvent::Disputed {
+            purchase: None,
+            payment_intent: None,
+            charge: format!("ch_{}", third.id),
+        });
+        let events = [
+            ("evt_1", paid(&first)),
+            ("evt_1", paid(&first)),
+            ("evt_2", paid(&first)),
+            ("evt_3", charge(&second, 100)),
+            ("evt_4", paid(&second)),
+            ("evt_5", paid(&unknown)),
+            ("evt_6", wrong_session),
+            ("evt_7", charge(&third, 0)),
+            ("evt_8", paid(&third)),
+            ("evt_9", dispute),
+        ];
+        let mut outcomes = Vec::new();
+        for (id, event) in events {
+            outcomes.push(apply(&store, id, event).await);
+        }
+        let notices: Vec<Notice> = store
+            .due_notices(&[Platform::Console], 50)
+            .await
+            .expect("notices")
+            .into_iter()
+            .map(|n| n.notice)
+            .collect();
+        let purchases: Vec<(PurchaseState, u64, Option<String>)> = store
+            .purchases(buyer.id)
+            .await
+            .expect("purchases")
+            .into_iter()
+            .map(|p| (p.state, p.refunded, p.stripe_session_id))
+            .collect();
+        let balance = available(&store, &buyer).await;
+        let report = store.audit().await.expect("audit runs");
+        assert!(
+            report.is_clean(),
+            "audit with the script {script}:\n{report}"
+        );
+        books.push((outcomes, balance, purchases, notices));
+        store.close().await;
+    }
+    assert_eq!(books[0], books[1]);
+    // And what they agree on is right: 150 + 120 (a fifth refunded) + 0 (disputed) credits.
+    let (outcomes, balance, _, notices) = &books[0];
+    assert_eq!(*balance, 270, "{outcomes:?}");
+    assert_eq!(outcomes[1], EventOutcome::Duplicate);
+    assert!(
+        matches!(outcomes[5], EventOutcome::Ignored(_)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[6], EventOutcome::Ignored(_)),
+        "{outcomes:?}"
+    );
+    let credited = notices
+        .iter()
+        .filter(|n| matches!(n, Notice::Credited { .. }))
+        .count();
+    assert_eq!(credited, 3, "{notices:?}");
+}
 
 #[test]
 fn prices_read_as_people_write_them() {

@@ -466,7 +466,11 @@ impl Service {
                 continue;
             };
             match messenger
-                .send_notice(&notice.chat, notice.recipient.as_ref(), &notice.text)
+                .send_notice(
+                    &notice.chat,
+                    notice.recipient.as_ref(),
+                    &super::words::notice_text(&notice.notice),
+                )
                 .await
             {
                 Ok(_) => {

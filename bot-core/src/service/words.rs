@@ -53,6 +53,74 @@ pub fn download_label(megabytes: f64) -> String {
 pub const DOWNLOAD_NOTE: &str =
     "The result is too large to send here; the button downloads it (the link works for 24 hours).";
 
+/// A notice's words, put together as it is sent (the store keeps only the record).
+pub fn notice_text(notice: &Notice) -> String {
+    match notice {
+        Notice::Credited {
+            order,
+            credits,
+            amount,
+            currency,
+            balance,
+        } => format!(
+            "{credits} added (order #{order}, {}). Your balance: {balance}.",
+            format_price(*amount, currency)
+        ),
+        Notice::PaymentFailed {
+            order,
+            credits,
+            amount,
+            currency,
+        } => format!(
+            "Your payment of {} for {credits} (order #{order}) did not go through, so no credits \
+             were added. Send /buy to try again.",
+            format_price(*amount, currency)
+        ),
+        Notice::RefundedOutside {
+            order,
+            amount,
+            currency,
+            removed,
+            balance,
+        } => format!(
+            "{} of order #{order} was refunded to your card; {removed} were removed. Your \
+             balance: {balance}.",
+            format_price(*amount, currency)
+        ),
+        Notice::Disputed { order, removed } => format!(
+            "The payment for order #{order} was disputed with your bank, so your wallet is frozen \
+             and its {removed} unused from that order were removed. Contact support to settle it."
+        ),
+        Notice::RefundEnded {
+            refund,
+            order,
+            outcome,
+            reason,
+            amount,
+            currency,
+            credits,
+            balance,
+        } => match outcome {
+            RefundOutcome::Made => format!(
+                "Refund #{refund} done: {} for order #{order} is on its way back ({credits} \
+                 removed). Your balance: {balance}.",
+                format_price(*amount, currency)
+            ),
+            RefundOutcome::Declined => format!(
+                "Refund #{refund} for order #{order} was declined: {}. Your {credits} are back; \
+                 balance: {balance}.",
+                reason.as_deref().unwrap_or("no reason given")
+            ),
+            RefundOutcome::Failed => format!(
+                "Refund #{refund} for order #{order} could not be made: {}. Your {credits} are \
+                 back; balance: {balance}.",
+                reason.as_deref().unwrap_or("the payment service refused")
+            ),
+        },
+        Notice::Worded { text } => text.clone(),
+    }
+}
+
 use std::fmt::Write as _;
 
 use super::{JobSpec, Service};
@@ -60,6 +128,7 @@ use crate::{
     Result, command,
     jobs::{Job, JobState},
     operation::OPERATIONS,
+    payments::{Notice, RefundOutcome, format_price},
     people::User,
     providers::local::DISCLOSURE,
 };
@@ -68,7 +137,7 @@ impl Service {
     pub(super) fn help(&self) -> String {
         let pricing = &self.settings.pricing;
         let mut text = String::from("What I can do:\n");
-        for spec in command::specs(&self.settings.commands) {
+        for spec in self.grammar.specs() {
             if spec.operators_only {
                 continue;
             }

@@ -9,6 +9,43 @@ use crate::{
 };
 use sqlx::AnyConnection;
 
+use super::rows::named_row;
+
+named_row! {
+    /// A row of the audit table.
+    struct ActionRow {
+        id: i64,
+        actor: String,
+        action: String,
+        target: Option<String>,
+        detail: String,
+        created_at: i64,
+    }
+}
+
+named_row! {
+    /// Paid purchases in one currency.
+    struct SalesRow {
+        currency: String,
+        orders: i64,
+        credits: i64,
+        amount: i64,
+        fees: i64,
+        refunded: i64,
+    }
+}
+
+named_row! {
+    /// Succeeded jobs of one operation.
+    struct EarningsRow {
+        operation: String,
+        jobs: i64,
+        credits: i64,
+        cost: i64,
+        uncosted: i64,
+    }
+}
+
 impl Store {
     /// Records an admin action that changes nothing else (a read, or a decision recorded by its
     /// own code).
@@ -155,7 +192,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn admin_actions(&self, limit: u32) -> Result<Vec<AdminAction>> {
-        let rows: Vec<(i64, String, String, Option<String>, String, i64)> = sqlx::query_as(
+        let rows: Vec<ActionRow> = sqlx::query_as(
             "SELECT id, actor, action, target, detail, created_at FROM admin_actions \
              ORDER BY id DESC LIMIT $1",
         )
@@ -164,16 +201,14 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, actor, action, target, detail, created_at)| AdminAction {
-                    id,
-                    actor,
-                    action,
-                    target,
-                    detail,
-                    created_at,
-                },
-            )
+            .map(|row| AdminAction {
+                id: row.id,
+                actor: row.actor,
+                action: row.action,
+                target: row.target,
+                detail: row.detail,
+                created_at: row.created_at,
+            })
             .collect())
     }
 
@@ -214,21 +249,23 @@ impl Store {
                 .map(|(_, amount)| *amount)
                 .sum::<i64>()
         };
-        let sales: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT currency, COUNT(*), CAST(SUM(credits) AS BIGINT), CAST(SUM(amount) AS BIGINT), \
-               CAST(SUM(fee) AS BIGINT), CAST(SUM(refunded) AS BIGINT) \
+        let sales: Vec<SalesRow> = sqlx::query_as(
+            "SELECT currency, COUNT(*) AS orders, CAST(SUM(credits) AS BIGINT) AS credits, \
+               CAST(SUM(amount) AS BIGINT) AS amount, CAST(SUM(fee) AS BIGINT) AS fees, \
+               CAST(SUM(refunded) AS BIGINT) AS refunded \
              FROM purchases WHERE state = 'paid' AND paid_at >= $1 \
              GROUP BY currency ORDER BY currency",
         )
         .bind(since)
         .fetch_all(&mut *reader)
         .await?;
-        let earnings: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        let earnings: Vec<EarningsRow> = sqlx::query_as(
             // The hold's amount is what the job was charged; it is posted as the job succeeds.
-            "SELECT j.operation, COUNT(*), CAST(COALESCE(SUM(t.amount), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(j.provider_cost_micros), 0) AS BIGINT), \
+            "SELECT j.operation, COUNT(*) AS jobs, \
+               CAST(COALESCE(SUM(t.amount), 0) AS BIGINT) AS credits, \
+               CAST(COALESCE(SUM(j.provider_cost_micros), 0) AS BIGINT) AS cost, \
                CAST(COALESCE(SUM(CASE WHEN j.provider_cost_micros IS NULL THEN 1 ELSE 0 END), 0) \
-                 AS BIGINT) \
+                 AS BIGINT) AS uncosted \
              FROM jobs j JOIN transfers t ON t.id = j.hold_id \
              WHERE j.state = 'succeeded' AND j.created_at >= $1 \
              GROUP BY j.operation ORDER BY j.operation",
@@ -242,25 +279,23 @@ impl Store {
             jobs,
             sales: sales
                 .into_iter()
-                .map(
-                    |(currency, orders, credits, amount, fees, refunded)| Sales {
-                        currency,
-                        orders,
-                        credits,
-                        amount,
-                        fees,
-                        refunded,
-                    },
-                )
+                .map(|row| Sales {
+                    currency: row.currency,
+                    orders: row.orders,
+                    credits: row.credits,
+                    amount: row.amount,
+                    fees: row.fees,
+                    refunded: row.refunded,
+                })
                 .collect(),
             earnings: earnings
                 .into_iter()
-                .map(|(operation, jobs, credits, cost, uncosted)| Earnings {
-                    operation,
-                    jobs,
-                    credits,
-                    cost: Usd::from_db(cost),
-                    uncosted,
+                .map(|row| Earnings {
+                    operation: row.operation,
+                    jobs: row.jobs,
+                    credits: row.credits,
+                    cost: Usd::from_db(row.cost),
+                    uncosted: row.uncosted,
                 })
                 .collect(),
             credits_sold: sum(TransferKind::Purchase),

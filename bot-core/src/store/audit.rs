@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, fmt};
 
+use super::rows::named_row;
 use crate::{Result, Store};
 
 /// What the audit found.
@@ -70,9 +71,52 @@ fn sum(a: Totals, b: Totals) -> Totals {
     }
 }
 
-/// A lot beside its transfer: id, account, transfer, credits, remaining, consumed, the
-/// transfer's credit account, amount and state.
-type LotRow = (i64, i64, i64, i64, i64, i64, i64, i64, String);
+named_row! {
+    /// An account's running totals as cached.
+    struct AccountRow {
+        id: i64,
+        kind: String,
+        debits_posted: i64,
+        credits_posted: i64,
+        debits_pending: i64,
+        credits_pending: i64,
+    }
+}
+
+named_row! {
+    /// What the transfers on one side of an account add up to, per state.
+    struct SideRow {
+        account: i64,
+        state: String,
+        total: i64,
+        transfers: i64,
+    }
+}
+
+named_row! {
+    /// A lot beside its transfer and what spending drew from it.
+    struct LotRow {
+        lot: i64,
+        account: i64,
+        transfer: i64,
+        credits: i64,
+        remaining: i64,
+        consumed: i64,
+        credited: i64,
+        amount: i64,
+        state: String,
+    }
+}
+
+named_row! {
+    /// A wallet debit and what it drew from lots.
+    struct SpendingRow {
+        transfer: i64,
+        amount: i64,
+        state: String,
+        drawn: i64,
+    }
+}
 
 /// At most this many lines of one kind of problem are listed; the rest are counted.
 const MAX_LINES_PER_RULE: usize = 20;
@@ -121,7 +165,7 @@ impl Store {
             per_rule: HashMap::new(),
         };
 
-        let accounts: Vec<(i64, String, i64, i64, i64, i64)> = sqlx::query_as(
+        let accounts: Vec<AccountRow> = sqlx::query_as(
             "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts ORDER BY id",
         )
@@ -129,32 +173,34 @@ impl Store {
         .await?;
 
         let mut from_transfers: HashMap<i64, Totals> = HashMap::new();
-        let debit_sums: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT debit_account_id, state, CAST(SUM(amount) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+        let debit_sums: Vec<SideRow> = sqlx::query_as(
+            "SELECT debit_account_id AS account, state, CAST(SUM(amount) AS BIGINT) AS total, \
+               CAST(COUNT(*) AS BIGINT) AS transfers \
              FROM transfers GROUP BY debit_account_id, state",
         )
         .fetch_all(&mut *conn)
         .await?;
-        for (account, state, sum, count) in debit_sums {
-            report.transfers += u64::try_from(count).unwrap_or_default();
-            let totals = from_transfers.entry(account).or_default();
-            match state.as_str() {
-                "posted" => totals.debits_posted += i128::from(sum),
-                "pending" => totals.debits_pending += i128::from(sum),
+        for side in debit_sums {
+            report.transfers += u64::try_from(side.transfers).unwrap_or_default();
+            let totals = from_transfers.entry(side.account).or_default();
+            match side.state.as_str() {
+                "posted" => totals.debits_posted += i128::from(side.total),
+                "pending" => totals.debits_pending += i128::from(side.total),
                 _ => {}
             }
         }
-        let credit_sums: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT credit_account_id, state, CAST(SUM(amount) AS BIGINT) \
+        let credit_sums: Vec<SideRow> = sqlx::query_as(
+            "SELECT credit_account_id AS account, state, CAST(SUM(amount) AS BIGINT) AS total, \
+               CAST(COUNT(*) AS BIGINT) AS transfers \
              FROM transfers GROUP BY credit_account_id, state",
         )
         .fetch_all(&mut *conn)
         .await?;
-        for (account, state, sum) in credit_sums {
-            let totals = from_transfers.entry(account).or_default();
-            match state.as_str() {
-                "posted" => totals.credits_posted += i128::from(sum),
-                "pending" => totals.credits_pending += i128::from(sum),
+        for side in credit_sums {
+            let totals = from_transfers.entry(side.account).or_default();
+            match side.state.as_str() {
+                "posted" => totals.credits_posted += i128::from(side.total),
+                "pending" => totals.credits_pending += i128::from(side.total),
                 _ => {}
             }
         }
@@ -162,12 +208,13 @@ impl Store {
         let mut net_posted: i128 = 0;
         let mut net_pending: i128 = 0;
         let mut available: HashMap<i64, i128> = HashMap::new();
-        for (id, kind, dp, cp, dq, cq) in &accounts {
+        for account in &accounts {
+            let (id, kind) = (&account.id, &account.kind);
             let cached = Totals {
-                debits_posted: i128::from(*dp),
-                credits_posted: i128::from(*cp),
-                debits_pending: i128::from(*dq),
-                credits_pending: i128::from(*cq),
+                debits_posted: i128::from(account.debits_posted),
+                credits_posted: i128::from(account.credits_posted),
+                debits_pending: i128::from(account.debits_pending),
+                credits_pending: i128::from(account.credits_pending),
             };
             let summed = from_transfers.remove(id).unwrap_or_default();
             // Wallets keep running totals; system accounts keep none (their totals are the sums
@@ -238,8 +285,9 @@ impl Store {
     ) -> Result<()> {
         let mut conn = self.reader().await?;
         let lots: Vec<LotRow> = sqlx::query_as(
-            "SELECT l.id, l.account_id, l.transfer_id, l.credits, l.remaining, \
-               COALESCE(c.consumed, 0), t.credit_account_id, t.amount, t.state \
+            "SELECT l.id AS lot, l.account_id AS account, l.transfer_id AS transfer, l.credits, \
+               l.remaining, COALESCE(c.consumed, 0) AS consumed, t.credit_account_id AS credited, \
+               t.amount, t.state \
              FROM lots l JOIN transfers t ON t.id = l.transfer_id \
              LEFT JOIN (SELECT lot_id, CAST(SUM(amount) AS BIGINT) AS consumed \
                         FROM lot_consumptions GROUP BY lot_id) c ON c.lot_id = l.id \
@@ -249,7 +297,17 @@ impl Store {
         .await?;
         report.lots = lots.len();
         let mut remaining_by_wallet: HashMap<i64, i128> = HashMap::new();
-        for (lot, account, transfer, credits, remaining, consumed, credited, amount, state) in lots
+        for LotRow {
+            lot,
+            account,
+            transfer,
+            credits,
+            remaining,
+            consumed,
+            credited,
+            amount,
+            state,
+        } in lots
         {
             *remaining_by_wallet.entry(account).or_default() += i128::from(remaining);
             if credits - remaining != consumed {
@@ -290,8 +348,8 @@ impl Store {
             );
         }
 
-        let spending: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-            "SELECT t.id, t.amount, t.state, COALESCE(c.drawn, 0) \
+        let spending: Vec<SpendingRow> = sqlx::query_as(
+            "SELECT t.id AS transfer, t.amount, t.state, COALESCE(c.drawn, 0) AS drawn \
              FROM transfers t JOIN accounts a ON a.id = t.debit_account_id \
              LEFT JOIN (SELECT transfer_id, CAST(SUM(amount) AS BIGINT) AS drawn \
                         FROM lot_consumptions GROUP BY transfer_id) c ON c.transfer_id = t.id \
@@ -299,7 +357,13 @@ impl Store {
         )
         .fetch_all(&mut *conn)
         .await?;
-        for (transfer, amount, state, drawn) in spending {
+        for SpendingRow {
+            transfer,
+            amount,
+            state,
+            drawn,
+        } in spending
+        {
             let expected = if state == "voided" { 0 } else { amount };
             if drawn != expected {
                 problems.push(

@@ -9,36 +9,72 @@ use crate::{
 use crate::{Fault, UserError};
 use sqlx::AnyConnection;
 
+use super::rows::named_row;
+
 const TRANSFER_COLUMNS: &str = "id, idempotency_key, debit_account_id, credit_account_id, amount, \
                                 kind, state, two_phase, memo, created_at";
 
-type TransferRow = (
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-    Option<String>,
-    i64,
-);
+named_row! {
+    /// A transfer as [`TRANSFER_COLUMNS`] reads it.
+    struct TransferRow {
+        id: i64,
+        idempotency_key: String,
+        debit_account_id: i64,
+        credit_account_id: i64,
+        amount: i64,
+        kind: String,
+        state: String,
+        two_phase: i64,
+        memo: Option<String>,
+        created_at: i64,
+    }
+}
 
 fn transfer_from_row(row: TransferRow) -> Result<Transfer> {
-    let (id, key, debit, credit, amount, kind, state, two_phase, memo, created_at) = row;
     Ok(Transfer {
-        id: TransferId::from_db(id),
-        key,
-        debit: AccountId::from_db(debit),
-        credit: AccountId::from_db(credit),
-        amount: Credits::from_db(amount)?,
-        kind: TransferKind::from_db(&kind)?,
-        state: TransferState::from_db(&state)?,
-        two_phase: two_phase == 1,
-        memo,
-        created_at,
+        id: TransferId::from_db(row.id),
+        key: row.idempotency_key,
+        debit: AccountId::from_db(row.debit_account_id),
+        credit: AccountId::from_db(row.credit_account_id),
+        amount: Credits::from_db(row.amount)?,
+        kind: TransferKind::from_db(&row.kind)?,
+        state: TransferState::from_db(&row.state)?,
+        two_phase: row.two_phase == 1,
+        memo: row.memo,
+        created_at: row.created_at,
     })
+}
+
+named_row! {
+    /// An account's running totals, as stored (or summed, for a system account).
+    struct TotalsRow {
+        debits_posted: i64,
+        credits_posted: i64,
+        debits_pending: i64,
+        credits_pending: i64,
+    }
+}
+
+named_row! {
+    /// An account's kind and running totals, as stored.
+    struct AccountRow {
+        kind: String,
+        debits_posted: i64,
+        credits_posted: i64,
+        debits_pending: i64,
+        credits_pending: i64,
+    }
+}
+
+named_row! {
+    /// A lot of a wallet.
+    struct LotRow {
+        id: i64,
+        transfer_id: i64,
+        credits: i64,
+        remaining: i64,
+        created_at: i64,
+    }
 }
 
 impl Store {
@@ -103,30 +139,36 @@ impl Store {
     ///
     /// [`Fault::UnknownAccount`]; [`Error::Internal`] when the database fails.
     pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
-        let row: Option<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        let row: Option<AccountRow> = sqlx::query_as(
             "SELECT kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts WHERE id = $1",
         )
         .bind(account.get())
         .fetch_optional(&mut *self.reader().await?)
         .await?;
-        let (kind, mut dp, mut cp, mut dq, mut cq) =
-            row.ok_or_else(|| Error::from(Fault::UnknownAccount(account)))?;
-        if kind == "system" {
+        let row = row.ok_or_else(|| Error::from(Fault::UnknownAccount(account)))?;
+        let totals: TotalsRow = if row.kind == "system" {
             // System accounts keep no running totals (see `create_transfer`); sum their transfers.
-            (dp, cp, dq, cq) = sqlx::query_as(
+            sqlx::query_as(
                 "SELECT \
-                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
-                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0), \
-                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0), \
-                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0) \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0) AS debits_posted, \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'posted' THEN amount ELSE 0 END) AS BIGINT), 0) AS credits_posted, \
+                   COALESCE(CAST(SUM(CASE WHEN debit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0) AS debits_pending, \
+                   COALESCE(CAST(SUM(CASE WHEN credit_account_id = $1 AND state = 'pending' THEN amount ELSE 0 END) AS BIGINT), 0) AS credits_pending \
                  FROM transfers WHERE debit_account_id = $1 OR credit_account_id = $1",
             )
             .bind(account.get())
             .fetch_one(&mut *self.reader().await?)
-            .await?;
-        }
-        balance_from_db((dp, cp, dq, cq))
+            .await?
+        } else {
+            TotalsRow {
+                debits_posted: row.debits_posted,
+                credits_posted: row.credits_posted,
+                debits_pending: row.debits_pending,
+                credits_pending: row.credits_pending,
+            }
+        };
+        balance_from_db(totals)
     }
 
     /// The running totals of a person's wallet, read in one step.
@@ -135,7 +177,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when there is no such person or the database fails.
     pub async fn wallet_balance(&self, user: UserId) -> Result<AccountBalance> {
-        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+        let row: Option<TotalsRow> = sqlx::query_as(
             "SELECT debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts WHERE user_id = $1 AND kind = 'wallet'",
         )
@@ -153,7 +195,7 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn lots(&self, wallet: AccountId) -> Result<Vec<Lot>> {
-        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<LotRow> = sqlx::query_as(
             "SELECT id, transfer_id, credits, remaining, created_at FROM lots \
              WHERE account_id = $1 ORDER BY id",
         )
@@ -161,13 +203,13 @@ impl Store {
         .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.into_iter()
-            .map(|(id, transfer, credits, remaining, created_at)| {
+            .map(|lot| {
                 Ok(Lot {
-                    id: LotId::from_db(id),
-                    transfer: TransferId::from_db(transfer),
-                    credits: Credits::from_db(credits)?,
-                    remaining: Credits::from_db(remaining)?,
-                    created_at,
+                    id: LotId::from_db(lot.id),
+                    transfer: TransferId::from_db(lot.transfer_id),
+                    credits: Credits::from_db(lot.credits)?,
+                    remaining: Credits::from_db(lot.remaining)?,
+                    created_at: lot.created_at,
                 })
             })
             .collect()
@@ -252,13 +294,12 @@ impl Store {
     }
 }
 
-/// Running totals as stored: (debits posted, credits posted, debits pending, credits pending).
-fn balance_from_db((dp, cp, dq, cq): (i64, i64, i64, i64)) -> Result<AccountBalance> {
+fn balance_from_db(totals: TotalsRow) -> Result<AccountBalance> {
     Ok(AccountBalance {
-        debits_posted: Credits::from_db(dp)?,
-        credits_posted: Credits::from_db(cp)?,
-        debits_pending: Credits::from_db(dq)?,
-        credits_pending: Credits::from_db(cq)?,
+        debits_posted: Credits::from_db(totals.debits_posted)?,
+        credits_posted: Credits::from_db(totals.credits_posted)?,
+        debits_pending: Credits::from_db(totals.debits_pending)?,
+        credits_pending: Credits::from_db(totals.credits_pending)?,
     })
 }
 

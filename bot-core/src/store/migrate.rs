@@ -84,6 +84,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "let through",
         include_str!("../../../migrations/sqlite/0016_let_through.sql"),
     ),
+    (
+        17,
+        "notice records",
+        include_str!("../../../migrations/sqlite/0017_notice_records.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -165,6 +170,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "let through",
         include_str!("../../../migrations/postgres/0016_let_through.sql"),
+    ),
+    (
+        17,
+        "notice records",
+        include_str!("../../../migrations/postgres/0017_notice_records.sql"),
     ),
 ];
 

@@ -4,41 +4,51 @@
 use crate::Fault;
 use crate::people::*;
 use crate::{
-    AccountId, Error, Identity, Result, Store, UserId,
-    store::{Atomic, now_millis},
+    AccountId, Credits, Error, Identity, Result, Store, UserId,
+    ledger::{Phase, SystemAccount, TransferKind, TransferRequest},
+    store::{
+        Atomic,
+        ledger::{Inserted, insert_transfer},
+        now_millis,
+    },
 };
 use sqlx::AnyConnection;
 
-const USER_SELECT: &str = "SELECT u.id, a.id, u.created_at, u.terms_version, u.terms_accepted_at, \
-                           u.privacy_opt_out, u.frozen_at, u.banned_at FROM users u JOIN accounts a ON a.user_id = u.id";
+use super::rows::named_row;
 
-type UserRow = (
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+const USER_SELECT: &str = "SELECT u.id, a.id AS wallet_id, u.created_at, u.terms_version, \
+                           u.terms_accepted_at, u.privacy_opt_out, u.frozen_at, u.banned_at \
+                           FROM users u JOIN accounts a ON a.user_id = u.id";
 
-fn user_from_row(
-    (id, wallet, created_at, version, accepted_at, opt_out, frozen_at, banned_at): UserRow,
-) -> User {
+named_row! {
+    /// A person as [`USER_SELECT`] reads them.
+    struct UserRow {
+        id: i64,
+        wallet_id: i64,
+        created_at: i64,
+        terms_version: Option<String>,
+        terms_accepted_at: Option<i64>,
+        privacy_opt_out: Option<i64>,
+        frozen_at: Option<i64>,
+        banned_at: Option<i64>,
+    }
+}
+
+fn user_from_row(row: UserRow) -> User {
     User {
-        id: UserId::from_db(id),
-        wallet: AccountId::from_db(wallet),
-        created_at,
-        terms: version
-            .zip(accepted_at)
+        id: UserId::from_db(row.id),
+        wallet: AccountId::from_db(row.wallet_id),
+        created_at: row.created_at,
+        terms: row
+            .terms_version
+            .zip(row.terms_accepted_at)
             .map(|(version, accepted_at)| TermsAcceptance {
                 version,
                 accepted_at,
             }),
-        privacy_opt_out: opt_out.map(|v| v == 1),
-        frozen_at,
-        banned_at,
+        privacy_opt_out: row.privacy_opt_out.map(|v| v == 1),
+        frozen_at: row.frozen_at,
+        banned_at: row.banned_at,
     }
 }
 
@@ -49,13 +59,24 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn contact(&self, identity: &Identity) -> Result<Contact> {
+        self.contact_welcomed(identity, Credits::ZERO).await
+    }
+
+    /// As [`Store::contact`], with `welcome` credits granted to a new person in the same
+    /// transaction that creates them: no crash can lose the grant, and no link can join the
+    /// person to another wallet before it lands (it would land in the wallet left behind).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn contact_welcomed(&self, identity: &Identity, welcome: Credits) -> Result<Contact> {
         if let Some(user) = self.find_user(identity).await? {
             return Ok(Contact {
                 user,
                 is_new: false,
             });
         }
-        match self.retrying(|| self.create_user(identity)).await {
+        match self.retrying(|| self.create_user(identity, welcome)).await {
             Ok(user) => Ok(Contact { user, is_new: true }),
             // Someone else created this person between our look-up and our insert.
             Err(error) if error.fault() == Some(&Fault::IdentityTaken) => {
@@ -246,16 +267,22 @@ impl Store {
 
     /// Creates a person, their wallet and their first identity; [`Fault::IdentityTaken`] when
     /// the identity already belongs to someone (nothing is written then).
-    async fn create_user(&self, identity: &Identity) -> Result<User> {
+    async fn create_user(&self, identity: &Identity, welcome: Credits) -> Result<User> {
         let identity = identity.clone();
+        let grants = self.account(SystemAccount::Grants);
         self.write(Atomic::Transaction, move |conn| {
-            Box::pin(insert_user(conn, identity))
+            Box::pin(insert_user(conn, identity, welcome, grants))
         })
         .await
     }
 }
 
-async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<User> {
+async fn insert_user(
+    conn: &mut AnyConnection,
+    identity: Identity,
+    welcome: Credits,
+    grants: AccountId,
+) -> Result<User> {
     let now = now_millis();
     // Identity first: when it is taken, nothing else has been written.
     let user: i64 = sqlx::query_scalar("INSERT INTO users (created_at) VALUES ($1) RETURNING id")
@@ -282,11 +309,28 @@ async fn insert_user(conn: &mut AnyConnection, identity: Identity) -> Result<Use
         "INSERT INTO accounts (kind, user_id) VALUES ('wallet', $1) RETURNING id",
     )
     .bind(user)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
+    let wallet = AccountId::from_db(wallet);
+    if !welcome.is_zero() {
+        let grant = TransferRequest {
+            key: format!("welcome:{user}"),
+            debit: grants,
+            credit: wallet,
+            amount: welcome,
+            kind: TransferKind::Grant,
+            memo: Some("welcome credits".into()),
+        };
+        let inserted = insert_transfer(conn, grant, Phase::Posted).await?;
+        if !matches!(inserted, Inserted::Created(_)) {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "the welcome credits of new person {user} were refused"
+            )));
+        }
+    }
     Ok(User {
         id: UserId::from_db(user),
-        wallet: AccountId::from_db(wallet),
+        wallet,
         created_at: now,
         terms: None,
         privacy_opt_out: None,

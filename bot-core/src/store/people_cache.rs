@@ -190,22 +190,27 @@ pub(crate) async fn follow_log(store: std::sync::Weak<super::Inner>) {
         polls += 1;
         // Now and then, the log is cut back (any process may; the others notice the gap).
         if polls.is_multiple_of(1_200) {
-            let _ = store
-                .write(super::Atomic::Statement, |conn| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "DELETE FROM people_changes \
-                             WHERE seq <= (SELECT MAX(seq) FROM people_changes) - $1",
-                        )
-                        .bind(LOG_KEPT)
-                        .execute(conn)
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
+            let _ = prune_log(&store).await;
         }
     }
+}
+
+/// Cuts SQLite's change log back to its last [`LOG_KEPT`] rows.
+async fn prune_log(store: &super::Store) -> crate::Result<()> {
+    store
+        .write(super::Atomic::Statement, |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "DELETE FROM people_changes \
+                     WHERE seq <= (SELECT MAX(seq) FROM people_changes) - $1",
+                )
+                .bind(LOG_KEPT)
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
 }
 
 /// Forgets the people changed since `seen`; the last change read.
@@ -306,5 +311,173 @@ mod tests {
         cache.set_live(true);
         cache.remember(&identity, &user(7), cache.generation());
         assert!(cache.get(&identity).is_some());
+    }
+
+    /// What an identity's person is, as the store answers (from memory when it can).
+    async fn remembered(store: &crate::Store, identity: &Identity) -> bool {
+        store.inner.people.get(identity).is_some()
+    }
+
+    /// SQLite's change log is cut back to its last rows; a process that had not read the rows
+    /// cut sees the gap and forgets everyone, rather than serving someone changed meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_cut_past_what_a_process_read_makes_it_forget_everyone() {
+        let db = crate::store::testing::TestDb::new(crate::Backend::Sqlite, "people_log_prune")
+            .await
+            .expect("SQLite is always available");
+        let store = db.store().clone();
+        let identity: Identity = "telegram:1".parse().expect("identity");
+        let person = store.contact(&identity).await.expect("contact").user;
+        let seen: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM people_changes")
+            .fetch_one(&mut *store.reader().await.expect("reader"))
+            .await
+            .expect("read");
+        // Another process changes people, more than the log keeps, while this one is not
+        // reading (each change is logged by the users_changed trigger).
+        let rows = usize::try_from(LOG_KEPT).expect("small") + 50;
+        store
+            .write(crate::store::Atomic::Transaction, move |conn| {
+                Box::pin(async move {
+                    for _ in 0..rows {
+                        sqlx::query("INSERT INTO people_changes (user_id) VALUES (999999)")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .expect("changes logged");
+        prune_log(&store).await.expect("pruned");
+        let (kept, oldest): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), MIN(seq) FROM people_changes")
+                .fetch_one(&mut *store.reader().await.expect("reader"))
+                .await
+                .expect("read");
+        assert_eq!(kept, LOG_KEPT);
+        assert!(
+            oldest > seen + 1,
+            "the rows after {seen} are gone ({oldest})"
+        );
+        // This process remembers the person, then reads the log from where it stood.
+        assert!(store.find_user(&identity).await.expect("find").is_some());
+        assert!(remembered(&store, &identity).await);
+        let last = read_log(&store, Some(seen)).await.expect("read log");
+        assert!(
+            !remembered(&store, &identity).await,
+            "a gap forgets everyone, even {} whom no row names",
+            person.id
+        );
+        assert!(last.is_some_and(|last| last > seen));
+        // Read to the end (a read takes 1,000 rows at most), and give the store's own follower
+        // time to do the same.
+        let mut seen = last;
+        while let Some(last) = read_log(&store, seen).await.expect("read log") {
+            seen = Some(last);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        // Without a gap, only those named are forgotten.
+        assert!(store.find_user(&identity).await.expect("find").is_some());
+        store
+            .write(crate::store::Atomic::Statement, |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO people_changes (user_id) VALUES (999999)")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+            .expect("one more change");
+        assert!(read_log(&store, seen).await.expect("read log").is_some());
+        assert!(remembered(&store, &identity).await, "someone else's change");
+        store.close().await;
+    }
+
+    /// The PostgreSQL backend holding the people listener's LISTEN, if it is connected.
+    async fn listener_pid(admin: &mut sqlx::postgres::PgConnection) -> Option<i32> {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_optional(admin)
+        .await
+        .expect("pg_stat_activity")
+    }
+
+    /// On PostgreSQL, a dropped LISTEN connection (a failover, an idle cut) stops the memory
+    /// being served until the listener is back; once back, another instance's change is heard.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_listener_reconnects_and_hears_changes_again() {
+        use sqlx::Connection as _;
+        let Some(db) =
+            crate::store::testing::TestDb::new(crate::Backend::Postgres, "people_listener").await
+        else {
+            eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
+            return;
+        };
+        let store = db.store().clone();
+        let identity: Identity = "telegram:77".parse().expect("identity");
+        let person = store.contact(&identity).await.expect("contact").user;
+        let mut admin = sqlx::postgres::PgConnection::connect(db.url())
+            .await
+            .expect("a second connection");
+        // Listening: the person is served from memory once read.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let first = loop {
+            store.find_user(&identity).await.expect("find");
+            if let Some(pid) = listener_pid(&mut admin).await
+                && remembered(&store, &identity).await
+            {
+                break pid;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never listening");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        // The listener's connection is cut.
+        let cut: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .expect("terminate");
+        assert!(cut);
+        // It comes back on a new connection, and memory is served again.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            store.find_user(&identity).await.expect("find");
+            if listener_pid(&mut admin)
+                .await
+                .is_some_and(|pid| pid != first)
+                && remembered(&store, &identity).await
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the listener never came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Another instance bans the person: the notification reaches the new listener.
+        sqlx::query("UPDATE users SET banned_at = 1 WHERE id = $1")
+            .bind(person.id.get())
+            .execute(&mut admin)
+            .await
+            .expect("ban");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while remembered(&store, &identity).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the change was never heard"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let user = store
+            .find_user(&identity)
+            .await
+            .expect("find")
+            .expect("there");
+        assert!(user.banned_at.is_some(), "the ban is seen at once");
+        store.close().await;
     }
 }

@@ -2,6 +2,7 @@
 //! settling what the payment service reported later (refunds outside the bot, disputes).
 
 use super::*;
+use sqlx::Row as _;
 
 /// The Stripe ids a payment event told, recorded with the payment.
 #[derive(Default)]
@@ -20,17 +21,19 @@ pub(super) struct OneTrip {
     /// The purchase as read before the write: only what never changes after it is opened.
     pub(super) purchase: Purchase,
     pub(super) chat: String,
+    /// The serialised [`Notice::Credited`], whose balance the script fills in.
     pub(super) notice: String,
 }
 
-/// The "credits added" text, with `{balance}` for the balance read when it is written.
-pub(super) fn credited_text(purchase: &Purchase) -> String {
-    format!(
-        "{} added (order #{}, {}). Your balance: {{balance}}.",
-        purchase.credits,
-        purchase.id,
-        format_price(purchase.amount, &purchase.currency)
-    )
+/// The "credits added" record, with the balance read after the credit.
+pub(super) fn credited(purchase: &Purchase, balance: Credits) -> Notice {
+    Notice::Credited {
+        order: purchase.id,
+        credits: purchase.credits,
+        amount: purchase.amount,
+        currency: purchase.currency.clone(),
+        balance,
+    }
 }
 
 /// The same as the general path for a `Paid` event (record the event id, credit the purchase
@@ -60,10 +63,9 @@ pub(super) async fn credit_in_one_trip(
            stripe_session_id = COALESCE(stripe_session_id, $8), \
            stripe_payment_intent = COALESCE(stripe_payment_intent, $9) \
            WHERE id = $7 AND changes() = 1; \
-         INSERT INTO notices (idempotency_key, platform, chat, text, created_at, next_attempt_at, \
-                              recipient) \
-           SELECT $10, $11, $12, REPLACE($13, '{balance}', \
-             CASE WHEN b = 1 THEN '1 credit' ELSE CAST(b AS TEXT) || ' credits' END), $3, $3, payer \
+         INSERT INTO notices (idempotency_key, platform, chat, record, created_at, \
+                              next_attempt_at, recipient) \
+           SELECT $10, $11, $12, json_set($13, '$.balance', b), $3, $3, payer \
            FROM (SELECT a.credits_posted - a.debits_posted - a.debits_pending AS b, p.payer AS payer \
                  FROM purchases p JOIN accounts a ON a.user_id = p.user_id \
                  WHERE changes() = 1 AND p.id = $7) \
@@ -176,7 +178,7 @@ pub(super) async fn credit(
         &format!("credited:{}", purchase.id),
         &purchase.chat,
         &purchase.payer,
-        &credited_text(purchase).replace("{balance}", &balance.to_string()),
+        &credited(purchase, balance),
     )
     .await
 }
@@ -223,12 +225,13 @@ pub(super) async fn settle(conn: &mut AnyConnection, books: Books, id: PurchaseI
             &key,
             &purchase.chat,
             &purchase.payer,
-            &format!(
-                "{} of order #{} was refunded to your card; {} were removed. Your balance: {balance}.",
-                format_price(delta, &purchase.currency),
-                purchase.id,
-                Credits::new(take)
-            ),
+            &Notice::RefundedOutside {
+                order: purchase.id,
+                amount: delta,
+                currency: purchase.currency.clone(),
+                removed: Credits::new(take),
+                balance,
+            },
         )
         .await?;
     }
@@ -263,13 +266,10 @@ pub(super) async fn settle(conn: &mut AnyConnection, books: Books, id: PurchaseI
                 &key,
                 &purchase.chat,
                 &purchase.payer,
-                &format!(
-                    "The payment for order #{} was disputed with your bank, so your wallet is \
-                     frozen and its {} unused from that order were removed. Contact support to \
-                     settle it.",
-                    purchase.id,
-                    Credits::new(remaining)
-                ),
+                &Notice::Disputed {
+                    order: purchase.id,
+                    removed: Credits::new(remaining),
+                },
             )
             .await?;
         }

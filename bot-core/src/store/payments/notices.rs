@@ -3,6 +3,17 @@
 
 use super::*;
 
+named_row! {
+    /// A notice as it is leased for sending.
+    struct NoticeRow {
+        id: i64,
+        chat: String,
+        record: String,
+        attempts: i64,
+        recipient: Option<String>,
+    }
+}
+
 impl Store {
     /// Takes up to `limit` notices for `platforms` that are due, leasing each for a while (longer after each
     /// failed attempt) so that no other sender takes it meanwhile.
@@ -25,7 +36,7 @@ impl Store {
             .map(|p| format!("'{}'", p.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows: Vec<(i64, String, String, i64, Option<String>)> = self
+        let rows: Vec<NoticeRow> = self
             .write(Atomic::Statement, move |conn| {
                 Box::pin(async move {
                     let now = now_millis();
@@ -42,7 +53,7 @@ impl Store {
                                       WHERE sent_at IS NULL AND platform IN ({platforms}) \
                                         AND next_attempt_at <= $1 \
                                       ORDER BY next_attempt_at, id LIMIT $2{lock}) \
-                         RETURNING id, chat, text, attempts, recipient"
+                         RETURNING id, chat, record, attempts, recipient"
                     );
                     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .bind(now)
@@ -53,13 +64,13 @@ impl Store {
             })
             .await?;
         rows.into_iter()
-            .map(|(id, chat, text, attempts, recipient)| {
+            .map(|row| {
                 Ok(NoticeToSend {
-                    id,
-                    chat: serde_json::from_str(&chat).map_err(anyhow::Error::from)?,
-                    recipient: recipient.and_then(|r| r.parse().ok()),
-                    text,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    id: row.id,
+                    chat: serde_json::from_str(&row.chat).map_err(anyhow::Error::from)?,
+                    recipient: row.recipient.and_then(|r| r.parse().ok()),
+                    notice: serde_json::from_str(&row.record).map_err(anyhow::Error::from)?,
+                    attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
                 })
             })
             .collect()
@@ -103,19 +114,20 @@ pub(super) async fn notice(
     key: &str,
     chat_ref: &ChatRef,
     recipient: &str,
-    text: &str,
+    record: &Notice,
 ) -> Result<()> {
     let chat = serde_json::to_string(chat_ref).map_err(anyhow::Error::from)?;
+    let record = serde_json::to_string(record).map_err(anyhow::Error::from)?;
     let now = now_millis();
     sqlx::query(
-        "INSERT INTO notices (idempotency_key, platform, chat, text, created_at, \
+        "INSERT INTO notices (idempotency_key, platform, chat, record, created_at, \
          next_attempt_at, recipient) VALUES ($1, $2, $3, $4, $5, $5, $6) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(key)
     .bind(chat_ref.platform.as_str())
     .bind(chat)
-    .bind(text)
+    .bind(record)
     .bind(now)
     .bind(recipient)
     .execute(conn)

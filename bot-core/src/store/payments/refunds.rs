@@ -28,7 +28,7 @@ impl Store {
         let mut out = Vec::new();
         for row in &rows {
             let purchase = purchase_from_row(row)?.purchase;
-            let unused = Credits::from_db(row.try_get(24)?)?;
+            let unused = Credits::from_db(sqlx::Row::try_get(row, "remaining")?)?;
             // Stars payments can only be refunded whole (refundStarPayment).
             if purchase.rail == Rail::Stars && unused != purchase.credits {
                 continue;
@@ -318,33 +318,27 @@ pub(super) async fn end_refund(
             .await?;
     }
     let balance = available(conn, wallet).await?;
-    let money = format_price(refund.amount, &purchase.currency);
-    let text = match to {
-        RefundState::Succeeded => format!(
-            "Refund #{id} done: {money} for order #{} is on its way back ({} removed). Your \
-             balance: {balance}.",
-            purchase.id, refund.credits
-        ),
-        RefundState::Rejected => format!(
-            "Refund #{id} for order #{} was declined: {}. Your {} are back; balance: {balance}.",
-            purchase.id,
-            failure.as_deref().unwrap_or("no reason given"),
-            refund.credits
-        ),
-        _ => format!(
-            "Refund #{id} for order #{} could not be made: {}. Your {} are back; balance: \
-             {balance}.",
-            purchase.id,
-            failure.as_deref().unwrap_or("the payment service refused"),
-            refund.credits
-        ),
+    let outcome = match to {
+        RefundState::Succeeded => RefundOutcome::Made,
+        RefundState::Rejected => RefundOutcome::Declined,
+        _ => RefundOutcome::Failed,
+    };
+    let record = Notice::RefundEnded {
+        refund: id,
+        order: purchase.id,
+        outcome,
+        reason: failure,
+        amount: refund.amount,
+        currency: purchase.currency.clone(),
+        credits: refund.credits,
+        balance,
     };
     notice(
         conn,
         &format!("refund-end:{id}"),
         &purchase.chat,
         &purchase.payer,
-        &text,
+        &record,
     )
     .await?;
     Ok(true)
@@ -386,22 +380,31 @@ pub(super) async fn load_refund(
     conn: &mut AnyConnection,
     id: RefundId,
 ) -> Result<Option<(Refund, PurchaseId)>> {
-    let row: Option<(i64, i64, i64, String, Option<String>)> = sqlx::query_as(
+    named_row! {
+        struct RefundRow {
+            purchase_id: i64,
+            credits: i64,
+            amount: i64,
+            state: String,
+            failure: Option<String>,
+        }
+    }
+    let row: Option<RefundRow> = sqlx::query_as(
         "SELECT purchase_id, credits, amount, state, failure FROM refunds WHERE id = $1",
     )
     .bind(id.get())
     .fetch_optional(conn)
     .await?;
-    row.map(|(purchase, credits, amount, state, failure)| {
-        let purchase = PurchaseId::from_db(purchase);
+    row.map(|row| {
+        let purchase = PurchaseId::from_db(row.purchase_id);
         Ok((
             Refund {
                 id,
                 purchase,
-                credits: Credits::from_db(credits)?,
-                amount: unsigned(amount)?,
-                state: RefundState::from_db(&state)?,
-                failure,
+                credits: Credits::from_db(row.credits)?,
+                amount: unsigned(row.amount)?,
+                state: RefundState::from_db(&row.state)?,
+                failure: row.failure,
             },
             purchase,
         ))

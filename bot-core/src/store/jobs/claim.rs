@@ -1,0 +1,122 @@
+//! Claiming: the next job by turn, fairly between people and under each person's running cap,
+//! taken under a lease (one statement on SQLite, row locks skipping other instances' on
+//! PostgreSQL).
+
+use super::*;
+
+/// The jobs claimable at `$1`, best first: running with an expired lease (its worker died)
+/// first, then queued and due jobs by turn (see migration 0004), skipping people already at
+/// their running cap (`$2`). The running set is small; the queue is read in turn order through
+/// its index and never scanned.
+pub(super) const CANDIDATES: &str = "SELECT id FROM ( \
+           SELECT id, 0 AS kind, 0 AS turn FROM jobs \
+             WHERE state = 'running' AND lease_expires_at < $1 \
+           UNION ALL \
+           SELECT id, kind, turn FROM ( \
+             SELECT id, 1 AS kind, turn FROM jobs \
+             WHERE state = 'queued' AND run_after <= $1 \
+               AND user_id NOT IN (SELECT user_id FROM jobs \
+                                   WHERE state = 'running' AND lease_expires_at >= $1 \
+                                   GROUP BY user_id HAVING COUNT(*) >= $2) \
+             ORDER BY turn, id LIMIT 8) due \
+         ) candidates ORDER BY kind, turn, id LIMIT 8";
+
+pub(super) async fn claim_next(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    worker: String,
+    lease_ms: i64,
+    max_running: u32,
+) -> Result<Option<Lease>> {
+    let now = now_millis();
+    let claim = format!(
+        "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, \
+         attempts = attempts + 1 \
+         WHERE id = $1 AND ((state = 'queued' AND run_after <= $4) \
+               OR (state = 'running' AND lease_expires_at < $4)) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    if backend == Backend::Sqlite {
+        // One writer: nobody else claims between the choice and the update, so both are one
+        // statement (one round trip to SQLite's thread).
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires_at = $4, \
+             attempts = attempts + 1 \
+             WHERE id = ({CANDIDATES}) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(max_running))
+            .bind(&worker)
+            .bind(now.saturating_add(lease_ms))
+            .fetch_optional(&mut *conn)
+            .await?;
+        return match row {
+            Some(row) => Ok(Some(Lease {
+                job: job_from_row(row)?,
+                worker,
+            })),
+            None => Ok(None),
+        };
+    }
+    let ids: Vec<i64> = sqlx::query_scalar(CANDIDATES)
+        .bind(now)
+        .bind(i64::from(max_running))
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in ids {
+        if backend == Backend::Postgres {
+            // Another instance may be claiming the same rows: skip those it has locked.
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match state.as_deref() {
+                None => continue,
+                // Taking over an expired lease does not start anything new.
+                Some("running") => {}
+                Some(_) => {
+                    // Each instance counted running jobs in its own snapshot, so two could both
+                    // start a person's last free slot. Claims for one person take turns on
+                    // their row (skipping a person another instance is claiming for), and
+                    // count again in a new statement, whose snapshot sees the other's commit.
+                    let person: Option<i64> = sqlx::query_scalar(
+                        "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
+                         WHERE j.id = $1 FOR NO KEY UPDATE OF u SKIP LOCKED",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(person) = person else { continue };
+                    let running: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 \
+                         AND state = 'running' AND lease_expires_at >= $2",
+                    )
+                    .bind(person)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if running >= i64::from(max_running) {
+                        continue;
+                    }
+                }
+            }
+        }
+        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(claim.clone()))
+            .bind(id)
+            .bind(&worker)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            return Ok(Some(Lease {
+                job: job_from_row(row)?,
+                worker,
+            }));
+        }
+    }
+    Ok(None)
+}
