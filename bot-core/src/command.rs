@@ -199,6 +199,17 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Whom a platform's command menu is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone, in a private chat or wherever no narrower menu applies.
+    Everyone,
+    /// A group chat: the commands whose answers everyone there sees.
+    Group,
+    /// An operator (`ADMIN_IDS`): every command, the operators' own included.
+    Operator,
+}
+
 /// The grammar for one configuration: every command's [`Spec`] built once from its limits, so
 /// that a message is read against specs already made. (Building them formats usage lines and
 /// copies the configured choices: work a service should not repeat for every message.)
@@ -227,6 +238,17 @@ impl Grammar {
 
     fn spec(&self, name: &str) -> Option<&Spec> {
         self.specs.iter().find(|spec| spec.name == name)
+    }
+
+    /// The commands a menu for `audience` offers, in menu order.
+    pub fn menu(&self, audience: Audience) -> impl Iterator<Item = &Spec> {
+        self.specs.iter().filter(move |spec| match audience {
+            Audience::Operator => true,
+            Audience::Everyone => !spec.operators_only,
+            // The others work in a group too, answered in private, but a group's menu is for
+            // what the group does together.
+            Audience::Group => !spec.operators_only && spec.visibility == Visibility::Chat,
+        })
     }
 
     /// Parses one message. `Ok(None)` when the text is not a command at all (no leading `/`).

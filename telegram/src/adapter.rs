@@ -93,7 +93,8 @@ impl Telegram {
         let pace = Arc::new(crate::pace::Pace::new(config.messages_per_second));
         let failed = |error: RequestError| Error::Telegram(describe(&error));
         let me = raw.get_me().await.map_err(failed)?;
-        for (scope, menu) in menus(&bot_core::command::specs(commands), operators) {
+        let grammar = bot_core::command::Grammar::new(commands.clone());
+        for (scope, menu) in menus(&grammar, operators) {
             raw.set_my_commands(menu)
                 .scope(scope)
                 .await
@@ -212,31 +213,25 @@ impl Telegram {
     }
 }
 
-/// The command menus, from the core's specs, for each scope Telegram picks a menu by:
-/// - by default and in private chats, every command people may use;
-/// - in groups, the commands whose answers the group sees (the others work there too, answered
-///   in private, but a group's menu is for what the group does together);
-/// - in each operator's private chat (`ADMIN_IDS` of the form `telegram:<id>`), the operators'
-///   commands as well; nobody else is offered them.
+/// The core's menus, in the scopes Telegram picks a menu by: everyone's by default and in
+/// private chats, the group menu in groups, and the operators' in each operator's private chat
+/// (`ADMIN_IDS` of the form `telegram:<id>`).
 fn menus(
-    specs: &[bot_core::command::Spec],
+    grammar: &bot_core::command::Grammar,
     operators: &[bot_core::Identity],
 ) -> Vec<(BotCommandScope, Vec<BotCommand>)> {
-    let listed = |keep: &dyn Fn(&bot_core::command::Spec) -> bool| -> Vec<BotCommand> {
-        specs
-            .iter()
-            .filter(|spec| keep(spec))
+    use bot_core::command::Audience;
+    let listed = |audience| -> Vec<BotCommand> {
+        grammar
+            .menu(audience)
             .map(|spec| BotCommand::new(spec.name, spec.description))
             .collect()
     };
-    let everyone = listed(&|spec| !spec.operators_only);
+    let everyone = listed(Audience::Everyone);
     let mut menus = vec![
         (BotCommandScope::Default, everyone.clone()),
         (BotCommandScope::AllPrivateChats, everyone),
-        (
-            BotCommandScope::AllGroupChats,
-            listed(&|spec| !spec.operators_only && spec.visibility == Visibility::Chat),
-        ),
+        (BotCommandScope::AllGroupChats, listed(Audience::Group)),
     ];
     let operators = operators
         .iter()
@@ -247,7 +242,7 @@ fn menus(
             BotCommandScope::Chat {
                 chat_id: Recipient::Id(ChatId(operator)),
             },
-            listed(&|_| true),
+            listed(Audience::Operator),
         ));
     }
     menus

@@ -2,14 +2,19 @@
 
 use secrecy::SecretString;
 
+/// Settings for the bot `token` against `fake`.
+fn config(fake: &fakes::telegram::FakeTelegram, token: &str) -> telegram::TelegramConfig {
+    telegram::TelegramConfig {
+        bot_token: Some(SecretString::from(token.to_string())),
+        api_url: fake.url(),
+        ..telegram::TelegramConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn connects_registers_commands_and_never_shows_its_token() {
     let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
-    let config = telegram::TelegramConfig {
-        bot_token: Some(SecretString::from("123456:TEST-token".to_string())),
-        api_url: fake.url(),
-        ..telegram::TelegramConfig::default()
-    };
+    let config = config(&fake, "123456:TEST-token");
     let connected = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect("connects");
@@ -40,11 +45,7 @@ async fn connects_registers_commands_and_never_shows_its_token() {
 #[tokio::test]
 async fn a_refused_token_stops_start_up_without_showing_it() {
     let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
-    let config = telegram::TelegramConfig {
-        bot_token: Some(SecretString::from("999:WRONG-token".to_string())),
-        api_url: fake.url(),
-        ..telegram::TelegramConfig::default()
-    };
+    let config = config(&fake, "999:WRONG-token");
     let error = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect_err("refused");
@@ -59,11 +60,7 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
         service::{ChatKind, ChatRef},
     };
     let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
-    let config = telegram::TelegramConfig {
-        bot_token: Some(SecretString::from("123456:TEST-token".to_string())),
-        api_url: fake.url(),
-        ..telegram::TelegramConfig::default()
-    };
+    let config = config(&fake, "123456:TEST-token");
     let messenger = telegram::Telegram::connect(&config, &Default::default(), &[], None)
         .await
         .expect("connects")
@@ -107,11 +104,7 @@ async fn an_edit_that_changes_nothing_is_not_an_error() {
 #[tokio::test]
 async fn menus_are_set_per_scope_and_only_operators_see_admin() {
     let fake = fakes::telegram::FakeTelegram::start("123456:TEST-token").await;
-    let config = telegram::TelegramConfig {
-        bot_token: Some(SecretString::from("123456:TEST-token".to_string())),
-        api_url: fake.url(),
-        ..telegram::TelegramConfig::default()
-    };
+    let config = config(&fake, "123456:TEST-token");
     let operators = [
         "telegram:42".parse().expect("an identity"),
         "discord:42".parse().expect("an identity"),

@@ -34,6 +34,32 @@ async fn telegram_app(
         .expect("SQLite is always available")
 }
 
+/// `who` asks for `/imagine prompt` on Discord in `place`; the interaction's answer and the first
+/// message with a file (the result).
+async fn discord_result(
+    discord: &fakes::discord::FakeDiscord,
+    who: &fakes::discord::Person,
+    place: &fakes::discord::Place,
+    prompt: &str,
+) -> (fakes::discord::Answer, fakes::discord::Message) {
+    let imagine = discord.slash(
+        who,
+        place,
+        "imagine",
+        serde_json::json!([crate::discord_adapter::option(
+            "prompt",
+            3,
+            serde_json::json!(prompt)
+        )]),
+        serde_json::json!({}),
+    );
+    let answer = discord.interact(&imagine).await;
+    let result = discord
+        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
+        .await
+        .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
+    (answer, result)
+}
 /// What `identity` has available and on hold.
 async fn balance_of(store: &bot_core::Store, identity: &str) -> (u64, u64) {
     let identity: Identity = identity.parse().expect("identity");
@@ -165,7 +191,7 @@ async fn adversarial_a_batch_handled_before_a_kill_is_not_handled_again_by_the_n
 async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_from_another() {
     use fakes::discord::{Person, Place, Via};
 
-    use crate::discord_adapter::{close, open_with, option, second_instance};
+    use crate::discord_adapter::{close, open_with, second_instance};
 
     // The first instance's only worker looks at the queue once a minute: the second, polling
     // every 20 ms, takes the job.
@@ -185,18 +211,7 @@ async fn adversarial_an_interaction_acknowledged_on_one_instance_is_answered_fro
     let second = second_instance(&server, SETTINGS).await;
     let ann = Person::new(4401, "Ann");
     let place = Place::guild(5401, 6401);
-    let imagine = discord.slash(
-        &ann,
-        &place,
-        "imagine",
-        serde_json::json!([option("prompt", 3, serde_json::json!("a lighthouse"))]),
-        serde_json::json!({}),
-    );
-    let answer = discord.interact(&imagine).await;
-    let result = discord
-        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
-        .await
-        .unwrap_or_else(|| panic!("a result: {:#?}", discord.messages()));
+    let (answer, result) = discord_result(discord, &ann, &place, "a lighthouse").await;
     assert!(
         matches!(result.via, Via::Followup | Via::Original)
             && result.interaction.as_deref() == Some(answer.interaction.as_str()),
@@ -1184,18 +1199,7 @@ async fn adversarial_nobody_acts_with_another_persons_identity_or_buttons() {
         reply.deleted || reply.text().contains("Unknown command /admin"),
         "{reply:?}"
     );
-    let imagine = discord.slash(
-        &kim,
-        &place,
-        "imagine",
-        serde_json::json!([option("prompt", 3, serde_json::json!("a red kite"))]),
-        serde_json::json!({}),
-    );
-    discord.interact(&imagine).await;
-    let result = discord
-        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
-        .await
-        .expect("Kim's result");
+    let (_, result) = discord_result(discord, &kim, &place, "a red kite").await;
     let regenerate = result.custom_ids()[0].clone();
     let press = discord.press(&eve, &place, &result, &regenerate);
     let answer = discord.interact(&press).await;
@@ -1619,7 +1623,7 @@ async fn adversarial_anothers_buttons_forwards_and_replies_act_only_for_the_send
 async fn adversarial_on_discord_anothers_refund_buy_and_forget_buttons_act_only_for_the_presser() {
     use fakes::discord::{Message, Person, Place};
 
-    use crate::discord_adapter::{close, open_with, option};
+    use crate::discord_adapter::{close, open_with};
 
     let stripe = fakes::stripe::FakeStripe::start("sk_test_adversarial").await;
     let stripe_url = stripe.url();
@@ -1674,18 +1678,7 @@ async fn adversarial_on_discord_anothers_refund_buy_and_forget_buttons_act_only_
         .wait_for(WAIT, |m| m.content.contains("credits added"))
         .await
         .expect("Kim's purchase is credited");
-    let imagine = discord.slash(
-        &kim,
-        &place,
-        "imagine",
-        serde_json::json!([option("prompt", 3, serde_json::json!("a paper boat"))]),
-        serde_json::json!({}),
-    );
-    discord.interact(&imagine).await;
-    let result = discord
-        .wait_for(WAIT, |m| !m.deleted && !m.files.is_empty())
-        .await
-        .expect("Kim's result");
+    let (_, result) = discord_result(discord, &kim, &place, "a paper boat").await;
     // Her refund offer, her packs and her forget question, each with its buttons.
     let refund = discord.slash(
         &kim,

@@ -77,26 +77,12 @@ impl AppBuilder {
 
     async fn start(self) -> Option<TestApp> {
         let db = TestDb::new(self.backend, &self.test).await?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("imagegpt.toml");
-        std::fs::write(&path, &self.file).expect("write config");
-        let mut pairs = vec![
-            ("DATABASE_URL".to_string(), db.url().to_string()),
-            ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
-        ];
-        pairs.extend(self.env);
-        let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
-        let app = Application::build(&config)
-            .await
-            .expect("application builds");
-        let address = app.local_addr().expect("bound address");
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let instance = start_on(db.url(), self.env, &self.file).await;
         Some(TestApp {
-            address,
+            address: instance.address,
             db,
-            shutdown,
-            server,
+            shutdown: instance.shutdown,
+            server: instance.server,
         })
     }
 }
@@ -183,6 +169,13 @@ pub async fn spawn_instance(first: &TestApp, env: &[(&str, &str)], file: &str) -
 
 /// Starts an instance on the database at `url`.
 pub async fn spawn_instance_on(url: &str, env: &[(&str, &str)], file: &str) -> Instance {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    start_on(url, env.collect(), file).await
+}
+
+/// The application on the database at `url`, on a free port, with `env` and `file` as its
+/// configuration.
+async fn start_on(url: &str, env: Vec<(String, String)>, file: &str) -> Instance {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("imagegpt.toml");
     std::fs::write(&path, file).expect("write config");
@@ -190,7 +183,7 @@ pub async fn spawn_instance_on(url: &str, env: &[(&str, &str)], file: &str) -> I
         ("DATABASE_URL".to_string(), url.to_string()),
         ("HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
     ];
-    pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    pairs.extend(env);
     let config = Config::load_from(Some(&path), pairs).expect("valid test configuration");
     let app = Application::build(&config)
         .await

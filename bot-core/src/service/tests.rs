@@ -800,19 +800,12 @@ async fn a_worker_that_lost_its_lease_while_making_does_not_deliver(store: Store
     let working = tokio::spawn(async move { slow.work(lease).await });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     // Its lease lapsed and another worker took the job meanwhile.
-    h.service
-        .store()
-        .write(crate::store::Atomic::Statement, move |conn| {
-            Box::pin(async move {
-                sqlx::query("UPDATE jobs SET lease_owner = 'other' WHERE id = $1")
-                    .bind(job.get())
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
-        .expect("taken over");
+    crate::store::testing::execute(
+        h.service.store(),
+        "UPDATE jobs SET lease_owner = 'other' WHERE id = $1",
+        &[job.get()],
+    )
+    .await;
     gate.open.notify_one();
     tokio::time::timeout(std::time::Duration::from_secs(10), working)
         .await

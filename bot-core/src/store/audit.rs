@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt};
 
-use super::rows::named_row;
+use super::rows::{AccountRow, named_row};
 use crate::{Result, Store};
 
 /// What the audit found.
@@ -68,18 +68,6 @@ fn sum(a: Totals, b: Totals) -> Totals {
         credits_posted: a.credits_posted + b.credits_posted,
         debits_pending: a.debits_pending + b.debits_pending,
         credits_pending: a.credits_pending + b.credits_pending,
-    }
-}
-
-named_row! {
-    /// An account's running totals as cached.
-    struct AccountRow {
-        id: i64,
-        kind: String,
-        debits_posted: i64,
-        credits_posted: i64,
-        debits_pending: i64,
-        credits_pending: i64,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
 use crate::{Fault, UserError};
 use sqlx::AnyConnection;
 
-use super::rows::named_row;
+use super::rows::{AccountRow, named_row};
 
 const TRANSFER_COLUMNS: &str = "id, idempotency_key, debit_account_id, credit_account_id, amount, \
                                 kind, state, two_phase, memo, created_at";
@@ -48,17 +48,6 @@ fn transfer_from_row(row: TransferRow) -> Result<Transfer> {
 named_row! {
     /// An account's running totals, as stored (or summed, for a system account).
     struct TotalsRow {
-        debits_posted: i64,
-        credits_posted: i64,
-        debits_pending: i64,
-        credits_pending: i64,
-    }
-}
-
-named_row! {
-    /// An account's kind and running totals, as stored.
-    struct AccountRow {
-        kind: String,
         debits_posted: i64,
         credits_posted: i64,
         debits_pending: i64,
@@ -140,7 +129,7 @@ impl Store {
     /// [`Fault::UnknownAccount`]; [`Error::Internal`] when the database fails.
     pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
         let row: Option<AccountRow> = sqlx::query_as(
-            "SELECT kind, debits_posted, credits_posted, debits_pending, credits_pending \
+            "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts WHERE id = $1",
         )
         .bind(account.get())

@@ -378,17 +378,12 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
         // Without a gap, only those named are forgotten.
         assert!(store.find_user(&identity).await.expect("find").is_some());
-        store
-            .write(crate::store::Atomic::Statement, |conn| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO people_changes (user_id) VALUES (999999)")
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
-            .expect("one more change");
+        crate::store::testing::execute(
+            &store,
+            "INSERT INTO people_changes (user_id) VALUES (999999)",
+            &[],
+        )
+        .await;
         assert!(read_log(&store, seen).await.expect("read log").is_some());
         assert!(remembered(&store, &identity).await, "someone else's change");
         store.close().await;

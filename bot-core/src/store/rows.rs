@@ -6,7 +6,8 @@
 //! sqlx's `derive` feature, which would add sqlx's proc-macro crates (and a second build of
 //! sqlx-core for the host) to every cold build for what is a dozen lines here.
 
-/// A private struct whose fields are read by their names from an `AnyRow`:
+/// A struct whose fields are read by their names from an `AnyRow`; the fields are as visible as
+/// the struct (private, or shared within `store` as `pub(super)`):
 ///
 /// ```ignore
 /// named_row! {
@@ -18,7 +19,7 @@ macro_rules! named_row {
     ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
         $(#[$meta])*
         $vis struct $name {
-            $($field: $ty,)+
+            $($vis $field: $ty,)+
         }
 
         impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for $name {
@@ -33,6 +34,19 @@ macro_rules! named_row {
 }
 
 pub(crate) use named_row;
+
+named_row! {
+    /// An account as stored: its kind and running totals (which only wallets keep; see
+    /// `ledger.rs`).
+    pub(super) struct AccountRow {
+        id: i64,
+        kind: String,
+        debits_posted: i64,
+        credits_posted: i64,
+        debits_pending: i64,
+        credits_pending: i64,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -215,6 +215,29 @@ pub async fn available(store: &Store, user: &crate::people::User) -> u64 {
         .get()
 }
 
+/// Runs one statement with integer parameters through the store's writer, as another process
+/// changing the database behind the code under test would.
+///
+/// # Panics
+///
+/// When the statement fails.
+pub async fn execute(store: &Store, sql: &'static str, params: &[i64]) {
+    let params = params.to_vec();
+    store
+        .write(super::Atomic::Statement, move |conn| {
+            Box::pin(async move {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = query.bind(param);
+                }
+                query.execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error:#}"));
+}
+
 /// The person `console:NAME`, granted `credits` (once: the grant is keyed by the name).
 ///
 /// # Panics
