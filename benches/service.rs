@@ -2,8 +2,9 @@
 //! with the p99 latency of one enqueue, at 8 concurrent people, while workers drain the queue
 //! with an instant provider. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
 //!
-//! `cargo bench --bench service [-- --seconds N --workers N --runs N]`: each row is the median
-//! of `runs` runs (default 3) by rate, with the audit clean after each run.
+//! `cargo bench --bench service [-- --seconds N --workers N --runs N --only balance|imagine]`:
+//! each row is the median of `runs` runs (default 3) by rate, with the audit clean after each
+//! run.
 
 #[path = "support/args.rs"]
 mod args;
@@ -89,6 +90,8 @@ fn main() {
     let seconds = args::option("--seconds", 5);
     let workers = args::option("--workers", 2) as usize;
     let runs = args::option("--runs", 3).max(1) as usize;
+    // One command alone, for a profile of it.
+    let only = args::word("--only");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,6 +106,12 @@ fn main() {
     );
     for backend in [Backend::Sqlite, Backend::Postgres] {
         for command in ["/balance", "/imagine a fox"] {
+            if only
+                .as_deref()
+                .is_some_and(|only| !command[1..].starts_with(only))
+            {
+                continue;
+            }
             let mut all = Vec::new();
             for _ in 0..runs {
                 match runtime.block_on(run(backend, command, Duration::from_secs(seconds), workers))

@@ -192,11 +192,10 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn admin_actions(&self, limit: u32) -> Result<Vec<AdminAction>> {
-        let rows: Vec<ActionRow> = sqlx::query_as(
+        let rows: Vec<ActionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, actor, action, target, detail, created_at FROM admin_actions \
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
+             ORDER BY id DESC LIMIT {limit}"
+        )))
         .fetch_all(&mut *self.reader().await?)
         .await?;
         Ok(rows

@@ -10,6 +10,7 @@ use crate::{
 };
 use crate::{Fault, UserError};
 use sqlx::AnyConnection;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::rows::named_row;
@@ -369,11 +370,10 @@ impl Store {
             .join(", ");
         let sql = format!(
             "SELECT {columns}, t.amount AS held FROM jobs j JOIN transfers t ON t.id = j.hold_id \
-             WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT $2"
+             WHERE j.user_id = $1 ORDER BY j.id DESC LIMIT {limit}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user.get())
-            .bind(i64::from(limit))
             .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()
@@ -480,15 +480,18 @@ impl Store {
 }
 
 /// The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
-const AHEAD: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
-       WHERE q.state = 'queued' \
-         AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
-       LIMIT $2) ahead";
+static AHEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+           WHERE q.state = 'queued' \
+             AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
+           LIMIT {POSITION_CAP}) ahead"
+    )
+});
 
 async fn position(conn: &mut AnyConnection, id: JobId) -> Result<u64> {
-    let ahead: i64 = sqlx::query_scalar(AHEAD)
+    let ahead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(AHEAD.as_str()))
         .bind(id.get())
-        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
         .fetch_one(conn)
         .await?;
     Ok(u64::try_from(ahead).unwrap_or(0))

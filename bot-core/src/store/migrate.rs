@@ -89,6 +89,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "notice records",
         include_str!("../../../migrations/sqlite/0017_notice_records.sql"),
     ),
+    (
+        18,
+        "running jobs",
+        include_str!("../../../migrations/sqlite/0018_running_jobs.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +180,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "notice records",
         include_str!("../../../migrations/postgres/0017_notice_records.sql"),
+    ),
+    (
+        18,
+        "running jobs",
+        include_str!("../../../migrations/postgres/0018_running_jobs.sql"),
     ),
 ];
 

@@ -265,10 +265,9 @@ impl Store {
         let sql = format!(
             "SELECT {PURCHASE_COLUMNS} FROM {PURCHASES} \
              WHERE p.state = 'paid' AND p.fee_estimated = 1 AND p.stripe_balance_txn IS NOT NULL \
-             ORDER BY p.id LIMIT $1"
+             ORDER BY p.id LIMIT {limit}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(limit))
             .fetch_all(&mut *self.reader().await?)
             .await?;
         rows.iter()

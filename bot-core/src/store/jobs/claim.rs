@@ -120,3 +120,50 @@ pub(super) async fn claim_next(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    /// The reads every claim, idle poll and enqueue makes seek in an index or walk a partial
+    /// one (a small set: the running jobs, or the queue in turn order), never every job ever
+    /// run: SQLite's plans, as `EXPLAIN QUERY PLAN` tells them.
+    #[tokio::test]
+    async fn hot_job_reads_never_scan_the_jobs_table() -> Result<()> {
+        let db = TestDb::sqlite().await;
+        let queries = [
+            ("candidates", CANDIDATES.to_string()),
+            ("ahead", AHEAD.to_string()),
+            ("standing", format!("SELECT * FROM {}", standing("$1", 10))),
+        ];
+        for (name, sql) in queries {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(now_millis())
+                .bind(3_i64)
+                .fetch_all(&mut *db.store().reader().await?)
+                .await?;
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|row| sqlx::Row::try_get::<String, _>(row, 3))
+                .collect::<std::result::Result<_, _>>()?;
+            assert!(!plan.is_empty(), "{name}: no plan");
+            for step in &plan {
+                let Some(scanned) = step.strip_prefix("SCAN ") else {
+                    continue;
+                };
+                let table = scanned.split(' ').next().unwrap_or_default();
+                if !["jobs", "q", "mine"].contains(&table) {
+                    continue; // a subquery's rows, not a table
+                }
+                assert!(
+                    ["jobs_running", "jobs_queue_order"]
+                        .iter()
+                        .any(|partial| scanned.ends_with(partial)),
+                    "{name} scans the jobs table: {plan:#?}"
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -7,7 +7,7 @@ use super::*;
 /// now served (`serving`), how many of their jobs are queued, counted up to the cap (`queued`),
 /// and whether they may spend at all (`allowed`: neither frozen nor banned, as the database
 /// says, whatever an instance remembers). Each is a seek in an index, however long the queue.
-fn standing(user: &str, cap: &str) -> String {
+pub(super) fn standing(user: &str, cap: u32) -> String {
     format!(
         "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, m.queued, \
                  m.allowed FROM (SELECT \
@@ -53,11 +53,12 @@ pub(super) async fn enqueue_script(
          SELECT COUNT(*), 'ahead' FROM (SELECT 1 FROM jobs q, jobs mine \
            WHERE mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1) \
              AND mine.state = 'queued' AND q.state = 'queued' \
-             AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT $11) ahead",
+             AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT {POSITION_CAP}) ahead",
         PERSON = PERSON.replace("$1", "$7"),
         separator = if prelude.is_empty() { "" } else { ";" },
         kind = TransferKind::Generation.as_str(),
-        standing = standing("$7", "$10"),
+        // The cap is written into the script, not bound: see `store`'s note on LIMIT.
+        standing = standing("$7", limits.max_queued_per_person),
     );
     let key = format!("job:{}", job.key);
     let rows = sqlx::query(sqlx::AssertSqlSafe(script))
@@ -71,7 +72,6 @@ pub(super) async fn enqueue_script(
         .bind(job.payload.as_str())
         .bind(i64::from(limits.max_attempts.max(1)))
         .bind(i64::from(limits.max_queued_per_person))
-        .bind(i64::try_from(POSITION_CAP).unwrap_or(i64::MAX))
         .fetch_all(conn)
         .await
         .map_err(Error::from)
@@ -177,7 +177,7 @@ pub(super) async fn insert_job(
          FROM {standing} \
          WHERE now.queued < $7 AND now.allowed = 1 \
          RETURNING {JOB_COLUMNS}",
-        standing = standing("$1", "$7"),
+        standing = standing("$1", limits.max_queued_per_person),
     );
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
         .bind(job.user.get())

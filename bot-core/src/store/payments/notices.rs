@@ -52,12 +52,11 @@ impl Store {
                          WHERE id IN (SELECT id FROM notices \
                                       WHERE sent_at IS NULL AND platform IN ({platforms}) \
                                         AND next_attempt_at <= $1 \
-                                      ORDER BY next_attempt_at, id LIMIT $2{lock}) \
+                                      ORDER BY next_attempt_at, id LIMIT {limit}{lock}) \
                          RETURNING id, chat, record, attempts, recipient"
                     );
                     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .bind(now)
-                        .bind(i64::from(limit))
                         .fetch_all(conn)
                         .await?)
                 })
