@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "123456:BENCH-token";
 /// The threads whose CPU is the bot's.
-const BOT_THREADS: &[&str] = &["bot-", "sqlx-sqlite", bot_core::store::WRITER_THREAD];
+const BOT_THREADS: &[&str] = &["bot-", "sqlx-sqlite"];
 
 /// One timed run: updates per second, and the bot's CPU microseconds per update.
 #[derive(Debug, Clone, Copy)]

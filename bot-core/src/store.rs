@@ -33,7 +33,6 @@ mod writer;
 pub use files::KeptFile;
 pub use interactions::KeptInteraction;
 use migrate::*;
-pub use writer::WRITER_THREAD;
 pub(crate) use writer::*;
 
 use std::{
@@ -210,19 +209,6 @@ impl Store {
                     .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
                     .await?;
                 prepare_schema(backend, migrations, &mut writer).await?;
-                // Checkpoints run beside the writer (see `WriterHandle::start`); the writer
-                // checkpoints itself only if the log outgrows them.
-                writer
-                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"
-                    ))))
-                    .await?;
-                let mut checkpointer = AnyConnection::connect(&url)
-                    .await
-                    .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                checkpointer
-                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
-                    .await?;
                 let mut readers = Vec::new();
                 for _ in 0..config.max_connections.max(1) {
                     let mut reader = AnyConnection::connect(&url)
@@ -234,7 +220,7 @@ impl Store {
                     readers.push(Mutex::new(Some(reader)));
                 }
                 (
-                    Writer::Sqlite(WriterHandle::start(writer, checkpointer)?),
+                    Writer::Sqlite(WriterHandle::start(writer)),
                     Readers::Sqlite {
                         connections: readers,
                         next: AtomicUsize::new(0),

@@ -67,9 +67,6 @@ pub(crate) struct WriterHandle {
     sender: mpsc::Sender<WriterMessage>,
 }
 
-/// The name of SQLite's writer thread (benchmarks count its CPU as the bot's).
-pub const WRITER_THREAD: &str = "store-writer";
-
 /// The most operations committed together.
 pub(super) const MAX_BATCH: usize = 256;
 
@@ -109,36 +106,10 @@ pub(super) enum WriterMessage {
 }
 
 impl WriterHandle {
-    /// Starts the writer on a thread of its own. Each statement is a round trip to sqlx's
-    /// SQLite thread; as a task among the application's others, the writer waited its turn in
-    /// the runtime's queue after every answer, and that wait, not SQLite, bounded the writes
-    /// per second. On its own thread it runs as soon as the answer arrives.
-    ///
-    /// The write-ahead log is checkpointed (copied into the database file, with a sync of
-    /// each) beside it, on a connection of its own, every [`CHECKPOINT_EVERY`]. SQLite's own
-    /// automatic checkpoint runs inside the commit that fills the log past 1,000 pages: under
-    /// load that was a checkpoint every few dozen commits, with two syncs each, on the one
-    /// path every write waits for.
-    pub(super) fn start(
-        connection: AnyConnection,
-        checkpointer: AnyConnection,
-    ) -> Result<WriterHandle> {
+    pub(super) fn start(connection: AnyConnection) -> WriterHandle {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| Error::Internal(anyhow::anyhow!("the store's writer: {error}")))?;
-        std::thread::Builder::new()
-            .name(WRITER_THREAD.into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let checkpoints = tokio::spawn(checkpoint(checkpointer));
-                    run_writer(connection, receiver).await;
-                    checkpoints.abort();
-                })
-            })
-            .map_err(|error| Error::Internal(anyhow::anyhow!("the store's writer: {error}")))?;
-        Ok(WriterHandle { sender })
+        tokio::spawn(run_writer(connection, receiver));
+        WriterHandle { sender }
     }
 
     pub(super) async fn run<T: 'static>(&self, atomic: Atomic, op: ErasedOp) -> Result<T> {
@@ -158,25 +129,6 @@ impl WriterHandle {
         let (ack, closed) = oneshot::channel();
         if self.sender.send(WriterMessage::Close(ack)).await.is_ok() {
             let _ = closed.await;
-        }
-    }
-}
-
-/// How often the log is checkpointed beside the writer.
-pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// The log's length (pages) past which the writer checkpoints in its own commit: a bound for
-/// when checkpoints beside it cannot keep up (a reader holding an old snapshot, say).
-pub(super) const WAL_AUTOCHECKPOINT_PAGES: u32 = 20_000;
-
-/// Checkpoints the log now and then, without ever waiting for the writer (`PASSIVE`: what
-/// readers or the writer still need is left for the next time). Stops at an error: the
-/// writer's own automatic checkpoint takes over.
-async fn checkpoint(mut conn: AnyConnection) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        if let Err(error) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(%error, "checkpointing SQLite's log failed; the writer checkpoints it");
-            return;
         }
     }
 }
@@ -318,5 +270,69 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
             (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("the write did not run"))),
         };
         let _ = reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An operation inserting `values` into `t`, refused (as a recognised fault) when SQLite
+    /// refuses one of them.
+    fn inserts(
+        atomic: Atomic,
+        values: &'static [i64],
+    ) -> (WriteJob, oneshot::Receiver<Result<Erased>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = erase(move |conn, _prelude| {
+            Box::pin(async move {
+                for value in values {
+                    sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                        .bind(*value)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|_| Error::from(Fault::ZeroAmount))?;
+                }
+                Ok(())
+            })
+        });
+        (WriteJob { atomic, op, reply }, answer)
+    }
+
+    /// Each operation in a batch stands alone, whatever runs before and after it: a refused
+    /// statement undoes only itself, a refused transaction only its own statements, and a
+    /// statement run inside the savepoint left open before it survives the next refusal.
+    #[tokio::test]
+    async fn a_refusal_in_a_batch_undoes_only_its_own_operation() -> Result<()> {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().map_err(anyhow::Error::from)?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("batch.db").display()
+        );
+        let mut conn = AnyConnection::connect(&url).await?;
+        conn.execute("CREATE TABLE t (v INTEGER NOT NULL CHECK (v > 0))")
+            .await?;
+        let (jobs, answers): (Vec<_>, Vec<_>) = [
+            inserts(Atomic::Transaction, &[1, 2]),
+            inserts(Atomic::Statement, &[-1]),
+            inserts(Atomic::Statement, &[3]),
+            inserts(Atomic::Transaction, &[4, -4]),
+            inserts(Atomic::Statement, &[5]),
+        ]
+        .into_iter()
+        .unzip();
+        run_batch(&mut conn, jobs).await;
+        let mut refused = Vec::new();
+        for answer in answers {
+            let answer = answer.await.map_err(anyhow::Error::from)?;
+            refused.push(answer.is_err());
+        }
+        assert_eq!(refused, [false, true, false, true, false]);
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut conn)
+            .await?;
+        assert_eq!(kept, [1, 2, 3, 5]);
+        Ok(())
     }
 }
