@@ -202,25 +202,22 @@ impl Store {
                      PRAGMA mmap_size = 268435456;",
                     config.busy_timeout_ms
                 );
-                let mut writer = AnyConnection::connect(&url)
-                    .await
-                    .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                writer
-                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
-                    .await?;
+                let mut writer = open_sqlite(&url, &pragmas).await?;
                 prepare_schema(backend, migrations, &mut writer).await?;
+                // Checkpoints run beside the writer (see `WriterHandle::start`); the writer
+                // checkpoints itself only if the log outgrows them.
+                writer
+                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"
+                    ))))
+                    .await?;
+                let checkpointer = open_sqlite(&url, &pragmas).await?;
                 let mut readers = Vec::new();
                 for _ in 0..config.max_connections.max(1) {
-                    let mut reader = AnyConnection::connect(&url)
-                        .await
-                        .with_context(|| format!("opening the SQLite database {}", redact(&url)))?;
-                    reader
-                        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.clone())))
-                        .await?;
-                    readers.push(Mutex::new(Some(reader)));
+                    readers.push(Mutex::new(Some(open_sqlite(&url, &pragmas).await?)));
                 }
                 (
-                    Writer::Sqlite(WriterHandle::start(writer)),
+                    Writer::Sqlite(WriterHandle::start(writer, checkpointer)),
                     Readers::Sqlite {
                         connections: readers,
                         next: AtomicUsize::new(0),
@@ -591,6 +588,16 @@ async fn load_system_accounts(
         ids[account as usize] = AccountId::from_db(*id);
     }
     Ok(ids)
+}
+
+/// A connection to the SQLite database at `url`, with the store's `pragmas` applied.
+async fn open_sqlite(url: &str, pragmas: &str) -> Result<AnyConnection> {
+    let mut conn = AnyConnection::connect(url)
+        .await
+        .with_context(|| format!("opening the SQLite database {}", redact(url)))?;
+    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas.to_string())))
+        .await?;
+    Ok(conn)
 }
 
 /// The SQLite URL with `mode=rwc`, after creating the file's folder.

@@ -106,9 +106,20 @@ pub(super) enum WriterMessage {
 }
 
 impl WriterHandle {
-    pub(super) fn start(connection: AnyConnection) -> WriterHandle {
+    /// Starts the writer, with the write-ahead log checkpointed (copied into the database
+    /// file, with a sync of each) beside it, on a connection of its own, every
+    /// [`CHECKPOINT_EVERY`]. SQLite's own automatic checkpoint runs inside the commit that
+    /// fills the log past 1,000 pages: under load that was a checkpoint every few dozen
+    /// commits, with two syncs each, on the one path every write waits for (`/imagine` on
+    /// SQLite in the service benchmark: 1,750/s, p99 19 ms with SQLite's checkpoints alone;
+    /// 2,000/s, p99 11 ms with these).
+    pub(super) fn start(connection: AnyConnection, checkpointer: AnyConnection) -> WriterHandle {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(connection, receiver));
+        tokio::spawn(async move {
+            let checkpoints = tokio::spawn(checkpoint(checkpointer));
+            run_writer(connection, receiver).await;
+            checkpoints.abort();
+        });
         WriterHandle { sender }
     }
 
@@ -129,6 +140,25 @@ impl WriterHandle {
         let (ack, closed) = oneshot::channel();
         if self.sender.send(WriterMessage::Close(ack)).await.is_ok() {
             let _ = closed.await;
+        }
+    }
+}
+
+/// How often the log is checkpointed beside the writer.
+pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The log's length (pages) past which the writer checkpoints in its own commit: a bound for
+/// when checkpoints beside it cannot keep up (a reader holding an old snapshot, say).
+pub(super) const WAL_AUTOCHECKPOINT_PAGES: u32 = 20_000;
+
+/// Checkpoints the log now and then, without ever waiting for the writer (`PASSIVE`: what
+/// readers or the writer still need is left for the next time). Stops at an error: the
+/// writer's own automatic checkpoint takes over.
+async fn checkpoint(mut conn: AnyConnection) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if let Err(error) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(%error, "checkpointing SQLite's log failed; the writer checkpoints it");
+            return;
         }
     }
 }
