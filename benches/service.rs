@@ -4,12 +4,14 @@
 //!
 //! `cargo bench --bench service [-- --seconds N --workers N --runs N --only balance|imagine]`:
 //! each row is the median of `runs` runs (default 3) by rate, with the audit clean after each
-//! run.
+//! run. `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`).
 
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/instant.rs"]
 mod instant;
+#[path = "support/sql_log.rs"]
+mod sql_log;
 
 use std::{
     sync::{
@@ -87,6 +89,7 @@ impl Messenger for Instant_ {
 }
 
 fn main() {
+    sql_log::start();
     let seconds = args::option("--seconds", 5);
     let workers = args::option("--workers", 2) as usize;
     let runs = args::option("--runs", 3).max(1) as usize;

@@ -6,15 +6,21 @@
 //! Telegram's limits. Each person has sent /start before the timed part. SQLite.
 //!
 //! The fake runs on a runtime of its own (threads `fake-*`), the bots on another (`bot-*`, with
-//! sqlx's SQLite threads): the CPU microseconds per update beside each rate are the bot's own.
+//! sqlx's SQLite threads): the CPU microseconds per update beside each rate are the bot's own,
+//! the process's CPU less the fake's threads and the main thread that queues the updates.
 //!
-//! `cargo bench --bench telegram [-- --updates N --runs N]`: each row is the median of `runs`
-//! (default 3).
+//! `cargo bench --bench telegram [-- --updates N --runs N --only echo|balance|imagine]`: each
+//! row is the median of `runs` (default 3); `--only` runs one bot alone, for a profile of it.
+//! `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`), and
+//! `PERF_CTL_FIFO=PATH` with `perf record --control fifo:PATH -D -1` records the timed part
+//! alone.
 
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/sql_log.rs"]
+mod sql_log;
 
 use std::{
     sync::Arc,
@@ -36,8 +42,8 @@ use teloxide::{
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "123456:BENCH-token";
-/// The threads whose CPU is the bot's.
-const BOT_THREADS: &[&str] = &["bot-", "sqlx-sqlite"];
+/// The threads whose CPU is not the bot's (besides the main thread, which queues updates).
+const FAKE_THREADS: &[&str] = &["fake-"];
 
 /// One timed run: updates per second, and the bot's CPU microseconds per update.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +53,11 @@ struct Run {
 }
 
 fn main() {
+    sql_log::start();
     let updates = args::option("--updates", 2_000) as usize;
     let runs = args::option("--runs", 3).max(1) as usize;
+    let only = args::word("--only");
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| name.starts_with(only));
     let fakes = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("fake-runtime")
@@ -76,25 +85,36 @@ fn main() {
     let commands = ["/balance", "/imagine a fox"];
     // Interleaved, so that a slow moment of the machine falls on both.
     for _ in 0..runs {
-        let fake = fakes.block_on(FakeTelegram::start(TOKEN));
-        echo_runs.push(bots.block_on(echo_bot(&fake, updates)));
+        if wanted("echo") {
+            let fake = fakes.block_on(FakeTelegram::start(TOKEN));
+            echo_runs.push(bots.block_on(echo_bot(&fake, updates)));
+        }
         for (at, command) in commands.iter().enumerate() {
+            if !wanted(&command[1..]) {
+                continue;
+            }
             let fake = fakes.block_on(FakeTelegram::start(TOKEN));
             adapter_runs[at].push(bots.block_on(adapter(&fake, command, updates)));
         }
     }
-    let echo = median(echo_runs);
-    println!(
-        "{:<22} {:>12.0} {:>10} {:>16.1}",
-        "teloxide echo bot", echo.rate, "1.00×", echo.cpu_us
-    );
+    let echo = (!echo_runs.is_empty()).then(|| median(echo_runs));
+    if let Some(echo) = echo {
+        println!(
+            "{:<22} {:>12.0} {:>10} {:>16.1}",
+            "teloxide echo bot", echo.rate, "1.00×", echo.cpu_us
+        );
+    }
     for (command, runs) in commands.iter().zip(adapter_runs) {
+        if runs.is_empty() {
+            continue;
+        }
         let run = median(runs);
+        let ratio = echo.map_or(f64::NAN, |echo| run.rate / echo.rate);
         println!(
             "{:<22} {:>12.0} {:>9.2}× {:>16.1}",
             format!("adapter {}", command.split(' ').next().unwrap_or(command)),
             run.rate,
-            run.rate / echo.rate,
+            ratio,
             run.cpu_us
         );
     }
@@ -116,16 +136,29 @@ async fn answered(fake: &FakeTelegram, total: usize) {
     assert!(sent >= total, "only {sent} of {total} answers were sent");
 }
 
+/// Tells `perf record --control fifo:PATH -D -1` to start or stop recording, when the
+/// variable `PERF_CTL_FIFO` names that fifo: a profile of the timed part alone.
+fn perf_control(command: &str) {
+    use std::io::Write as _;
+    if let Ok(path) = std::env::var("PERF_CTL_FIFO")
+        && let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(path)
+    {
+        let _ = writeln!(fifo, "{command}");
+    }
+}
+
 /// Times `n` answers from the moment `started`, with the bot's CPU over the same time.
 async fn timed(fake: &FakeTelegram, n: usize, total: usize, queue_them: impl FnOnce()) -> Run {
-    let cpu = cpu::seconds(BOT_THREADS);
+    let cpu = cpu::seconds_except(FAKE_THREADS);
+    perf_control("enable");
     let started = Instant::now();
     queue_them();
     answered(fake, total).await;
     let elapsed = started.elapsed().as_secs_f64();
+    perf_control("disable");
     Run {
         rate: n as f64 / elapsed,
-        cpu_us: (cpu::seconds(BOT_THREADS) - cpu) * 1e6 / n as f64,
+        cpu_us: (cpu::seconds_except(FAKE_THREADS) - cpu) * 1e6 / n as f64,
     }
 }
 

@@ -1,31 +1,58 @@
-//! CPU time spent by this process's threads whose names start with given prefixes, read from
-//! `/proc/self/task/*/stat` (Linux): with the fakes on threads of their own, what the bot
-//! itself costs.
+//! CPU time spent by the bot under test, read from `/proc/self/stat` and
+//! `/proc/self/task/*/stat` (Linux): the whole process, less the threads of the fakes and the
+//! main thread (which queues the fakes' updates). The process's total keeps the time of threads
+//! that have ended (sqlx's SQLite threads end with their store), which a sum over the threads
+//! alive at the end would lose.
 
-/// Seconds of CPU (user + system) used so far by threads named with one of `prefixes`.
-pub fn seconds(prefixes: &[&str]) -> f64 {
-    let ticks = 100.0; // USER_HZ: 100 on every Linux this runs on.
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`: the name may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        if !prefixes.iter().any(|p| name.starts_with(p)) {
-            continue;
+/// USER_HZ: 100 on every Linux this runs on.
+const TICKS: f64 = 100.0;
+
+/// `(utime + stime)` in ticks from a `stat` line: the name may hold spaces, so fields are
+/// counted from the last ')'.
+fn ticks(stat: &str) -> Option<(String, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let name = stat[open + 1..close].to_string();
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Seconds of CPU used so far by this process, every thread it ever had.
+#[allow(dead_code)] // Not every bench binary asks.
+pub fn process_seconds() -> f64 {
+    process_ticks() as f64 / TICKS
+}
+
+fn process_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| ticks(&stat))
+        .map_or(0, |(_, ticks)| ticks)
+}
+
+/// Seconds of CPU used so far by this process, except its main thread and the threads named
+/// with one of `others`.
+#[allow(dead_code)] // Not every bench binary asks.
+pub fn seconds_except(others: &[&str]) -> f64 {
+    let process = process_ticks();
+    let main = std::process::id().to_string();
+    let mut excluded = 0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let Some((name, ticks)) = std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| ticks(&stat))
+            else {
+                continue;
+            };
+            if task.file_name().to_string_lossy() == main
+                || others.iter().any(|p| name.starts_with(p))
+            {
+                excluded += ticks;
+            }
         }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
-        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        total += utime + stime;
     }
-    total as f64 / ticks
+    process.saturating_sub(excluded) as f64 / TICKS
 }

@@ -69,8 +69,11 @@ impl Default for JobLimits {
     }
 }
 
-/// Queue positions are counted up to this many jobs ahead.
-pub const POSITION_CAP: u64 = 1_000;
+/// Queue positions are counted up to this many jobs ahead: further back, a person learns only
+/// that the queue is long ("more than 100 jobs ahead"). The count is a walk along the queue's
+/// index, on the one writer's path at every enqueue; at 1,000 it was 40% of an enqueue's time
+/// on SQLite (~100 µs of ~260 µs) whenever the queue was that long, that is under load.
+pub const POSITION_CAP: u64 = 100;
 
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,7 +171,11 @@ impl Service {
     async fn respond(&self, request: Request) -> Result<Option<Reply>> {
         let contact = self
             .store
-            .contact_welcomed(&request.identity, self.settings.welcome_credits)
+            .contact_accepting(
+                &request.identity,
+                self.settings.welcome_credits,
+                Some(&self.settings.terms_version),
+            )
             .await?;
         let user = contact.user;
         // Using the bot is acceptance of the terms in force (§2.4, §9.2); someone who accepted an

@@ -23,6 +23,7 @@ mod migrate;
 pub(crate) mod payments;
 pub(crate) mod people;
 mod people_cache;
+mod plan;
 pub(crate) mod quotes;
 mod rows;
 #[cfg(any(test, feature = "test-support"))]
@@ -33,6 +34,7 @@ mod writer;
 pub use files::KeptFile;
 pub use interactions::KeptInteraction;
 use migrate::*;
+pub(crate) use plan::{Arg, Plan, Script};
 pub(crate) use writer::*;
 
 use std::{
@@ -321,16 +323,10 @@ impl Store {
         self.inner.writer.run(atomic, op).await
     }
 
-    /// Runs a multi-statement operation as one script (see [`Atomic::Script`]): `op` puts the
-    /// prelude it is given at the head of its one query.
-    pub(crate) async fn write_script<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
-            + Send
-            + 'static,
-    {
-        self.inner.writer.run_script(op).await
+    /// Runs a write told as data (see [`plan`]): on SQLite together with the other plans of its
+    /// script waiting for the writer, in one round trip.
+    pub(crate) async fn write_plan<T: Send + 'static>(&self, plan: Plan<T>) -> Result<T> {
+        self.inner.writer.run_plan(plan).await
     }
 
     /// Runs `op` (which opens and commits its own transaction) again after a lock conflict the
@@ -454,10 +450,6 @@ pub(crate) enum Atomic {
     Statement,
     /// Several changes that commit together.
     Transaction,
-    /// Several changes that commit together, sent to SQLite as one script (one round trip to
-    /// its connection's thread instead of one per statement, which is what an operation costs
-    /// there); on PostgreSQL, a transaction.
-    Script,
 }
 
 /// Leadership of one named task (Telegram long polling) among the instances sharing a database:

@@ -306,6 +306,43 @@ async fn a_burst_of_answers_keeps_to_telegrams_limits() {
     stop(app).await;
 }
 
+/// A busy group, under Telegram's limits as the fake enforces them (one message a second in a
+/// chat, 20 a minute in a group): six people's `/imagine` there, each answered with a public
+/// status message and a result, all paced so that none is refused, and none lost.
+#[tokio::test]
+async fn a_busy_group_gets_every_status_and_result_within_telegrams_limits() {
+    let (fake, app) = start("telegram_group_limits", &[]).await;
+    fake.enforce_limits(30);
+    let group = Chat::group(5_151);
+    let people = 6_i64;
+    for person in 0..people {
+        fake.message(&group, 7_100 + person, "/imagine a lighthouse at dusk");
+    }
+    let expected = people as usize;
+    let sent = fake
+        .wait_for(Duration::from_secs(60), |s| {
+            media(s, group.id).len() >= expected
+        })
+        .await;
+    assert_eq!(
+        media(&sent, group.id).len(),
+        expected,
+        "every result arrives"
+    );
+    let statuses = sent
+        .iter()
+        .filter(|m| m.chat_id == group.id && m.method == "sendMessage")
+        .count();
+    assert_eq!(statuses, expected, "one status message each");
+    assert_eq!(
+        fake.limited(),
+        0,
+        "no message to the group was refused with 429 (1% of {} is less than one)",
+        2 * expected
+    );
+    stop(app).await;
+}
+
 #[tokio::test]
 async fn malformed_and_unknown_updates_are_ignored_without_a_crash() {
     let (fake, app) = start("telegram_malformed", &[]).await;

@@ -6,11 +6,12 @@ use crate::store::ledger::{Inserted, insert_transfer};
 use crate::{
     AccountId, Credits, Error, JobId, Result, Store, TransferId, Usd, UserId,
     ledger::{Phase, SystemAccount, TransferKind, TransferRequest},
-    store::{Atomic, Backend, now_millis},
+    store::{Arg, Atomic, Backend, Plan, Script, now_millis},
 };
 use crate::{Fault, UserError};
+use dashmap::DashMap;
 use sqlx::AnyConnection;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::rows::named_row;
@@ -58,6 +59,58 @@ fn job_from_row(row: JobRow) -> Result<Job> {
     })
 }
 
+/// The one job a plan's rows hold, if any.
+fn job_in(rows: &[sqlx::any::AnyRow]) -> Result<Option<Job>> {
+    rows.first()
+        .map(|row| job_from_row(<JobRow as sqlx::FromRow<_>>::from_row(row)?))
+        .transpose()
+}
+
+/// Where a job's status message is (`$1` job, `$2` message); the job's state comes back.
+static SET_STATUS: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new("UPDATE jobs SET status_message = $2 WHERE id = $1 RETURNING state")
+});
+
+/// A lease extended (`$1` job, `$2` worker, `$3` until): a row back while the worker holds it.
+static RENEW: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new(
+        "UPDATE jobs SET lease_expires_at = $3 \
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING id",
+    )
+});
+
+/// The provider's run recorded (`$1` job, `$2` worker, `$3` provider, `$4` its id).
+static PROVIDER_JOB: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new(
+        "UPDATE jobs SET provider = $3, provider_job_id = $4 \
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING id",
+    )
+});
+
+/// A job ended (`$1` job, `$2` state, `$3` when, `$4` failure, `$5` the worker holding it or
+/// NULL for none, `$6` provider, `$7` its cost); the database's `job_ended` trigger posts or
+/// voids the hold in the same statement.
+static FINISH: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new(format!(
+        "UPDATE jobs SET state = $2, finished_at = $3, failure = COALESCE($4, failure), \
+         lease_owner = NULL, lease_expires_at = NULL, \
+         provider = COALESCE($6, provider), provider_cost_micros = $7 \
+         WHERE id = $1 AND state IN ('queued', 'running') \
+           AND ($5 IS NULL OR lease_owner = $5) \
+         RETURNING {JOB_COLUMNS}"
+    ))
+});
+
+/// A job handed back to the queue (`$1` job, `$2` worker, `$3` not before, `$4` failure).
+static RELEASE: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new(format!(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+         run_after = $3, failure = COALESCE($4, failure) \
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2 \
+         RETURNING {JOB_COLUMNS}"
+    ))
+});
+
 async fn job_where(conn: &mut AnyConnection, condition: &str, id: i64) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
     sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
@@ -92,13 +145,8 @@ impl Store {
         let queued = match self.backend() {
             // One script: one round trip to SQLite's thread for the whole step.
             Backend::Sqlite => {
-                self.retrying(|| {
-                    let (job, limits) = (job.clone(), *limits);
-                    self.write_script(move |conn, prelude| {
-                        Box::pin(enqueue_script(conn, prelude, job, limits, revenue))
-                    })
-                })
-                .await
+                self.retrying(|| self.write_plan(enqueue_plan(job.clone(), *limits, revenue)))
+                    .await
             }
             Backend::Postgres => {
                 self.retrying(|| {
@@ -116,8 +164,24 @@ impl Store {
         };
         match queued {
             Ok(queued) => Ok(queued),
+            // SQLite's plan says only that the person may not queue; the database says why.
+            Err(Error::User(UserError::TooManyQueued { .. }))
+                if self.backend() == Backend::Sqlite =>
+            {
+                Err(Error::User(self.why_not_queued(job.user, limits).await?))
+            }
             Err(error) => self.with_available_credits(error, job.wallet).await,
         }
+    }
+
+    /// Why a person may not queue: banned, frozen or at their cap, as the database says.
+    async fn why_not_queued(&self, user: UserId, limits: &JobLimits) -> Result<UserError> {
+        let person: Option<(i64, i64, String)> = sqlx::query_as(PERSON)
+            .bind(user.get())
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
+        let person = person.map(|(banned, frozen, _)| (banned == 1, frozen == 1));
+        Ok(not_queued_because(person, *limits))
     }
 
     /// Claims the next job for `worker`, fairly between people, for `lease`. Jobs whose lease
@@ -148,10 +212,27 @@ impl Store {
         if backend == Backend::Sqlite && !self.anything_claimable(max_running).await? {
             return Ok(None);
         }
+        if backend == Backend::Sqlite {
+            let now = now_millis();
+            let args = vec![
+                Arg::from(now),
+                Arg::from(i64::from(max_running)),
+                Arg::from(worker.as_str()),
+                Arg::from(now.saturating_add(lease_ms)),
+            ];
+            return self
+                .retrying(|| {
+                    let worker = worker.clone();
+                    self.write_plan(Plan::new(&CLAIM, args.clone(), move |rows| {
+                        Ok(job_in(&rows)?.map(|job| Lease { job, worker }))
+                    }))
+                })
+                .await;
+        }
         self.retrying(|| {
             let worker = worker.clone();
             self.write(atomic, move |conn| {
-                Box::pin(claim_next(conn, backend, worker, lease_ms, max_running))
+                Box::pin(claim_next(conn, worker, lease_ms, max_running))
             })
         })
         .await
@@ -175,22 +256,13 @@ impl Store {
     /// [`Error::Internal`] when the database fails.
     pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
         let until = now_millis() + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2);
-        let (id, worker) = (lease.job.id, lease.worker.clone());
-        self.write(Atomic::Statement, move |conn| {
-            Box::pin(async move {
-                let renewed = sqlx::query(
-                    "UPDATE jobs SET lease_expires_at = $3 \
-                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
-                )
-                .bind(id.get())
-                .bind(worker)
-                .bind(until)
-                .execute(conn)
-                .await?;
-                Ok(renewed.rows_affected() == 1)
-            })
-        })
-        .await
+        let args = vec![
+            Arg::from(lease.job.id.get()),
+            Arg::from(lease.worker.as_str()),
+            Arg::from(until),
+        ];
+        self.write_plan(Plan::new(&RENEW, args, |rows| Ok(rows.len() == 1)))
+            .await
     }
 
     /// Records the provider's id for the job as soon as it exists, so a worker that restarts
@@ -205,27 +277,20 @@ impl Store {
         provider: &str,
         provider_job_id: &str,
     ) -> Result<()> {
-        let (id, worker) = (lease.job.id, lease.worker.clone());
-        let (provider, provider_job_id) = (provider.to_string(), provider_job_id.to_string());
-        self.write(Atomic::Statement, move |conn| {
-            Box::pin(async move {
-                let updated = sqlx::query(
-                    "UPDATE jobs SET provider = $3, provider_job_id = $4 \
-                     WHERE id = $1 AND state = 'running' AND lease_owner = $2",
-                )
-                .bind(id.get())
-                .bind(worker)
-                .bind(provider)
-                .bind(provider_job_id)
-                .execute(conn)
-                .await?;
-                if updated.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(Error::from(Fault::LeaseLost(id)))
-                }
-            })
-        })
+        let id = lease.job.id;
+        let args = vec![
+            Arg::from(id.get()),
+            Arg::from(lease.worker.as_str()),
+            Arg::from(provider),
+            Arg::from(provider_job_id),
+        ];
+        self.write_plan(Plan::new(&PROVIDER_JOB, args, move |rows| {
+            if rows.len() == 1 {
+                Ok(())
+            } else {
+                Err(Error::from(Fault::LeaseLost(id)))
+            }
+        }))
         .await
     }
 
@@ -392,18 +457,14 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn set_status_message(&self, job: JobId, message: String) -> Result<bool> {
-        self.write(Atomic::Statement, move |conn| {
-            Box::pin(async move {
-                let state: Option<String> = sqlx::query_scalar(
-                    "UPDATE jobs SET status_message = $2 WHERE id = $1 RETURNING state",
-                )
-                .bind(job.get())
-                .bind(message)
-                .fetch_optional(conn)
-                .await?;
-                Ok(matches!(state.as_deref(), Some("queued" | "running")))
-            })
-        })
+        let args = vec![Arg::from(job.get()), Arg::from(message)];
+        self.write_plan(Plan::new(&SET_STATUS, args, |rows| {
+            let state: Option<String> = rows
+                .first()
+                .map(|row| sqlx::Row::try_get(row, 0))
+                .transpose()?;
+            Ok(matches!(state.as_deref(), Some("queued" | "running")))
+        }))
         .await
     }
 
@@ -439,12 +500,24 @@ impl Store {
         failure: Option<String>,
         made: Option<Made>,
     ) -> Result<Job> {
-        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let id = lease.job.id;
+        let (provider, cost) = match made {
+            Some(Made { provider, cost }) => (Some(provider), cost.map(Usd::to_db)),
+            None => (None, None),
+        };
+        let args = vec![
+            Arg::from(id.get()),
+            Arg::from(to.as_str()),
+            Arg::from(now_millis()),
+            Arg::from(failure),
+            Arg::from(Some(lease.worker.clone())),
+            Arg::from(provider),
+            Arg::from(cost),
+        ];
         self.retrying(|| {
-            let (worker, failure, made) = (worker.clone(), failure.clone(), made.clone());
-            self.write(Atomic::Statement, move |conn| {
-                Box::pin(finish_job(conn, id, Some(worker), to, failure, made))
-            })
+            self.write_plan(Plan::new(&FINISH, args.clone(), move |rows| {
+                job_in(&rows)?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
+            }))
         })
         .await
     }
@@ -455,26 +528,17 @@ impl Store {
         delay: Duration,
         failure: Option<String>,
     ) -> Result<Job> {
-        let (id, worker) = (lease.job.id, lease.worker.clone());
+        let id = lease.job.id;
         let run_after = now_millis() + i64::try_from(delay.as_millis()).unwrap_or(0);
-        self.write(Atomic::Statement, move |conn| {
-            Box::pin(async move {
-                let sql = format!(
-                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
-                     run_after = $3, failure = COALESCE($4, failure) \
-                     WHERE id = $1 AND state = 'running' AND lease_owner = $2 \
-                     RETURNING {JOB_COLUMNS}"
-                );
-                let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
-                    .bind(id.get())
-                    .bind(worker)
-                    .bind(run_after)
-                    .bind(failure)
-                    .fetch_optional(conn)
-                    .await?;
-                row.map(job_from_row).transpose()?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
-            })
-        })
+        let args = vec![
+            Arg::from(id.get()),
+            Arg::from(lease.worker.as_str()),
+            Arg::from(run_after),
+            Arg::from(failure),
+        ];
+        self.write_plan(Plan::new(&RELEASE, args, move |rows| {
+            job_in(&rows)?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
+        }))
         .await
     }
 }
@@ -505,19 +569,11 @@ async fn finish_job(
     failure: Option<String>,
     made: Option<Made>,
 ) -> Result<Job> {
-    let sql = format!(
-        "UPDATE jobs SET state = $2, finished_at = $3, failure = COALESCE($4, failure), \
-         lease_owner = NULL, lease_expires_at = NULL, \
-         provider = COALESCE($6, provider), provider_cost_micros = $7 \
-         WHERE id = $1 AND state IN ('queued', 'running') \
-           AND ($5 IS NULL OR lease_owner = $5) \
-         RETURNING {JOB_COLUMNS}"
-    );
     let (provider, cost) = match made {
         Some(Made { provider, cost }) => (Some(provider), cost.map(Usd::to_db)),
         None => (None, None),
     };
-    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, JobRow>(FINISH.sql())
         .bind(id.get())
         .bind(to.as_str())
         .bind(now_millis())

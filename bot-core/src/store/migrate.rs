@@ -94,6 +94,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "running jobs",
         include_str!("../../../migrations/sqlite/0018_running_jobs.sql"),
     ),
+    (
+        19,
+        "credit trigger",
+        include_str!("../../../migrations/sqlite/0019_credit_trigger.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -185,6 +190,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "running jobs",
         include_str!("../../../migrations/postgres/0018_running_jobs.sql"),
+    ),
+    (
+        19,
+        "credit trigger",
+        include_str!("../../../migrations/postgres/0019_credit_trigger.sql"),
     ),
 ];
 

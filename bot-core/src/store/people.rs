@@ -70,14 +70,38 @@ impl Store {
     ///
     /// [`Error::Internal`] when the database fails.
     pub async fn contact_welcomed(&self, identity: &Identity, welcome: Credits) -> Result<Contact> {
+        self.contact_accepting(identity, welcome, None).await
+    }
+
+    /// As [`Store::contact_welcomed`], with a new person's acceptance of the terms in force
+    /// (`terms`, §2.4) recorded as they are created: their next update finds them remembered
+    /// as they are, not changed a moment after (which would make every instance read them
+    /// again).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] when the database fails.
+    pub async fn contact_accepting(
+        &self,
+        identity: &Identity,
+        welcome: Credits,
+        terms: Option<&str>,
+    ) -> Result<Contact> {
         if let Some(user) = self.find_user(identity).await? {
             return Ok(Contact {
                 user,
                 is_new: false,
             });
         }
-        match self.retrying(|| self.create_user(identity, welcome)).await {
-            Ok(user) => Ok(Contact { user, is_new: true }),
+        let generation = self.inner.people.generation();
+        match self
+            .retrying(|| self.create_user(identity, welcome, terms))
+            .await
+        {
+            Ok(user) => {
+                self.inner.people.remember(identity, &user, generation);
+                Ok(Contact { user, is_new: true })
+            }
             // Someone else created this person between our look-up and our insert.
             Err(error) if error.fault() == Some(&Fault::IdentityTaken) => {
                 let user = self.find_user(identity).await?.ok_or_else(|| {
@@ -267,11 +291,17 @@ impl Store {
 
     /// Creates a person, their wallet and their first identity; [`Fault::IdentityTaken`] when
     /// the identity already belongs to someone (nothing is written then).
-    async fn create_user(&self, identity: &Identity, welcome: Credits) -> Result<User> {
+    async fn create_user(
+        &self,
+        identity: &Identity,
+        welcome: Credits,
+        terms: Option<&str>,
+    ) -> Result<User> {
         let identity = identity.clone();
+        let terms = terms.map(str::to_string);
         let grants = self.account(SystemAccount::Grants);
         self.write(Atomic::Transaction, move |conn| {
-            Box::pin(insert_user(conn, identity, welcome, grants))
+            Box::pin(insert_user(conn, identity, welcome, terms, grants))
         })
         .await
     }
@@ -281,14 +311,18 @@ async fn insert_user(
     conn: &mut AnyConnection,
     identity: Identity,
     welcome: Credits,
+    terms: Option<String>,
     grants: AccountId,
 ) -> Result<User> {
     let now = now_millis();
-    // Identity first: when it is taken, nothing else has been written.
-    let user: i64 = sqlx::query_scalar("INSERT INTO users (created_at) VALUES ($1) RETURNING id")
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (created_at, terms_version, terms_accepted_at) \
+         VALUES ($1, $2, CASE WHEN $2 IS NULL THEN NULL ELSE $1 END) RETURNING id",
+    )
+    .bind(now)
+    .bind(terms.as_deref())
+    .fetch_one(&mut *conn)
+    .await?;
     let linked: Option<i64> = sqlx::query_scalar(
         "INSERT INTO identities (platform, external_id, user_id, created_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (platform, external_id) DO NOTHING \
@@ -332,7 +366,10 @@ async fn insert_user(
         id: UserId::from_db(user),
         wallet,
         created_at: now,
-        terms: None,
+        terms: terms.map(|version| TermsAcceptance {
+            version,
+            accepted_at: now,
+        }),
         privacy_opt_out: None,
         frozen_at: None,
         banned_at: None,

@@ -1,6 +1,8 @@
 //! SQLite's one writer task and its group commit, and where writes run on PostgreSQL.
 
+use super::plan::{CHUNKS, Plan, Script, bind_all};
 use super::*;
+use sqlx::{Either, any::AnyRow};
 
 /// Where writes run.
 #[derive(Debug)]
@@ -16,12 +18,12 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         match self {
-            Writer::Sqlite(handle) => handle.run(atomic, erase(move |conn, _| op(conn))).await,
+            Writer::Sqlite(handle) => handle.run(atomic, erase(op)).await,
             Writer::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 match atomic {
                     Atomic::Statement => op(&mut conn).await,
-                    Atomic::Transaction | Atomic::Script => {
+                    Atomic::Transaction => {
                         let mut tx = conn.begin().await?;
                         let value = op(&mut tx).await?;
                         tx.commit().await?;
@@ -32,20 +34,12 @@ impl Writer {
         }
     }
 
-    /// Runs a script: `op` sends its statements in one query that starts with the prelude it
-    /// is given, so that on SQLite the savepoint around it costs no round trip of its own. The
-    /// prelude is empty on PostgreSQL (where `op` runs in a transaction, and must not send
-    /// several statements in one query, which PostgreSQL refuses with parameters).
-    pub(super) async fn run_script<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
-            + Send
-            + 'static,
-    {
+    /// Runs a plan: on SQLite in the writer's next batch, beside the other plans of its script
+    /// waiting there (see [`plan`](super::plan)); on PostgreSQL alone, as one statement.
+    pub(super) async fn run_plan<T: Send + 'static>(&self, plan: Plan<T>) -> Result<T> {
         match self {
-            Writer::Sqlite(handle) => handle.run(Atomic::Script, erase(op)).await,
-            Writer::Postgres(_) => self.run(Atomic::Transaction, |conn| op(conn, "")).await,
+            Writer::Sqlite(handle) => handle.submit(Work::Plan(plan.erase())).await,
+            Writer::Postgres(pool) => plan.run_alone(&mut *pool.acquire().await?).await,
         }
     }
 
@@ -71,32 +65,30 @@ pub(crate) struct WriterHandle {
 pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) type Erased = Box<dyn std::any::Any + Send>;
-/// An operation and the savepoint statements it must send first (a script's prelude; empty
-/// for other operations, whose prelude the writer sends itself).
-pub(super) type ErasedOp = Box<
-    dyn for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<Erased>> + Send,
->;
+/// An operation on the connection, its answer's type erased.
+pub(super) type ErasedOp =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Erased>> + Send>;
 
 /// `op` with its answer's type erased, for the writer's queue.
 fn erase<T, F>(op: F) -> ErasedOp
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut AnyConnection, &'static str) -> BoxFuture<'c, Result<T>>
-        + Send
-        + 'static,
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
 {
-    Box::new(move |conn, prelude| {
-        Box::pin(async move {
-            op(conn, prelude)
-                .await
-                .map(|value| Box::new(value) as Erased)
-        })
+    Box::new(move |conn| {
+        Box::pin(async move { op(conn).await.map(|value| Box::new(value) as Erased) })
     })
 }
 
+/// What a write is: an operation on the connection, or a plan the writer may send together
+/// with others of its script.
+pub(super) enum Work {
+    Op(Atomic, ErasedOp),
+    Plan(Plan<Erased>),
+}
+
 pub(super) struct WriteJob {
-    atomic: Atomic,
-    op: ErasedOp,
+    work: Work,
     reply: oneshot::Sender<Result<Erased>>,
 }
 
@@ -124,10 +116,14 @@ impl WriterHandle {
     }
 
     pub(super) async fn run<T: 'static>(&self, atomic: Atomic, op: ErasedOp) -> Result<T> {
+        self.submit(Work::Op(atomic, op)).await
+    }
+
+    async fn submit<T: 'static>(&self, work: Work) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
         self.sender
-            .send(WriterMessage::Job(WriteJob { atomic, op, reply }))
+            .send(WriterMessage::Job(WriteJob { work, reply }))
             .await
             .map_err(|_| closed())?;
         let value = answer.await.map_err(|_| closed())??;
@@ -201,38 +197,52 @@ pub(super) fn leaves_batch_intact(error: &Error) -> bool {
 }
 
 pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
-    if let [job] = &batch[..]
-        && job.atomic == Atomic::Statement
-    {
-        let Some(job) = batch.into_iter().next() else {
+    let mut ops = Vec::new();
+    let mut plans = Vec::new();
+    for job in batch {
+        match job.work {
+            Work::Op(atomic, op) => ops.push((atomic, op, job.reply)),
+            Work::Plan(plan) => plans.push((plan, job.reply)),
+        }
+    }
+    // One statement alone needs no transaction of its own: the database applies it whole.
+    if ops.len() + plans.len() == 1 {
+        if let Some((Atomic::Statement, _, _)) = ops.first() {
+            if let Some((_, op, reply)) = ops.pop() {
+                let _ = reply.send(op(conn).await);
+            }
             return;
-        };
-        let result = (job.op)(conn, "").await;
-        let _ = job.reply.send(result);
-        return;
+        }
+        if let Some((plan, _)) = plans.first()
+            && plan.script.statements_per_plan() == 1
+        {
+            if let Some((plan, reply)) = plans.pop() {
+                let _ = reply.send(plan.run_alone(conn).await);
+            }
+            return;
+        }
     }
     if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
         let why = format!("could not begin a write transaction: {error}");
-        for job in batch {
-            let _ = job
-                .reply
-                .send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
+        let replies = ops.into_iter().map(|(_, _, reply)| reply);
+        for reply in replies.chain(plans.into_iter().map(|(_, reply)| reply)) {
+            let _ = reply.send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
         }
         return;
     }
-    let mut done = Vec::with_capacity(batch.len());
+    let mut done = Vec::with_capacity(ops.len() + plans.len());
     let mut aborted: Option<String> = None;
     // A savepoint whose operation succeeded is released together with the next statement sent
     // (the next savepoint, or the commit): every round trip to SQLite's thread counts.
     let mut unreleased = false;
-    for job in batch {
+    for (atomic, op, reply) in ops {
         if aborted.is_some() {
-            done.push((job.reply, None));
+            done.push((reply, None));
             continue;
         }
         // A multi-statement operation gets a savepoint even alone in its batch, so that its
         // refusal undoes its own earlier statements.
-        let isolate = job.atomic != Atomic::Statement;
+        let isolate = atomic != Atomic::Statement;
         // A single statement needs no savepoint of its own: a refused statement undoes only
         // itself. So it runs inside the savepoint before it, left open (released with the next
         // savepoint or the commit), rather than cost a round trip to release it first.
@@ -244,20 +254,14 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         if isolate {
             unreleased = false;
         }
-        // A script sends its prelude itself, in the same round trip as its statements.
-        let prelude = match (job.atomic, prepare) {
-            (Atomic::Script, Some(sql)) => sql,
-            (_, Some(sql)) => {
-                if let Err(error) = conn.execute(sql).await {
-                    aborted = Some(error.to_string());
-                    done.push((job.reply, None));
-                    continue;
-                }
-                ""
-            }
-            (_, None) => "",
-        };
-        let result = (job.op)(conn, prelude).await;
+        if let Some(sql) = prepare
+            && let Err(error) = conn.execute(sql).await
+        {
+            aborted = Some(error.to_string());
+            done.push((reply, None));
+            continue;
+        }
+        let result = op(conn).await;
         match &result {
             Ok(_) if isolate => unreleased = true,
             Err(error) if leaves_batch_intact(error) && isolate => {
@@ -271,7 +275,17 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
             Err(error) if !leaves_batch_intact(error) => aborted = Some(format!("{error:#}")),
             _ => {}
         }
-        done.push((job.reply, Some(result)));
+        done.push((reply, Some(result)));
+    }
+    if !plans.is_empty() && aborted.is_none() && unreleased {
+        // Plans bring their own savepoints.
+        unreleased = false;
+        if let Err(error) = conn.execute("RELEASE operation").await {
+            aborted = Some(error.to_string());
+        }
+    }
+    if !plans.is_empty() {
+        run_plans(conn, plans, &mut done, &mut aborted).await;
     }
     let commit = if unreleased {
         "RELEASE operation; COMMIT"
@@ -303,9 +317,131 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
     }
 }
 
+type Reply = oneshot::Sender<Result<Erased>>;
+type Answered = Vec<(Reply, Option<Result<Erased>>)>;
+/// A script's plans not yet run, in the order they arrived.
+type Waiting = std::collections::VecDeque<(Plan<Erased>, Reply)>;
+
+/// Runs a batch's plans, those of one script together, in chunks of the sizes in [`CHUNKS`]:
+/// each chunk one round trip. A plan refused by one of its statements is undone alone and the
+/// plans after it in its chunk are sent again; anything else aborts the batch.
+async fn run_plans(
+    conn: &mut AnyConnection,
+    plans: Vec<(Plan<Erased>, Reply)>,
+    done: &mut Answered,
+    aborted: &mut Option<String>,
+) {
+    let mut scripts: Vec<(Arc<Script>, Waiting)> = Vec::new();
+    for (plan, reply) in plans {
+        match scripts
+            .iter_mut()
+            .find(|(script, _)| Arc::ptr_eq(script, &plan.script))
+        {
+            Some((_, waiting)) => waiting.push_back((plan, reply)),
+            None => scripts.push((plan.script.clone(), [(plan, reply)].into())),
+        }
+    }
+    for (script, mut waiting) in scripts {
+        while let Some(&n) = CHUNKS.iter().find(|n| **n <= waiting.len()) {
+            let chunk: Vec<_> = waiting.drain(..n).collect();
+            if aborted.is_some() {
+                done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));
+                continue;
+            }
+            match run_chunk(conn, &script, chunk, done).await {
+                Ok(not_run) => {
+                    for plan in not_run.into_iter().rev() {
+                        waiting.push_front(plan);
+                    }
+                }
+                Err(why) => *aborted = Some(why),
+            }
+        }
+    }
+}
+
+/// Sends `chunk` (plans of `script`) in one query and answers each plan that ran. Returns the
+/// plans after one its statements refused, which did not run, or why the batch must be undone.
+async fn run_chunk(
+    conn: &mut AnyConnection,
+    script: &Script,
+    chunk: Vec<(Plan<Erased>, Reply)>,
+    done: &mut Answered,
+) -> std::result::Result<Vec<(Plan<Erased>, Reply)>, String> {
+    use futures_util::StreamExt as _;
+    let n = chunk.len();
+    let per = script.statements_per_plan();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(script.chunk(n)));
+    for (plan, _) in &chunk {
+        // Kept: the plans after a refused one are sent again.
+        query = bind_all(query, plan.args.clone());
+    }
+    let mut rows: Vec<Vec<AnyRow>> = (0..n).map(|_| Vec::new()).collect();
+    let mut finished = 0;
+    let mut failure = None;
+    {
+        let mut steps = conn.fetch_many(query);
+        while let Some(step) = steps.next().await {
+            match step {
+                Ok(Either::Left(_)) => finished += 1,
+                Ok(Either::Right(row)) => rows[(finished / per).min(n - 1)].push(row),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+    }
+    let refused_at = match &failure {
+        Some(_) => finished / per,
+        None if finished == n * per => n,
+        None => return Err(format!("{finished} of {} statements ran", n * per)),
+    };
+    let mut not_run = Vec::new();
+    let mut abort = None;
+    for (at, ((plan, reply), rows)) in chunk.into_iter().zip(rows).enumerate() {
+        if at > refused_at {
+            not_run.push((plan, reply));
+            continue;
+        }
+        let result = if at < refused_at {
+            (plan.finish)(Ok(rows))
+        } else {
+            let error = failure.take().map_or_else(
+                || Error::Internal(anyhow::anyhow!("a statement failed")),
+                Error::from,
+            );
+            // The plan's savepoint, when it has one, is open unless the savepoint itself failed.
+            let opened = script.statements_per_plan() > 1 && finished % per > 0;
+            if opened
+                && let Err(undo) = conn
+                    .execute("ROLLBACK TO operation; RELEASE operation")
+                    .await
+            {
+                abort = Some(undo.to_string());
+            }
+            (plan.finish)(Err(error))
+        };
+        if let Err(error) = &result
+            && !leaves_batch_intact(error)
+        {
+            abort.get_or_insert_with(|| format!("{error:#}"));
+        }
+        done.push((reply, Some(result)));
+    }
+    match abort {
+        Some(why) => {
+            done.extend(not_run.into_iter().map(|(_, reply)| (reply, None)));
+            Err(why)
+        }
+        None => Ok(not_run),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::plan::Arg;
 
     /// An operation inserting `values` into `t`, refused (as a recognised fault) when SQLite
     /// refuses one of them.
@@ -314,7 +450,7 @@ mod tests {
         values: &'static [i64],
     ) -> (WriteJob, oneshot::Receiver<Result<Erased>>) {
         let (reply, answer) = oneshot::channel();
-        let op = erase(move |conn, _prelude| {
+        let op = erase(move |conn| {
             Box::pin(async move {
                 for value in values {
                     sqlx::query("INSERT INTO t (v) VALUES ($1)")
@@ -326,7 +462,13 @@ mod tests {
                 Ok(())
             })
         });
-        (WriteJob { atomic, op, reply }, answer)
+        (
+            WriteJob {
+                work: Work::Op(atomic, op),
+                reply,
+            },
+            answer,
+        )
     }
 
     /// Each operation in a batch stands alone, whatever runs before and after it: a refused
@@ -363,6 +505,111 @@ mod tests {
             .fetch_all(&mut conn)
             .await?;
         assert_eq!(kept, [1, 2, 3, 5]);
+        Ok(())
+    }
+
+    async fn scratch() -> Result<(tempfile::TempDir, AnyConnection)> {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().map_err(anyhow::Error::from)?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("plans.db").display()
+        );
+        let mut conn = AnyConnection::connect(&url).await?;
+        conn.execute("CREATE TABLE t (v INTEGER NOT NULL CHECK (v > 0))")
+            .await?;
+        Ok((dir, conn))
+    }
+
+    /// `plan` as a job of the writer's queue, and where its answer comes.
+    fn queued<T: Send + 'static>(plan: Plan<T>) -> (WriteJob, oneshot::Receiver<Result<Erased>>) {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Plan(plan.erase());
+        (WriteJob { work, reply }, answer)
+    }
+
+    /// Plans of one script waiting together run in chunks of one query each (23 plans: 16, 4,
+    /// 1, 1, 1), and each gets its own rows back, whatever its place in its chunk.
+    #[tokio::test]
+    async fn plans_waiting_together_each_get_their_own_rows() -> Result<()> {
+        use sqlx::Row as _;
+        let (_dir, mut conn) = scratch().await?;
+        let script = Script::new("INSERT INTO t (v) VALUES ($1) RETURNING v, $2 AS name");
+        let (jobs, answers): (Vec<_>, Vec<_>) = (1..=23_i64)
+            .map(|v| {
+                let args = vec![Arg::from(v), Arg::from(format!("plan {v}"))];
+                queued(Plan::new(&script, args, |rows| {
+                    let row = rows.first().ok_or_else(|| anyhow::anyhow!("no row"))?;
+                    Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?))
+                }))
+            })
+            .unzip();
+        run_batch(&mut conn, jobs).await;
+        for (answer, v) in answers.into_iter().zip(1_i64..) {
+            let answer = answer.await.map_err(anyhow::Error::from)??;
+            let answer = answer
+                .downcast::<(i64, String)>()
+                .map_err(|_| anyhow::anyhow!("not the plan's answer"))?;
+            assert_eq!(*answer, (v, format!("plan {v}")));
+        }
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut conn)
+            .await?;
+        assert_eq!(kept, 23);
+        Ok(())
+    }
+
+    /// A plan refused by one of its statements is undone alone (its savepoint takes back the
+    /// statements before the refused one), the plans after it in the same query run again, and
+    /// operations in the same batch stand as before.
+    #[tokio::test]
+    async fn a_refused_plan_is_undone_alone_and_the_plans_after_it_still_run() -> Result<()> {
+        let (_dir, mut conn) = scratch().await?;
+        let script = Script::new("INSERT INTO t (v) VALUES ($1); INSERT INTO t (v) VALUES ($2)");
+        let pairs = [(1, 2), (3, -3), (5, 6), (-7, 8), (9, 10), (11, 12)];
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        let (job, op_answer) = inserts(Atomic::Statement, &[20]);
+        jobs.push(job);
+        for (a, b) in pairs {
+            let (job, answer) = queued(Plan::refusing(
+                &script,
+                vec![Arg::from(a), Arg::from(b)],
+                |_| Ok(()),
+                |_| Error::from(Fault::ZeroAmount),
+            ));
+            jobs.push(job);
+            answers.push(answer);
+        }
+        run_batch(&mut conn, jobs).await;
+        let mut refused = Vec::new();
+        for answer in answers {
+            refused.push(answer.await.map_err(anyhow::Error::from)?.is_err());
+        }
+        assert_eq!(refused, [false, true, false, true, false, false]);
+        assert!(op_answer.await.map_err(anyhow::Error::from)?.is_ok());
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut conn)
+            .await?;
+        assert_eq!(kept, [1, 2, 5, 6, 9, 10, 11, 12, 20]);
+        Ok(())
+    }
+
+    /// An internal error in a plan's statements undoes the whole batch, as for operations.
+    #[tokio::test]
+    async fn a_plan_failing_inside_the_database_undoes_the_batch() -> Result<()> {
+        let (_dir, mut conn) = scratch().await?;
+        let good = Script::new("INSERT INTO t (v) VALUES ($1)");
+        let broken = Script::new("INSERT INTO missing (v) VALUES ($1)");
+        let (first, first_answer) = queued(Plan::new(&good, vec![Arg::from(1)], |_| Ok(())));
+        let (second, second_answer) = queued(Plan::new(&broken, vec![Arg::from(2)], |_| Ok(())));
+        run_batch(&mut conn, vec![first, second]).await;
+        assert!(first_answer.await.map_err(anyhow::Error::from)?.is_err());
+        assert!(second_answer.await.map_err(anyhow::Error::from)?.is_err());
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut conn)
+            .await?;
+        assert_eq!(kept, 0, "nothing of the batch was kept");
         Ok(())
     }
 }

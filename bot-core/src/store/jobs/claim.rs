@@ -21,9 +21,21 @@ pub(super) const CANDIDATES: &str = "SELECT id FROM ( \
              ORDER BY turn, id LIMIT 8) due \
          ) candidates ORDER BY kind, turn, id LIMIT 8";
 
+/// SQLite's claim (`$1` now, `$2` the running cap, `$3` worker, `$4` lease until): one writer,
+/// so nobody else claims between the choice and the update, and both are one statement.
+pub(super) static CLAIM: LazyLock<Arc<Script>> = LazyLock::new(|| {
+    Script::new(format!(
+        "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires_at = $4, \
+         attempts = attempts + 1 \
+         WHERE id = ({CANDIDATES}) \
+         RETURNING {JOB_COLUMNS}"
+    ))
+});
+
+/// A claim on PostgreSQL, in a transaction: the candidates, each locked (skipping rows another
+/// instance holds) and claimed if still claimable.
 pub(super) async fn claim_next(
     conn: &mut AnyConnection,
-    backend: Backend,
     worker: String,
     lease_ms: i64,
     max_running: u32,
@@ -36,71 +48,45 @@ pub(super) async fn claim_next(
                OR (state = 'running' AND lease_expires_at < $4)) \
          RETURNING {JOB_COLUMNS}"
     );
-    if backend == Backend::Sqlite {
-        // One writer: nobody else claims between the choice and the update, so both are one
-        // statement (one round trip to SQLite's thread).
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $3, lease_expires_at = $4, \
-             attempts = attempts + 1 \
-             WHERE id = ({CANDIDATES}) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(i64::from(max_running))
-            .bind(&worker)
-            .bind(now.saturating_add(lease_ms))
-            .fetch_optional(&mut *conn)
-            .await?;
-        return match row {
-            Some(row) => Ok(Some(Lease {
-                job: job_from_row(row)?,
-                worker,
-            })),
-            None => Ok(None),
-        };
-    }
     let ids: Vec<i64> = sqlx::query_scalar(CANDIDATES)
         .bind(now)
         .bind(i64::from(max_running))
         .fetch_all(&mut *conn)
         .await?;
     for id in ids {
-        if backend == Backend::Postgres {
-            // Another instance may be claiming the same rows: skip those it has locked.
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            match state.as_deref() {
-                None => continue,
-                // Taking over an expired lease does not start anything new.
-                Some("running") => {}
-                Some(_) => {
-                    // Each instance counted running jobs in its own snapshot, so two could both
-                    // start a person's last free slot. Claims for one person take turns on
-                    // their row (skipping a person another instance is claiming for), and
-                    // count again in a new statement, whose snapshot sees the other's commit.
-                    let person: Option<i64> = sqlx::query_scalar(
-                        "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
-                         WHERE j.id = $1 FOR NO KEY UPDATE OF u SKIP LOCKED",
-                    )
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    let Some(person) = person else { continue };
-                    let running: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 \
-                         AND state = 'running' AND lease_expires_at >= $2",
-                    )
-                    .bind(person)
-                    .bind(now)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    if running >= i64::from(max_running) {
-                        continue;
-                    }
+        // Another instance may be claiming the same rows: skip those it has locked.
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match state.as_deref() {
+            None => continue,
+            // Taking over an expired lease does not start anything new.
+            Some("running") => {}
+            Some(_) => {
+                // Each instance counted running jobs in its own snapshot, so two could both
+                // start a person's last free slot. Claims for one person take turns on
+                // their row (skipping a person another instance is claiming for), and
+                // count again in a new statement, whose snapshot sees the other's commit.
+                let person: Option<i64> = sqlx::query_scalar(
+                    "SELECT u.id FROM users u JOIN jobs j ON j.user_id = u.id \
+                     WHERE j.id = $1 FOR NO KEY UPDATE OF u SKIP LOCKED",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(person) = person else { continue };
+                let running: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM jobs WHERE user_id = $1 \
+                     AND state = 'running' AND lease_expires_at >= $2",
+                )
+                .bind(person)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+                if running >= i64::from(max_running) {
+                    continue;
                 }
             }
         }

@@ -4,120 +4,148 @@
 use super::*;
 
 /// Where a person stands, as the derived table `now`: their last open turn (`mine`), the turn
-/// now served (`serving`), how many of their jobs are queued, counted up to the cap (`queued`),
-/// and whether they may spend at all (`allowed`: neither frozen nor banned, as the database
-/// says, whatever an instance remembers). Each is a seek in an index, however long the queue.
+/// now served (`serving`), how many of their jobs are queued as far as the cap cares
+/// (`queued`), and whether they may spend at all (`allowed`: neither frozen nor banned, as the
+/// database says, whatever an instance remembers). Each is a seek in an index, however long
+/// the queue.
+///
+/// A person's queued jobs have distinct turns, each above the turn now served (every new job
+/// takes a turn past all of its owner's open jobs), so they number at most `q - serving`. When
+/// that is under the cap, it stands for the count and the person's queued jobs are not counted
+/// one by one: only someone near their cap costs a count, of at most `cap` index entries.
 pub(super) fn standing(user: &str, cap: u32) -> String {
     format!(
-        "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, m.queued, \
+        "(SELECT CASE WHEN m.q > m.r THEN m.q ELSE m.r END AS mine, m.serving, \
+                 CASE WHEN m.q - m.serving < {cap} THEN m.q - m.serving \
+                      ELSE (SELECT COUNT(*) FROM (SELECT 1 FROM jobs \
+                              WHERE user_id = {user} AND state = 'queued' LIMIT {cap}) counted) \
+                 END AS queued, \
                  m.allowed FROM (SELECT \
            COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'queued'), 0) AS q, \
            COALESCE((SELECT MAX(turn) FROM jobs WHERE user_id = {user} AND state = 'running'), 0) AS r, \
            COALESCE((SELECT MIN(turn) FROM jobs WHERE state = 'queued'), 1) - 1 AS serving, \
-           (SELECT COUNT(*) FROM (SELECT 1 FROM jobs \
-              WHERE user_id = {user} AND state = 'queued' LIMIT {cap}) counted) AS queued, \
            (SELECT CASE WHEN frozen_at IS NULL AND banned_at IS NULL THEN 1 ELSE 0 END \
               FROM users WHERE id = {user}) AS allowed \
          ) m) now"
     )
 }
 
-/// The enqueue as one SQLite script: the hold (whose triggers refuse an overdraft), the job
-/// joining the queue (unless the person is at their cap, or the hold is not new: the same key
-/// again), then the job under that key with its place in the queue. Which rows come back
-/// tells what happened; a refusal undoes the script's savepoint in the writer.
-pub(super) async fn enqueue_script(
-    conn: &mut AnyConnection,
-    prelude: &'static str,
-    job: NewJob,
-    limits: JobLimits,
-    revenue: AccountId,
-) -> Result<Placed> {
-    use sqlx::Row as _;
-    let script = format!(
-        "{prelude}{separator} \
-         INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
-                                kind, state, two_phase, memo, created_at) \
-         VALUES ($1, $2, $3, $4, '{kind}', 'pending', 1, $5, $6) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING 'held'; \
-         INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, run_after, \
-                           created_at, turn) \
-         SELECT $7, t.id, $5, $8, 'queued', $9, $6, $6, \
-                1 + CASE WHEN now.mine > now.serving THEN now.mine ELSE now.serving END \
-         FROM transfers t, {standing} \
-         WHERE t.idempotency_key = $1 AND t.created_at = $6 AND now.queued < $10 \
-           AND now.allowed = 1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id); \
-         {PERSON}; \
-         SELECT {JOB_COLUMNS}, 'job' FROM jobs \
-         WHERE hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1); \
-         SELECT COUNT(*), 'ahead' FROM (SELECT 1 FROM jobs q, jobs mine \
-           WHERE mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1) \
-             AND mine.state = 'queued' AND q.state = 'queued' \
-             AND (q.turn, q.id) < (mine.turn, mine.id) LIMIT {POSITION_CAP}) ahead",
-        PERSON = PERSON.replace("$1", "$7"),
-        separator = if prelude.is_empty() { "" } else { ";" },
-        kind = TransferKind::Generation.as_str(),
-        // The cap is written into the script, not bound: see `store`'s note on LIMIT.
-        standing = standing("$7", limits.max_queued_per_person),
-    );
-    let key = format!("job:{}", job.key);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(script))
-        .bind(&key)
-        .bind(job.wallet.get())
-        .bind(revenue.get())
-        .bind(job.cost.to_db())
-        .bind(&job.operation)
-        .bind(now_millis())
-        .bind(job.user.get())
-        .bind(job.payload.as_str())
-        .bind(i64::from(limits.max_attempts.max(1)))
-        .bind(i64::from(limits.max_queued_per_person))
-        .fetch_all(conn)
-        .await
-        .map_err(Error::from)
-        .map_err(|error| refused_hold(error, &job))?;
-    // Each row ends with the name of the statement it comes from.
-    let tagged = |tag: &str| {
-        rows.iter().find(|row| {
-            row.try_get::<String, _>(row.len() - 1)
-                .is_ok_and(|t| t == tag)
+/// The enqueue as one SQLite plan (`$1` key, `$2` wallet, `$3` revenue account, `$4` cost, `$5`
+/// operation, `$6` now, `$7` person, `$8` payload, `$9` attempts, `$10` the cap): the hold
+/// (whose triggers refuse an overdraft); the job joining the queue under a hold made just now,
+/// with no turn (which the database refuses: see [`NOT_QUEUED`]) when the person may not queue
+/// (banned, frozen or at their cap); then the job under that key with its place in the queue,
+/// and whether the key is taken. Every refusal is raised by a statement, as a plan's must be,
+/// so the writer undoes the hold with the plan's savepoint.
+fn enqueue_script(cap: u32) -> Arc<Script> {
+    static BY_CAP: LazyLock<DashMap<u32, Arc<Script>>> = LazyLock::new(DashMap::new);
+    BY_CAP
+        .entry(cap)
+        .or_insert_with(|| {
+            Script::new(format!(
+                "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, \
+                                        amount, kind, state, two_phase, memo, created_at) \
+                 VALUES ($1, $2, $3, $4, '{kind}', 'pending', 1, $5, $6) \
+                 ON CONFLICT (idempotency_key) DO NOTHING; \
+                 INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, \
+                                   run_after, created_at, turn) \
+                 SELECT $7, t.id, $5, $8, 'queued', $9, $6, $6, \
+                        CASE WHEN now.queued < $10 AND now.allowed = 1 \
+                             THEN 1 + CASE WHEN now.mine > now.serving \
+                                           THEN now.mine ELSE now.serving END END \
+                 FROM transfers t, {standing} \
+                 WHERE t.idempotency_key = $1 AND t.created_at = $6 \
+                   AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id); \
+                 SELECT {mine}, \
+                        (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+                           WHERE q.state = 'queued' AND mine.state = 'queued' \
+                             AND (q.turn, q.id) < (mine.turn, mine.id) \
+                           LIMIT {POSITION_CAP}) ahead) AS ahead, \
+                        EXISTS (SELECT 1 FROM transfers WHERE idempotency_key = $1) AS taken \
+                 FROM (SELECT 1) LEFT JOIN jobs mine \
+                   ON mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1)",
+                kind = TransferKind::Generation.as_str(),
+                mine = JOB_COLUMNS
+                    .split(", ")
+                    .map(|column| format!("mine.{column}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                // The cap is written into the script, not bound: see `store`'s note on LIMIT.
+                standing = standing("$7", cap),
+            ))
         })
+        .clone()
+}
+
+/// The message SQLite gives for a job refused a place in the queue (see [`enqueue_script`]).
+const NOT_QUEUED: &str = "jobs.turn";
+
+/// The enqueue's plan on SQLite (see [`enqueue_script`]). A person who may not queue comes back
+/// as [`UserError::TooManyQueued`]; [`Store::enqueue_placed`] asks the database why.
+pub(super) fn enqueue_plan(job: NewJob, limits: JobLimits, revenue: AccountId) -> Plan<Placed> {
+    use sqlx::Row as _;
+    let key = format!("job:{}", job.key);
+    let args = vec![
+        Arg::from(key.as_str()),
+        Arg::from(job.wallet.get()),
+        Arg::from(revenue.get()),
+        Arg::from(job.cost.to_db()),
+        Arg::from(job.operation.as_str()),
+        Arg::from(now_millis()),
+        Arg::from(job.user.get()),
+        Arg::from(job.payload.as_str()),
+        Arg::from(i64::from(limits.max_attempts.max(1))),
+        Arg::from(i64::from(limits.max_queued_per_person)),
+    ];
+    let refused = {
+        let job = job.clone();
+        move |error: Error| {
+            let not_queued = crate::store::database_error(&error).is_some_and(|db| {
+                matches!(db.kind(), sqlx::error::ErrorKind::NotNullViolation)
+                    && db.message().contains(NOT_QUEUED)
+            });
+            if not_queued {
+                Error::User(not_queued_because(None, limits))
+            } else {
+                refused_hold(error, &job)
+            }
+        }
     };
-    match (tagged("job"), tagged("held").is_some()) {
-        (Some(row), _) => {
-            let ahead: i64 = match tagged("ahead") {
-                Some(row) => row.try_get(0)?,
-                None => 0,
-            };
-            Ok(Placed {
+    let read = move |rows: Vec<sqlx::any::AnyRow>| {
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("the enqueue answered nothing")))?;
+        if row.try_get::<Option<i64>, _>("id")?.is_some() {
+            let ahead: i64 = row.try_get("ahead")?;
+            return Ok(Placed {
                 job: job_from_row(<JobRow as sqlx::FromRow<_>>::from_row(row)?)?,
                 ahead: u64::try_from(ahead).unwrap_or(0),
-            })
+            });
         }
-        (None, true) => {
-            let person = tagged("person")
-                .map(|row| {
-                    Ok::<_, sqlx::Error>((
-                        row.try_get::<i64, _>(0)? == 1,
-                        row.try_get::<i64, _>(1)? == 1,
-                    ))
-                })
-                .transpose()?;
-            Err(Error::User(not_queued(person, limits)))
+        if row.try_get::<i64, _>("taken")? == 1 {
+            // The key holds some other transfer, with no job.
+            return Err(Error::from(Fault::IdempotencyConflict { key }));
         }
-        // The key holds some other transfer, with no job.
-        (None, false) => Err(Error::from(Fault::IdempotencyConflict { key })),
-    }
+        Err(Error::Internal(anyhow::anyhow!(
+            "job {key} was neither queued nor refused"
+        )))
+    };
+    Plan::refusing(
+        &enqueue_script(limits.max_queued_per_person),
+        args,
+        read,
+        refused,
+    )
 }
 
 /// Whether a person is banned and frozen, as the database says, tagged `person` for a script.
-const PERSON: &str = "SELECT CASE WHEN banned_at IS NULL THEN 0 ELSE 1 END, \
+pub(super) const PERSON: &str = "SELECT CASE WHEN banned_at IS NULL THEN 0 ELSE 1 END, \
                              CASE WHEN frozen_at IS NULL THEN 0 ELSE 1 END, 'person' \
                       FROM users WHERE id = $1";
 
 /// Why a job was not queued once its hold was made: the person's (banned, frozen) state, as
 /// [`PERSON`] read it, or else their cap.
-fn not_queued(person: Option<(bool, bool)>, limits: JobLimits) -> UserError {
+pub(super) fn not_queued_because(person: Option<(bool, bool)>, limits: JobLimits) -> UserError {
     match person {
         Some((true, _)) => UserError::Suspended,
         Some((_, true)) => UserError::Frozen,
@@ -196,7 +224,7 @@ pub(super) async fn insert_job(
             .fetch_optional(conn)
             .await?;
         let person = person.map(|(banned, frozen, _)| (banned == 1, frozen == 1));
-        return Err(Error::User(not_queued(person, limits)));
+        return Err(Error::User(not_queued_because(person, limits)));
     };
     job_from_row(row)
 }
