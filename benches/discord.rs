@@ -11,6 +11,8 @@
 //!
 //! `cargo bench --bench discord [-- --interactions N]`
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/instant.rs"]

@@ -11,6 +11,8 @@
 //!
 //! `TEST_POSTGRES_URL=… cargo bench --bench instances [-- --jobs N]`
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 

@@ -5,6 +5,8 @@
 //! `cargo bench --bench ledger [-- --seconds N --runs N]`: each row is the median of `runs`
 //! runs (default 3) of `seconds` each (default 5), with the lowest and highest beside it.
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 

@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench round_trips [-- --statements N]` (default 20,000 per row).
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/cpu.rs"]

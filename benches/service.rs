@@ -6,6 +6,8 @@
 //! each row is the median of `runs` runs (default 3) by rate, with the audit clean after each
 //! run. `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`).
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/instant.rs"]

@@ -15,6 +15,8 @@
 //! `PERF_CTL_FIFO=PATH` with `perf record --control fifo:PATH -D -1` records the timed part
 //! alone.
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 #[path = "support/cpu.rs"]
@@ -109,9 +111,12 @@ fn main() {
             continue;
         }
         let run = median(runs);
-        let ratio = echo.map_or(f64::NAN, |echo| run.rate / echo.rate);
+        // Without the echo bot in this run (`--only`), there is nothing to compare with.
+        let ratio = echo.map_or("—".to_string(), |echo| {
+            format!("{:.2}×", run.rate / echo.rate)
+        });
         println!(
-            "{:<22} {:>12.0} {:>9.2}× {:>16.1}",
+            "{:<22} {:>12.0} {:>10} {:>16.1}",
             format!("adapter {}", command.split(' ').next().unwrap_or(command)),
             run.rate,
             ratio,

@@ -8,6 +8,8 @@
 //!
 //! `cargo bench --bench webhook [-- --events N --buyers N]`
 
+#[path = "support/alloc.rs"]
+mod alloc;
 #[path = "support/args.rs"]
 mod args;
 

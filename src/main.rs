@@ -8,6 +8,13 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use imagegpt::{cli::Cli, config::Config, telemetry};
 
+/// mimalloc, not the system's malloc: SQLite, sqlx's rows and every update's JSON allocate and
+/// free many small blocks on several threads, and glibc's malloc spent a fifth of the store
+/// writer's time there (`perf`, `cargo bench --bench telegram`), with page faults and
+/// `malloc_consolidate` on the runtime's threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
