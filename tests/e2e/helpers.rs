@@ -135,6 +135,26 @@ pub fn imagegpt(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("the binary runs")
 }
 
+/// [`imagegpt`] off the test's runtime: an application serving on that runtime goes on running
+/// (and hearing the changes the command line makes) while the binary runs, as it does beside an
+/// operator's shell. A blocking run would freeze it, and on its wake an update could race the
+/// reading of SQLite's change log.
+pub async fn imagegpt_beside(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        imagegpt(&dir, &args, &env)
+    })
+    .await
+    .expect("the binary's run ends")
+}
+
 /// Standard output and error as text, for assertions.
 pub fn text(output: &Output) -> (String, String) {
     (

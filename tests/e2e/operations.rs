@@ -7,7 +7,7 @@ use std::time::Duration;
 use bot_core::Backend;
 use fakes::telegram::{Chat, FakeTelegram, Sent};
 
-use crate::helpers::{TestApp, imagegpt, spawn_app, spawn_instance, text};
+use crate::helpers::{TestApp, imagegpt_beside, spawn_app, spawn_instance, text};
 
 const TOKEN: &str = "123456:OPS-token";
 const SETTINGS: &str = "[workers]\npoll_ms = 20\nstatus_edit_ms = 0\n";
@@ -70,9 +70,9 @@ async fn admins_act_in_a_chat_and_on_the_command_line_and_everything_is_audited(
     // The operator's command line, on the same database and rules.
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [("DATABASE_URL", app.db.url())];
-    let out = imagegpt(dir.path(), &["admin", "unban", "telegram:9502"], &env);
+    let out = imagegpt_beside(dir.path(), &["admin", "unban", "telegram:9502"], &env).await;
     assert!(out.status.success(), "{:?}", text(&out));
-    let out = imagegpt(
+    let out = imagegpt_beside(
         dir.path(),
         &[
             "admin",
@@ -83,15 +83,16 @@ async fn admins_act_in_a_chat_and_on_the_command_line_and_everything_is_audited(
             "correction",
         ],
         &env,
-    );
+    )
+    .await;
     assert!(
         text(&out).0.contains("Their balance: 12 credits"),
         "{:?}",
         text(&out)
     );
-    let out = imagegpt(dir.path(), &["admin", "stats", "--days", "1"], &env);
+    let out = imagegpt_beside(dir.path(), &["admin", "stats", "--days", "1"], &env).await;
     assert!(text(&out).0.contains("2 people"), "{:?}", text(&out));
-    let out = imagegpt(dir.path(), &["admin", "log"], &env);
+    let out = imagegpt_beside(dir.path(), &["admin", "log"], &env).await;
     let (log, _) = text(&out);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 5, "{log}");
@@ -107,18 +108,19 @@ async fn admins_act_in_a_chat_and_on_the_command_line_and_everything_is_audited(
         "{log}"
     );
     // Exit codes come from the outcome, not from the words: refused 1, unreadable 2.
-    let out = imagegpt(dir.path(), &["admin", "lookup", "telegram:404"], &env);
+    let out = imagegpt_beside(dir.path(), &["admin", "lookup", "telegram:404"], &env).await;
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     assert!(
         text(&out).1.contains("No one with the identity"),
         "{:?}",
         text(&out)
     );
-    let out = imagegpt(
+    let out = imagegpt_beside(
         dir.path(),
         &["admin", "unban", "telegram:9502", "twice"],
         &env,
-    );
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(text(&out).1.contains("Usage"), "{:?}", text(&out));
     fake.message(&ann, 9502, "/balance");

@@ -168,20 +168,11 @@ impl Store {
             Err(Error::User(UserError::TooManyQueued { .. }))
                 if self.backend() == Backend::Sqlite =>
             {
-                Err(Error::User(self.why_not_queued(job.user, limits).await?))
+                let why = not_queued(&mut *self.reader().await?, job.user, *limits).await?;
+                Err(Error::User(why))
             }
             Err(error) => self.with_available_credits(error, job.wallet).await,
         }
-    }
-
-    /// Why a person may not queue: banned, frozen or at their cap, as the database says.
-    async fn why_not_queued(&self, user: UserId, limits: &JobLimits) -> Result<UserError> {
-        let person: Option<(i64, i64, String)> = sqlx::query_as(PERSON)
-            .bind(user.get())
-            .fetch_optional(&mut *self.reader().await?)
-            .await?;
-        let person = person.map(|(banned, frozen, _)| (banned == 1, frozen == 1));
-        Ok(not_queued_because(person, *limits))
     }
 
     /// Claims the next job for `worker`, fairly between people, for `lease`. Jobs whose lease
@@ -196,46 +187,44 @@ impl Store {
         lease: Duration,
         limits: &JobLimits,
     ) -> Result<Option<Lease>> {
-        let backend = self.backend();
         let (worker, max_running) = (worker.to_string(), limits.max_running_per_person);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        // On SQLite the one writer excludes every other claimer, and each claim changes one row
-        // with a statement that re-checks the job is still claimable; PostgreSQL locks the row
-        // (skipping rows other instances hold) in a transaction.
-        let atomic = match backend {
-            Backend::Sqlite => Atomic::Statement,
-            Backend::Postgres => Atomic::Transaction,
-        };
-        // An UPDATE takes SQLite's write lock even when it changes nothing, and idle workers ask
-        // every few milliseconds: without this look first, the file's other writers (the
-        // operator's `imagegpt admin`) can wait for a turn that never comes.
-        if backend == Backend::Sqlite && !self.anything_claimable(max_running).await? {
-            return Ok(None);
-        }
-        if backend == Backend::Sqlite {
-            let now = now_millis();
-            let args = vec![
-                Arg::from(now),
-                Arg::from(i64::from(max_running)),
-                Arg::from(worker.as_str()),
-                Arg::from(now.saturating_add(lease_ms)),
-            ];
-            return self
-                .retrying(|| {
+        match self.backend() {
+            // The one writer excludes every other claimer, and the claim is one statement that
+            // chooses and takes the job.
+            Backend::Sqlite => {
+                // An UPDATE takes SQLite's write lock even when it changes nothing, and idle
+                // workers ask every few milliseconds: without this look first, the file's other
+                // writers (the operator's `imagegpt admin`) can wait for a turn that never comes.
+                if !self.anything_claimable(max_running).await? {
+                    return Ok(None);
+                }
+                let now = now_millis();
+                let args = vec![
+                    Arg::from(now),
+                    Arg::from(i64::from(max_running)),
+                    Arg::from(worker.as_str()),
+                    Arg::from(now.saturating_add(lease_ms)),
+                ];
+                self.retrying(|| {
                     let worker = worker.clone();
                     self.write_plan(Plan::new(&CLAIM, args.clone(), move |rows| {
                         Ok(job_in(&rows)?.map(|job| Lease { job, worker }))
                     }))
                 })
-                .await;
+                .await
+            }
+            // Rows locked in a transaction, skipping those other instances hold.
+            Backend::Postgres => {
+                self.retrying(|| {
+                    let worker = worker.clone();
+                    self.write(Atomic::Transaction, move |conn| {
+                        Box::pin(claim_next(conn, worker, lease_ms, max_running))
+                    })
+                })
+                .await
+            }
         }
-        self.retrying(|| {
-            let worker = worker.clone();
-            self.write(atomic, move |conn| {
-                Box::pin(claim_next(conn, worker, lease_ms, max_running))
-            })
-        })
-        .await
     }
 
     /// Whether any job is claimable now (read without the write lock).
@@ -501,23 +490,14 @@ impl Store {
         made: Option<Made>,
     ) -> Result<Job> {
         let id = lease.job.id;
-        let (provider, cost) = match made {
-            Some(Made { provider, cost }) => (Some(provider), cost.map(Usd::to_db)),
-            None => (None, None),
-        };
-        let args = vec![
-            Arg::from(id.get()),
-            Arg::from(to.as_str()),
-            Arg::from(now_millis()),
-            Arg::from(failure),
-            Arg::from(Some(lease.worker.clone())),
-            Arg::from(provider),
-            Arg::from(cost),
-        ];
         self.retrying(|| {
-            self.write_plan(Plan::new(&FINISH, args.clone(), move |rows| {
-                job_in(&rows)?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
-            }))
+            self.write_plan(finish_plan(
+                id,
+                Some(&lease.worker),
+                to,
+                failure.as_deref(),
+                made.as_ref(),
+            ))
         })
         .await
     }
@@ -561,32 +541,28 @@ async fn position(conn: &mut AnyConnection, id: JobId) -> Result<u64> {
     Ok(u64::try_from(ahead).unwrap_or(0))
 }
 
-async fn finish_job(
-    conn: &mut AnyConnection,
+/// A job's end as a plan: to state `to`, by `worker` (`None`: whoever holds it, as a
+/// cancellation does), with its failure and who made its result. The database's `job_ended`
+/// trigger posts or voids the hold in the same statement.
+fn finish_plan(
     id: JobId,
-    worker: Option<String>,
+    worker: Option<&str>,
     to: JobState,
-    failure: Option<String>,
-    made: Option<Made>,
-) -> Result<Job> {
-    let (provider, cost) = match made {
-        Some(Made { provider, cost }) => (Some(provider), cost.map(Usd::to_db)),
-        None => (None, None),
-    };
-    let row = sqlx::query_as::<_, JobRow>(FINISH.sql())
-        .bind(id.get())
-        .bind(to.as_str())
-        .bind(now_millis())
-        .bind(failure)
-        .bind(worker)
-        .bind(provider)
-        .bind(cost)
-        .fetch_optional(&mut *conn)
-        .await?;
-    // The database's `job_ended` trigger posts or voids the hold in this same statement.
-    row.map(job_from_row)
-        .transpose()?
-        .ok_or_else(|| Error::from(Fault::LeaseLost(id)))
+    failure: Option<&str>,
+    made: Option<&Made>,
+) -> Plan<Job> {
+    let args = vec![
+        Arg::from(id.get()),
+        Arg::from(to.as_str()),
+        Arg::from(now_millis()),
+        Arg::from(failure),
+        Arg::from(worker),
+        Arg::from(made.map(|made| made.provider.as_str())),
+        Arg::from(made.and_then(|made| made.cost).map(Usd::to_db)),
+    ];
+    Plan::new(&FINISH, args, move |rows| {
+        job_in(&rows)?.ok_or_else(|| Error::from(Fault::LeaseLost(id)))
+    })
 }
 
 /// Cancels every open job of `user` (a ban): queued ones end now with their holds voided,
@@ -611,15 +587,9 @@ async fn cancel_job(conn: &mut AnyConnection, user: UserId, id: JobId) -> Result
         .ok_or(Error::User(UserError::UnknownJob(id)))?;
     match job.state {
         JobState::Queued => {
-            finish_job(
-                conn,
-                id,
-                None,
-                JobState::Cancelled,
-                Some("cancelled".into()),
-                None,
-            )
-            .await
+            finish_plan(id, None, JobState::Cancelled, Some("cancelled"), None)
+                .run_alone(conn)
+                .await
         }
         JobState::Running => {
             sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")

@@ -1,9 +1,9 @@
 //! Writes as data: SQL with its arguments and a reader of its rows, so that SQLite's writer can
 //! send many of them to its connection's thread in one round trip.
 //!
-//! A round trip to sqlx's SQLite thread costs far more than a short statement (measured here:
-//! ~38 µs of wall time and ~26 µs of CPU for one `UPDATE` sent alone, ~3 µs each sent 32 at a
-//! time), and SQLite has one writer: a write that is a closure over the connection costs one
+//! A round trip to sqlx's SQLite thread costs far more than a short statement (`cargo bench
+//! --bench round_trips`: ~43 µs of wall time and ~30 µs of CPU for one `UPDATE` sent alone,
+//! ~1.3 µs each sent 32 at a time), and SQLite has one writer: a write that is a closure over the connection costs one
 //! round trip per statement it sends. A [`Plan`] is the same write told as data; the writer puts
 //! the plans of one [`Script`] waiting in a batch into one query ([`Script::chunk`]), each with
 //! its parameters renumbered, and hands each plan its own rows.
@@ -13,7 +13,10 @@
 //! nothing. Once the next plan in the same query has run, a plan's writes can no longer be
 //! undone alone.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    ops::Range,
+    sync::{Arc, OnceLock},
+};
 
 use sqlx::{
     AnyConnection, Either,
@@ -45,18 +48,13 @@ impl Script {
     pub(crate) fn new(sql: impl Into<String>) -> Arc<Script> {
         let sql = sql.into();
         let sql = sql.trim().trim_end_matches(';').to_string();
-        let (statements, params) = shape(&sql);
+        let (separators, params) = scan(&sql);
         Arc::new(Script {
+            statements: separators + 1,
+            params: params.iter().map(|(_, n)| *n).max().unwrap_or(0),
             sql,
-            statements,
-            params,
             chunks: Default::default(),
         })
-    }
-
-    /// The script alone, as PostgreSQL or a single plan runs it.
-    pub(crate) fn sql(&self) -> &str {
-        &self.sql
     }
 
     /// Whether each plan of this script runs inside a savepoint of its own (when it has several
@@ -98,62 +96,41 @@ impl Script {
     }
 }
 
-/// The number of statements in `sql` and its highest parameter number, reading past quoted
-/// strings and identifiers.
-fn shape(sql: &str) -> (usize, usize) {
-    let mut statements = 1;
-    let mut params = 0;
+/// Reads `sql` past quoted strings and identifiers: how many `;` separate its statements, and
+/// each parameter `$n` (where its number is written, and the number).
+fn scan(sql: &str) -> (usize, Vec<(Range<usize>, usize)>) {
+    let mut separators = 0;
+    let mut params = Vec::new();
     let mut quote = None;
     for (at, c) in sql.char_indices() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
             (None, '\'' | '"') => quote = Some(c),
-            (None, ';') => statements += 1,
+            (None, ';') => separators += 1,
             (None, '$') => {
-                let digits: String = sql[at + 1..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if let Ok(n) = digits.parse::<usize>() {
-                    params = params.max(n);
+                let digits =
+                    at + 1..at + 1 + sql[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+                if let Ok(n) = sql[digits.clone()].parse() {
+                    params.push((digits, n));
                 }
             }
             _ => {}
         }
     }
-    (statements, params)
+    (separators, params)
 }
 
 /// `sql` with every parameter `$n` outside quotes written as `$(n + offset)`.
 fn renumber(sql: &str, offset: usize) -> String {
-    if offset == 0 {
-        return sql.to_string();
-    }
     let mut out = String::with_capacity(sql.len() + 16);
-    let mut quote = None;
-    let mut rest = sql.char_indices().peekable();
-    while let Some((at, c)) = rest.next() {
-        out.push(c);
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '$') => {
-                let digits: String = sql[at + 1..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                if let Ok(n) = digits.parse::<usize>() {
-                    out.push_str(&(n + offset).to_string());
-                    for _ in 0..digits.len() {
-                        rest.next();
-                    }
-                }
-            }
-            _ => {}
-        }
+    let mut copied = 0;
+    for (digits, n) in scan(sql).1 {
+        out.push_str(&sql[copied..digits.start]);
+        out.push_str(&(n + offset).to_string());
+        copied = digits.end;
     }
+    out.push_str(&sql[copied..]);
     out
 }
 
@@ -187,6 +164,12 @@ impl From<String> for Arg {
 impl From<&str> for Arg {
     fn from(value: &str) -> Arg {
         Arg::Text(value.to_string())
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(value: Option<&str>) -> Arg {
+        Arg::OptText(value.map(str::to_string))
     }
 }
 
@@ -231,11 +214,7 @@ impl<T: Send + 'static> Plan<T> {
         args: Vec<Arg>,
         read: impl FnOnce(Vec<AnyRow>) -> Result<T> + Send + 'static,
     ) -> Plan<T> {
-        Plan {
-            script: script.clone(),
-            args,
-            finish: Box::new(move |rows| read(rows?)),
-        }
+        Plan::refusing(script, args, read, |error| error)
     }
 
     /// As [`Plan::new`], with the statements' errors turned into what they mean first.

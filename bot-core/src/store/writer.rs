@@ -206,21 +206,22 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         }
     }
     // One statement alone needs no transaction of its own: the database applies it whole.
-    if ops.len() + plans.len() == 1 {
-        if let Some((Atomic::Statement, _, _)) = ops.first() {
-            if let Some((_, op, reply)) = ops.pop() {
-                let _ = reply.send(op(conn).await);
-            }
-            return;
-        }
-        if let Some((plan, _)) = plans.first()
-            && plan.script.statements_per_plan() == 1
-        {
-            if let Some((plan, reply)) = plans.pop() {
-                let _ = reply.send(plan.run_alone(conn).await);
-            }
-            return;
-        }
+    let alone = ops.len() + plans.len() == 1;
+    if alone
+        && matches!(ops.first(), Some((Atomic::Statement, ..)))
+        && let Some((_, op, reply)) = ops.pop()
+    {
+        let _ = reply.send(op(conn).await);
+        return;
+    }
+    if alone
+        && plans
+            .first()
+            .is_some_and(|(plan, _)| plan.script.statements_per_plan() == 1)
+        && let Some((plan, reply)) = plans.pop()
+    {
+        let _ = reply.send(plan.run_alone(conn).await);
+        return;
     }
     if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
         let why = format!("could not begin a write transaction: {error}");

@@ -105,7 +105,10 @@ pub(super) fn enqueue_plan(job: NewJob, limits: JobLimits, revenue: AccountId) -
                     && db.message().contains(NOT_QUEUED)
             });
             if not_queued {
-                Error::User(not_queued_because(None, limits))
+                // Why is asked once the write is undone (see `Store::enqueue_placed`).
+                Error::User(UserError::TooManyQueued {
+                    limit: limits.max_queued_per_person,
+                })
             } else {
                 refused_hold(error, &job)
             }
@@ -138,21 +141,28 @@ pub(super) fn enqueue_plan(job: NewJob, limits: JobLimits, revenue: AccountId) -
     )
 }
 
-/// Whether a person is banned and frozen, as the database says, tagged `person` for a script.
-pub(super) const PERSON: &str = "SELECT CASE WHEN banned_at IS NULL THEN 0 ELSE 1 END, \
-                             CASE WHEN frozen_at IS NULL THEN 0 ELSE 1 END, 'person' \
-                      FROM users WHERE id = $1";
-
-/// Why a job was not queued once its hold was made: the person's (banned, frozen) state, as
-/// [`PERSON`] read it, or else their cap.
-pub(super) fn not_queued_because(person: Option<(bool, bool)>, limits: JobLimits) -> UserError {
-    match person {
-        Some((true, _)) => UserError::Suspended,
-        Some((_, true)) => UserError::Frozen,
+/// Why a person may not queue, as the database says now: banned, frozen, or else at their cap.
+pub(super) async fn not_queued(
+    conn: &mut AnyConnection,
+    user: UserId,
+    limits: JobLimits,
+) -> Result<UserError> {
+    // Integers, not booleans: SQLite has none, and sqlx's `Any` reads its 0 and 1 as numbers.
+    let person: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN banned_at IS NULL THEN 0 ELSE 1 END, \
+                CASE WHEN frozen_at IS NULL THEN 0 ELSE 1 END \
+         FROM users WHERE id = $1",
+    )
+    .bind(user.get())
+    .fetch_optional(conn)
+    .await?;
+    Ok(match person {
+        Some((1, _)) => UserError::Suspended,
+        Some((_, 1)) => UserError::Frozen,
         _ => UserError::TooManyQueued {
             limit: limits.max_queued_per_person,
         },
-    }
+    })
 }
 
 /// A hold the database refused, as the error its cause means.
@@ -219,12 +229,7 @@ pub(super) async fn insert_job(
         .await?;
     let Some(row) = row else {
         // Whatever was remembered of this person, the database decides.
-        let person: Option<(i64, i64, String)> = sqlx::query_as(PERSON)
-            .bind(job.user.get())
-            .fetch_optional(conn)
-            .await?;
-        let person = person.map(|(banned, frozen, _)| (banned == 1, frozen == 1));
-        return Err(Error::User(not_queued_because(person, limits)));
+        return Err(Error::User(not_queued(conn, job.user, limits).await?));
     };
     job_from_row(row)
 }
