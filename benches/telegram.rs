@@ -7,7 +7,9 @@
 //!
 //! The fake runs on a runtime of its own (threads `fake-*`), the bots on another (`bot-*`, with
 //! sqlx's SQLite threads): the CPU microseconds per update beside each rate are the bot's own,
-//! the process's CPU less the fake's threads and the main thread that queues the updates.
+//! the process's CPU less the fake's threads and the main thread that queues the updates. The
+//! context switches per update beside them count the same threads' parks and wake-ups: each is
+//! a hand-off between threads (the runtime's, sqlx's SQLite ones) that costs beyond its CPU.
 //!
 //! `cargo bench --bench telegram [-- --updates N --runs N --only echo|balance|imagine]`: each
 //! row is the median of `runs` (default 3); `--only` runs one bot alone, for a profile of it.
@@ -47,11 +49,13 @@ const TOKEN: &str = "123456:BENCH-token";
 /// The threads whose CPU is not the bot's (besides the main thread, which queues updates).
 const FAKE_THREADS: &[&str] = &["fake-"];
 
-/// One timed run: updates per second, and the bot's CPU microseconds per update.
+/// One timed run: updates per second, the bot's CPU microseconds per update, and its threads'
+/// context switches per update.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rate: f64,
     cpu_us: f64,
+    switches: f64,
 }
 
 fn main() {
@@ -75,8 +79,8 @@ fn main() {
         "telegram benchmark: {updates} updates, each from its own private chat; median of {runs} runs"
     );
     println!(
-        "{:<22} {:>12} {:>10} {:>16}",
-        "bot", "updates/s", "vs echo", "bot CPU µs/upd"
+        "{:<22} {:>12} {:>10} {:>16} {:>16}",
+        "bot", "updates/s", "vs echo", "bot CPU µs/upd", "switches/upd"
     );
     let median = |mut all: Vec<Run>| {
         all.sort_by(|a, b| a.rate.total_cmp(&b.rate));
@@ -102,8 +106,8 @@ fn main() {
     let echo = (!echo_runs.is_empty()).then(|| median(echo_runs));
     if let Some(echo) = echo {
         println!(
-            "{:<22} {:>12.0} {:>10} {:>16.1}",
-            "teloxide echo bot", echo.rate, "1.00×", echo.cpu_us
+            "{:<22} {:>12.0} {:>10} {:>16.1} {:>16.2}",
+            "teloxide echo bot", echo.rate, "1.00×", echo.cpu_us, echo.switches
         );
     }
     for (command, runs) in commands.iter().zip(adapter_runs) {
@@ -116,11 +120,12 @@ fn main() {
             format!("{:.2}×", run.rate / echo.rate)
         });
         println!(
-            "{:<22} {:>12.0} {:>10} {:>16.1}",
+            "{:<22} {:>12.0} {:>10} {:>16.1} {:>16.2}",
             format!("adapter {}", command.split(' ').next().unwrap_or(command)),
             run.rate,
             ratio,
-            run.cpu_us
+            run.cpu_us,
+            run.switches
         );
     }
 }
@@ -152,9 +157,11 @@ fn perf_control(command: &str) {
     }
 }
 
-/// Times `n` answers from the moment `started`, with the bot's CPU over the same time.
+/// Times `n` answers from the moment `started`, with the bot's CPU and its threads' context
+/// switches over the same time.
 async fn timed(fake: &FakeTelegram, n: usize, total: usize, queue_them: impl FnOnce()) -> Run {
     let cpu = cpu::seconds_except(FAKE_THREADS);
+    let switches = cpu::switches_except(FAKE_THREADS);
     perf_control("enable");
     let started = Instant::now();
     queue_them();
@@ -164,6 +171,8 @@ async fn timed(fake: &FakeTelegram, n: usize, total: usize, queue_them: impl FnO
     Run {
         rate: n as f64 / elapsed,
         cpu_us: (cpu::seconds_except(FAKE_THREADS) - cpu) * 1e6 / n as f64,
+        switches: cpu::switches_between(&switches, &cpu::switches_except(FAKE_THREADS)) as f64
+            / n as f64,
     }
 }
 

@@ -56,3 +56,49 @@ pub fn seconds_except(others: &[&str]) -> f64 {
     }
     process.saturating_sub(excluded) as f64 / TICKS
 }
+
+/// Context switches (voluntary and involuntary, from `/proc/self/task/*/status`) of each live
+/// thread, by thread id, except the main thread and the threads named with one of `others`.
+/// Every switch is a thread parked and woken again: between the runtime and sqlx's SQLite
+/// threads, the cost of a hand-off the CPU time alone does not explain.
+#[allow(dead_code)] // Not every bench binary asks.
+pub fn switches_except(others: &[&str]) -> std::collections::HashMap<String, u64> {
+    let main = std::process::id().to_string();
+    let mut switches = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return switches;
+    };
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().to_string();
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::trim)
+        };
+        let name = field("Name:").unwrap_or_default();
+        if tid == main || others.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let count = |name: &str| field(name).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        let total = count("voluntary_ctxt_switches:") + count("nonvoluntary_ctxt_switches:");
+        switches.insert(tid, total);
+    }
+    switches
+}
+
+/// The switches made between two readings of [`switches_except`]: by the threads alive at
+/// both, and all of those of threads born in between (a thread that ended is not counted).
+#[allow(dead_code)] // Not every bench binary asks.
+pub fn switches_between(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> u64 {
+    after
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
