@@ -4,11 +4,14 @@
 //!
 //! `cargo bench --bench ledger [-- --seconds N --runs N]`: each row is the median of `runs`
 //! runs (default 3) of `seconds` each (default 5), with the lowest and highest beside it.
+//! `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`).
 
 #[path = "support/alloc.rs"]
 mod alloc;
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/sql_log.rs"]
+mod sql_log;
 
 use std::{
     process::Command,
@@ -29,6 +32,7 @@ use bot_core::{
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
 fn main() {
+    sql_log::start();
     let seconds = args::option("--seconds", 5);
     let runs = args::option("--runs", 3).max(1);
     let duration = Duration::from_secs(seconds);
