@@ -105,10 +105,7 @@ fn main() {
     }
     let echo = (!echo_runs.is_empty()).then(|| median(echo_runs));
     if let Some(echo) = echo {
-        println!(
-            "{:<22} {:>12.0} {:>10} {:>16.1} {:>16.2}",
-            "teloxide echo bot", echo.rate, "1.00×", echo.cpu_us, echo.switches
-        );
+        print_row("teloxide echo bot", "1.00×", echo);
     }
     for (command, runs) in commands.iter().zip(adapter_runs) {
         if runs.is_empty() {
@@ -119,15 +116,17 @@ fn main() {
         let ratio = echo.map_or("—".to_string(), |echo| {
             format!("{:.2}×", run.rate / echo.rate)
         });
-        println!(
-            "{:<22} {:>12.0} {:>10} {:>16.1} {:>16.2}",
-            format!("adapter {}", command.split(' ').next().unwrap_or(command)),
-            run.rate,
-            ratio,
-            run.cpu_us,
-            run.switches
-        );
+        let name = format!("adapter {}", command.split(' ').next().unwrap_or(command));
+        print_row(&name, &ratio, run);
     }
+}
+
+/// One row of the table: the bot, its rate and the ratio to the echo bot, its CPU and switches.
+fn print_row(bot: &str, ratio: &str, run: Run) {
+    println!(
+        "{:<22} {:>12.0} {:>10} {:>16.1} {:>16.2}",
+        bot, run.rate, ratio, run.cpu_us, run.switches
+    );
 }
 
 /// Queues `n` messages from `n` people.

@@ -9,14 +9,12 @@ const TICKS: f64 = 100.0;
 
 /// `(utime + stime)` in ticks from a `stat` line: the name may hold spaces, so fields are
 /// counted from the last ')'.
-fn ticks(stat: &str) -> Option<(String, u64)> {
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let name = stat[open + 1..close].to_string();
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+fn ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
     // After the name: state is field 3 of stat(5); utime and stime are fields 14 and 15.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((name, utime + stime))
+    Some(utime + stime)
 }
 
 /// Seconds of CPU used so far by this process, every thread it ever had.
@@ -29,7 +27,35 @@ fn process_ticks() -> u64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| ticks(&stat))
-        .map_or(0, |(_, ticks)| ticks)
+        .unwrap_or(0)
+}
+
+/// A live thread of this process: its id, its folder under `/proc/self/task`, and whether it
+/// is the bot's: neither the main thread nor one named with one of the `others` given.
+struct Thread {
+    tid: String,
+    folder: std::path::PathBuf,
+    bots: bool,
+}
+
+fn threads(others: &[&str]) -> Vec<Thread> {
+    let main = std::process::id().to_string();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_string_lossy().to_string();
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let bots = tid != main && !others.iter().any(|p| name.starts_with(p));
+            Some(Thread {
+                tid,
+                folder: task.path(),
+                bots,
+            })
+        })
+        .collect()
 }
 
 /// Seconds of CPU used so far by this process, except its main thread and the threads named
@@ -37,23 +63,11 @@ fn process_ticks() -> u64 {
 #[allow(dead_code)] // Not every bench binary asks.
 pub fn seconds_except(others: &[&str]) -> f64 {
     let process = process_ticks();
-    let main = std::process::id().to_string();
-    let mut excluded = 0;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let Some((name, ticks)) = std::fs::read_to_string(task.path().join("stat"))
-                .ok()
-                .and_then(|stat| ticks(&stat))
-            else {
-                continue;
-            };
-            if task.file_name().to_string_lossy() == main
-                || others.iter().any(|p| name.starts_with(p))
-            {
-                excluded += ticks;
-            }
-        }
-    }
+    let excluded: u64 = threads(others)
+        .into_iter()
+        .filter(|thread| !thread.bots)
+        .filter_map(|thread| ticks(&std::fs::read_to_string(thread.folder.join("stat")).ok()?))
+        .sum();
     process.saturating_sub(excluded) as f64 / TICKS
 }
 
@@ -63,31 +77,22 @@ pub fn seconds_except(others: &[&str]) -> f64 {
 /// threads, the cost of a hand-off the CPU time alone does not explain.
 #[allow(dead_code)] // Not every bench binary asks.
 pub fn switches_except(others: &[&str]) -> std::collections::HashMap<String, u64> {
-    let main = std::process::id().to_string();
-    let mut switches = std::collections::HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return switches;
-    };
-    for task in tasks.flatten() {
-        let tid = task.file_name().to_string_lossy().to_string();
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .map(str::trim)
-        };
-        let name = field("Name:").unwrap_or_default();
-        if tid == main || others.iter().any(|p| name.starts_with(p)) {
-            continue;
-        }
-        let count = |name: &str| field(name).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-        let total = count("voluntary_ctxt_switches:") + count("nonvoluntary_ctxt_switches:");
-        switches.insert(tid, total);
-    }
-    switches
+    threads(others)
+        .into_iter()
+        .filter(|thread| thread.bots)
+        .filter_map(|thread| {
+            let status = std::fs::read_to_string(thread.folder.join("status")).ok()?;
+            let count = |field: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(field))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let total = count("voluntary_ctxt_switches:") + count("nonvoluntary_ctxt_switches:");
+            Some((thread.tid, total))
+        })
+        .collect()
 }
 
 /// The switches made between two readings of [`switches_except`]: by the threads alive at
