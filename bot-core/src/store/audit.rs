@@ -2,6 +2,8 @@
 
 use std::{collections::HashMap, fmt};
 
+use sqlx::AnyConnection;
+
 use super::rows::{AccountRow, named_row};
 use crate::{Result, Store};
 
@@ -259,19 +261,19 @@ impl Store {
             );
         }
 
-        self.audit_lots(&mut report, &mut problems, &available)
-            .await?;
+        // On the connection already held: taking a second reader while holding one waits
+        // forever when the store has one reader, or when the other is taken at that moment.
+        Self::audit_lots(&mut conn, &mut report, &mut problems, &available).await?;
         report.problems = problems.finish();
         Ok(report)
     }
 
     async fn audit_lots(
-        &self,
+        conn: &mut AnyConnection,
         report: &mut AuditReport,
         problems: &mut Problems,
         available: &HashMap<i64, i128>,
     ) -> Result<()> {
-        let mut conn = self.reader().await?;
         let lots: Vec<LotRow> = sqlx::query_as(
             "SELECT l.id AS lot, l.account_id AS account, l.transfer_id AS transfer, l.credits, \
                l.remaining, COALESCE(c.consumed, 0) AS consumed, t.credit_account_id AS credited, \
