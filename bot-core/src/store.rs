@@ -37,16 +37,7 @@ use migrate::*;
 pub(crate) use plan::{Arg, Plan, Script};
 pub(crate) use writer::*;
 
-use std::{
-    future::Future,
-    path::PathBuf,
-    str::FromStr,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -56,7 +47,7 @@ use sqlx::{
     error::ErrorKind,
     migrate::{Migration, MigrationType, Migrator},
 };
-use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{AccountId, Error, Result, UserId, ledger::SystemAccount};
 
@@ -216,14 +207,11 @@ impl Store {
                 let checkpointer = open_sqlite(&url, &pragmas).await?;
                 let mut readers = Vec::new();
                 for _ in 0..config.max_connections.max(1) {
-                    readers.push(Mutex::new(Some(open_sqlite(&url, &pragmas).await?)));
+                    readers.push(open_sqlite(&url, &pragmas).await?);
                 }
                 (
                     Writer::Sqlite(WriterHandle::start(writer, checkpointer)),
-                    Readers::Sqlite {
-                        connections: readers,
-                        next: AtomicUsize::new(0),
-                    },
+                    Readers::Sqlite(IdleReaders::new(readers)),
                 )
             }
             Backend::Postgres => {
@@ -370,42 +358,71 @@ pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i6
 /// round trip to the connection's thread, as costly as the read itself.
 #[derive(Debug)]
 pub(crate) enum Readers {
-    Sqlite {
-        /// `None` once the store is closed.
-        connections: Vec<Mutex<Option<AnyConnection>>>,
-        next: AtomicUsize,
-    },
+    Sqlite(IdleReaders),
     Postgres(AnyPool),
+}
+
+/// SQLite's readers. Whoever asks gets the first one free, in the order they asked: a waiter
+/// is never tied to one busy connection while another stands idle (each waiter once picked a
+/// connection in turn and waited for that one alone).
+#[derive(Debug)]
+pub(crate) struct IdleReaders {
+    idle: std::sync::Mutex<Vec<AnyConnection>>,
+    /// One permit per connection in `idle`; closed with the store.
+    free: tokio::sync::Semaphore,
+    count: u32,
+}
+
+impl IdleReaders {
+    fn new(connections: Vec<AnyConnection>) -> IdleReaders {
+        IdleReaders {
+            free: tokio::sync::Semaphore::new(connections.len()),
+            count: u32::try_from(connections.len()).unwrap_or(u32::MAX),
+            idle: std::sync::Mutex::new(connections),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<AnyConnection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts a connection back and lets the next waiter in.
+    fn give_back(&self, connection: AnyConnection) {
+        self.idle().push(connection);
+        self.free.add_permits(1);
+    }
 }
 
 impl Readers {
     async fn acquire(&self) -> Result<ReadConnection<'_>> {
         match self {
-            Readers::Sqlite { connections, next } => {
-                let free = connections.iter().find_map(|c| c.try_lock().ok());
-                let guard = match free {
-                    Some(guard) => guard,
-                    None => {
-                        let at = next.fetch_add(1, Ordering::Relaxed) % connections.len().max(1);
-                        connections[at].lock().await
-                    }
-                };
-                if guard.is_none() {
-                    return Err(Error::Internal(anyhow::anyhow!("the store is closed")));
-                }
-                Ok(ReadConnection::Held(guard))
+            Readers::Sqlite(readers) => {
+                let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
+                readers.free.acquire().await.map_err(|_| closed())?.forget();
+                // A permit stands for a connection in `idle`: one is there.
+                let connection = readers.idle().pop().ok_or_else(closed)?;
+                Ok(ReadConnection::Held {
+                    connection: Some(connection),
+                    home: readers,
+                })
             }
             Readers::Postgres(pool) => Ok(ReadConnection::Pooled(pool.acquire().await?)),
         }
     }
 
+    /// Waits for the connections in use to come back, then closes them all.
     async fn close(&self) {
         match self {
-            Readers::Sqlite { connections, .. } => {
+            Readers::Sqlite(readers) => {
+                if let Ok(all) = readers.free.acquire_many(readers.count).await {
+                    all.forget();
+                }
+                readers.free.close();
+                let connections = std::mem::take(&mut *readers.idle());
                 for connection in connections {
-                    if let Some(connection) = connection.lock().await.take() {
-                        let _ = connection.close().await;
-                    }
+                    let _ = connection.close().await;
                 }
             }
             Readers::Postgres(pool) => pool.close().await,
@@ -415,9 +432,22 @@ impl Readers {
 
 /// A connection to read on; dereferences to [`AnyConnection`].
 pub(crate) enum ReadConnection<'a> {
-    /// Always `Some`: checked when acquired.
-    Held(MutexGuard<'a, Option<AnyConnection>>),
+    Held {
+        /// Always `Some` until dropped.
+        connection: Option<AnyConnection>,
+        home: &'a IdleReaders,
+    },
     Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
+impl Drop for ReadConnection<'_> {
+    fn drop(&mut self) {
+        if let ReadConnection::Held { connection, home } = self
+            && let Some(connection) = connection.take()
+        {
+            home.give_back(connection);
+        }
+    }
 }
 
 impl std::ops::Deref for ReadConnection<'_> {
@@ -425,7 +455,9 @@ impl std::ops::Deref for ReadConnection<'_> {
 
     fn deref(&self) -> &AnyConnection {
         match self {
-            ReadConnection::Held(guard) => guard.as_ref().unwrap_or_else(|| unreachable!()),
+            ReadConnection::Held { connection, .. } => {
+                connection.as_ref().unwrap_or_else(|| unreachable!())
+            }
             ReadConnection::Pooled(connection) => connection,
         }
     }
@@ -434,7 +466,9 @@ impl std::ops::Deref for ReadConnection<'_> {
 impl std::ops::DerefMut for ReadConnection<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            ReadConnection::Held(guard) => guard.as_mut().unwrap_or_else(|| unreachable!()),
+            ReadConnection::Held { connection, .. } => {
+                connection.as_mut().unwrap_or_else(|| unreachable!())
+            }
             ReadConnection::Pooled(connection) => connection,
         }
     }
@@ -629,6 +663,41 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
     use crate::Faulted as _;
+
+    /// A read waiting for a connection gets the first one given back, whichever it is: with
+    /// two readers, one held for long and one for a moment, a third read goes on as soon as
+    /// the short one ends (it once waited for a connection picked in turn, the long one here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_read_gets_the_first_reader_given_back() -> Result<()> {
+        let db = testing::TestDb::with_connections(Backend::Sqlite, "readers", 2)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("SQLite is always there"))?;
+        let store = db.store();
+        let long = store.reader().await?;
+        let short = store.reader().await?;
+        // Asked once, so that it waits in line while both are taken.
+        let mut third = std::pin::pin!(store.reader());
+        let waits =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(third.as_mut().poll(cx).is_pending()))
+                .await;
+        assert!(waits, "both readers are taken");
+        drop(short);
+        let mut reader = tokio::time::timeout(Duration::from_secs(10), third)
+            .await
+            .map_err(|_| anyhow::anyhow!("the third read waited for the long one"))??;
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *reader)
+            .await?;
+        drop(reader);
+        assert_eq!(one, 1);
+        drop(long);
+        store.close().await;
+        assert!(
+            store.reader().await.is_err(),
+            "a closed store lends no reader"
+        );
+        Ok(())
+    }
 
     #[test]
     fn database_urls_pick_their_backend() {
