@@ -388,43 +388,55 @@ impl IdleReaders {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The first connection free, waiting in line for one when all are lent.
+    async fn lend(&self) -> Result<ReadConnection<'_>> {
+        self.free.acquire().await.map_err(|_| closed())?.forget();
+        let connection = self.idle().pop().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "a reader's permit had no connection behind it"
+            ))
+        })?;
+        Ok(ReadConnection::Held {
+            connection: Some(connection),
+            home: self,
+        })
+    }
+
     /// Puts a connection back and lets the next waiter in.
     fn give_back(&self, connection: AnyConnection) {
         self.idle().push(connection);
         self.free.add_permits(1);
     }
+
+    /// Waits for the connections lent to come back, then closes them all.
+    async fn close(&self) {
+        if let Ok(all) = self.free.acquire_many(self.count).await {
+            all.forget();
+        }
+        self.free.close();
+        let connections = std::mem::take(&mut *self.idle());
+        for connection in connections {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+/// What a read or write gets once the store is closed.
+fn closed() -> Error {
+    Error::Internal(anyhow::anyhow!("the store is closed"))
 }
 
 impl Readers {
     async fn acquire(&self) -> Result<ReadConnection<'_>> {
         match self {
-            Readers::Sqlite(readers) => {
-                let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
-                readers.free.acquire().await.map_err(|_| closed())?.forget();
-                // A permit stands for a connection in `idle`: one is there.
-                let connection = readers.idle().pop().ok_or_else(closed)?;
-                Ok(ReadConnection::Held {
-                    connection: Some(connection),
-                    home: readers,
-                })
-            }
+            Readers::Sqlite(readers) => readers.lend().await,
             Readers::Postgres(pool) => Ok(ReadConnection::Pooled(pool.acquire().await?)),
         }
     }
 
-    /// Waits for the connections in use to come back, then closes them all.
     async fn close(&self) {
         match self {
-            Readers::Sqlite(readers) => {
-                if let Ok(all) = readers.free.acquire_many(readers.count).await {
-                    all.forget();
-                }
-                readers.free.close();
-                let connections = std::mem::take(&mut *readers.idle());
-                for connection in connections {
-                    let _ = connection.close().await;
-                }
-            }
+            Readers::Sqlite(readers) => readers.close().await,
             Readers::Postgres(pool) => pool.close().await,
         }
     }

@@ -121,7 +121,6 @@ impl WriterHandle {
 
     async fn submit<T: 'static>(&self, work: Work) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        let closed = || Error::Internal(anyhow::anyhow!("the store is closed"));
         self.sender
             .send(WriterMessage::Job(WriteJob { work, reply }))
             .await
