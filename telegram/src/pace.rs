@@ -113,11 +113,16 @@ impl Pace {
     }
 
     async fn turn(&self, chat: i64) {
-        let at = self.reserve(chat, Instant::now());
-        tokio::time::sleep_until(at).await;
+        let now = Instant::now();
+        let at = self.reserve(chat, now);
+        // A message free to go now goes without the timer, whose wheel turns once a
+        // millisecond: sleeping until `now` would cost a registration and up to a millisecond.
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
     }
 
-    /// The moment a message to `chat` may go, reserved.
+    /// The moment a message to `chat` may go, reserved: `now` itself when nothing holds it.
     fn reserve(&self, chat: i64, now: Instant) -> Instant {
         if self.chats.len() >= CHATS {
             self.chats
@@ -147,26 +152,40 @@ impl Pace {
         at
     }
 
-    /// The first free overall slot at or after `earliest`, taken.
+    /// The first free overall slot at or after `earliest`, taken; the moment the message goes
+    /// (`now` when that is the slot `now` is in).
+    ///
+    /// Slot `k` covers `[k, k + 1)` slot lengths from the origin, and a message goes within its
+    /// slot: at its start, or at once when its slot has begun. One message a slot of 1/(N−1) s
+    /// puts at most N in any second.
     fn take_slot(&self, earliest: Instant, now: Instant) -> Instant {
         let slot = self.slot.as_secs_f64();
-        let index =
-            |at: Instant| (at.duration_since(self.origin).as_secs_f64() / slot).ceil() as u64;
+        let since = |at: Instant| at.duration_since(self.origin).as_secs_f64() / slot;
         let mut taken = self
             .taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Slots in the past are of no use to anyone.
-        let current = index(now).saturating_sub(1);
+        // Slots before the one now is in are of no use to anyone.
+        let current = since(now).floor() as u64;
         while taken.first().is_some_and(|first| *first < current) {
             taken.pop_first();
         }
-        let mut at = index(earliest);
+        // A message free to go now may take the slot already begun; one that must wait takes
+        // the first slot starting at or after its moment.
+        let mut at = if earliest <= now {
+            current
+        } else {
+            since(earliest).ceil() as u64
+        };
         while taken.contains(&at) {
             at += 1;
         }
         taken.insert(at);
-        self.origin + Duration::from_secs_f64(at as f64 * slot)
+        if at == current {
+            now
+        } else {
+            self.origin + Duration::from_secs_f64(at as f64 * slot)
+        }
     }
 
     /// Telegram said to wait: nothing more goes to `chat` before `after` has passed.
@@ -202,8 +221,22 @@ mod tests {
         let now = Instant::now();
         let first = pace.reserve(7, now);
         let second = pace.reserve(7, now);
-        assert!(first - now < Duration::from_millis(40), "{:?}", first - now);
+        assert_eq!(first, now, "the first message waits for nothing");
         assert!(second - first >= SECOND, "{:?}", second - first);
+    }
+
+    #[test]
+    fn the_slot_already_begun_goes_to_one_message_only() {
+        let pace = Pace::new(30);
+        let now = Instant::now();
+        let first = pace.reserve(1, now);
+        let second = pace.reserve(2, now);
+        assert_eq!(first, now);
+        assert!(
+            second > now && second - now <= pace.slot,
+            "the second waits for the next slot: {:?}",
+            second - now
+        );
     }
 
     #[test]
@@ -265,8 +298,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok::<_, RequestError>(())
         };
-        // The chat's first message goes in the next overall slot (within 1/29 s), and is
-        // finished though abandoned while on the wire.
+        // The chat's first message goes at once, and is finished though abandoned while on
+        // the wire.
         let abandon = CancellationToken::new();
         let cancel = async {
             tokio::time::sleep(Duration::from_millis(70)).await;
