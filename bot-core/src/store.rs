@@ -13,6 +13,7 @@
 use crate::Fault;
 pub(crate) mod admin;
 pub mod audit;
+mod balance_cache;
 mod files;
 mod interactions;
 pub(crate) mod jobs;
@@ -22,7 +23,7 @@ pub(crate) mod links;
 mod migrate;
 pub(crate) mod payments;
 pub(crate) mod people;
-mod people_cache;
+pub(crate) mod people_cache;
 mod plan;
 pub(crate) mod quotes;
 mod rows;
@@ -145,6 +146,8 @@ pub(crate) struct Inner {
     pub(crate) system: [AccountId; SystemAccount::ALL.len()],
     /// Who is behind an identity, in memory (see [`people_cache`]).
     pub(crate) people: Arc<people_cache::PeopleCache>,
+    /// Wallets' balances, in memory on SQLite (see [`balance_cache`]).
+    pub(crate) balances: Arc<balance_cache::BalanceCache>,
     /// The task hearing other processes' changes to people (see [`people_cache`]).
     following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether SQLite credits a card payment with its one-round-trip script (see
@@ -185,6 +188,8 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig, migrations: Migrations) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(&config.url)?;
+        let balances = balance_cache::BalanceCache::new(backend == Backend::Sqlite);
+        let mut wallets_followed = None;
         let (writer, readers) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(&config.url)?;
@@ -209,8 +214,13 @@ impl Store {
                 for _ in 0..config.max_connections.max(1) {
                     readers.push(open_sqlite(&url, &pragmas).await?);
                 }
+                // The wallet log's readers (the writer, the follower) start at its end, before
+                // anything is remembered.
+                let written =
+                    balance_cache::WalletLog::start(balances.clone(), &mut writer).await?;
+                wallets_followed = Some(written.clone());
                 (
-                    Writer::Sqlite(WriterHandle::start(writer, checkpointer)),
+                    Writer::Sqlite(WriterHandle::start(writer, checkpointer, written)),
                     Readers::Sqlite(IdleReaders::new(readers)),
                 )
             }
@@ -247,11 +257,12 @@ impl Store {
             readers,
             system,
             people,
+            balances,
             following: std::sync::Mutex::new(listening),
             credit_script: std::sync::atomic::AtomicBool::new(true),
         });
-        if backend == Backend::Sqlite {
-            let following = tokio::spawn(people_cache::follow_log(Arc::downgrade(&inner)));
+        if let Some(wallets) = wallets_followed {
+            let following = tokio::spawn(people_cache::follow_log(Arc::downgrade(&inner), wallets));
             *inner
                 .following
                 .lock()

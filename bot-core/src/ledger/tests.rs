@@ -470,6 +470,84 @@ async fn the_audit_finishes_on_a_store_with_one_reader() {
     }
 }
 
+/// On SQLite a wallet's balance is kept in memory once read; each write of this process moves
+/// it, and the next read must show that write at once, not after the log follower's next look
+/// (every read here comes well within its 50 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_kept_in_memory_shows_this_processs_writes_at_once() {
+    let db = TestDb::sqlite().await;
+    let store = db.store();
+    let alice = person(store, "alice").await;
+    grant(store, &alice, 10, "g").await;
+    assert_eq!(available(store, &alice).await, 10);
+    assert!(
+        store.inner.balances.get(alice.wallet).is_some(),
+        "the balance is kept in memory"
+    );
+    let mut holds = Vec::new();
+    for round in 1..=5 {
+        holds.push(
+            hold(store, &alice, 1, &format!("job-{round}"))
+                .await
+                .expect("hold"),
+        );
+        assert_eq!(
+            available(store, &alice).await,
+            10 - round,
+            "after hold {round}"
+        );
+    }
+    store.post(holds[0].id).await.expect("post");
+    store.void(holds[1].id).await.expect("void");
+    assert_eq!(
+        available(store, &alice).await,
+        6,
+        "a void gives back at once"
+    );
+    grant(store, &alice, 4, "g2").await;
+    assert_eq!(available(store, &alice).await, 10, "a credit shows at once");
+    // The follower, reading the same log later, does not forget again what the writer forgot:
+    // the balance read since stays in memory.
+    tokio::time::sleep(crate::store::people_cache::POLL * 4).await;
+    assert!(
+        store.inner.balances.get(alice.wallet).is_some(),
+        "the balance read after the last write is still kept"
+    );
+    assert!(store.audit().await.expect("audit").is_clean());
+    store.close().await;
+}
+
+/// Another process on the same SQLite file (the operator's `imagegpt admin grant`, here a second
+/// store) changes a wallet this one keeps in memory: the log follower forgets it within moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_kept_in_memory_shows_another_processs_writes_within_moments() {
+    let db = TestDb::sqlite().await;
+    let store = db.store();
+    let alice = person(store, "alice").await;
+    grant(store, &alice, 10, "g").await;
+    assert_eq!(available(store, &alice).await, 10);
+    assert!(store.inner.balances.get(alice.wallet).is_some());
+    let config = crate::store::DatabaseConfig {
+        url: db.url().to_string(),
+        ..crate::store::DatabaseConfig::default()
+    };
+    let operator = Store::connect(&config, crate::store::Migrations::RequireCurrent)
+        .await
+        .expect("a second process on the file");
+    grant(&operator, &alice, 5, "by the operator").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while available(store, &alice).await != 15 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other process's grant was never seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    operator.close().await;
+    assert!(store.audit().await.expect("audit").is_clean());
+    store.close().await;
+}
+
 async fn audit_finds_tampered_balances_and_lots(store: Store) {
     let alice = person(&store, "alice").await;
     grant(&store, &alice, 10, "g").await;

@@ -128,6 +128,11 @@ impl Store {
     ///
     /// [`Fault::UnknownAccount`]; [`Error::Internal`] when the database fails.
     pub async fn account_balance(&self, account: AccountId) -> Result<AccountBalance> {
+        let remembered = &self.inner.balances;
+        if let Some(balance) = remembered.get(account) {
+            return Ok(balance);
+        }
+        let generation = remembered.generation(account);
         let row: Option<AccountRow> = sqlx::query_as(
             "SELECT id, kind, debits_posted, credits_posted, debits_pending, credits_pending \
              FROM accounts WHERE id = $1",
@@ -157,7 +162,11 @@ impl Store {
                 credits_pending: row.credits_pending,
             }
         };
-        balance_from_db(totals)
+        let balance = balance_from_db(totals)?;
+        if row.kind == "wallet" {
+            remembered.remember(account, balance, generation);
+        }
+        Ok(balance)
     }
 
     /// The running totals of a person's wallet, read in one step.

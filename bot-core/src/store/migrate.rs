@@ -99,6 +99,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "credit trigger",
         include_str!("../../../migrations/sqlite/0019_credit_trigger.sql"),
     ),
+    (
+        20,
+        "wallet changes",
+        include_str!("../../../migrations/sqlite/0020_wallet_changes.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

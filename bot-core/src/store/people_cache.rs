@@ -183,8 +183,12 @@ pub(crate) async fn listen(url: String, cache: std::sync::Weak<PeopleCache>) {
     }
 }
 
-/// Reads SQLite's change log until the store is dropped, forgetting whoever changed.
-pub(crate) async fn follow_log(store: std::sync::Weak<super::Inner>) {
+/// Reads SQLite's change logs until the store is dropped, forgetting whoever changed, and the
+/// wallets changed (`wallets`: see [`balance_cache`](super::balance_cache)).
+pub(crate) async fn follow_log(
+    store: std::sync::Weak<super::Inner>,
+    mut wallets: super::balance_cache::WalletLog,
+) {
     let mut seen: Option<i64> = None;
     let mut polls = 0u64;
     loop {
@@ -203,6 +207,10 @@ pub(crate) async fn follow_log(store: std::sync::Weak<super::Inner>) {
                 store.inner.people.forget_everyone();
             }
         }
+        match store.reader().await {
+            Ok(mut reader) => wallets.read(&mut reader).await,
+            Err(_) => store.inner.balances.forget_everyone(),
+        }
         polls += 1;
         // Now and then, the log is cut back (any process may; the others notice the gap).
         if polls.is_multiple_of(1_200) {
@@ -211,17 +219,25 @@ pub(crate) async fn follow_log(store: std::sync::Weak<super::Inner>) {
     }
 }
 
-/// Cuts SQLite's change log back to its last [`LOG_KEPT`] rows.
+/// Cuts SQLite's change logs back to their last [`LOG_KEPT`] rows (and the wallet log to its
+/// own).
 async fn prune_log(store: &super::Store) -> crate::Result<()> {
     store
-        .write(super::Atomic::Statement, |conn| {
+        .write(super::Atomic::Transaction, |conn| {
             Box::pin(async move {
                 sqlx::query(
                     "DELETE FROM people_changes \
                      WHERE seq <= (SELECT MAX(seq) FROM people_changes) - $1",
                 )
                 .bind(LOG_KEPT)
-                .execute(conn)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM wallet_changes \
+                     WHERE seq <= (SELECT MAX(seq) FROM wallet_changes) - $1",
+                )
+                .bind(super::balance_cache::LOG_KEPT)
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
             })

@@ -1,5 +1,6 @@
 //! SQLite's one writer task and its group commit, and where writes run on PostgreSQL.
 
+use super::balance_cache::{Commit, WalletLog};
 use super::plan::{CHUNKS, Plan, Script, bind_all};
 use super::*;
 use sqlx::{Either, any::AnyRow};
@@ -105,11 +106,19 @@ impl WriterHandle {
     /// commits, with two syncs each, on the one path every write waits for (`/imagine` on
     /// SQLite in the service benchmark: 1,750/s, p99 19 ms with SQLite's checkpoints alone;
     /// 2,000/s, p99 11 ms with these).
-    pub(super) fn start(connection: AnyConnection, checkpointer: AnyConnection) -> WriterHandle {
+    ///
+    /// The writer reads the wallet log (`wallets`) with each commit (after a write that needed
+    /// none, just after it), so that what it wrote is forgotten from memory before anyone hears
+    /// it was written (see [`balance_cache`](super::balance_cache)).
+    pub(super) fn start(
+        connection: AnyConnection,
+        checkpointer: AnyConnection,
+        wallets: WalletLog,
+    ) -> WriterHandle {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(async move {
             let checkpoints = tokio::spawn(checkpoint(checkpointer));
-            run_writer(connection, receiver).await;
+            run_writer(connection, receiver, wallets).await;
             checkpoints.abort();
         });
         WriterHandle { sender }
@@ -161,6 +170,7 @@ async fn checkpoint(mut conn: AnyConnection) {
 pub(super) async fn run_writer(
     mut conn: AnyConnection,
     mut receiver: mpsc::Receiver<WriterMessage>,
+    mut wallets: WalletLog,
 ) {
     while let Some(message) = receiver.recv().await {
         let mut batch = Vec::new();
@@ -177,7 +187,7 @@ pub(super) async fn run_writer(
             }
         }
         if !batch.is_empty() {
-            run_batch(&mut conn, batch).await;
+            run_batch(&mut conn, batch, Some(&mut wallets)).await;
         }
         if let Some(ack) = close {
             let _ = conn.close().await;
@@ -195,7 +205,13 @@ pub(super) fn leaves_batch_intact(error: &Error) -> bool {
     !error.is_internal() || error.fault().is_some()
 }
 
-pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
+/// Runs a batch and answers each write in it; with `wallets`, only once the wallets it changed
+/// are forgotten from memory.
+pub(super) async fn run_batch(
+    conn: &mut AnyConnection,
+    batch: Vec<WriteJob>,
+    wallets: Option<&mut WalletLog>,
+) {
     let mut ops = Vec::new();
     let mut plans = Vec::new();
     for job in batch {
@@ -210,7 +226,11 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         && matches!(ops.first(), Some((Atomic::Statement, ..)))
         && let Some((_, op, reply)) = ops.pop()
     {
-        let _ = reply.send(op(conn).await);
+        let answer = op(conn).await;
+        if let Some(wallets) = wallets {
+            wallets.read(conn).await;
+        }
+        let _ = reply.send(answer);
         return;
     }
     if alone
@@ -219,7 +239,11 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
             .is_some_and(|(plan, _)| plan.script.statements_per_plan() == 1)
         && let Some((plan, reply)) = plans.pop()
     {
-        let _ = reply.send(plan.run_alone(conn).await);
+        let answer = plan.run_alone(conn).await;
+        if let Some(wallets) = wallets {
+            wallets.read(conn).await;
+        }
+        let _ = reply.send(answer);
         return;
     }
     if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
@@ -288,14 +312,19 @@ pub(super) async fn run_batch(conn: &mut AnyConnection, batch: Vec<WriteJob>) {
         run_plans(conn, plans, &mut done, &mut aborted).await;
     }
     let commit = if unreleased {
-        "RELEASE operation; COMMIT"
+        Commit::ReleasingSavepoint
     } else {
-        "COMMIT"
+        Commit::Plain
     };
-    let outcome = match aborted {
-        Some(why) => Err(why),
-        None => conn
-            .execute(commit)
+    let outcome = match (aborted, wallets) {
+        (Some(why), _) => Err(why),
+        // The wallet log is read in the commit's round trip.
+        (None, Some(wallets)) => wallets
+            .commit(conn, commit)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None) => conn
+            .execute(commit.sql())
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
@@ -494,7 +523,7 @@ mod tests {
         ]
         .into_iter()
         .unzip();
-        run_batch(&mut conn, jobs).await;
+        run_batch(&mut conn, jobs, None).await;
         let mut refused = Vec::new();
         for answer in answers {
             let answer = answer.await.map_err(anyhow::Error::from)?;
@@ -544,7 +573,7 @@ mod tests {
                 }))
             })
             .unzip();
-        run_batch(&mut conn, jobs).await;
+        run_batch(&mut conn, jobs, None).await;
         for (answer, v) in answers.into_iter().zip(1_i64..) {
             let answer = answer.await.map_err(anyhow::Error::from)??;
             let answer = answer
@@ -581,7 +610,7 @@ mod tests {
             jobs.push(job);
             answers.push(answer);
         }
-        run_batch(&mut conn, jobs).await;
+        run_batch(&mut conn, jobs, None).await;
         let mut refused = Vec::new();
         for answer in answers {
             refused.push(answer.await.map_err(anyhow::Error::from)?.is_err());
@@ -603,7 +632,7 @@ mod tests {
         let broken = Script::new("INSERT INTO missing (v) VALUES ($1)");
         let (first, first_answer) = queued(Plan::new(&good, vec![Arg::from(1)], |_| Ok(())));
         let (second, second_answer) = queued(Plan::new(&broken, vec![Arg::from(2)], |_| Ok(())));
-        run_batch(&mut conn, vec![first, second]).await;
+        run_batch(&mut conn, vec![first, second], None).await;
         assert!(first_answer.await.map_err(anyhow::Error::from)?.is_err());
         assert!(second_answer.await.map_err(anyhow::Error::from)?.is_err());
         let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
