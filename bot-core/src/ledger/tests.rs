@@ -470,13 +470,8 @@ async fn the_audit_finishes_on_a_store_with_one_reader() {
     }
 }
 
-/// On SQLite a wallet's balance is kept in memory once read; each write of this process moves
-/// it, and the next read must show that write at once, not after the log follower's next look
-/// (every read here comes well within its 50 ms).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_balance_kept_in_memory_shows_this_processs_writes_at_once() {
-    let db = TestDb::sqlite().await;
-    let store = db.store();
+/// Alice, granted 10 credits, with her balance read once and so kept in memory (SQLite).
+async fn remembered_with_ten(store: &Store) -> User {
     let alice = person(store, "alice").await;
     grant(store, &alice, 10, "g").await;
     assert_eq!(available(store, &alice).await, 10);
@@ -484,6 +479,17 @@ async fn a_balance_kept_in_memory_shows_this_processs_writes_at_once() {
         store.inner.balances.get(alice.wallet).is_some(),
         "the balance is kept in memory"
     );
+    alice
+}
+
+/// On SQLite a wallet's balance is kept in memory once read; each write of this process moves
+/// it, and the next read must show that write at once, not after the log follower's next look
+/// (every read here comes well within its 50 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_kept_in_memory_shows_this_processs_writes_at_once() {
+    let db = TestDb::sqlite().await;
+    let store = db.store();
+    let alice = remembered_with_ten(store).await;
     let mut holds = Vec::new();
     for round in 1..=5 {
         holds.push(
@@ -523,10 +529,7 @@ async fn a_balance_kept_in_memory_shows_this_processs_writes_at_once() {
 async fn a_balance_kept_in_memory_shows_another_processs_writes_within_moments() {
     let db = TestDb::sqlite().await;
     let store = db.store();
-    let alice = person(store, "alice").await;
-    grant(store, &alice, 10, "g").await;
-    assert_eq!(available(store, &alice).await, 10);
-    assert!(store.inner.balances.get(alice.wallet).is_some());
+    let alice = remembered_with_ten(store).await;
     let config = crate::store::DatabaseConfig {
         url: db.url().to_string(),
         ..crate::store::DatabaseConfig::default()

@@ -144,7 +144,7 @@ impl WalletLog {
     }
 
     /// Forgets the wallets changed since the last read; everyone when the log cannot be read.
-    pub(crate) async fn read(&mut self, conn: &mut AnyConnection) {
+    pub(crate) async fn read(&self, conn: &mut AnyConnection) {
         if let Err(error) = self.try_read(conn).await {
             tracing::debug!(
                 error = format!("{error:#}"),
@@ -154,7 +154,7 @@ impl WalletLog {
         }
     }
 
-    async fn try_read(&mut self, conn: &mut AnyConnection) -> Result<()> {
+    async fn try_read(&self, conn: &mut AnyConnection) -> Result<()> {
         loop {
             let from = self.seen.load(Ordering::Acquire);
             let rows: Vec<(i64, i64)> = sqlx::query_as(READ)
@@ -172,7 +172,7 @@ impl WalletLog {
     /// transaction before it logged. Those wallets are forgotten once committed. On an error
     /// nothing is forgotten, and the transaction is the caller's to roll back.
     pub(crate) async fn commit(
-        &mut self,
+        &self,
         conn: &mut AnyConnection,
         commit: Commit,
     ) -> std::result::Result<(), sqlx::Error> {

@@ -187,7 +187,7 @@ pub(crate) async fn listen(url: String, cache: std::sync::Weak<PeopleCache>) {
 /// wallets changed (`wallets`: see [`balance_cache`](super::balance_cache)).
 pub(crate) async fn follow_log(
     store: std::sync::Weak<super::Inner>,
-    mut wallets: super::balance_cache::WalletLog,
+    wallets: super::balance_cache::WalletLog,
 ) {
     let mut seen: Option<i64> = None;
     let mut polls = 0u64;
@@ -197,7 +197,19 @@ pub(crate) async fn follow_log(
             return;
         };
         let store = super::Store { inner };
-        match read_log(&store, seen).await {
+        // One reader for both logs.
+        let people = match store.reader().await {
+            Ok(mut reader) => {
+                let people = read_log(&store.inner.people, &mut reader, seen).await;
+                wallets.read(&mut reader).await;
+                people
+            }
+            Err(error) => {
+                store.inner.balances.forget_everyone();
+                Err(error)
+            }
+        };
+        match people {
             Ok(last) => seen = last.or(seen),
             Err(error) => {
                 tracing::debug!(
@@ -206,10 +218,6 @@ pub(crate) async fn follow_log(
                 );
                 store.inner.people.forget_everyone();
             }
-        }
-        match store.reader().await {
-            Ok(mut reader) => wallets.read(&mut reader).await,
-            Err(_) => store.inner.balances.forget_everyone(),
         }
         polls += 1;
         // Now and then, the log is cut back (any process may; the others notice the gap).
@@ -246,8 +254,11 @@ async fn prune_log(store: &super::Store) -> crate::Result<()> {
 }
 
 /// Forgets the people changed since `seen`; the last change read.
-async fn read_log(store: &super::Store, seen: Option<i64>) -> crate::Result<Option<i64>> {
-    let mut reader = store.reader().await?;
+async fn read_log(
+    cache: &PeopleCache,
+    reader: &mut sqlx::AnyConnection,
+    seen: Option<i64>,
+) -> crate::Result<Option<i64>> {
     let Some(seen) = seen else {
         // Starting: whatever is in the log happened before anything was remembered.
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM people_changes")
@@ -261,11 +272,10 @@ async fn read_log(store: &super::Store, seen: Option<i64>) -> crate::Result<Opti
     .bind(seen)
     .fetch_all(&mut *reader)
     .await?;
-    let cache = &store.inner.people;
     match rows.first() {
         None => return Ok(None),
         // Rows were cut from the log before this process read them.
-        Some((first, _)) if *first > seen + 1 && gap(&mut reader, seen).await? => {
+        Some((first, _)) if *first > seen + 1 && gap(reader, seen).await? => {
             cache.forget_everyone();
         }
         Some(_) => {}
@@ -397,7 +407,7 @@ mod tests {
         // This process remembers the person, then reads the log from where it stood.
         assert!(store.find_user(&identity).await.expect("find").is_some());
         assert!(remembered(&store, &identity).await);
-        let last = read_log(&store, Some(seen)).await.expect("read log");
+        let last = read_people_log(&store, Some(seen)).await.expect("read log");
         assert!(
             !remembered(&store, &identity).await,
             "a gap forgets everyone, even {} whom no row names",
@@ -406,7 +416,7 @@ mod tests {
         assert!(last.is_some_and(|last| last > seen));
         // Read to the end (a read takes 1,000 rows at most).
         let mut seen = last;
-        while let Some(last) = read_log(&store, seen).await.expect("read log") {
+        while let Some(last) = read_people_log(&store, seen).await.expect("read log") {
             seen = Some(last);
         }
         // Without a gap, only those named are forgotten.
@@ -417,9 +427,22 @@ mod tests {
             &[],
         )
         .await;
-        assert!(read_log(&store, seen).await.expect("read log").is_some());
+        assert!(
+            read_people_log(&store, seen)
+                .await
+                .expect("read log")
+                .is_some()
+        );
         assert!(remembered(&store, &identity).await, "someone else's change");
         store.close().await;
+    }
+
+    /// The follower's read of the people log, on a reader of its own.
+    async fn read_people_log(
+        store: &crate::Store,
+        seen: Option<i64>,
+    ) -> crate::Result<Option<i64>> {
+        read_log(&store.inner.people, &mut *store.reader().await?, seen).await
     }
 
     /// The PostgreSQL backend holding the people listener's LISTEN, if it is connected.

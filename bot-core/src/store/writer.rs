@@ -170,7 +170,7 @@ async fn checkpoint(mut conn: AnyConnection) {
 pub(super) async fn run_writer(
     mut conn: AnyConnection,
     mut receiver: mpsc::Receiver<WriterMessage>,
-    mut wallets: WalletLog,
+    wallets: WalletLog,
 ) {
     while let Some(message) = receiver.recv().await {
         let mut batch = Vec::new();
@@ -187,7 +187,7 @@ pub(super) async fn run_writer(
             }
         }
         if !batch.is_empty() {
-            run_batch(&mut conn, batch, Some(&mut wallets)).await;
+            run_batch(&mut conn, batch, Some(&wallets)).await;
         }
         if let Some(ack) = close {
             let _ = conn.close().await;
@@ -210,7 +210,7 @@ pub(super) fn leaves_batch_intact(error: &Error) -> bool {
 pub(super) async fn run_batch(
     conn: &mut AnyConnection,
     batch: Vec<WriteJob>,
-    wallets: Option<&mut WalletLog>,
+    wallets: Option<&WalletLog>,
 ) {
     let mut ops = Vec::new();
     let mut plans = Vec::new();
