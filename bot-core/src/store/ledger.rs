@@ -4,10 +4,13 @@
 use crate::ledger::*;
 use crate::{
     AccountId, Credits, Error, LotId, Result, Store, TransferId, UserId,
-    store::{Atomic, is_check_violation, is_foreign_key_violation, now_millis},
+    store::{is_check_violation, is_foreign_key_violation, now_millis},
 };
 use crate::{Fault, UserError};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _, any::AnyRow};
+use std::sync::{Arc, LazyLock};
+
+use super::plan::{Arg, Plan, Script, bind_all};
 
 use super::rows::{AccountRow, named_row};
 
@@ -224,34 +227,24 @@ impl Store {
             return Err(Error::from(Fault::SameAccount));
         }
         let created = self
-            .retrying(|| {
-                let request = request.clone();
-                self.write(Atomic::Statement, move |conn| {
-                    Box::pin(insert_transfer(conn, request, phase))
-                })
-            })
+            .retrying(|| self.write_plan(record_plan(request.clone(), phase)))
             .await;
         let created = match created {
             Ok(created) => created,
             Err(error) => return self.with_available_credits(error, request.debit).await,
         };
         match created {
-            Inserted::Created(transfer) => Ok(transfer),
-            Inserted::Existing(existing) => {
-                let same = existing.debit == request.debit
-                    && existing.credit == request.credit
-                    && existing.amount == request.amount
-                    && existing.kind == request.kind
-                    && existing.two_phase == (phase == Phase::Pending);
-                if same {
-                    Ok(existing)
-                } else {
-                    Err(Error::from(Fault::IdempotencyConflict {
-                        key: request.key.clone(),
-                    }))
-                }
-            }
-            Inserted::MissingAccount => {
+            Some(Inserted::Created(transfer)) => Ok(transfer),
+            Some(Inserted::Existing(existing)) => same_request(existing, request, phase),
+            // The key was used before: that transfer, read once the write is answered.
+            None => match self.transfer_by_key(&request.key).await? {
+                Some(existing) => same_request(existing, request, phase),
+                None => Err(Error::Internal(anyhow::anyhow!(
+                    "transfer {:?} vanished",
+                    request.key
+                ))),
+            },
+            Some(Inserted::MissingAccount) => {
                 for account in [request.debit, request.credit] {
                     self.account_balance(account).await?;
                 }
@@ -283,12 +276,24 @@ impl Store {
 
     /// Posts or voids a pending transfer; the database's trigger settles balances and lots.
     async fn resolve(&self, id: TransferId, to: TransferState) -> Result<Transfer> {
-        self.retrying(|| {
-            self.write(Atomic::Statement, move |conn| {
-                Box::pin(update_transfer_state(conn, id, to))
+        let args = vec![
+            Arg::from(id.get()),
+            Arg::from(to.as_str()),
+            Arg::from(now_millis()),
+        ];
+        let resolved = self
+            .retrying(|| {
+                self.write_plan(Plan::new(&RESOLVE, args.clone(), |rows| {
+                    rows.first().map(transfer_in).transpose()
+                }))
             })
-        })
-        .await
+            .await?;
+        match resolved {
+            Some(transfer) => Ok(transfer),
+            // Nothing pending has that id: it never existed or it is settled, and once settled
+            // it stays so, so a read after the write tells which.
+            None => Err(unresolved(&mut *self.reader().await?, id).await),
+        }
     }
 }
 
@@ -336,57 +341,161 @@ pub(crate) async fn insert_transfer_from_lot(
     lot: Option<LotId>,
 ) -> Result<Inserted> {
     let now = now_millis();
-    let (state, two_phase, resolved_at) = match phase {
-        Phase::Pending => (TransferState::Pending, true, None),
-        Phase::Posted => (TransferState::Posted, false, Some(now)),
-    };
-    let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount, \
-         kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(&request.key)
-    .bind(request.debit.get())
-    .bind(request.credit.get())
-    .bind(request.amount.to_db())
-    .bind(request.kind.as_str())
-    .bind(state.as_str())
-    .bind(i64::from(two_phase))
-    .bind(request.memo.as_deref())
-    .bind(now)
-    .bind(resolved_at)
-    .bind(lot.map(LotId::get))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(Error::from);
-    match inserted {
-        Ok(Some(id)) => Ok(Inserted::Created(Transfer {
-            id: TransferId::from_db(id),
-            key: request.key,
-            debit: request.debit,
-            credit: request.credit,
-            amount: request.amount,
-            kind: request.kind,
-            state,
-            two_phase,
-            memo: request.memo,
-            created_at: now,
-        })),
+    let query = bind_all(
+        sqlx::query(INSERT_TRANSFER),
+        record_args(&request, phase, lot, now),
+    );
+    match query.fetch_optional(&mut *conn).await.map_err(Error::from) {
+        Ok(Some(row)) => Ok(Inserted::Created(recorded(
+            request,
+            phase,
+            now,
+            row.try_get(0)?,
+        ))),
         Ok(None) => transfer_with_key(conn, &request.key)
             .await?
             .map(Inserted::Existing)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("transfer {:?} vanished", request.key))),
+        Err(error) => refused_transfer(error, &request),
+    }
+}
+
+/// A transfer recorded (`$1` key, `$2` debit, `$3` credit, `$4` amount, `$5` kind, `$6` state,
+/// `$7` two-phase, `$8` memo, `$9` when, `$10` resolved when, `$11` the one lot a wallet debit
+/// draws from, or NULL for the oldest first): its id back, or no row when the key was used.
+const INSERT_TRANSFER: &str = "INSERT INTO transfers (idempotency_key, debit_account_id, \
+     credit_account_id, amount, kind, state, two_phase, memo, created_at, resolved_at, draw_lot) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
+
+static RECORD: LazyLock<Arc<Script>> = LazyLock::new(|| Script::new(INSERT_TRANSFER));
+
+/// A pending transfer posted or voided (`$1` id, `$2` state, `$3` when): the transfer back, or
+/// no row when nothing pending has that id.
+static RESOLVE: LazyLock<Arc<Script>> = LazyLock::new(|| Script::new(resolve_sql()));
+
+fn resolve_sql() -> String {
+    format!(
+        "UPDATE transfers SET state = $2, resolved_at = $3 \
+         WHERE id = $1 AND state = 'pending' RETURNING {TRANSFER_COLUMNS}"
+    )
+}
+
+/// A transfer's state and when it settled, as recorded at `now`.
+fn phase_columns(phase: Phase, now: i64) -> (TransferState, bool, Option<i64>) {
+    match phase {
+        Phase::Pending => (TransferState::Pending, true, None),
+        Phase::Posted => (TransferState::Posted, false, Some(now)),
+    }
+}
+
+/// [`INSERT_TRANSFER`]'s arguments.
+fn record_args(request: &TransferRequest, phase: Phase, lot: Option<LotId>, now: i64) -> Vec<Arg> {
+    let (state, two_phase, resolved_at) = phase_columns(phase, now);
+    vec![
+        Arg::from(request.key.as_str()),
+        Arg::from(request.debit.get()),
+        Arg::from(request.credit.get()),
+        Arg::from(request.amount.to_db()),
+        Arg::from(request.kind.as_str()),
+        Arg::from(state.as_str()),
+        Arg::from(i64::from(two_phase)),
+        Arg::from(request.memo.as_deref()),
+        Arg::from(now),
+        Arg::from(resolved_at),
+        Arg::from(lot.map(LotId::get)),
+    ]
+}
+
+/// The transfer `request` became, recorded at `now` under `id`.
+fn recorded(request: TransferRequest, phase: Phase, now: i64, id: i64) -> Transfer {
+    let (state, two_phase, _) = phase_columns(phase, now);
+    Transfer {
+        id: TransferId::from_db(id),
+        key: request.key,
+        debit: request.debit,
+        credit: request.credit,
+        amount: request.amount,
+        kind: request.kind,
+        state,
+        two_phase,
+        memo: request.memo,
+        created_at: now,
+    }
+}
+
+/// What the database's refusal of a transfer means.
+fn refused_transfer(error: Error, request: &TransferRequest) -> Result<Inserted> {
+    if is_check_violation(&error) {
         // The balance is read by the caller after this write is undone: inside a PostgreSQL
         // transaction nothing more can be read once a statement failed.
-        Err(error) if is_check_violation(&error) => {
-            Err(Error::User(UserError::InsufficientCredits {
-                needed: request.amount,
-                available: Credits::ZERO,
-            }))
-        }
-        Err(error) if is_foreign_key_violation(&error) => Ok(Inserted::MissingAccount),
-        Err(error) => Err(error),
+        Err(Error::User(UserError::InsufficientCredits {
+            needed: request.amount,
+            available: Credits::ZERO,
+        }))
+    } else if is_foreign_key_violation(&error) {
+        Ok(Inserted::MissingAccount)
+    } else {
+        Err(error)
+    }
+}
+
+/// A transfer recorded by the writer as a [`Plan`]: what [`insert_transfer`] finds, but `None`
+/// where the key was used before (a plan cannot read on; the caller reads that transfer).
+fn record_plan(request: TransferRequest, phase: Phase) -> Plan<Option<Inserted>> {
+    let now = now_millis();
+    Plan {
+        script: RECORD.clone(),
+        args: record_args(&request, phase, None, now),
+        finish: Box::new(move |rows| match rows {
+            Ok(rows) => match rows.first() {
+                Some(row) => Ok(Some(Inserted::Created(recorded(
+                    request,
+                    phase,
+                    now,
+                    row.try_get(0)?,
+                )))),
+                None => Ok(None),
+            },
+            Err(error) => refused_transfer(error, &request).map(Some),
+        }),
+    }
+}
+
+/// Whether a transfer found again under its key is the one `request` asks for.
+fn same_request(existing: Transfer, request: &TransferRequest, phase: Phase) -> Result<Transfer> {
+    let same = existing.debit == request.debit
+        && existing.credit == request.credit
+        && existing.amount == request.amount
+        && existing.kind == request.kind
+        && existing.two_phase == (phase == Phase::Pending);
+    if same {
+        Ok(existing)
+    } else {
+        Err(Error::from(Fault::IdempotencyConflict {
+            key: request.key.clone(),
+        }))
+    }
+}
+
+fn transfer_in(row: &AnyRow) -> Result<Transfer> {
+    transfer_from_row(<TransferRow as sqlx::FromRow<_>>::from_row(row)?)
+}
+
+/// Why a transfer could not be posted or voided: it does not exist, or it is settled.
+async fn unresolved(conn: &mut AnyConnection, id: TransferId) -> Error {
+    let state: std::result::Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
+            .bind(id.get())
+            .fetch_optional(conn)
+            .await;
+    match state {
+        Err(error) => Error::from(error),
+        Ok(None) => Error::from(Fault::UnknownTransfer(id)),
+        Ok(Some(state)) => match TransferState::from_db(&state) {
+            Ok(state) => Error::from(Fault::TransferAlreadyResolved { id, state }),
+            Err(error) => error,
+        },
     }
 }
 
@@ -395,28 +504,14 @@ pub(crate) async fn update_transfer_state(
     id: TransferId,
     to: TransferState,
 ) -> Result<Transfer> {
-    let sql = format!(
-        "UPDATE transfers SET state = $2, resolved_at = $3 \
-         WHERE id = $1 AND state = 'pending' RETURNING {TRANSFER_COLUMNS}"
-    );
-    let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, TransferRow>(sqlx::AssertSqlSafe(resolve_sql()))
         .bind(id.get())
         .bind(to.as_str())
         .bind(now_millis())
         .fetch_optional(&mut *conn)
         .await?;
-    if let Some(row) = row {
-        return transfer_from_row(row);
+    match row {
+        Some(row) => transfer_from_row(row),
+        None => Err(unresolved(conn, id).await),
     }
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM transfers WHERE id = $1")
-        .bind(id.get())
-        .fetch_optional(conn)
-        .await?;
-    Err(match state {
-        None => Error::from(Fault::UnknownTransfer(id)),
-        Some(state) => Error::from(Fault::TransferAlreadyResolved {
-            id,
-            state: TransferState::from_db(&state)?,
-        }),
-    })
 }

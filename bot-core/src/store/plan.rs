@@ -41,6 +41,8 @@ pub(crate) struct Script {
     params: usize,
     /// `sql` repeated for each size in [`CHUNKS`], made when first used.
     chunks: [OnceLock<Arc<str>>; CHUNKS.len()],
+    /// `sql` followed by a read (see [`Script::followed_by`]), made when first used.
+    followed: OnceLock<(&'static str, Arc<str>)>,
 }
 
 impl Script {
@@ -54,7 +56,17 @@ impl Script {
             params: params.iter().map(|(_, n)| *n).max().unwrap_or(0),
             sql,
             chunks: Default::default(),
+            followed: OnceLock::new(),
         })
+    }
+
+    /// `sql` followed by the statement `then`, its parameters `$1…` numbered after the
+    /// script's own: one query that writes and then reads. Only one `then` is kept made; the
+    /// store has one (the wallet log's read).
+    fn followed_by(&self, then: &'static str) -> Arc<str> {
+        let make = || Arc::from(format!("{}; {}", self.sql, renumber(then, self.params)));
+        let (kept, sql) = self.followed.get_or_init(|| (then, make()));
+        if *kept == then { sql.clone() } else { make() }
     }
 
     /// Whether each plan of this script runs inside a savepoint of its own (when it has several
@@ -266,6 +278,48 @@ impl<T: Send + 'static> Plan<T> {
     }
 }
 
+impl<T: Send + 'static> Plan<T> {
+    /// Runs the plan alone on `conn` with the statement `then` after it (its parameters
+    /// `then_args`), in one round trip: the plan's answer, and the rows `then` read, or `None`
+    /// when it did not run because the plan was refused. SQLite only, one statement a plan.
+    pub(crate) async fn run_alone_then(
+        self,
+        conn: &mut AnyConnection,
+        then: &'static str,
+        then_args: Vec<Arg>,
+    ) -> (Result<T>, Option<Result<Vec<AnyRow>>>) {
+        use futures_util::StreamExt as _;
+        let mut args = self.args;
+        args.extend(then_args);
+        let query = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(self.script.followed_by(then))),
+            args,
+        );
+        let (mut mine, mut read) = (Vec::new(), Vec::new());
+        let mut finished = 0;
+        let mut failure = None;
+        {
+            let mut steps = sqlx::Executor::fetch_many(conn, query);
+            while let Some(step) = steps.next().await {
+                match step {
+                    Ok(Either::Left(_)) => finished += 1,
+                    Ok(Either::Right(row)) if finished < self.script.statements => mine.push(row),
+                    Ok(Either::Right(row)) => read.push(row),
+                    Err(error) => {
+                        failure = Some(Error::from(error));
+                        break;
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(error) if finished < self.script.statements => ((self.finish)(Err(error)), None),
+            Some(error) => ((self.finish)(Ok(mine)), Some(Err(error))),
+            None => ((self.finish)(Ok(mine)), Some(Ok(read))),
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for Plan<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The arguments may hold what people wrote; the script says what the plan is.
@@ -300,6 +354,23 @@ mod tests {
         assert_eq!(
             &*several.chunk(1),
             "SAVEPOINT operation; INSERT INTO t VALUES ($1); SELECT $1; RELEASE operation; "
+        );
+    }
+
+    #[test]
+    fn a_read_after_a_plan_numbers_its_parameters_after_the_plans() {
+        let script = Script::new("UPDATE t SET a = $1 WHERE id = $2;");
+        const THEN: &str = "SELECT x FROM log WHERE seq > $1";
+        let expected = "UPDATE t SET a = $1 WHERE id = $2; SELECT x FROM log WHERE seq > $3";
+        assert_eq!(&*script.followed_by(THEN), expected);
+        // Made once and kept.
+        assert!(Arc::ptr_eq(
+            &script.followed_by(THEN),
+            &script.followed_by(THEN)
+        ));
+        assert_eq!(
+            &*script.followed_by("SELECT $1"),
+            "UPDATE t SET a = $1 WHERE id = $2; SELECT $3"
         );
     }
 

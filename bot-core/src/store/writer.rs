@@ -239,10 +239,10 @@ pub(super) async fn run_batch(
             .is_some_and(|(plan, _)| plan.script.statements_per_plan() == 1)
         && let Some((plan, reply)) = plans.pop()
     {
-        let answer = plan.run_alone(conn).await;
-        if let Some(wallets) = wallets {
-            wallets.read(conn).await;
-        }
+        let answer = match wallets {
+            Some(wallets) => wallets.run_alone(conn, plan).await,
+            None => plan.run_alone(conn).await,
+        };
         let _ = reply.send(answer);
         return;
     }
@@ -585,6 +585,38 @@ mod tests {
             .fetch_one(&mut conn)
             .await?;
         assert_eq!(kept, 23);
+        Ok(())
+    }
+
+    /// A plan run alone with a read after it in one query: the plan gets its rows, the read its
+    /// own (its parameter bound after the plan's), and a refused plan stops the read.
+    #[tokio::test]
+    async fn a_lone_plan_and_the_read_after_it_each_get_their_own_rows() -> Result<()> {
+        use sqlx::Row as _;
+        let (_dir, mut conn) = scratch().await?;
+        let script = Script::new("INSERT INTO t (v) VALUES ($1) RETURNING v");
+        const THEN: &str = "SELECT v FROM t WHERE v > $1 ORDER BY v";
+        let values = |rows: Vec<AnyRow>| -> Result<Vec<i64>> {
+            Ok(rows
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<std::result::Result<_, _>>()?)
+        };
+        for v in [2, 7] {
+            let plan = Plan::new(&script, vec![Arg::from(v)], values);
+            let (answer, read) = plan
+                .run_alone_then(&mut conn, THEN, vec![Arg::from(1)])
+                .await;
+            assert_eq!(answer?, [v]);
+            let read = read.ok_or_else(|| anyhow::anyhow!("the read did not run"))??;
+            assert_eq!(values(read)?, if v == 2 { vec![2] } else { vec![2, 7] });
+        }
+        let refused = Plan::new(&script, vec![Arg::from(-1)], values);
+        let (answer, read) = refused
+            .run_alone_then(&mut conn, THEN, vec![Arg::from(1)])
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(read.is_none());
         Ok(())
     }
 
