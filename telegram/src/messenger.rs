@@ -19,16 +19,18 @@ use teloxide::{
     payloads::AnswerPreCheckoutQuerySetters as _,
     payloads::{
         AnswerCallbackQuerySetters as _, EditMessageTextSetters as _, SendAnimationSetters as _,
-        SendAudioSetters as _, SendDocumentSetters as _, SendMessageSetters as _,
+        SendAudioSetters as _, SendDocumentSetters as _, SendMessage, SendMessageSetters as _,
         SendPhotoSetters as _, SendVideoSetters as _,
     },
     prelude::Requester as _,
+    requests::{JsonRequest, Payload},
     types::{
         CallbackQueryId, ChatAction, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup,
         InputFile, MessageId, ParseMode, PreCheckoutQueryId, ReplyParameters,
     },
 };
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{pace::Pace, text};
@@ -38,6 +40,24 @@ use crate::{pace::Pace, text};
 const PHOTO_LONG_SIDE: u32 = 1_536;
 /// The largest file Telegram lets bots download.
 pub const DOWNLOAD_LIMIT: usize = 20 * 1024 * 1024;
+
+/// `sendMessage`, its answer read only for the sent message's id. Telegram answers with the
+/// whole message (its text, entities, keyboard and chat); teloxide's own payload reads all of
+/// that into a `Message`, the costliest part of the answer for the one number kept.
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+struct ForItsId(SendMessage);
+
+impl Payload for ForItsId {
+    type Output = Sent;
+    const NAME: &'static str = <SendMessage as Payload>::NAME;
+}
+
+/// What is read of a sent message (the rest of it is skipped unread).
+#[derive(Debug, Deserialize)]
+struct Sent {
+    message_id: i32,
+}
 
 /// Sends through Telegram.
 #[derive(Clone)]
@@ -91,7 +111,7 @@ impl TelegramMessenger {
         let last = pieces.len() - 1;
         let mut first = None;
         for (n, piece) in pieces.into_iter().enumerate() {
-            let mut send = self.bot.send_message(id, piece).parse_mode(ParseMode::Html);
+            let mut send = SendMessage::new(id, piece).parse_mode(ParseMode::Html);
             if n == 0
                 && let Some(to) = reply_to.and_then(message_id)
             {
@@ -104,17 +124,18 @@ impl TelegramMessenger {
                 send = send.reply_markup(markup);
             }
             let abandon = if n == 0 { abandon } else { None };
+            let send = JsonRequest::new(self.bot.clone(), ForItsId(send));
             let sent = self
                 .pace
                 .send_unless(id.0, abandon, || send.clone().into_future())
                 .await
                 .ok_or(DeliveryError::Abandoned)?
                 .map_err(delivery)?;
-            first.get_or_insert(sent.id);
+            first.get_or_insert(sent.message_id);
         }
         Ok(MessageRef {
             chat: chat.clone(),
-            id: first.map(|m| m.0.to_string()).unwrap_or_default(),
+            id: first.map(|m: i32| m.to_string()).unwrap_or_default(),
         })
     }
 
