@@ -107,9 +107,10 @@ impl WriterHandle {
     /// SQLite in the service benchmark: 1,750/s, p99 19 ms with SQLite's checkpoints alone;
     /// 2,000/s, p99 11 ms with these).
     ///
-    /// The writer reads the wallet log (`wallets`) with each commit (after a write that needed
-    /// none, just after it), so that what it wrote is forgotten from memory before anyone hears
-    /// it was written (see [`balance_cache`](super::balance_cache)).
+    /// The writer reads the wallet log (`wallets`) in the round trip of each commit, or of a lone
+    /// plan that needed none (after a lone closure, in a round trip of its own), so that what
+    /// it wrote is forgotten from memory before anyone hears it was written (see
+    /// [`balance_cache`](super::balance_cache)).
     pub(super) fn start(
         connection: AnyConnection,
         checkpointer: AnyConnection,
