@@ -24,7 +24,7 @@ use std::sync::{
 use dashmap::DashMap;
 use sqlx::{AnyConnection, Row as _, any::AnyRow};
 
-use super::plan::{Arg, Plan};
+use super::plan::{Arg, Plan, fetch_split};
 use crate::{AccountId, Result, ledger::AccountBalance};
 
 /// At most this many wallets are remembered; past it, the memory starts again empty.
@@ -172,26 +172,15 @@ impl WalletLog {
     /// the same round trip, just before the commit, inside the transaction: what it and every
     /// transaction before it logged. Those wallets are forgotten once committed. On an error
     /// nothing is forgotten, and the transaction is the caller's to roll back.
-    pub(crate) async fn commit(
-        &self,
-        conn: &mut AnyConnection,
-        commit: Commit,
-    ) -> std::result::Result<(), sqlx::Error> {
-        use futures_util::StreamExt as _;
-        use sqlx::{Either, Executor as _};
+    pub(crate) async fn commit(&self, conn: &mut AnyConnection, commit: Commit) -> Result<()> {
         let from = self.seen.load(Ordering::Acquire);
         let sql = match commit {
             Commit::Plain => concat!(read!(), "; COMMIT"),
             Commit::ReleasingSavepoint => concat!(read!(), "; RELEASE operation; COMMIT"),
         };
-        let mut rows = Vec::new();
-        {
-            let mut steps = conn.fetch_many(sqlx::query(sql).bind(from));
-            while let Some(step) = steps.next().await {
-                if let Either::Right(row) = step? {
-                    rows.push(row);
-                }
-            }
+        let (_, rows, failure) = fetch_split(conn, sqlx::query(sql).bind(from), 0).await;
+        if let Some((_, error)) = failure {
+            return Err(error);
         }
         // Committed by now: rows that cannot be read are read again (or everyone forgotten).
         if !matches!(self.forget_rows(from, &rows), Ok(false)) {

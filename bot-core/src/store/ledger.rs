@@ -233,27 +233,24 @@ impl Store {
             Ok(created) => created,
             Err(error) => return self.with_available_credits(error, request.debit).await,
         };
-        match created {
-            Some(Inserted::Created(transfer)) => Ok(transfer),
-            Some(Inserted::Existing(existing)) => same_request(existing, request, phase),
+        let existing = match created {
+            Some(Inserted::Created(transfer)) => return Ok(transfer),
+            Some(Inserted::Existing(existing)) => existing,
             // The key was used before: that transfer, read once the write is answered.
-            None => match self.transfer_by_key(&request.key).await? {
-                Some(existing) => same_request(existing, request, phase),
-                None => Err(Error::Internal(anyhow::anyhow!(
-                    "transfer {:?} vanished",
-                    request.key
-                ))),
-            },
+            None => self.transfer_by_key(&request.key).await?.ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("transfer {:?} vanished", request.key))
+            })?,
             Some(Inserted::MissingAccount) => {
                 for account in [request.debit, request.credit] {
                     self.account_balance(account).await?;
                 }
-                Err(Error::Internal(anyhow::anyhow!(
+                return Err(Error::Internal(anyhow::anyhow!(
                     "transfer {:?} was refused by a foreign key",
                     request.key
-                )))
+                )));
             }
-        }
+        };
+        same_request(existing, request, phase)
     }
 
     /// Fills in what the wallet has available in an [`UserError::InsufficientCredits`] that was

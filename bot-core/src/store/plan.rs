@@ -259,26 +259,14 @@ impl<T: Send + 'static> Plan<T> {
     /// Runs the plan alone on `conn` (PostgreSQL, or a plan that has no batch to join). A
     /// script of several statements runs on SQLite only.
     pub(crate) async fn run_alone(self, conn: &mut AnyConnection) -> Result<T> {
-        use futures_util::TryStreamExt as _;
         let query = bind_all(
             sqlx::query(sqlx::AssertSqlSafe(self.script.sql.clone())),
             self.args,
         );
-        let rows = sqlx::Executor::fetch_many(conn, query)
-            .try_filter_map(|step| async move {
-                Ok(match step {
-                    Either::Right(row) => Some(row),
-                    Either::Left(_) => None,
-                })
-            })
-            .try_collect::<Vec<AnyRow>>()
-            .await
-            .map_err(Error::from);
-        (self.finish)(rows)
+        let (rows, _, failure) = fetch_split(conn, query, usize::MAX).await;
+        (self.finish)(failure.map_or(Ok(rows), |(_, error)| Err(error)))
     }
-}
 
-impl<T: Send + 'static> Plan<T> {
     /// Runs the plan alone on `conn` with the statement `then` after it (its parameters
     /// `then_args`), in one round trip: the plan's answer, and the rows `then` read, or `None`
     /// when it did not run because the plan was refused. SQLite only, one statement a plan.
@@ -288,36 +276,43 @@ impl<T: Send + 'static> Plan<T> {
         then: &'static str,
         then_args: Vec<Arg>,
     ) -> (Result<T>, Option<Result<Vec<AnyRow>>>) {
-        use futures_util::StreamExt as _;
         let mut args = self.args;
         args.extend(then_args);
         let query = bind_all(
             sqlx::query(sqlx::AssertSqlSafe(self.script.followed_by(then))),
             args,
         );
-        let (mut mine, mut read) = (Vec::new(), Vec::new());
-        let mut finished = 0;
-        let mut failure = None;
-        {
-            let mut steps = sqlx::Executor::fetch_many(conn, query);
-            while let Some(step) = steps.next().await {
-                match step {
-                    Ok(Either::Left(_)) => finished += 1,
-                    Ok(Either::Right(row)) if finished < self.script.statements => mine.push(row),
-                    Ok(Either::Right(row)) => read.push(row),
-                    Err(error) => {
-                        failure = Some(Error::from(error));
-                        break;
-                    }
-                }
-            }
-        }
+        let statements = self.script.statements;
+        let (mine, read, failure) = fetch_split(conn, query, statements).await;
         match failure {
-            Some(error) if finished < self.script.statements => ((self.finish)(Err(error)), None),
-            Some(error) => ((self.finish)(Ok(mine)), Some(Err(error))),
+            Some((ended, error)) if ended < statements => ((self.finish)(Err(error)), None),
+            Some((_, error)) => ((self.finish)(Ok(mine)), Some(Err(error))),
             None => ((self.finish)(Ok(mine)), Some(Ok(read))),
         }
     }
+}
+
+/// Runs `query` in one round trip: the rows of its first `first` statements, the rows of the
+/// statements after them, and on an error, how many statements had ended before it and the
+/// error (the statements after it did not run).
+pub(crate) async fn fetch_split(
+    conn: &mut AnyConnection,
+    query: Query<'_, sqlx::Any, AnyArguments>,
+    first: usize,
+) -> (Vec<AnyRow>, Vec<AnyRow>, Option<(usize, Error)>) {
+    use futures_util::StreamExt as _;
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    let mut ended = 0;
+    let mut steps = sqlx::Executor::fetch_many(conn, query);
+    while let Some(step) = steps.next().await {
+        match step {
+            Ok(Either::Left(_)) => ended += 1,
+            Ok(Either::Right(row)) if ended < first => before.push(row),
+            Ok(Either::Right(row)) => after.push(row),
+            Err(error) => return (before, after, Some((ended, Error::from(error)))),
+        }
+    }
+    (before, after, None)
 }
 
 impl<T> std::fmt::Debug for Plan<T> {

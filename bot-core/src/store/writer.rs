@@ -323,7 +323,7 @@ pub(super) async fn run_batch(
         (None, Some(wallets)) => wallets
             .commit(conn, commit)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| format!("{e:#}")),
         (None, None) => conn
             .execute(commit.sql())
             .await
