@@ -25,7 +25,7 @@ const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 /// Messages a group takes per minute.
 const GROUP_PER_MINUTE: usize = 20;
-/// Kept between two messages of one chat beyond the limit itself, for clock and network jitter.
+/// Kept beyond each limit (a chat's second, the overall second), for clock and network jitter.
 const MARGIN: Duration = Duration::from_millis(25);
 /// Chats remembered at most; quiet ones are forgotten first.
 const CHATS: usize = 50_000;
@@ -54,10 +54,12 @@ struct Chat {
 impl Pace {
     /// At most `per_second` messages a second overall.
     pub(crate) fn new(per_second: u32) -> Pace {
-        // Slots of 1/(N−1) s: any second overlaps at most N of them.
+        // Slots of 1/(N−1) s: any second overlaps at most N of them. Stretched by the margin,
+        // N messages span a second and the margin, so that a late send in one slot and an
+        // early arrival from the next do not put N + 1 into a second where Telegram counts.
         let per_second = f64::from(per_second.max(2));
         Pace {
-            slot: Duration::from_secs_f64(1.0 / (per_second - 1.0)),
+            slot: Duration::from_secs_f64((SECOND + MARGIN).as_secs_f64() / (per_second - 1.0)),
             origin: Instant::now(),
             taken: Mutex::new(BTreeSet::new()),
             chats: DashMap::new(),
