@@ -383,11 +383,13 @@ impl Handler {
     /// were taken by nobody before and are this instance's to handle.
     async fn take(&self, updates: Vec<Update>, next: Option<i32>) -> bot_core::Result<Vec<Update>> {
         let keys: Vec<String> = updates.iter().map(|u| update_key(u.id.0)).collect();
-        let fresh = self
+        let fresh: std::collections::HashSet<String> = self
             .service
             .store()
             .take_updates(keys, next.map(|n| (STREAM, i64::from(n))))
-            .await?;
+            .await?
+            .into_iter()
+            .collect();
         Ok(updates
             .into_iter()
             .filter(|u| fresh.contains(&update_key(u.id.0)))
