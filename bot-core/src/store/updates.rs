@@ -1,6 +1,8 @@
 //! Updates a platform delivers at least once: which were taken for handling (so that each is
 //! handled at most once across restarts and instances), and where a polled stream stands.
 
+use std::collections::HashSet;
+
 use crate::{
     Backend, Result, Store,
     store::{Atomic, now_millis},
@@ -95,58 +97,54 @@ async fn take_keys(
     keys: Vec<String>,
     now: i64,
 ) -> Result<Vec<String>> {
-    let pairs = |first: usize| {
-        (0..keys.len())
-            .map(|i| format!("(${}, ${})", first + 2 * i, first + 2 * i + 1))
-            .collect::<Vec<_>>()
-            .join(", ")
+    // The keys' own parameters come first on SQLite (its read), then a (key, time) pair each.
+    let (read_first, first_pair) = match backend {
+        Backend::Postgres => (false, 1),
+        Backend::Sqlite => (true, keys.len() + 1),
     };
-    match backend {
-        Backend::Postgres => {
-            let sql = format!(
-                "INSERT INTO taken_updates (key, taken_at) VALUES {} \
-                 ON CONFLICT (key) DO NOTHING RETURNING key",
-                pairs(1)
-            );
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-            for key in &keys {
-                query = query.bind(key.clone()).bind(now);
-            }
-            let taken = query.fetch_all(&mut *conn).await?;
-            Ok(keys.into_iter().filter(|k| taken.contains(k)).collect())
-        }
-        Backend::Sqlite => {
-            let named: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT key FROM taken_updates WHERE key IN ({}); \
-                 INSERT INTO taken_updates (key, taken_at) VALUES {} \
-                 ON CONFLICT (key) DO NOTHING",
-                named.join(", "),
-                pairs(keys.len() + 1)
-            );
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-            for key in &keys {
-                query = query.bind(key.clone());
-            }
-            for key in &keys {
-                query = query.bind(key.clone()).bind(now);
-            }
-            let before = query.fetch_all(&mut *conn).await?;
-            Ok(keys.into_iter().filter(|k| !before.contains(k)).collect())
+    let pairs = (0..keys.len())
+        .map(|i| format!("(${}, ${})", first_pair + 2 * i, first_pair + 2 * i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!(
+        "INSERT INTO taken_updates (key, taken_at) VALUES {pairs} ON CONFLICT (key) DO NOTHING"
+    );
+    let sql = if read_first {
+        let named: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT key FROM taken_updates WHERE key IN ({}); {insert}",
+            named.join(", ")
+        )
+    } else {
+        format!("{insert} RETURNING key")
+    };
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    if read_first {
+        for key in &keys {
+            query = query.bind(key.clone());
         }
     }
+    for key in &keys {
+        query = query.bind(key.clone()).bind(now);
+    }
+    let answered: HashSet<String> = query.fetch_all(&mut *conn).await?.into_iter().collect();
+    // SQLite answers the keys taken before; PostgreSQL the keys this take inserted.
+    Ok(keys
+        .into_iter()
+        .filter(|key| answered.contains(key) != read_first)
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Backend, store::testing::TestDb};
+    use crate::{Store, on_every_backend};
 
-    async fn each_update_is_taken_once_and_the_cursor_only_moves_on(backend: Backend) {
-        let Some(db) = TestDb::new(backend, "taken_updates").await else {
-            eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
-            return;
-        };
-        let store = db.store();
+    on_every_backend!(
+        each_update_is_taken_once_and_the_cursor_only_moves_on,
+        overlapping_takes_share_out_each_key_once,
+    );
+
+    async fn each_update_is_taken_once_and_the_cursor_only_moves_on(store: Store) {
         let keys = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(store.cursor("telegram").await.expect("read"), None);
         let first = store
@@ -174,12 +172,7 @@ mod tests {
 
     /// Two takes at once, say two instances handed overlapping batches, or a batch delivered
     /// again while the first is being taken: every key goes to exactly one of them.
-    async fn overlapping_takes_share_out_each_key_once(backend: Backend) {
-        let Some(db) = TestDb::new(backend, "overlapping_takes").await else {
-            eprintln!("skipped: PostgreSQL is not available (set TEST_POSTGRES_URL)");
-            return;
-        };
-        let store = db.store();
+    async fn overlapping_takes_share_out_each_key_once(store: Store) {
         let batch = |from: usize| {
             (from..from + 60)
                 .map(|i| format!("u{i}"))
@@ -198,25 +191,5 @@ mod tests {
         taken.sort_by_key(|k| k[1..].parse::<usize>().expect("number"));
         let all: Vec<String> = (0..120).map(|i| format!("u{i}")).collect();
         assert_eq!(taken, all, "each key taken once, none lost");
-    }
-
-    #[tokio::test]
-    async fn overlapping_takes_share_out_each_key_once_on_sqlite() {
-        overlapping_takes_share_out_each_key_once(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn overlapping_takes_share_out_each_key_once_on_postgres() {
-        overlapping_takes_share_out_each_key_once(Backend::Postgres).await;
-    }
-
-    #[tokio::test]
-    async fn each_update_is_taken_once_on_sqlite() {
-        each_update_is_taken_once_and_the_cursor_only_moves_on(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn each_update_is_taken_once_on_postgres() {
-        each_update_is_taken_once_and_the_cursor_only_moves_on(Backend::Postgres).await;
     }
 }
