@@ -104,6 +104,11 @@ pub(super) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "wallet changes",
         include_str!("../../../migrations/sqlite/0020_wallet_changes.sql"),
     ),
+    (
+        21,
+        "checks as comparisons",
+        include_str!("../../../migrations/sqlite/0021_checks_as_comparisons.sql"),
+    ),
 ];
 pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -264,4 +269,71 @@ pub(super) async fn pending_migrations(
         .iter()
         .filter(|m| !applied.contains(&m.version))
         .count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    /// Whether `sql` holds `IN (…)` over a list of three or more terms, which SQLite evaluates
+    /// by building a b-tree of the list each time (see migration 21).
+    fn lists_three_or_more(sql: &str) -> bool {
+        sql.match_indices("IN (").any(|(at, _)| {
+            let list = &sql[at + 4..];
+            let list = &list[..list.find(')').unwrap_or(list.len())];
+            !list.to_uppercase().contains("SELECT") && list.matches(',').count() >= 2
+        })
+    }
+
+    #[test]
+    fn a_list_of_three_is_told_from_two() {
+        assert!(lists_three_or_more("CHECK (state IN ('a', 'b', 'c'))"));
+        assert!(!lists_three_or_more("CHECK (state IN ('a', 'b'))"));
+        assert!(!lists_three_or_more("WHERE id IN (SELECT a, b, c FROM t)"));
+    }
+
+    /// The rules written every time a job, a hold or an identity is written compare term by
+    /// term on SQLite, and still refuse what they refused.
+    #[tokio::test]
+    async fn sqlite_rules_on_hot_tables_compare_rather_than_list() {
+        let db = TestDb::sqlite().await;
+        let store = db.store();
+        let schema: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_schema \
+             WHERE name IN ('transfers', 'jobs', 'identities', 'job_ended') ORDER BY name",
+        )
+        .fetch_all(&mut *store.reader().await.expect("a reader"))
+        .await
+        .expect("the schema");
+        let names: Vec<&str> = schema.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["identities", "job_ended", "jobs", "transfers"]);
+        for (name, sql) in &schema {
+            assert!(!lists_three_or_more(sql), "{name} still lists: {sql}");
+        }
+        for sql in [
+            "INSERT INTO identities (platform, external_id, user_id, created_at) \
+             VALUES ('irc', 'x', 1, 0)",
+            "INSERT INTO jobs (user_id, hold_id, operation, payload, state, max_attempts, \
+                               run_after, created_at) \
+             VALUES (1, 1, 'imagine', '{}', 'bogus', 1, 0, 0)",
+            "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, \
+                                    amount, kind, state, two_phase, created_at) \
+             VALUES ('k', 1, 2, 1, 'grant', 'bogus', 0, 0)",
+        ] {
+            let refused = store
+                .write(Atomic::Statement, move |conn| {
+                    Box::pin(async move {
+                        sqlx::query(sql).execute(conn).await?;
+                        Ok(())
+                    })
+                })
+                .await
+                .expect_err(sql);
+            assert!(
+                crate::store::is_check_violation(&refused),
+                "{sql}: {refused:#}"
+            );
+        }
+    }
 }
