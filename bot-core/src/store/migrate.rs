@@ -330,10 +330,7 @@ mod tests {
                 })
                 .await
                 .expect_err(sql);
-            assert!(
-                crate::store::is_check_violation(&refused),
-                "{sql}: {refused:#}"
-            );
+            assert!(is_check_violation(&refused), "{sql}: {refused:#}");
         }
     }
 }
