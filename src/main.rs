@@ -16,8 +16,8 @@ use imagegpt::{cli::Cli, config::Config, telemetry};
 /// Built without transparent huge pages (the `no_thp` feature): mimalloc otherwise asks the
 /// kernel for them on the memory it maps, so the first touch of each region zeroes 2 MiB at
 /// once, and a bot that meets new people keeps touching fresh regions. In `perf` over 16,000
-/// `/balance` updates of `cargo bench --bench telegram`, the kernel's `clear_page_erms` took 440
-/// samples on the bot's threads with them and 8 without.
+/// `/balance` updates of `cargo bench --bench telegram`, the kernel's `clear_page_erms` took
+/// 329–440 samples on the bot's threads with them and 7 with this feature.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
