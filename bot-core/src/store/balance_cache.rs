@@ -189,9 +189,11 @@ impl WalletLog {
         Ok(())
     }
 
-    /// Runs a plan of one statement that has no batch to join, with the log read after it in
-    /// the same round trip (a separate read costs a second one: a third of a lone hold's
-    /// time). Its wallets are forgotten before the plan's answer is given.
+    /// Runs a plan that has no batch to join, with the log read after it in the same round
+    /// trip (a separate read costs a second one: a third of a lone hold's time); a plan of
+    /// several statements in a transaction of its own, opened and committed in that round trip
+    /// too (see [`Plan::run_alone_then`]). Its wallets are forgotten before the plan's answer
+    /// is given.
     pub(crate) async fn run_alone<T: Send + 'static>(
         &self,
         conn: &mut AnyConnection,

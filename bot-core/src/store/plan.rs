@@ -31,6 +31,10 @@ use crate::{Error, Result};
 /// prepared (and kept in sqlx's statement cache) in at most this many forms.
 pub(crate) const CHUNKS: [usize; 3] = [16, 4, 1];
 
+/// What opens a batch's write transaction on SQLite: the write lock at once, so that the
+/// batch never fails to upgrade a read to a write.
+pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE";
+
 /// The SQL of a kind of plan: statements numbering their parameters `$1…$N`.
 #[derive(Debug)]
 pub(crate) struct Script {
@@ -39,8 +43,9 @@ pub(crate) struct Script {
     statements: usize,
     /// The highest parameter number in `sql`.
     params: usize,
-    /// `sql` repeated for each size in [`CHUNKS`], made when first used.
-    chunks: [OnceLock<Arc<str>>; CHUNKS.len()],
+    /// `sql` repeated for each size in [`CHUNKS`], made when first used; then the same, each
+    /// opening the batch's transaction first (see [`Script::chunk`]).
+    chunks: [[OnceLock<Arc<str>>; CHUNKS.len()]; 2],
     /// `sql` followed by a read (see [`Script::followed_by`]), made when first used.
     followed: OnceLock<(&'static str, Arc<str>)>,
 }
@@ -61,12 +66,27 @@ impl Script {
     }
 
     /// `sql` followed by the statement `then`, its parameters `$1…` numbered after the
-    /// script's own: one query that writes and then reads. Only one `then` is kept made; the
-    /// store has one (the wallet log's read).
+    /// script's own: one query that writes and then reads. A script of several statements runs
+    /// in a transaction of its own ([`Script::alone_in_transaction`]), `then` read before its
+    /// commit. Only one `then` is kept made; the store has one (the wallet log's read).
     fn followed_by(&self, then: &'static str) -> Arc<str> {
-        let make = || Arc::from(format!("{}; {}", self.sql, renumber(then, self.params)));
+        let make = || {
+            let read = renumber(then, self.params);
+            Arc::from(if self.alone_in_transaction() {
+                format!("{BEGIN}; {}; {read}; COMMIT", self.sql)
+            } else {
+                format!("{}; {read}", self.sql)
+            })
+        };
         let (kept, sql) = self.followed.get_or_init(|| (then, make()));
         if *kept == then { sql.clone() } else { make() }
+    }
+
+    /// Whether a plan of this script run alone opens a transaction of its own (when it has
+    /// several statements: a refusal must undo the ones before it, and with nothing else in
+    /// the transaction, rolling it back does).
+    fn alone_in_transaction(&self) -> bool {
+        self.statements > 1
     }
 
     /// Whether each plan of this script runs inside a savepoint of its own (when it has several
@@ -81,17 +101,23 @@ impl Script {
     }
 
     /// The query for `n` plans of this script (`n` one of [`CHUNKS`]): each in its savepoint
-    /// when isolated, plan `i`'s parameters renumbered past the plans before it.
-    pub(crate) fn chunk(&self, n: usize) -> Arc<str> {
+    /// when isolated, plan `i`'s parameters renumbered past the plans before it; with `begin`,
+    /// after [`BEGIN`], so that a batch of plans alone opens its transaction in the round trip
+    /// of its first chunk rather than in one of its own.
+    pub(crate) fn chunk(&self, n: usize, begin: bool) -> Arc<str> {
         let at = CHUNKS
             .iter()
             .position(|size| *size == n)
             .unwrap_or_else(|| {
                 unreachable!("a chunk of {n} plans; chunks are {CHUNKS:?}");
             });
-        self.chunks[at]
+        self.chunks[usize::from(begin)][at]
             .get_or_init(|| {
                 let mut sql = String::new();
+                if begin {
+                    sql.push_str(BEGIN);
+                    sql.push_str("; ");
+                }
                 for i in 0..n {
                     if self.isolated() {
                         sql.push_str("SAVEPOINT operation; ");
@@ -269,7 +295,9 @@ impl<T: Send + 'static> Plan<T> {
 
     /// Runs the plan alone on `conn` with the statement `then` after it (its parameters
     /// `then_args`), in one round trip: the plan's answer, and the rows `then` read, or `None`
-    /// when it did not run because the plan was refused. SQLite only, one statement a plan.
+    /// when it did not run because the plan was refused. SQLite only. A plan of several
+    /// statements runs in a transaction of its own, opened and committed in the same round
+    /// trip, with `then` read just before the commit; whatever fails in it is rolled back.
     pub(crate) async fn run_alone_then(
         self,
         conn: &mut AnyConnection,
@@ -282,10 +310,27 @@ impl<T: Send + 'static> Plan<T> {
             sqlx::query(sqlx::AssertSqlSafe(self.script.followed_by(then))),
             args,
         );
-        let statements = self.script.statements;
+        let begun = usize::from(self.script.alone_in_transaction());
+        let statements = begun + self.script.statements;
         let (mine, read, failure) = fetch_split(conn, query, statements).await;
+        if begun == 1 && failure.is_some() {
+            // The statements after the failure did not run, the commit among them.
+            let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+        }
         match failure {
+            Some((0, error)) if begun == 1 => (
+                Err(Error::Internal(anyhow::anyhow!(
+                    "could not begin a write transaction: {error:#}"
+                ))),
+                None,
+            ),
             Some((ended, error)) if ended < statements => ((self.finish)(Err(error)), None),
+            Some((_, error)) if begun == 1 => (
+                Err(Error::Internal(anyhow::anyhow!(
+                    "the write was rolled back: {error:#}"
+                ))),
+                None,
+            ),
             Some((_, error)) => ((self.finish)(Ok(mine)), Some(Err(error))),
             None => ((self.finish)(Ok(mine)), Some(Ok(read))),
         }
@@ -339,7 +384,7 @@ mod tests {
     fn a_chunk_renumbers_each_plans_parameters_and_leaves_quotes_alone() {
         let script = Script::new("UPDATE t SET a = $1, b = '$1' WHERE id = $2");
         assert_eq!(
-            &*script.chunk(4),
+            &*script.chunk(4, false),
             "UPDATE t SET a = $1, b = '$1' WHERE id = $2; \
              UPDATE t SET a = $3, b = '$1' WHERE id = $4; \
              UPDATE t SET a = $5, b = '$1' WHERE id = $6; \
@@ -347,8 +392,13 @@ mod tests {
         );
         let several = Script::new("INSERT INTO t VALUES ($1); SELECT $1");
         assert_eq!(
-            &*several.chunk(1),
+            &*several.chunk(1, false),
             "SAVEPOINT operation; INSERT INTO t VALUES ($1); SELECT $1; RELEASE operation; "
+        );
+        assert_eq!(
+            &*several.chunk(1, true),
+            "BEGIN IMMEDIATE; SAVEPOINT operation; INSERT INTO t VALUES ($1); SELECT $1; \
+             RELEASE operation; "
         );
     }
 
@@ -366,6 +416,12 @@ mod tests {
         assert_eq!(
             &*script.followed_by("SELECT $1"),
             "UPDATE t SET a = $1 WHERE id = $2; SELECT $3"
+        );
+        let several = Script::new("INSERT INTO t VALUES ($1); UPDATE t SET a = $2");
+        assert_eq!(
+            &*several.followed_by(THEN),
+            "BEGIN IMMEDIATE; INSERT INTO t VALUES ($1); UPDATE t SET a = $2; \
+             SELECT x FROM log WHERE seq > $3; COMMIT"
         );
     }
 

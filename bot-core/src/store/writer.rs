@@ -1,7 +1,7 @@
 //! SQLite's one writer task and its group commit, and where writes run on PostgreSQL.
 
 use super::balance_cache::{Commit, WalletLog};
-use super::plan::{CHUNKS, Plan, Script, bind_all};
+use super::plan::{BEGIN, CHUNKS, Plan, Script, bind_all};
 use super::*;
 use sqlx::{Either, any::AnyRow};
 
@@ -234,10 +234,12 @@ pub(super) async fn run_batch(
         let _ = reply.send(answer);
         return;
     }
+    // A plan alone runs in one round trip with the wallet log's read (and, when it has several
+    // statements, its own transaction's opening and commit).
     if alone
         && plans
             .first()
-            .is_some_and(|(plan, _)| plan.script.statements_per_plan() == 1)
+            .is_some_and(|(plan, _)| plan.script.statements_per_plan() == 1 || wallets.is_some())
         && let Some((plan, reply)) = plans.pop()
     {
         let answer = match wallets {
@@ -247,7 +249,9 @@ pub(super) async fn run_batch(
         let _ = reply.send(answer);
         return;
     }
-    if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+    // Plans alone open the transaction in their first chunk's round trip (see `run_chunk`).
+    let mut begin = ops.is_empty();
+    if !begin && let Err(error) = conn.execute(BEGIN).await {
         let why = format!("could not begin a write transaction: {error}");
         let replies = ops.into_iter().map(|(_, _, reply)| reply);
         for reply in replies.chain(plans.into_iter().map(|(_, reply)| reply)) {
@@ -310,7 +314,7 @@ pub(super) async fn run_batch(
         }
     }
     if !plans.is_empty() {
-        run_plans(conn, plans, &mut done, &mut aborted).await;
+        run_plans(conn, plans, &mut begin, &mut done, &mut aborted).await;
     }
     let commit = if unreleased {
         Commit::ReleasingSavepoint
@@ -353,11 +357,13 @@ type Answered = Vec<(Reply, Option<Result<Erased>>)>;
 type Waiting = std::collections::VecDeque<(Plan<Erased>, Reply)>;
 
 /// Runs a batch's plans, those of one script together, in chunks of the sizes in [`CHUNKS`]:
-/// each chunk one round trip. A plan refused by one of its statements is undone alone and the
-/// plans after it in its chunk are sent again; anything else aborts the batch.
+/// each chunk one round trip, the first opening the transaction when `begin` says it is not
+/// open yet. A plan refused by one of its statements is undone alone and the plans after it in
+/// its chunk are sent again; anything else aborts the batch.
 async fn run_plans(
     conn: &mut AnyConnection,
     plans: Vec<(Plan<Erased>, Reply)>,
+    begin: &mut bool,
     done: &mut Answered,
     aborted: &mut Option<String>,
 ) {
@@ -378,7 +384,8 @@ async fn run_plans(
                 done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));
                 continue;
             }
-            match run_chunk(conn, &script, chunk, done).await {
+            let opening = std::mem::take(begin);
+            match run_chunk(conn, &script, chunk, opening, done).await {
                 Ok(not_run) => {
                     for plan in not_run.into_iter().rev() {
                         waiting.push_front(plan);
@@ -390,29 +397,34 @@ async fn run_plans(
     }
 }
 
-/// Sends `chunk` (plans of `script`) in one query and answers each plan that ran. Returns the
-/// plans after one its statements refused, which did not run, or why the batch must be undone.
+/// Sends `chunk` (plans of `script`) in one query, after [`BEGIN`] with `begin`, and answers
+/// each plan that ran. Returns the plans after one its statements refused, which did not run,
+/// or why the batch must be undone.
 async fn run_chunk(
     conn: &mut AnyConnection,
     script: &Script,
     chunk: Vec<(Plan<Erased>, Reply)>,
+    begin: bool,
     done: &mut Answered,
 ) -> std::result::Result<Vec<(Plan<Erased>, Reply)>, String> {
     use futures_util::StreamExt as _;
     let n = chunk.len();
     let per = script.statements_per_plan();
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(script.chunk(n)));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(script.chunk(n, begin)));
     for (plan, _) in &chunk {
         // Kept: the plans after a refused one are sent again.
         query = bind_all(query, plan.args.clone());
     }
     let mut rows: Vec<Vec<AnyRow>> = (0..n).map(|_| Vec::new()).collect();
+    // Statements of the plans that ended, and whether the transaction was opened.
     let mut finished = 0;
+    let mut begun = !begin;
     let mut failure = None;
     {
         let mut steps = conn.fetch_many(query);
         while let Some(step) = steps.next().await {
             match step {
+                Ok(Either::Left(_)) if !begun => begun = true,
                 Ok(Either::Left(_)) => finished += 1,
                 Ok(Either::Right(row)) => rows[(finished / per).min(n - 1)].push(row),
                 Err(error) => {
@@ -422,10 +434,21 @@ async fn run_chunk(
             }
         }
     }
+    if !begun {
+        let why = match failure {
+            Some(error) => format!("could not begin a write transaction: {error}"),
+            None => "the transaction was not begun".to_string(),
+        };
+        done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));
+        return Err(why);
+    }
     let refused_at = match &failure {
         Some(_) => finished / per,
         None if finished == n * per => n,
-        None => return Err(format!("{finished} of {} statements ran", n * per)),
+        None => {
+            done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));
+            return Err(format!("{finished} of {} statements ran", n * per));
+        }
     };
     let mut not_run = Vec::new();
     let mut abort = None;
@@ -621,6 +644,47 @@ mod tests {
         Ok(())
     }
 
+    /// A plan of several statements run alone opens and commits a transaction of its own in
+    /// its one round trip: refused in its second statement, its first is taken back too and
+    /// the read does not run; otherwise both stand, seen by the read and by other connections.
+    #[tokio::test]
+    async fn a_lone_plan_of_several_statements_stands_or_falls_whole() -> Result<()> {
+        use sqlx::Row as _;
+        let (dir, mut conn) = scratch().await?;
+        let script =
+            Script::new("INSERT INTO t (v) VALUES ($1); INSERT INTO t (v) VALUES ($2) RETURNING v");
+        const THEN: &str = "SELECT v FROM t WHERE v > $1 ORDER BY v";
+        let values = |rows: Vec<AnyRow>| -> Result<Vec<i64>> {
+            Ok(rows
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<std::result::Result<_, _>>()?)
+        };
+        let plan = |a: i64, b: i64| Plan::new(&script, vec![Arg::from(a), Arg::from(b)], values);
+        let (answer, read) = plan(1, 2)
+            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .await;
+        assert_eq!(answer?, [2]);
+        let read = read.ok_or_else(|| anyhow::anyhow!("the read did not run"))??;
+        assert_eq!(values(read)?, [1, 2]);
+        let (answer, read) = plan(3, -3)
+            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(read.is_none());
+        let (answer, _) = plan(4, 5)
+            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .await;
+        assert_eq!(answer?, [5]);
+        let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+        let mut other = AnyConnection::connect(&url).await?;
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut other)
+            .await?;
+        assert_eq!(kept, [1, 2, 4, 5], "committed, and 3 taken back with -3");
+        Ok(())
+    }
+
     /// A plan refused by one of its statements is undone alone (its savepoint takes back the
     /// statements before the refused one), the plans after it in the same query run again, and
     /// operations in the same batch stand as before.
@@ -654,6 +718,43 @@ mod tests {
             .fetch_all(&mut conn)
             .await?;
         assert_eq!(kept, [1, 2, 5, 6, 9, 10, 11, 12, 20]);
+        Ok(())
+    }
+
+    /// A batch of plans alone opens its transaction in its first chunk's query: the plans run
+    /// and commit as one, and when the transaction cannot be opened, each plan hears so and
+    /// none ran.
+    #[tokio::test]
+    async fn plans_alone_open_their_transaction_with_their_first_chunk() -> Result<()> {
+        let (_dir, mut conn) = scratch().await?;
+        let script = Script::new("INSERT INTO t (v) VALUES ($1)");
+        let batch = |values: &[i64]| -> (Vec<_>, Vec<_>) {
+            values
+                .iter()
+                .map(|v| queued(Plan::new(&script, vec![Arg::from(*v)], |_| Ok(()))))
+                .unzip()
+        };
+        let (jobs, answers) = batch(&[1, 2, 3, 4, 5]);
+        run_batch(&mut conn, jobs, None).await;
+        for answer in answers {
+            answer.await.map_err(anyhow::Error::from)??;
+        }
+        // A transaction already open: BEGIN fails, and so does each plan, unrun.
+        conn.execute("BEGIN").await?;
+        let (jobs, answers) = batch(&[6, 7]);
+        run_batch(&mut conn, jobs, None).await;
+        for answer in answers {
+            let answer = answer.await.map_err(anyhow::Error::from)?;
+            let error = answer.err().ok_or_else(|| anyhow::anyhow!("a plan ran"))?;
+            assert!(
+                format!("{error:#}").contains("could not begin"),
+                "{error:#}"
+            );
+        }
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+            .fetch_all(&mut conn)
+            .await?;
+        assert_eq!(kept, [1, 2, 3, 4, 5]);
         Ok(())
     }
 
