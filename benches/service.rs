@@ -1,10 +1,11 @@
 //! Requests through `Service::handle`: `/balance` per second, and `/imagine` enqueues per second
-//! with the p99 latency of one enqueue, at 8 concurrent people, while workers drain the queue
-//! with an instant provider. On SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
+//! with the p99 latency of one enqueue, at 8 concurrent people (`--people`), while workers
+//! drain the queue with an instant provider. On SQLite and (with `TEST_POSTGRES_URL`)
+//! PostgreSQL.
 //!
-//! `cargo bench --bench service [-- --seconds N --workers N --runs N --only balance|imagine]`:
-//! each row is the median of `runs` runs (default 3) by rate, with the audit clean after each
-//! run. `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`).
+//! `cargo bench --bench service [-- --seconds N --people N --workers N --runs N --only
+//! balance|imagine]`: each row is the median of `runs` runs (default 3) by rate, with the audit
+//! clean after each run. `SQL_LOG=PATH` writes every statement with its time (see `support/sql_log.rs`).
 
 #[path = "support/alloc.rs"]
 mod alloc;
@@ -37,6 +38,7 @@ use bot_core::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// Concurrent people, unless `--people` says otherwise.
 const PEOPLE: usize = 8;
 
 /// The chat platform, answering at once.
@@ -94,6 +96,8 @@ fn main() {
     sql_log::start();
     let seconds = args::option("--seconds", 5);
     let workers = args::option("--workers", 2) as usize;
+    // One person, with `--workers 0`: each write alone in its batch, as on a quiet bot.
+    let people = args::option("--people", PEOPLE as u64).max(1) as usize;
     let runs = args::option("--runs", 3).max(1) as usize;
     // One command alone, for a profile of it.
     let only = args::word("--only");
@@ -102,7 +106,7 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "service benchmark: {PEOPLE} concurrent people, {workers} workers with an instant \
+        "service benchmark: {people} concurrent people, {workers} workers with an instant \
          provider, {seconds} s per run, median of {runs} runs"
     );
     println!(
@@ -119,8 +123,8 @@ fn main() {
             }
             let mut all = Vec::new();
             for _ in 0..runs {
-                match runtime.block_on(run(backend, command, Duration::from_secs(seconds), workers))
-                {
+                let duration = Duration::from_secs(seconds);
+                match runtime.block_on(run(backend, command, duration, people, workers)) {
                     Some(figures) => all.push(figures),
                     None => break,
                 }
@@ -156,6 +160,7 @@ async fn run(
     backend: Backend,
     command: &str,
     duration: Duration,
+    people: usize,
     workers: usize,
 ) -> Option<Figures> {
     let db = TestDb::with_connections(backend, "service benchmark", 4).await?;
@@ -180,7 +185,7 @@ async fn run(
         settings,
         vec![Arc::new(Instant_)],
     ));
-    for n in 0..PEOPLE {
+    for n in 0..people {
         person(&store, &format!("bench{n}"), 1_000_000_000).await;
     }
     let shutdown = CancellationToken::new();
@@ -200,7 +205,7 @@ async fn run(
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..PEOPLE)
+    let tasks: Vec<_> = (0..people)
         .map(|person| {
             let (service, counter, command) =
                 (service.clone(), counter.clone(), command.to_string());
