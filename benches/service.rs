@@ -99,6 +99,7 @@ fn main() {
     // One person, with `--workers 0`: each write alone in its batch, as on a quiet bot.
     let people = args::option("--people", PEOPLE as u64).max(1) as usize;
     let runs = args::option("--runs", 3).max(1) as usize;
+    let duration = Duration::from_secs(seconds);
     // One command alone, for a profile of it.
     let only = args::word("--only");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,7 +124,6 @@ fn main() {
             }
             let mut all = Vec::new();
             for _ in 0..runs {
-                let duration = Duration::from_secs(seconds);
                 match runtime.block_on(run(backend, command, duration, people, workers)) {
                     Some(figures) => all.push(figures),
                     None => break,

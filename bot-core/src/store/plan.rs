@@ -24,7 +24,7 @@ use sqlx::{
     query::Query,
 };
 
-use super::writer::Erased;
+use super::writer::{Erased, not_begun, rolled_back};
 use crate::{Error, Result};
 
 /// How many plans go in one query, largest first: a few fixed sizes, so that each script is
@@ -67,12 +67,12 @@ impl Script {
 
     /// `sql` followed by the statement `then`, its parameters `$1…` numbered after the
     /// script's own: one query that writes and then reads. A script of several statements runs
-    /// in a transaction of its own ([`Script::alone_in_transaction`]), `then` read before its
+    /// in a transaction of its own ([`Script::isolated`]), `then` read before its
     /// commit. Only one `then` is kept made; the store has one (the wallet log's read).
     fn followed_by(&self, then: &'static str) -> Arc<str> {
         let make = || {
             let read = renumber(then, self.params);
-            Arc::from(if self.alone_in_transaction() {
+            Arc::from(if self.isolated() {
                 format!("{BEGIN}; {}; {read}; COMMIT", self.sql)
             } else {
                 format!("{}; {read}", self.sql)
@@ -82,15 +82,9 @@ impl Script {
         if *kept == then { sql.clone() } else { make() }
     }
 
-    /// Whether a plan of this script run alone opens a transaction of its own (when it has
-    /// several statements: a refusal must undo the ones before it, and with nothing else in
-    /// the transaction, rolling it back does).
-    fn alone_in_transaction(&self) -> bool {
-        self.statements > 1
-    }
-
-    /// Whether each plan of this script runs inside a savepoint of its own (when it has several
-    /// statements: a refusal must undo the ones before it).
+    /// Whether each plan of this script is undone as a whole when refused (when it has several
+    /// statements: a refusal must undo the ones before it): in a batch, inside a savepoint of
+    /// its own; alone, in a transaction of its own, which rolling back undoes.
     fn isolated(&self) -> bool {
         self.statements > 1
     }
@@ -310,7 +304,7 @@ impl<T: Send + 'static> Plan<T> {
             sqlx::query(sqlx::AssertSqlSafe(self.script.followed_by(then))),
             args,
         );
-        let begun = usize::from(self.script.alone_in_transaction());
+        let begun = usize::from(self.script.isolated());
         let statements = begun + self.script.statements;
         let (mine, read, failure) = fetch_split(conn, query, statements).await;
         if begun == 1 && failure.is_some() {
@@ -318,19 +312,9 @@ impl<T: Send + 'static> Plan<T> {
             let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
         }
         match failure {
-            Some((0, error)) if begun == 1 => (
-                Err(Error::Internal(anyhow::anyhow!(
-                    "could not begin a write transaction: {error:#}"
-                ))),
-                None,
-            ),
+            Some((0, error)) if begun == 1 => (Err(not_begun(error)), None),
             Some((ended, error)) if ended < statements => ((self.finish)(Err(error)), None),
-            Some((_, error)) if begun == 1 => (
-                Err(Error::Internal(anyhow::anyhow!(
-                    "the write was rolled back: {error:#}"
-                ))),
-                None,
-            ),
+            Some((_, error)) if begun == 1 => (Err(rolled_back(format!("{error:#}"))), None),
             Some((_, error)) => ((self.finish)(Ok(mine)), Some(Err(error))),
             None => ((self.finish)(Ok(mine)), Some(Ok(read))),
         }

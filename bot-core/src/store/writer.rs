@@ -252,10 +252,9 @@ pub(super) async fn run_batch(
     // Plans alone open the transaction in their first chunk's round trip (see `run_chunk`).
     let mut begin = ops.is_empty();
     if !begin && let Err(error) = conn.execute(BEGIN).await {
-        let why = format!("could not begin a write transaction: {error}");
         let replies = ops.into_iter().map(|(_, _, reply)| reply);
         for reply in replies.chain(plans.into_iter().map(|(_, reply)| reply)) {
-            let _ = reply.send(Err(Error::Internal(anyhow::anyhow!(why.clone()))));
+            let _ = reply.send(Err(not_begun(&error)));
         }
         return;
     }
@@ -342,13 +341,23 @@ pub(super) async fn run_batch(
             (Ok(()), Some(result)) => result,
             // A refusal stays true when the batch is undone: nothing was written either way.
             (Err(_), Some(Err(error))) if leaves_batch_intact(&error) => Err(error),
-            (Err(why), _) => Err(Error::Internal(anyhow::anyhow!(
-                "the write was rolled back: {why}"
-            ))),
+            (Err(why), _) => Err(rolled_back(why)),
             (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("the write did not run"))),
         };
         let _ = reply.send(answer);
     }
+}
+
+/// The answer to a write whose transaction could not be opened.
+pub(super) fn not_begun(error: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!(
+        "could not begin a write transaction: {error}"
+    ))
+}
+
+/// The answer to a write undone with the rest of its transaction (`why`).
+pub(super) fn rolled_back(why: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!("the write was rolled back: {why}"))
 }
 
 type Reply = oneshot::Sender<Result<Erased>>;
@@ -436,7 +445,7 @@ async fn run_chunk(
     }
     if !begun {
         let why = match failure {
-            Some(error) => format!("could not begin a write transaction: {error}"),
+            Some(error) => not_begun(error).to_string(),
             None => "the transaction was not begun".to_string(),
         };
         done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));
@@ -561,6 +570,18 @@ mod tests {
         Ok(())
     }
 
+    /// The read run after a lone plan in these tests (`$1`: the values above it).
+    const LATER: &str = "SELECT v FROM t WHERE v > $1 ORDER BY v";
+
+    /// The first column of each row, as the tests' plans and [`LATER`] return it.
+    fn values(rows: Vec<AnyRow>) -> Result<Vec<i64>> {
+        use sqlx::Row as _;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
     async fn scratch() -> Result<(tempfile::TempDir, AnyConnection)> {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().map_err(anyhow::Error::from)?;
@@ -616,20 +637,12 @@ mod tests {
     /// own (its parameter bound after the plan's), and a refused plan stops the read.
     #[tokio::test]
     async fn a_lone_plan_and_the_read_after_it_each_get_their_own_rows() -> Result<()> {
-        use sqlx::Row as _;
         let (_dir, mut conn) = scratch().await?;
         let script = Script::new("INSERT INTO t (v) VALUES ($1) RETURNING v");
-        const THEN: &str = "SELECT v FROM t WHERE v > $1 ORDER BY v";
-        let values = |rows: Vec<AnyRow>| -> Result<Vec<i64>> {
-            Ok(rows
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<std::result::Result<_, _>>()?)
-        };
         for v in [2, 7] {
             let plan = Plan::new(&script, vec![Arg::from(v)], values);
             let (answer, read) = plan
-                .run_alone_then(&mut conn, THEN, vec![Arg::from(1)])
+                .run_alone_then(&mut conn, LATER, vec![Arg::from(1)])
                 .await;
             assert_eq!(answer?, [v]);
             let read = read.ok_or_else(|| anyhow::anyhow!("the read did not run"))??;
@@ -637,7 +650,7 @@ mod tests {
         }
         let refused = Plan::new(&script, vec![Arg::from(-1)], values);
         let (answer, read) = refused
-            .run_alone_then(&mut conn, THEN, vec![Arg::from(1)])
+            .run_alone_then(&mut conn, LATER, vec![Arg::from(1)])
             .await;
         assert!(answer.is_err(), "{answer:?}");
         assert!(read.is_none());
@@ -649,31 +662,23 @@ mod tests {
     /// the read does not run; otherwise both stand, seen by the read and by other connections.
     #[tokio::test]
     async fn a_lone_plan_of_several_statements_stands_or_falls_whole() -> Result<()> {
-        use sqlx::Row as _;
         let (dir, mut conn) = scratch().await?;
         let script =
             Script::new("INSERT INTO t (v) VALUES ($1); INSERT INTO t (v) VALUES ($2) RETURNING v");
-        const THEN: &str = "SELECT v FROM t WHERE v > $1 ORDER BY v";
-        let values = |rows: Vec<AnyRow>| -> Result<Vec<i64>> {
-            Ok(rows
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<std::result::Result<_, _>>()?)
-        };
         let plan = |a: i64, b: i64| Plan::new(&script, vec![Arg::from(a), Arg::from(b)], values);
         let (answer, read) = plan(1, 2)
-            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .run_alone_then(&mut conn, LATER, vec![Arg::from(0)])
             .await;
         assert_eq!(answer?, [2]);
         let read = read.ok_or_else(|| anyhow::anyhow!("the read did not run"))??;
         assert_eq!(values(read)?, [1, 2]);
         let (answer, read) = plan(3, -3)
-            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .run_alone_then(&mut conn, LATER, vec![Arg::from(0)])
             .await;
         assert!(answer.is_err(), "{answer:?}");
         assert!(read.is_none());
         let (answer, _) = plan(4, 5)
-            .run_alone_then(&mut conn, THEN, vec![Arg::from(0)])
+            .run_alone_then(&mut conn, LATER, vec![Arg::from(0)])
             .await;
         assert_eq!(answer?, [5]);
         let url = format!("sqlite://{}", dir.path().join("plans.db").display());
@@ -721,9 +726,9 @@ mod tests {
         Ok(())
     }
 
-    /// A batch of plans alone opens its transaction in its first chunk's query: the plans run
-    /// and commit as one, and when the transaction cannot be opened, each plan hears so and
-    /// none ran.
+    /// A batch of plans alone (whose first chunk's query opens the transaction: see the
+    /// chunk's text in `plan`'s tests) commits as one, and when the transaction cannot be
+    /// opened, each plan hears so and none ran.
     #[tokio::test]
     async fn plans_alone_open_their_transaction_with_their_first_chunk() -> Result<()> {
         let (_dir, mut conn) = scratch().await?;
