@@ -58,7 +58,8 @@ use crate::{AccountId, Error, Result, UserId, ledger::SystemAccount};
 pub struct DatabaseConfig {
     /// `DATABASE_URL`: `sqlite://PATH` (created on first run) or `postgres://…`.
     pub url: String,
-    /// Connections in the pool (PostgreSQL) or readers (SQLite; there is one writer).
+    /// Readers: PostgreSQL's pool, and as many connections again for writes, each opened when
+    /// first needed; SQLite's readers (there is one writer).
     pub max_connections: u32,
     /// How long a SQLite connection waits for a lock held by another process.
     pub busy_timeout_ms: u64,
@@ -221,7 +222,7 @@ impl Store {
                 wallets_followed = Some(written.clone());
                 (
                     Writer::Sqlite(WriterHandle::start(writer, checkpointer, written)),
-                    Readers::Sqlite(IdleReaders::new(readers)),
+                    Readers::Sqlite(IdleConnections::new(readers)),
                 )
             }
             Backend::Postgres => {
@@ -239,7 +240,17 @@ impl Store {
                         format!("connecting to PostgreSQL at {}", redact(&config.url))
                     })?;
                 prepare_schema(backend, migrations, &mut *pool.acquire().await?).await?;
-                (Writer::Postgres(pool.clone()), Readers::Postgres(pool))
+                let held = IdleConnections::opened_as_needed(
+                    pool.connect_options(),
+                    config.max_connections.max(2),
+                );
+                (
+                    Writer::Postgres {
+                        pool: pool.clone(),
+                        held,
+                    },
+                    Readers::Postgres(pool),
+                )
             }
         };
         let system = load_system_accounts(&mut *readers.acquire().await?).await?;
@@ -306,7 +317,7 @@ impl Store {
     }
 
     /// A connection for reads outside any write.
-    pub(crate) async fn reader(&self) -> Result<ReadConnection<'_>> {
+    pub(crate) async fn reader(&self) -> Result<LentConnection<'_>> {
         self.inner.readers.acquire().await
     }
 
@@ -369,27 +380,55 @@ pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i6
 /// round trip to the connection's thread, as costly as the read itself.
 #[derive(Debug)]
 pub(crate) enum Readers {
-    Sqlite(IdleReaders),
+    Sqlite(IdleConnections),
     Postgres(AnyPool),
 }
 
-/// SQLite's readers. Whoever asks gets the first one free, in the order they asked: a waiter
-/// is never tied to one busy connection while another stands idle (each waiter once picked a
-/// connection in turn and waited for that one alone).
+/// Connections held by the store and lent one at a time: SQLite's readers, and PostgreSQL's
+/// writers. Whoever asks gets the first one free, in the order they asked: a waiter is never
+/// tied to one busy connection while another stands idle (each waiter once picked a connection
+/// in turn and waited for that one alone).
+///
+/// Unlike sqlx's pool, nothing is sent when a connection comes back: the pool pings each one
+/// as it is returned, in a task of its own, which on SQLite is a round trip to the connection's
+/// thread as costly as the read itself, and on PostgreSQL a round trip to the server after
+/// every write (7-10% of one task's hold+post rate, `cargo bench --bench ledger`). What the
+/// ping was for, finding a connection that broke, is done by its lender instead: a connection
+/// is kept only when its last operation ended with an answer from the database (see
+/// [`LentConnection::keep_if_intact`]); one in doubt is dropped, and another is opened in its
+/// place when next needed.
 #[derive(Debug)]
-pub(crate) struct IdleReaders {
+pub(crate) struct IdleConnections {
     idle: std::sync::Mutex<Vec<AnyConnection>>,
-    /// One permit per connection in `idle`; closed with the store.
+    /// One permit per connection that is idle or may yet be opened; closed with the store.
     free: tokio::sync::Semaphore,
     count: u32,
+    /// How to open a connection when none is idle: PostgreSQL's are opened as they are first
+    /// needed (and again after one is dropped); `None` when all were opened up front and are
+    /// always kept (SQLite's readers).
+    opener: Option<Arc<sqlx::any::AnyConnectOptions>>,
 }
 
-impl IdleReaders {
-    fn new(connections: Vec<AnyConnection>) -> IdleReaders {
-        IdleReaders {
+impl IdleConnections {
+    fn new(connections: Vec<AnyConnection>) -> IdleConnections {
+        IdleConnections {
             free: tokio::sync::Semaphore::new(connections.len()),
             count: u32::try_from(connections.len()).unwrap_or(u32::MAX),
             idle: std::sync::Mutex::new(connections),
+            opener: None,
+        }
+    }
+
+    /// Up to `count` connections opened with `options` as they are needed.
+    pub(crate) fn opened_as_needed(
+        options: Arc<sqlx::any::AnyConnectOptions>,
+        count: u32,
+    ) -> IdleConnections {
+        IdleConnections {
+            free: tokio::sync::Semaphore::new(count as usize),
+            count,
+            idle: std::sync::Mutex::new(Vec::new()),
+            opener: Some(options),
         }
     }
 
@@ -399,28 +438,43 @@ impl IdleReaders {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The first connection free, waiting in line for one when all are lent.
-    async fn lend(&self) -> Result<ReadConnection<'_>> {
-        self.free.acquire().await.map_err(|_| closed())?.forget();
-        let connection = self.idle().pop().ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!(
-                "a reader's permit had no connection behind it"
-            ))
-        })?;
-        Ok(ReadConnection::Held {
+    /// The first connection free (or a new one, where they are opened as needed), waiting in
+    /// line for one when all are lent.
+    pub(crate) async fn lend(&self) -> Result<LentConnection<'_>> {
+        let permit = self.free.acquire().await.map_err(|_| closed())?;
+        let held = self.idle().pop();
+        let connection = match (held, &self.opener) {
+            (Some(connection), _) => connection,
+            // The permit goes back by itself if this fails or is abandoned.
+            (None, Some(options)) => {
+                use sqlx::ConnectOptions as _;
+                options.connect().await?
+            }
+            (None, None) => {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "a connection's permit had no connection behind it"
+                )));
+            }
+        };
+        permit.forget();
+        Ok(LentConnection::Held {
             connection: Some(connection),
             home: self,
+            keep: self.opener.is_none(),
         })
     }
 
-    /// Puts a connection back and lets the next waiter in.
-    fn give_back(&self, connection: AnyConnection) {
-        self.idle().push(connection);
+    /// Puts a connection back (or, with `None`, the room for a new one) and lets the next
+    /// waiter in.
+    fn give_back(&self, connection: Option<AnyConnection>) {
+        if let Some(connection) = connection {
+            self.idle().push(connection);
+        }
         self.free.add_permits(1);
     }
 
     /// Waits for the connections lent to come back, then closes them all.
-    async fn close(&self) {
+    pub(crate) async fn close(&self) {
         if let Ok(all) = self.free.acquire_many(self.count).await {
             all.forget();
         }
@@ -438,10 +492,10 @@ fn closed() -> Error {
 }
 
 impl Readers {
-    async fn acquire(&self) -> Result<ReadConnection<'_>> {
+    async fn acquire(&self) -> Result<LentConnection<'_>> {
         match self {
             Readers::Sqlite(readers) => readers.lend().await,
-            Readers::Postgres(pool) => Ok(ReadConnection::Pooled(pool.acquire().await?)),
+            Readers::Postgres(pool) => Ok(LentConnection::Pooled(pool.acquire().await?)),
         }
     }
 
@@ -453,46 +507,110 @@ impl Readers {
     }
 }
 
-/// A connection to read on; dereferences to [`AnyConnection`].
-pub(crate) enum ReadConnection<'a> {
+/// A connection lent by the store; dereferences to [`AnyConnection`].
+pub(crate) enum LentConnection<'a> {
     Held {
         /// Always `Some` until dropped.
         connection: Option<AnyConnection>,
-        home: &'a IdleReaders,
+        home: &'a IdleConnections,
+        /// Whether it goes back to `home` when dropped, rather than being closed: always for
+        /// connections that are never reopened; for the others, only once an operation on it
+        /// has ended with the database's answer (one abandoned midway is in doubt).
+        keep: bool,
     },
     Pooled(sqlx::pool::PoolConnection<sqlx::Any>),
 }
 
-impl Drop for ReadConnection<'_> {
-    fn drop(&mut self) {
-        if let ReadConnection::Held { connection, home } = self
-            && let Some(connection) = connection.take()
+impl LentConnection<'_> {
+    /// Marks the connection to be kept when `result`, what an operation on it ended with, shows
+    /// the connection sound (see [`connection_intact`]), and to be dropped otherwise.
+    pub(crate) fn keep_if_intact<T>(&mut self, result: &Result<T>) {
+        if let LentConnection::Held {
+            keep,
+            home: IdleConnections {
+                opener: Some(_), ..
+            },
+            ..
+        } = self
         {
-            home.give_back(connection);
+            *keep = connection_intact(result);
         }
     }
 }
 
-impl std::ops::Deref for ReadConnection<'_> {
+/// Whether a connection can be lent again after an operation on it ended with `result`: yes
+/// when the database answered (rows, or a refusal of its own: a constraint, a raised rule, a
+/// conflict) or a rule of ours refused; no when the connection failed (I/O, TLS, the protocol)
+/// or the error is one that cannot be placed, since a connection in doubt is replaced rather
+/// than lent again.
+pub(crate) fn connection_intact<T>(result: &Result<T>) -> bool {
+    match result {
+        Ok(_) | Err(Error::User(_)) => true,
+        Err(Error::Internal(inner)) => {
+            inner.downcast_ref::<Fault>().is_some()
+                || matches!(
+                    inner.downcast_ref::<sqlx::Error>(),
+                    Some(sqlx::Error::Database(db)) if !session_ended(db.as_ref())
+                )
+                || matches!(
+                    inner.downcast_ref::<sqlx::Error>(),
+                    Some(
+                        sqlx::Error::RowNotFound
+                            | sqlx::Error::ColumnNotFound(_)
+                            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+                            | sqlx::Error::ColumnDecode { .. }
+                            | sqlx::Error::Decode(_)
+                            | sqlx::Error::TypeNotFound { .. }
+                    )
+                )
+        }
+    }
+}
+
+/// Whether the database's error ends the session it came on: PostgreSQL's connection
+/// exceptions (class 08) and an operator's or a crash's shutdown (57P01-57P03), sent just
+/// before the server closes the connection.
+fn session_ended(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error
+        .code()
+        .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+}
+
+impl Drop for LentConnection<'_> {
+    fn drop(&mut self) {
+        if let LentConnection::Held {
+            connection,
+            home,
+            keep,
+        } = self
+        {
+            // A connection not kept is dropped here, which closes its socket: the server ends
+            // whatever it had open on it, a transaction included.
+            home.give_back(connection.take().filter(|_| *keep));
+        }
+    }
+}
+
+impl std::ops::Deref for LentConnection<'_> {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
         match self {
-            ReadConnection::Held { connection, .. } => {
+            LentConnection::Held { connection, .. } => {
                 connection.as_ref().unwrap_or_else(|| unreachable!())
             }
-            ReadConnection::Pooled(connection) => connection,
+            LentConnection::Pooled(connection) => connection,
         }
     }
 }
 
-impl std::ops::DerefMut for ReadConnection<'_> {
+impl std::ops::DerefMut for LentConnection<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            ReadConnection::Held { connection, .. } => {
+            LentConnection::Held { connection, .. } => {
                 connection.as_mut().unwrap_or_else(|| unreachable!())
             }
-            ReadConnection::Pooled(connection) => connection,
+            LentConnection::Pooled(connection) => connection,
         }
     }
 }
@@ -555,7 +673,7 @@ impl Store {
         name: &str,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Option<Leader> {
-        let Writer::Postgres(pool) = &self.inner.writer else {
+        let Writer::Postgres { pool, .. } = &self.inner.writer else {
             return Some(Leader { conn: None });
         };
         let key = lock_key(name);
@@ -719,6 +837,114 @@ mod tests {
             store.reader().await.is_err(),
             "a closed store lends no reader"
         );
+        Ok(())
+    }
+
+    /// A hold on `wallet` under `key`, to the generation revenue account.
+    fn hold_of(store: &Store, wallet: AccountId, key: &str) -> crate::ledger::TransferRequest {
+        crate::ledger::TransferRequest {
+            key: key.to_string(),
+            debit: wallet,
+            credit: store.account(SystemAccount::GenerationRevenue),
+            amount: crate::Credits::new(1),
+            kind: crate::ledger::TransferKind::Generation,
+            memo: None,
+        }
+    }
+
+    /// PostgreSQL's write connections are held by the store, not pinged as they come back, so
+    /// one whose server process is gone must not be lent again: the write that finds it dead
+    /// fails, and the next ones run on a new connection. (Kept regardless, every write after
+    /// the first would fail too.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_connection_that_died_is_replaced() -> Result<()> {
+        let Some(db) = testing::TestDb::new(Backend::Postgres, "write connection died").await
+        else {
+            return Ok(());
+        };
+        let store = db.store();
+        let user = testing::person(store, "ada", 10).await;
+        store.hold(&hold_of(store, user.wallet, "before")).await?;
+        let mut admin = AnyConnection::connect(db.url()).await?;
+        let ended: Vec<bool> = sqlx::query_scalar(
+            // The write connections: the last statement each ran was the hold.
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND query LIKE 'INSERT INTO transfers%'",
+        )
+        .fetch_all(&mut admin)
+        .await?;
+        assert!(
+            !ended.is_empty() && ended.iter().all(|ended| *ended),
+            "the store's write connection was ended: {ended:?}"
+        );
+        let mut failed = 0;
+        for n in 0..3 {
+            if store
+                .hold(&hold_of(store, user.wallet, &format!("after {n}")))
+                .await
+                .is_err()
+            {
+                failed += 1;
+            }
+        }
+        assert!(
+            failed <= 1,
+            "{failed} of 3 writes failed after the connection died"
+        );
+        store.hold(&hold_of(store, user.wallet, "last")).await?;
+        let audit = store.audit().await?;
+        assert!(audit.is_clean(), "{audit}");
+        admin.close().await?;
+        store.close().await;
+        Ok(())
+    }
+
+    /// A transaction that fails lets go of what it locked before its error is returned, not
+    /// when its connection is next used: a held connection may stand idle for long.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_transaction_lets_go_of_its_locks_at_once() -> Result<()> {
+        let Some(db) = testing::TestDb::new(Backend::Postgres, "failed transaction").await else {
+            return Ok(());
+        };
+        let store = db.store();
+        let user = testing::person(store, "ada", 0).await;
+        let id = user.id.get();
+        let refused: Result<()> = store
+            .write(Atomic::Transaction, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE users SET privacy_opt_out = 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Err(Error::User(crate::UserError::Frozen))
+                })
+            })
+            .await;
+        assert_eq!(
+            refused.err().and_then(|e| e.user().cloned()),
+            Some(crate::UserError::Frozen)
+        );
+        let mut other = AnyConnection::connect(db.url()).await?;
+        sqlx::query("SET lock_timeout = '2s'")
+            .execute(&mut other)
+            .await?;
+        sqlx::query("UPDATE users SET privacy_opt_out = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&mut other)
+            .await?;
+        let kept: Option<i64> =
+            sqlx::query_scalar("SELECT privacy_opt_out FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut other)
+                .await?;
+        assert_eq!(
+            kept,
+            Some(0),
+            "the failed transaction's change was rolled back"
+        );
+        other.close().await?;
+        store.close().await;
         Ok(())
     }
 

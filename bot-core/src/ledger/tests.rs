@@ -86,6 +86,7 @@ on_every_backend!(
     empty_and_circular_transfers_are_refused,
     transfers_naming_unknown_accounts_are_refused,
     spending_consumes_the_oldest_lot_first,
+    a_debit_is_drawn_from_the_oldest_lot_alone_exactly_when_it_covers_it,
     a_voided_hold_gives_credits_back_to_the_lots_it_drew_from,
     a_hold_posted_into_a_wallet_opens_a_lot_only_when_posted,
     audit_finds_tampered_balances_and_lots,
@@ -401,6 +402,37 @@ async fn spending_consumes_the_oldest_lot_first(store: Store) {
         .await
         .expect("spend");
     assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 100]);
+}
+
+/// The oldest open lot pays alone for what it covers, to its last credit, and a debit it
+/// cannot cover is drawn across the lots in order (PostgreSQL takes the first case by a
+/// shorter way: migration 0020); a refused one draws nothing.
+async fn a_debit_is_drawn_from_the_oldest_lot_alone_exactly_when_it_covers_it(store: Store) {
+    let alice = person(&store, "alice").await;
+    grant(&store, &alice, 3, "first").await;
+    grant(&store, &alice, 2, "second").await;
+    grant(&store, &alice, 10, "third").await;
+    let exact = hold(&store, &alice, 3, "job:1").await.expect("hold");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 2, 10]);
+    hold(&store, &alice, 1, "job:2").await.expect("hold");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 1, 10]);
+    let spanning = hold(&store, &alice, 4, "job:3").await.expect("hold");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 0, 7]);
+    let refused = hold(&store, &alice, 8, "job:4").await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::User(UserError::InsufficientCredits { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 0, 7]);
+    store.void(spanning.id).await.expect("void");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 1, 10]);
+    store.void(exact.id).await.expect("void");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![3, 1, 10]);
+    hold(&store, &alice, 14, "job:5").await.expect("hold");
+    assert_eq!(remaining_in_lots(&store, &alice).await, vec![0, 0, 0]);
 }
 
 async fn a_voided_hold_gives_credits_back_to_the_lots_it_drew_from(store: Store) {

@@ -206,6 +206,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "credit trigger",
         include_str!("../../../migrations/postgres/0019_credit_trigger.sql"),
     ),
+    (
+        20,
+        "oldest lot pays",
+        include_str!("../../../migrations/postgres/0020_oldest_lot_pays.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: Backend) -> Migrator {

@@ -9,7 +9,13 @@ use sqlx::{Either, any::AnyRow};
 #[derive(Debug)]
 pub(crate) enum Writer {
     Sqlite(WriterHandle),
-    Postgres(AnyPool),
+    Postgres {
+        /// Where the store's other connections come from (reads, a leader's own).
+        pool: AnyPool,
+        /// The connections writes run on, held by the store rather than pooled (see
+        /// [`IdleConnections`]).
+        held: IdleConnections,
+    },
 }
 
 impl Writer {
@@ -20,17 +26,14 @@ impl Writer {
     {
         match self {
             Writer::Sqlite(handle) => handle.run(atomic, erase(op)).await,
-            Writer::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                match atomic {
+            Writer::Postgres { held, .. } => {
+                let mut conn = held.lend().await?;
+                let result = match atomic {
                     Atomic::Statement => op(&mut conn).await,
-                    Atomic::Transaction => {
-                        let mut tx = conn.begin().await?;
-                        let value = op(&mut tx).await?;
-                        tx.commit().await?;
-                        Ok(value)
-                    }
-                }
+                    Atomic::Transaction => in_transaction(&mut conn, op).await,
+                };
+                conn.keep_if_intact(&result);
+                result
             }
         }
     }
@@ -40,14 +43,42 @@ impl Writer {
     pub(super) async fn run_plan<T: Send + 'static>(&self, plan: Plan<T>) -> Result<T> {
         match self {
             Writer::Sqlite(handle) => handle.submit(Work::Plan(plan.erase())).await,
-            Writer::Postgres(pool) => plan.run_alone(&mut *pool.acquire().await?).await,
+            Writer::Postgres { held, .. } => {
+                let mut conn = held.lend().await?;
+                let result = plan.run_alone(&mut conn).await;
+                conn.keep_if_intact(&result);
+                result
+            }
         }
     }
 
     pub(super) async fn close(&self) {
         match self {
             Writer::Sqlite(handle) => handle.close().await,
-            Writer::Postgres(pool) => pool.close().await,
+            Writer::Postgres { pool, held } => {
+                held.close().await;
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// Runs `op` in a transaction on `conn`: committed when it succeeds, rolled back at once when
+/// it fails. (Left to sqlx, the rollback would wait to be sent with the connection's next use,
+/// and a held connection may stand idle meanwhile with the transaction's locks.)
+async fn in_transaction<T, F>(conn: &mut AnyConnection, op: F) -> Result<T>
+where
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>>,
+{
+    let mut tx = conn.begin().await?;
+    match op(&mut tx).await {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            tx.rollback().await?;
+            Err(error)
         }
     }
 }
