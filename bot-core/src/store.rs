@@ -392,7 +392,7 @@ pub(crate) enum Readers {
 /// Unlike sqlx's pool, nothing is sent when a connection comes back: the pool pings each one
 /// as it is returned, in a task of its own, which on SQLite is a round trip to the connection's
 /// thread as costly as the read itself, and on PostgreSQL a round trip to the server after
-/// every write (7-10% of one task's hold+post rate, `cargo bench --bench ledger`). What the
+/// every write (5-12% of one task's hold+post rate, `cargo bench --bench ledger`). What the
 /// ping was for, finding a connection that broke, is done by its lender instead: a connection
 /// is kept only when its last operation ended with an answer from the database (see
 /// [`LentConnection::keep_if_intact`]); one in doubt is dropped, and another is opened in its
@@ -544,26 +544,21 @@ impl LentConnection<'_> {
 /// or the error is one that cannot be placed, since a connection in doubt is replaced rather
 /// than lent again.
 pub(crate) fn connection_intact<T>(result: &Result<T>) -> bool {
-    match result {
-        Ok(_) | Err(Error::User(_)) => true,
-        Err(Error::Internal(inner)) => {
-            inner.downcast_ref::<Fault>().is_some()
-                || matches!(
-                    inner.downcast_ref::<sqlx::Error>(),
-                    Some(sqlx::Error::Database(db)) if !session_ended(db.as_ref())
-                )
-                || matches!(
-                    inner.downcast_ref::<sqlx::Error>(),
-                    Some(
-                        sqlx::Error::RowNotFound
-                            | sqlx::Error::ColumnNotFound(_)
-                            | sqlx::Error::ColumnIndexOutOfBounds { .. }
-                            | sqlx::Error::ColumnDecode { .. }
-                            | sqlx::Error::Decode(_)
-                            | sqlx::Error::TypeNotFound { .. }
-                    )
-                )
-        }
+    let Err(Error::Internal(inner)) = result else {
+        return true;
+    };
+    match inner.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => !session_ended(db.as_ref()),
+        Some(
+            sqlx::Error::RowNotFound
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::TypeNotFound { .. },
+        ) => true,
+        Some(_) => false,
+        None => inner.downcast_ref::<Fault>().is_some(),
     }
 }
 
@@ -838,6 +833,23 @@ mod tests {
             "a closed store lends no reader"
         );
         Ok(())
+    }
+
+    /// A held connection is lent again after an answer (rows, a refusal, a rule of ours) and
+    /// replaced after a failure of the connection itself or one that cannot be placed.
+    #[test]
+    fn a_connection_is_kept_only_after_an_answer() {
+        let kept = |error: Error| connection_intact::<()>(&Err(error));
+        assert!(connection_intact(&Ok(())));
+        assert!(kept(Error::User(crate::UserError::Frozen)));
+        assert!(kept(Error::from(Fault::ZeroAmount)));
+        assert!(kept(Error::from(sqlx::Error::RowNotFound)));
+        let broken = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed");
+        assert!(!kept(Error::from(sqlx::Error::Io(broken))));
+        assert!(!kept(Error::from(sqlx::Error::Protocol(
+            "out of step".into()
+        ))));
+        assert!(!kept(Error::Internal(anyhow::anyhow!("who knows"))));
     }
 
     /// A hold on `wallet` under `key`, to the generation revenue account.
