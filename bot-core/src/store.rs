@@ -375,9 +375,8 @@ pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i6
         .await
 }
 
-/// Where reads run. SQLite readers are held open here rather than in a pool, for the same
-/// reason as its writer: the pool pings a connection on every release, which on SQLite is a
-/// round trip to the connection's thread, as costly as the read itself.
+/// Where reads run: on SQLite, readers held open by the store rather than pooled (see
+/// [`IdleConnections`] for why); on PostgreSQL, sqlx's pool.
 #[derive(Debug)]
 pub(crate) enum Readers {
     Sqlite(IdleConnections),

@@ -304,17 +304,18 @@ impl<T: Send + 'static> Plan<T> {
             sqlx::query(sqlx::AssertSqlSafe(self.script.followed_by(then))),
             args,
         );
-        let begun = usize::from(self.script.isolated());
-        let statements = begun + self.script.statements;
+        // Its own transaction's BEGIN comes first, counted with the plan's statements.
+        let own_transaction = self.script.isolated();
+        let statements = usize::from(own_transaction) + self.script.statements;
         let (mine, read, failure) = fetch_split(conn, query, statements).await;
-        if begun == 1 && failure.is_some() {
+        if own_transaction && failure.is_some() {
             // The statements after the failure did not run, the commit among them.
             let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
         }
         match failure {
-            Some((0, error)) if begun == 1 => (Err(not_begun(error)), None),
+            Some((0, error)) if own_transaction => (Err(not_begun(error)), None),
             Some((ended, error)) if ended < statements => ((self.finish)(Err(error)), None),
-            Some((_, error)) if begun == 1 => (Err(rolled_back(format!("{error:#}"))), None),
+            Some((_, error)) if own_transaction => (Err(rolled_back(format!("{error:#}"))), None),
             Some((_, error)) => ((self.finish)(Ok(mine)), Some(Err(error))),
             None => ((self.finish)(Ok(mine)), Some(Ok(read))),
         }

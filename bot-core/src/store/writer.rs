@@ -43,11 +43,11 @@ impl Writer {
     pub(super) async fn run_plan<T: Send + 'static>(&self, plan: Plan<T>) -> Result<T> {
         match self {
             Writer::Sqlite(handle) => handle.submit(Work::Plan(plan.erase())).await,
-            Writer::Postgres { held, .. } => {
-                let mut conn = held.lend().await?;
-                let result = plan.run_alone(&mut conn).await;
-                conn.keep_if_intact(&result);
-                result
+            Writer::Postgres { .. } => {
+                self.run(Atomic::Statement, move |conn| {
+                    Box::pin(plan.run_alone(conn))
+                })
+                .await
             }
         }
     }
