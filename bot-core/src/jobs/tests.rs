@@ -58,6 +58,7 @@ on_every_backend!(
     a_failed_job_voids_its_hold,
     transient_failures_retry_until_attempts_run_out,
     claims_take_turns_between_people,
+    a_place_in_the_queue_is_exact_below_the_cap_and_the_cap_beyond_it,
     nobody_runs_more_than_their_cap,
     racing_claimers_never_pass_the_cap,
     an_expired_lease_is_taken_over_and_the_job_ends_once,
@@ -264,6 +265,54 @@ async fn transient_failures_retry_until_attempts_run_out(store: Store) {
         .expect("gives up");
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(available(&store, &alice).await, 10);
+}
+
+/// A place in the queue follows `claim`'s order (turn, then age) and is exact below
+/// [`POSITION_CAP`], whether the jobs ahead have earlier turns or the same one; from the cap on it
+/// is the cap. Both ways of reading it agree: the enqueue's own answer and `queue_position`.
+async fn a_place_in_the_queue_is_exact_below_the_cap_and_the_cap_beyond_it(store: Store) {
+    let limits = JobLimits::default();
+    let cap = POSITION_CAP;
+    let busy = person(&store, "busy", 10).await;
+    // busy's three jobs take turns 1, 2 and 3.
+    let mut mine = Vec::new();
+    for n in 0..3 {
+        let placed = store
+            .enqueue_placed(&new_job(&busy, &format!("busy:{n}"), 1), &limits)
+            .await
+            .expect("enqueue");
+        assert_eq!(placed.ahead, n, "busy's job {n} as enqueued");
+        mine.push(placed.job);
+    }
+    // cap - 1 people with one job each: turn 1, after busy's first job and before the others.
+    let mut others = Vec::new();
+    for k in 1..cap {
+        let someone = person(&store, &format!("p{k}"), 1).await;
+        let placed = store
+            .enqueue_placed(&new_job(&someone, &format!("p:{k}"), 1), &limits)
+            .await
+            .expect("enqueue");
+        assert_eq!(placed.ahead, k, "person {k} as enqueued");
+        others.push(placed.job);
+    }
+    let place = |job: &Job| store.queue_position(job.id);
+    assert_eq!(place(&others[0]).await.expect("position"), 1);
+    assert_eq!(place(&others[97]).await.expect("position"), cap - 2);
+    // busy's second job has exactly the cap ahead of it, the third one more.
+    assert_eq!(place(&mine[1]).await.expect("position"), cap);
+    assert_eq!(place(&mine[2]).await.expect("position"), cap);
+    let first = claimed(&store, "w", LEASE, &limits, "busy's first job").await;
+    assert_eq!(first.job.id, mine[0].id);
+    assert_eq!(place(&mine[0]).await.expect("position"), 0, "running");
+    assert_eq!(place(&others[0]).await.expect("position"), 0);
+    assert_eq!(place(&others[98]).await.expect("position"), cap - 2);
+    assert_eq!(
+        place(&mine[1]).await.expect("position"),
+        cap - 1,
+        "every job ahead has an earlier turn"
+    );
+    assert_eq!(place(&mine[2]).await.expect("position"), cap);
+    store.succeed(&first).await.expect("succeed");
 }
 
 async fn claims_take_turns_between_people(store: Store) {

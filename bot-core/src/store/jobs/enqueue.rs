@@ -57,10 +57,7 @@ fn enqueue_script(cap: u32) -> Arc<Script> {
                  WHERE t.idempotency_key = $1 AND t.created_at = $6 \
                    AND NOT EXISTS (SELECT 1 FROM jobs WHERE hold_id = t.id); \
                  SELECT {mine}, \
-                        (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
-                           WHERE q.state = 'queued' AND mine.state = 'queued' \
-                             AND (q.turn, q.id) < (mine.turn, mine.id) \
-                           LIMIT {POSITION_CAP}) ahead) AS ahead, \
+                        {ahead} AS ahead, \
                         EXISTS (SELECT 1 FROM transfers WHERE idempotency_key = $1) AS taken \
                  FROM (SELECT 1) LEFT JOIN jobs mine \
                    ON mine.hold_id = (SELECT id FROM transfers WHERE idempotency_key = $1)",
@@ -70,6 +67,7 @@ fn enqueue_script(cap: u32) -> Arc<Script> {
                     .map(|column| format!("mine.{column}"))
                     .collect::<Vec<_>>()
                     .join(", "),
+                ahead = ahead_of("mine"),
                 // The cap is written into the script, not bound: see `store`'s note on LIMIT.
                 standing = standing("$7", cap),
             ))
