@@ -523,35 +523,13 @@ impl Store {
     }
 }
 
-/// How many queued jobs `claim` takes before the job `mine` (a table alias; 0 when `mine` is
-/// missing or not queued), counted up to [`POSITION_CAP`]: queued jobs with an earlier turn, or
-/// the same turn and older.
-///
-/// Past the cap a person needs to know only that the queue is long, so the cap's place is
-/// probed first: when `mine` comes after the queue's `POSITION_CAP`th job, the answer is the
-/// cap. Otherwise fewer than the cap are ahead, and two counts over the queue's index, each
-/// bounded on both sides, find them. Counting the first `POSITION_CAP` jobs ahead through a
-/// `LIMIT`ed subquery instead took 23.5–25.2 µs of an enqueue's 102–111 µs on SQLite with a
-/// long queue, against 11.3–11.7 µs for this (Python `sqlite3`, the enqueue's five statements
-/// over 3,000 people, three rounds).
-pub(super) fn ahead_of(mine: &str) -> String {
-    format!(
-        "CASE WHEN {mine}.state <> 'queued' THEN 0 \
-              WHEN ({mine}.turn, {mine}.id) > (SELECT turn, id FROM jobs WHERE state = 'queued' \
-                     ORDER BY state, turn, id LIMIT 1 OFFSET {last}) THEN {POSITION_CAP} \
-              ELSE (SELECT COUNT(*) FROM jobs q \
-                     WHERE q.state = 'queued' AND q.turn < {mine}.turn) \
-                 + (SELECT COUNT(*) FROM jobs q \
-                     WHERE q.state = 'queued' AND q.turn = {mine}.turn AND q.id < {mine}.id) END",
-        last = POSITION_CAP - 1,
-    )
-}
-
-/// The place of the job `$1` in the queue (see [`ahead_of`]).
+/// The order `claim` uses: queued jobs with an earlier turn, or the same turn and older.
 static AHEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT COALESCE({ahead}, 0) FROM (SELECT 1) one LEFT JOIN jobs mine ON mine.id = $1",
-        ahead = ahead_of("mine"),
+        "SELECT COUNT(*) FROM (SELECT 1 FROM jobs q \
+           WHERE q.state = 'queued' \
+             AND (q.turn, q.id) < ((SELECT turn FROM jobs WHERE id = $1 AND state = 'queued'), $1) \
+           LIMIT {POSITION_CAP}) ahead"
     )
 });
 

@@ -121,6 +121,13 @@ mod tests {
         let queries = [
             ("candidates", CANDIDATES.to_string()),
             ("ahead", AHEAD.to_string()),
+            (
+                "the enqueue's ahead",
+                format!(
+                    "SELECT {} FROM (SELECT 1) one LEFT JOIN jobs mine ON mine.id = $2",
+                    ahead_of("mine")
+                ),
+            ),
             ("standing", format!("SELECT * FROM {}", standing("$1", 10))),
         ];
         for (name, sql) in queries {
