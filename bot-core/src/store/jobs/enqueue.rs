@@ -39,7 +39,7 @@ pub(super) fn standing(user: &str, cap: u32) -> String {
 /// cap. Otherwise fewer than the cap are ahead, and two counts over the queue's index, each
 /// bounded on both sides, find them. Counting the first `POSITION_CAP` jobs ahead through a
 /// `LIMIT`ed subquery (as `queue_position` does) took 23.5–25.2 µs of an enqueue's 102–111 µs
-/// with a long queue, against 11.3–11.7 µs for this (Python `sqlite3`, the enqueue's five
+/// with a long queue, against 11.4–11.7 µs for this (Python `sqlite3`, the enqueue's five
 /// statements over 3,000 people, three rounds). PostgreSQL keeps the `LIMIT`ed count: there this
 /// form made `/imagine` slower in `cargo bench --bench service` (767–845/s against 902–932/s).
 pub(super) fn ahead_of(mine: &str) -> String {
