@@ -226,9 +226,10 @@ impl Store {
                 )
             }
             Backend::Postgres => {
+                let connections = config.max_connections.max(2);
                 let pool = AnyPoolOptions::new()
-                    .max_connections(config.max_connections.max(2))
-                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(connections)
+                    .acquire_timeout(CONNECT_TIMEOUT)
                     // sqlx pings a connection each time it is taken from the pool unless told
                     // not to: a round trip before every operation. A connection that died is
                     // found by the operation's own statement instead (an internal error, and a
@@ -242,7 +243,8 @@ impl Store {
                 prepare_schema(backend, migrations, &mut *pool.acquire().await?).await?;
                 let held = IdleConnections::opened_as_needed(
                     pool.connect_options(),
-                    config.max_connections.max(2),
+                    connections,
+                    CONNECT_TIMEOUT,
                 );
                 (
                     Writer::Postgres {
@@ -375,6 +377,11 @@ pub(crate) async fn execute_unchecked(store: &Store, sql: &'static str, bind: i6
         .await
 }
 
+/// How long PostgreSQL is given to hand over a connection, by the pool or to the store's own
+/// write connections: a server that cannot be reached fails the operation in this time rather
+/// than in the system's TCP timeout (about two minutes on Linux).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where reads run: on SQLite, readers held open by the store rather than pooled (see
 /// [`IdleConnections`] for why); on PostgreSQL, sqlx's pool.
 #[derive(Debug)]
@@ -402,10 +409,10 @@ pub(crate) struct IdleConnections {
     /// One permit per connection that is idle or may yet be opened; closed with the store.
     free: tokio::sync::Semaphore,
     count: u32,
-    /// How to open a connection when none is idle: PostgreSQL's are opened as they are first
-    /// needed (and again after one is dropped); `None` when all were opened up front and are
-    /// always kept (SQLite's readers).
-    opener: Option<Arc<sqlx::any::AnyConnectOptions>>,
+    /// How to open a connection when none is idle, and how long opening one may take:
+    /// PostgreSQL's are opened as they are first needed (and again after one is dropped);
+    /// `None` when all were opened up front and are always kept (SQLite's readers).
+    opener: Option<(Arc<sqlx::any::AnyConnectOptions>, Duration)>,
 }
 
 impl IdleConnections {
@@ -418,16 +425,18 @@ impl IdleConnections {
         }
     }
 
-    /// Up to `count` connections opened with `options` as they are needed.
+    /// Up to `count` connections opened with `options` as they are needed, each given
+    /// `timeout` to open.
     pub(crate) fn opened_as_needed(
         options: Arc<sqlx::any::AnyConnectOptions>,
         count: u32,
+        timeout: Duration,
     ) -> IdleConnections {
         IdleConnections {
             free: tokio::sync::Semaphore::new(count as usize),
             count,
             idle: std::sync::Mutex::new(Vec::new()),
-            opener: Some(options),
+            opener: Some((options, timeout)),
         }
     }
 
@@ -445,9 +454,15 @@ impl IdleConnections {
         let connection = match (held, &self.opener) {
             (Some(connection), _) => connection,
             // The permit goes back by itself if this fails or is abandoned.
-            (None, Some(options)) => {
+            (None, Some((options, timeout))) => {
                 use sqlx::ConnectOptions as _;
-                options.connect().await?
+                tokio::time::timeout(*timeout, options.connect())
+                    .await
+                    .map_err(|_| {
+                        Error::Internal(anyhow::anyhow!(
+                            "no connection to the database within {timeout:?}"
+                        ))
+                    })??
             }
             (None, None) => {
                 return Err(Error::Internal(anyhow::anyhow!(
@@ -524,15 +539,9 @@ impl LentConnection<'_> {
     /// Marks the connection to be kept when `result`, what an operation on it ended with, shows
     /// the connection sound (see [`connection_intact`]), and to be dropped otherwise.
     pub(crate) fn keep_if_intact<T>(&mut self, result: &Result<T>) {
-        if let LentConnection::Held {
-            keep,
-            home: IdleConnections {
-                opener: Some(_), ..
-            },
-            ..
-        } = self
-        {
-            *keep = connection_intact(result);
+        if let LentConnection::Held { keep, home, .. } = self {
+            // Connections that are never reopened are always kept.
+            *keep = home.opener.is_none() || connection_intact(result);
         }
     }
 }
@@ -849,6 +858,44 @@ mod tests {
             "out of step".into()
         ))));
         assert!(!kept(Error::Internal(anyhow::anyhow!("who knows"))));
+    }
+
+    /// A write connection is given a bounded time to open: a server that takes the connection
+    /// and never answers fails the write in that time (as the pool's acquire timeout would),
+    /// and the place it took is free again for the next one.
+    #[tokio::test]
+    async fn opening_a_held_connection_gives_up_in_time() -> Result<()> {
+        sqlx::any::install_default_drivers();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(anyhow::Error::from)?;
+        let port = listener.local_addr().map_err(anyhow::Error::from)?.port();
+        let silent = tokio::spawn(async move {
+            let mut taken = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                taken.push(socket);
+            }
+        });
+        let options = sqlx::any::AnyConnectOptions::from_str(&format!(
+            "postgres://nobody@127.0.0.1:{port}/none"
+        ))?;
+        let held =
+            IdleConnections::opened_as_needed(Arc::new(options), 1, Duration::from_millis(200));
+        // One place only: the second try would wait for ever if the first kept it.
+        for attempt in 0..2 {
+            let lent = tokio::time::timeout(Duration::from_secs(10), held.lend())
+                .await
+                .map_err(|_| anyhow::anyhow!("attempt {attempt} still waiting after 10 s"))?;
+            match lent {
+                Ok(_) => panic!("a server that never answers lent a connection"),
+                Err(error) => assert!(
+                    format!("{error:#}").contains("no connection to the database within"),
+                    "{error:#}"
+                ),
+            }
+        }
+        silent.abort();
+        Ok(())
     }
 
     /// A hold on `wallet` under `key`, to the generation revenue account.
