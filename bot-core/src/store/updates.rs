@@ -1,11 +1,19 @@
 //! Updates a platform delivers at least once: which were taken for handling (so that each is
 //! handled at most once across restarts and instances), and where a polled stream stands.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    sync::{Arc, LazyLock},
+};
+
+use dashmap::DashMap;
 
 use crate::{
     Backend, Result, Store,
-    store::{Atomic, now_millis},
+    store::{
+        Atomic, now_millis,
+        plan::{Arg, Plan, Script},
+    },
 };
 
 /// How long a taken update is remembered: Telegram keeps an update for at most 24 hours.
@@ -30,6 +38,35 @@ impl Store {
         // Now and then, not on every batch: the purge is cheap but need not be constant.
         let purge = rand::random::<u8>() == 0;
         let backend = self.backend();
+        if backend == Backend::Sqlite {
+            if keys.is_empty() && stream.is_none() {
+                return Ok(Vec::new());
+            }
+            let fresh = self
+                .retrying(|| self.write_plan(take_plan(keys.clone(), stream.clone(), now)))
+                .await?;
+            // Apart from the take, which has committed: its updates are this instance's to
+            // handle whatever the purge does.
+            if purge
+                && let Err(error) = self
+                    .write(Atomic::Statement, move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("DELETE FROM taken_updates WHERE taken_at < $1")
+                                .bind(now - REMEMBERED_MS)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+            {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "purging old taken updates failed"
+                );
+            }
+            return Ok(fresh);
+        }
         self.retrying(|| {
             let (keys, stream) = (keys.clone(), stream.clone());
             self.write(Atomic::Transaction, move |conn| {
@@ -37,21 +74,15 @@ impl Store {
                     let fresh = if keys.is_empty() {
                         Vec::new()
                     } else {
-                        take_keys(conn, backend, keys, now).await?
+                        take_keys(conn, keys, now).await?
                     };
                     if let Some((name, position)) = stream {
-                        sqlx::query(
-                            "INSERT INTO cursors (stream, position, updated_at) VALUES ($1, $2, $3) \
-                             ON CONFLICT (stream) DO UPDATE SET \
-                               position = CASE WHEN cursors.position > excluded.position \
-                                 THEN cursors.position ELSE excluded.position END, \
-                               updated_at = excluded.updated_at",
-                        )
-                        .bind(name)
-                        .bind(position)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
+                        sqlx::query(sqlx::AssertSqlSafe(cursor_moves_on(1, 2, 3)))
+                            .bind(name)
+                            .bind(position)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     if purge {
                         sqlx::query("DELETE FROM taken_updates WHERE taken_at < $1")
@@ -81,67 +112,115 @@ impl Store {
     }
 }
 
-/// Takes `keys` (inside the caller's transaction): returns those nobody took before, in the
-/// order given.
+/// The SQLite take of `n` keys as one script (`$1…$n` the keys, `$n+1` now; with `cursor`,
+/// `$n+2` the stream and `$n+3` its position): the keys taken before are read, then every key
+/// is inserted, and the stream moved on.
 ///
-/// PostgreSQL reads the keys it inserted back (`RETURNING`): two instances may take one batch
-/// at once, and the unique key decides between them. SQLite has one writer at a time (the
-/// transaction holds the write lock from its start), so there the keys already taken are read
-/// first and the rest inserted: one query that gives back a row only for an update delivered
-/// again, rather than a row for every key (each a hand-off to the tokio side through sqlx's
-/// row channel; `/balance` in the Telegram benchmark spent 11.7 µs a key on the `RETURNING`
-/// form against SQLite's own 2 µs).
+/// SQLite has one writer at a time, so nobody takes a key between the read and the insert,
+/// and the read gives back a row only for an update delivered again, rather than a row for
+/// every key as `RETURNING` would (each row a hand-off through sqlx's row channel: `/balance`
+/// in the Telegram benchmark spent 11.7 µs a key on the `RETURNING` form against SQLite's own
+/// 2 µs). It is one plan, so the writer sends it in one round trip, where the take as a
+/// transaction cost five (its opening, a savepoint, the keys, the cursor and the commit), each
+/// waiting for the writer's task to be woken on a busy runtime. A take is on the path of
+/// every update: none is handled, and no later one fetched, until it commits.
+fn take_script(n: usize, cursor: bool) -> Arc<Script> {
+    static BY_SHAPE: LazyLock<DashMap<(usize, bool), Arc<Script>>> = LazyLock::new(DashMap::new);
+    BY_SHAPE
+        .entry((n, cursor))
+        .or_insert_with(|| {
+            let now = n + 1;
+            let mut statements = Vec::new();
+            if n > 0 {
+                let named: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+                let pairs: Vec<String> = (1..=n).map(|i| format!("(${i}, ${now})")).collect();
+                statements.push(format!(
+                    "SELECT key FROM taken_updates WHERE key IN ({})",
+                    named.join(", ")
+                ));
+                statements.push(format!(
+                    "INSERT INTO taken_updates (key, taken_at) VALUES {} \
+                     ON CONFLICT (key) DO NOTHING",
+                    pairs.join(", ")
+                ));
+            }
+            if cursor {
+                statements.push(cursor_moves_on(n + 2, n + 3, now));
+            }
+            Script::new(statements.join("; "))
+        })
+        .clone()
+}
+
+/// The statement that moves a stream on, never back, its stream, position and time the
+/// parameters numbered `stream`, `position` and `now`.
+fn cursor_moves_on(stream: usize, position: usize, now: usize) -> String {
+    format!(
+        "INSERT INTO cursors (stream, position, updated_at) VALUES (${stream}, ${position}, ${now}) \
+         ON CONFLICT (stream) DO UPDATE SET \
+           position = CASE WHEN cursors.position > excluded.position \
+             THEN cursors.position ELSE excluded.position END, \
+           updated_at = excluded.updated_at"
+    )
+}
+
+/// The take on SQLite (see [`take_script`]): the keys nobody took before, in the order given.
+fn take_plan(keys: Vec<String>, stream: Option<(String, i64)>, now: i64) -> Plan<Vec<String>> {
+    let mut args: Vec<Arg> = keys.iter().map(|key| Arg::from(key.as_str())).collect();
+    args.push(Arg::from(now));
+    if let Some((name, position)) = &stream {
+        args.push(Arg::from(name.as_str()));
+        args.push(Arg::from(*position));
+    }
+    let script = take_script(keys.len(), stream.is_some());
+    Plan::new(&script, args, move |rows| {
+        use sqlx::Row as _;
+        let before = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<std::result::Result<HashSet<String>, _>>()?;
+        Ok(keys
+            .into_iter()
+            .filter(|key| !before.contains(key))
+            .collect())
+    })
+}
+
+/// Takes `keys` on PostgreSQL (inside the caller's transaction): returns those nobody took
+/// before, in the order given. The keys it inserted are read back (`RETURNING`): two instances
+/// may take one batch at once, and the unique key decides between them.
 async fn take_keys(
     conn: &mut sqlx::AnyConnection,
-    backend: Backend,
     keys: Vec<String>,
     now: i64,
 ) -> Result<Vec<String>> {
-    // The keys' own parameters come first on SQLite (its read), then a (key, time) pair each.
-    let (read_first, first_pair) = match backend {
-        Backend::Postgres => (false, 1),
-        Backend::Sqlite => (true, keys.len() + 1),
-    };
     let pairs = (0..keys.len())
-        .map(|i| format!("(${}, ${})", first_pair + 2 * i, first_pair + 2 * i + 1))
+        .map(|i| format!("(${}, ${})", 1 + 2 * i, 2 + 2 * i))
         .collect::<Vec<_>>()
         .join(", ");
-    let insert = format!(
-        "INSERT INTO taken_updates (key, taken_at) VALUES {pairs} ON CONFLICT (key) DO NOTHING"
+    let sql = format!(
+        "INSERT INTO taken_updates (key, taken_at) VALUES {pairs} \
+         ON CONFLICT (key) DO NOTHING RETURNING key"
     );
-    let sql = if read_first {
-        let named: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-        format!(
-            "SELECT key FROM taken_updates WHERE key IN ({}); {insert}",
-            named.join(", ")
-        )
-    } else {
-        format!("{insert} RETURNING key")
-    };
     let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-    if read_first {
-        for key in &keys {
-            query = query.bind(key.clone());
-        }
-    }
     for key in &keys {
         query = query.bind(key.clone()).bind(now);
     }
-    let answered: HashSet<String> = query.fetch_all(&mut *conn).await?.into_iter().collect();
-    // SQLite answers the keys taken before; PostgreSQL the keys this take inserted.
+    let inserted: HashSet<String> = query.fetch_all(&mut *conn).await?.into_iter().collect();
     Ok(keys
         .into_iter()
-        .filter(|key| answered.contains(key) != read_first)
+        .filter(|key| inserted.contains(key))
         .collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Store, on_every_backend};
+    use crate::{Backend, Store, on_every_backend, store::testing::execute};
 
     on_every_backend!(
         each_update_is_taken_once_and_the_cursor_only_moves_on,
         overlapping_takes_share_out_each_key_once,
+        a_take_that_fails_takes_nothing,
     );
 
     async fn each_update_is_taken_once_and_the_cursor_only_moves_on(store: Store) {
@@ -191,5 +270,51 @@ mod tests {
         taken.sort_by_key(|k| k[1..].parse::<usize>().expect("number"));
         let all: Vec<String> = (0..120).map(|i| format!("u{i}")).collect();
         assert_eq!(taken, all, "each key taken once, none lost");
+    }
+
+    /// A take is whole or nothing: when moving the stream on fails, none of its keys is taken,
+    /// so the updates are handled when Telegram sends them again.
+    async fn a_take_that_fails_takes_nothing(store: Store) {
+        let keys = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // The database refuses one position, as a failing disk or a lost connection might.
+        match store.backend() {
+            Backend::Sqlite => {
+                execute(
+                    &store,
+                    "CREATE TRIGGER refuse_13 BEFORE INSERT ON cursors WHEN NEW.position = 13 \
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    &[],
+                )
+                .await;
+            }
+            Backend::Postgres => {
+                execute(
+                    &store,
+                    "CREATE FUNCTION refuse_13() RETURNS trigger AS $$ BEGIN \
+                       IF NEW.position = 13 THEN RAISE EXCEPTION 'refused'; END IF; \
+                       RETURN NEW; END $$ LANGUAGE plpgsql",
+                    &[],
+                )
+                .await;
+                execute(
+                    &store,
+                    "CREATE TRIGGER refuse_13 BEFORE INSERT ON cursors \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_13()",
+                    &[],
+                )
+                .await;
+            }
+        }
+        let refused = store
+            .take_updates(keys(&["u1", "u2"]), Some(("telegram", 13)))
+            .await;
+        assert!(refused.is_err(), "the take was refused: {refused:?}");
+        assert_eq!(store.cursor("telegram").await.expect("read"), None);
+        let again = store
+            .take_updates(keys(&["u1", "u2", "u3"]), Some(("telegram", 14)))
+            .await
+            .expect("take");
+        assert_eq!(again, keys(&["u1", "u2", "u3"]), "none was taken before");
+        assert_eq!(store.cursor("telegram").await.expect("read"), Some(14));
     }
 }
