@@ -273,14 +273,17 @@ async fn transient_failures_retry_until_attempts_run_out(store: Store) {
 async fn a_place_in_the_queue_is_exact_below_the_cap_and_the_cap_beyond_it(store: Store) {
     let limits = JobLimits::default();
     let cap = POSITION_CAP;
+    let enqueue = async |who: &User, key: String| {
+        store
+            .enqueue_placed(&new_job(who, &key, 1), &limits)
+            .await
+            .expect("enqueue")
+    };
     let busy = person(&store, "busy", 10).await;
     // busy's three jobs take turns 1, 2 and 3.
     let mut mine = Vec::new();
     for n in 0..3 {
-        let placed = store
-            .enqueue_placed(&new_job(&busy, &format!("busy:{n}"), 1), &limits)
-            .await
-            .expect("enqueue");
+        let placed = enqueue(&busy, format!("busy:{n}")).await;
         assert_eq!(placed.ahead, n, "busy's job {n} as enqueued");
         mine.push(placed.job);
     }
@@ -288,24 +291,23 @@ async fn a_place_in_the_queue_is_exact_below_the_cap_and_the_cap_beyond_it(store
     let mut others = Vec::new();
     for k in 1..cap {
         let someone = person(&store, &format!("p{k}"), 1).await;
-        let placed = store
-            .enqueue_placed(&new_job(&someone, &format!("p:{k}"), 1), &limits)
-            .await
-            .expect("enqueue");
+        let placed = enqueue(&someone, format!("p:{k}")).await;
         assert_eq!(placed.ahead, k, "person {k} as enqueued");
         others.push(placed.job);
     }
+    // Person k's job.
+    let other = |k: u64| &others[k as usize - 1];
     let place = |job: &Job| store.queue_position(job.id);
-    assert_eq!(place(&others[0]).await.expect("position"), 1);
-    assert_eq!(place(&others[97]).await.expect("position"), cap - 2);
+    assert_eq!(place(other(1)).await.expect("position"), 1);
+    assert_eq!(place(other(cap - 2)).await.expect("position"), cap - 2);
     // busy's second job has exactly the cap ahead of it, the third one more.
     assert_eq!(place(&mine[1]).await.expect("position"), cap);
     assert_eq!(place(&mine[2]).await.expect("position"), cap);
     let first = claimed(&store, "w", LEASE, &limits, "busy's first job").await;
     assert_eq!(first.job.id, mine[0].id);
     assert_eq!(place(&mine[0]).await.expect("position"), 0, "running");
-    assert_eq!(place(&others[0]).await.expect("position"), 0);
-    assert_eq!(place(&others[98]).await.expect("position"), cap - 2);
+    assert_eq!(place(other(1)).await.expect("position"), 0);
+    assert_eq!(place(other(cap - 1)).await.expect("position"), cap - 2);
     assert_eq!(
         place(&mine[1]).await.expect("position"),
         cap - 1,

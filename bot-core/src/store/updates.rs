@@ -33,68 +33,63 @@ impl Store {
         keys: Vec<String>,
         stream: Option<(&str, i64)>,
     ) -> Result<Vec<String>> {
+        if keys.is_empty() && stream.is_none() {
+            return Ok(Vec::new());
+        }
         let stream = stream.map(|(name, position)| (name.to_string(), position));
         let now = now_millis();
-        // Now and then, not on every batch: the purge is cheap but need not be constant.
-        let purge = rand::random::<u8>() == 0;
-        let backend = self.backend();
-        if backend == Backend::Sqlite {
-            if keys.is_empty() && stream.is_none() {
-                return Ok(Vec::new());
+        let fresh = match self.backend() {
+            Backend::Sqlite => {
+                self.retrying(|| self.write_plan(take_plan(keys.clone(), stream.clone(), now)))
+                    .await?
             }
-            let fresh = self
-                .retrying(|| self.write_plan(take_plan(keys.clone(), stream.clone(), now)))
-                .await?;
-            // Apart from the take, which has committed: its updates are this instance's to
-            // handle whatever the purge does.
-            if purge
-                && let Err(error) = self
-                    .write(Atomic::Statement, move |conn| {
+            Backend::Postgres => {
+                self.retrying(|| {
+                    let (keys, stream) = (keys.clone(), stream.clone());
+                    self.write(Atomic::Transaction, move |conn| {
                         Box::pin(async move {
-                            sqlx::query("DELETE FROM taken_updates WHERE taken_at < $1")
-                                .bind(now - REMEMBERED_MS)
-                                .execute(&mut *conn)
-                                .await?;
-                            Ok(())
+                            let fresh = if keys.is_empty() {
+                                Vec::new()
+                            } else {
+                                take_keys(conn, keys, now).await?
+                            };
+                            if let Some((name, position)) = stream {
+                                sqlx::query(sqlx::AssertSqlSafe(cursor_moves_on(1, 2, 3)))
+                                    .bind(name)
+                                    .bind(position)
+                                    .bind(now)
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                            Ok(fresh)
                         })
                     })
-                    .await
-            {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "purging old taken updates failed"
-                );
+                })
+                .await?
             }
-            return Ok(fresh);
-        }
-        self.retrying(|| {
-            let (keys, stream) = (keys.clone(), stream.clone());
-            self.write(Atomic::Transaction, move |conn| {
-                Box::pin(async move {
-                    let fresh = if keys.is_empty() {
-                        Vec::new()
-                    } else {
-                        take_keys(conn, keys, now).await?
-                    };
-                    if let Some((name, position)) = stream {
-                        sqlx::query(sqlx::AssertSqlSafe(cursor_moves_on(1, 2, 3)))
-                            .bind(name)
-                            .bind(position)
-                            .bind(now)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    if purge {
+        };
+        // Now and then, not on every take: the purge is cheap but need not be constant. Apart
+        // from the take, which has committed: its updates are this instance's to handle
+        // whatever the purge does.
+        if rand::random::<u8>() == 0
+            && let Err(error) = self
+                .write(Atomic::Statement, move |conn| {
+                    Box::pin(async move {
                         sqlx::query("DELETE FROM taken_updates WHERE taken_at < $1")
                             .bind(now - REMEMBERED_MS)
                             .execute(&mut *conn)
                             .await?;
-                    }
-                    Ok(fresh)
+                        Ok(())
+                    })
                 })
-            })
-        })
-        .await
+                .await
+        {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "purging old taken updates failed"
+            );
+        }
+        Ok(fresh)
     }
 
     /// Where `stream` stands, if it was ever moved on.
@@ -133,16 +128,11 @@ fn take_script(n: usize, cursor: bool) -> Arc<Script> {
             let mut statements = Vec::new();
             if n > 0 {
                 let named: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
-                let pairs: Vec<String> = (1..=n).map(|i| format!("(${i}, ${now})")).collect();
                 statements.push(format!(
                     "SELECT key FROM taken_updates WHERE key IN ({})",
                     named.join(", ")
                 ));
-                statements.push(format!(
-                    "INSERT INTO taken_updates (key, taken_at) VALUES {} \
-                     ON CONFLICT (key) DO NOTHING",
-                    pairs.join(", ")
-                ));
+                statements.push(insert_keys(n));
             }
             if cursor {
                 statements.push(cursor_moves_on(n + 2, n + 3, now));
@@ -150,6 +140,15 @@ fn take_script(n: usize, cursor: bool) -> Arc<Script> {
             Script::new(statements.join("; "))
         })
         .clone()
+}
+
+/// The statement that takes `n` keys (`$1…$n`) at the time `$n+1`, leaving those taken before.
+fn insert_keys(n: usize) -> String {
+    let pairs: Vec<String> = (1..=n).map(|i| format!("(${i}, ${})", n + 1)).collect();
+    format!(
+        "INSERT INTO taken_updates (key, taken_at) VALUES {} ON CONFLICT (key) DO NOTHING",
+        pairs.join(", ")
+    )
 }
 
 /// The statement that moves a stream on, never back, its stream, position and time the
@@ -194,19 +193,17 @@ async fn take_keys(
     keys: Vec<String>,
     now: i64,
 ) -> Result<Vec<String>> {
-    let pairs = (0..keys.len())
-        .map(|i| format!("(${}, ${})", 1 + 2 * i, 2 + 2 * i))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO taken_updates (key, taken_at) VALUES {pairs} \
-         ON CONFLICT (key) DO NOTHING RETURNING key"
-    );
+    let sql = format!("{} RETURNING key", insert_keys(keys.len()));
     let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
     for key in &keys {
-        query = query.bind(key.clone()).bind(now);
+        query = query.bind(key.clone());
     }
-    let inserted: HashSet<String> = query.fetch_all(&mut *conn).await?.into_iter().collect();
+    let inserted: HashSet<String> = query
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
     Ok(keys
         .into_iter()
         .filter(|key| inserted.contains(key))
