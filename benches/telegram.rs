@@ -6,10 +6,11 @@
 //! Telegram's limits. Each person has sent /start before the timed part. SQLite.
 //!
 //! The fake runs on a runtime of its own (threads `fake-*`), the bots on another (`bot-*`, with
-//! sqlx's SQLite threads): the CPU microseconds per update beside each rate are the bot's own,
-//! the process's CPU less the fake's threads and the main thread that queues the updates. The
-//! context switches per update beside them count the same threads' parks and wake-ups: each is
-//! a hand-off between threads (the runtime's, sqlx's SQLite ones) that costs beyond its CPU.
+//! sqlx's SQLite threads and the store's writer, `sqlite-writer`): the CPU microseconds per
+//! update beside each rate are the bot's own, the process's CPU less the fake's threads and the
+//! main thread that queues the updates. The context switches per update beside them count the
+//! same threads' parks and wake-ups: each is a hand-off between threads (the runtime's, the
+//! writer's, sqlx's SQLite ones) that costs beyond its CPU.
 //!
 //! `cargo bench --bench telegram [-- --updates N --runs N --only echo|balance|imagine]`: each
 //! row is the median of `runs` (default 3); `--only` runs one bot alone, for a profile of it.

@@ -21,6 +21,7 @@ pub(crate) mod ledger;
 pub(crate) mod limits;
 pub(crate) mod links;
 mod migrate;
+mod own_thread;
 pub(crate) mod payments;
 pub(crate) mod people;
 pub(crate) mod people_cache;
@@ -221,7 +222,7 @@ impl Store {
                     balance_cache::WalletLog::start(balances.clone(), &mut writer).await?;
                 wallets_followed = Some(written.clone());
                 (
-                    Writer::Sqlite(WriterHandle::start(writer, checkpointer, written)),
+                    Writer::Sqlite(WriterHandle::start(writer, checkpointer, written)?),
                     Readers::Sqlite(IdleConnections::new(readers)),
                 )
             }

@@ -117,7 +117,7 @@ impl Store {
 /// in the Telegram benchmark spent 11.7 µs a key on the `RETURNING` form against SQLite's own
 /// 2 µs). It is one plan, so the writer sends it in one round trip, where the take as a
 /// transaction cost five (its opening, a savepoint, the keys, the cursor and the commit), each
-/// waiting for the writer's task to be woken on a busy runtime. A take is on the path of
+/// waiting for the writer to be woken (then a task on a busy runtime). A take is on the path of
 /// every update: none is handled, and no later one fetched, until it commits.
 fn take_script(n: usize, cursor: bool) -> Arc<Script> {
     static BY_SHAPE: LazyLock<DashMap<(usize, bool), Arc<Script>>> = LazyLock::new(DashMap::new);

@@ -1,4 +1,4 @@
-//! SQLite's one writer task and its group commit, and where writes run on PostgreSQL.
+//! SQLite's one writer and its group commit, and where writes run on PostgreSQL.
 
 use super::balance_cache::{Commit, WalletLog};
 use super::plan::{BEGIN, CHUNKS, Plan, Script, bind_all};
@@ -83,7 +83,7 @@ where
     }
 }
 
-/// SQLite's one writer: a task that owns the write connection and commits whatever writes are
+/// SQLite's one writer: a thread that owns the write connection and commits whatever writes are
 /// waiting in one transaction (group commit). A commit costs far more than a statement, and
 /// SQLite allows one writer at a time anyway, so batching is what lets many people write at
 /// once. Each operation in a batch stands alone: a refused statement undoes only itself, and
@@ -142,18 +142,26 @@ impl WriterHandle {
     /// plan that needed none (after a lone closure, in a round trip of its own), so that what
     /// it wrote is forgotten from memory before anyone hears it was written (see
     /// [`balance_cache`](super::balance_cache)).
+    ///
+    /// The writer runs on a thread of its own, not on the runtime (see
+    /// [`own_thread`](super::own_thread)); it ends when the store is closed or dropped.
     pub(super) fn start(
         connection: AnyConnection,
         checkpointer: AnyConnection,
         wallets: WalletLog,
-    ) -> WriterHandle {
+    ) -> Result<WriterHandle> {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            let checkpoints = tokio::spawn(checkpoint(checkpointer));
+        let checkpoints = tokio::spawn(checkpoint(checkpointer));
+        let started = own_thread::spawn("sqlite-writer", async move {
             run_writer(connection, receiver, wallets).await;
             checkpoints.abort();
         });
-        WriterHandle { sender }
+        if let Err(error) = started {
+            return Err(Error::Internal(
+                anyhow::Error::from(error).context("could not start SQLite's writer thread"),
+            ));
+        }
+        Ok(WriterHandle { sender })
     }
 
     pub(super) async fn run<T: 'static>(&self, atomic: Atomic, op: ErasedOp) -> Result<T> {
