@@ -151,16 +151,17 @@ impl WriterHandle {
         wallets: WalletLog,
     ) -> Result<WriterHandle> {
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        let checkpoints = tokio::spawn(checkpoint(checkpointer));
-        let started = own_thread::spawn("sqlite-writer", async move {
+        // The checkpoints are started by the writer's thread, on this runtime, so that a thread
+        // that could not start leaves none behind.
+        let runtime = tokio::runtime::Handle::current();
+        own_thread::spawn("sqlite-writer", async move {
+            let checkpoints = runtime.spawn(checkpoint(checkpointer));
             run_writer(connection, receiver, wallets).await;
             checkpoints.abort();
-        });
-        if let Err(error) = started {
-            return Err(Error::Internal(
-                anyhow::Error::from(error).context("could not start SQLite's writer thread"),
-            ));
-        }
+        })
+        .map_err(|error| {
+            anyhow::Error::from(error).context("could not start SQLite's writer thread")
+        })?;
         Ok(WriterHandle { sender })
     }
 
