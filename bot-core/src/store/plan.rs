@@ -29,7 +29,23 @@ use crate::{Error, Result};
 
 /// How many plans go in one query, largest first: a few fixed sizes, so that each script is
 /// prepared (and kept in sqlx's statement cache) in at most this many forms.
-pub(crate) const CHUNKS: [usize; 3] = [16, 4, 1];
+///
+/// A script's plans go in the largest chunk whose answers fit in [`SQLX_ROW_CHANNEL`]
+/// ([`Script::fits`]); the largest size is as many enqueues as fit. An enqueue's plan answers
+/// six times (its savepoint, its three statements and their release each end, and the job's row
+/// comes back), so a chunk of 16 answered 96 times: sqlx's SQLite thread stopped mid-chunk on
+/// the full channel until the writer's thread read it, and had to be woken again, whenever that
+/// thread was not running (a busy two-core machine). A chunk of 8 answers 48 times, 49 with the
+/// batch's `BEGIN`, and the thread runs it through. `cargo bench --bench telegram -- --only
+/// imagine --updates 8000 --runs 1`, five interleaved pairs against 16: 5,322 to 6,414
+/// updates/s against 4,476 to 6,320 (medians 5,927 and 5,123), with 2.0 context switches per
+/// update against 3.2.
+pub(crate) const CHUNKS: [usize; 3] = [8, 4, 1];
+
+/// The answers (statement ends and rows) sqlx's SQLite thread holds for a query before it waits
+/// for them to be read: sqlx-sqlite's default `row_buffer_size`, which a connection opened
+/// through `Any` from a URL cannot change.
+pub(crate) const SQLX_ROW_CHANNEL: usize = 50;
 
 /// What opens a batch's write transaction on SQLite: the write lock at once, so that the
 /// batch never fails to upgrade a read to a write.
@@ -92,6 +108,15 @@ impl Script {
     /// Statements each plan takes in a chunk, its savepoint included.
     pub(crate) fn statements_per_plan(&self) -> usize {
         self.statements + if self.isolated() { 2 } else { 0 }
+    }
+
+    /// Whether `n` plans of this script, each answering at most one row, answer within
+    /// [`SQLX_ROW_CHANNEL`] with the batch's `BEGIN` before them (see [`CHUNKS`]). One plan
+    /// always goes, whatever it answers.
+    pub(crate) fn fits(&self, n: usize) -> bool {
+        // The batch's `BEGIN`, then each plan's statements' ends and its row.
+        let answers = 1 + n * (self.statements_per_plan() + 1);
+        n == 1 || answers <= SQLX_ROW_CHANNEL
     }
 
     /// The query for `n` plans of this script (`n` one of [`CHUNKS`]): each in its savepoint
@@ -408,6 +433,41 @@ mod tests {
             "BEGIN IMMEDIATE; INSERT INTO t VALUES ($1); UPDATE t SET a = $2; \
              SELECT x FROM log WHERE seq > $3; COMMIT"
         );
+    }
+
+    /// [`SQLX_ROW_CHANNEL`] is what sqlx gives a SQLite connection opened from a URL, as the
+    /// store's are.
+    #[test]
+    fn sqlx_holds_as_many_answers_as_the_chunks_assume() {
+        let options: sqlx::sqlite::SqliteConnectOptions =
+            "sqlite://imagegpt.db".parse().expect("a SQLite URL");
+        let debug = format!("{options:?}");
+        let size: Option<usize> = debug
+            .split_once("row_channel_size: ")
+            .and_then(|(_, rest)| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            });
+        assert_eq!(size, Some(SQLX_ROW_CHANNEL), "{debug}");
+    }
+
+    #[test]
+    fn a_chunk_fits_when_its_answers_fit_in_sqlx_channel() {
+        // Two answers a plan (its statement's end, a row), 49 with the BEGIN: fits.
+        let one = Script::new("UPDATE t SET a = $1 WHERE id = $2 RETURNING a");
+        assert!(one.fits(24));
+        assert!(!one.fits(25));
+        // Six a plan (a savepoint, three statements, the release, a row): 8 fit, as 49.
+        let three = Script::new("INSERT INTO t VALUES ($1); UPDATE t SET a = 1; SELECT a FROM t");
+        assert!(three.fits(8));
+        assert!(!three.fits(9));
+        // Seven a plan: 8 would be 57.
+        let four = Script::new(
+            "INSERT INTO t VALUES ($1); UPDATE t SET a = 1; DELETE FROM u; SELECT a FROM t",
+        );
+        assert!(four.fits(7));
+        assert!(!four.fits(8));
+        assert!(four.fits(1));
     }
 
     #[test]

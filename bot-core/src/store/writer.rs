@@ -405,7 +405,8 @@ type Answered = Vec<(Reply, Option<Result<Erased>>)>;
 /// A script's plans not yet run, in the order they arrived.
 type Waiting = std::collections::VecDeque<(Plan<Erased>, Reply)>;
 
-/// Runs a batch's plans, those of one script together, in chunks of the sizes in [`CHUNKS`]:
+/// Runs a batch's plans, those of one script together, in chunks of the sizes in [`CHUNKS`]
+/// that fit sqlx's answer channel ([`Script::fits`]):
 /// each chunk one round trip, the first opening the transaction when `begin` says it is not
 /// open yet. A plan refused by one of its statements is undone alone and the plans after it in
 /// its chunk are sent again; anything else aborts the batch.
@@ -427,7 +428,10 @@ async fn run_plans(
         }
     }
     for (script, mut waiting) in scripts {
-        while let Some(&n) = CHUNKS.iter().find(|n| **n <= waiting.len()) {
+        while let Some(&n) = CHUNKS
+            .iter()
+            .find(|n| **n <= waiting.len() && script.fits(**n))
+        {
             let chunk: Vec<_> = waiting.drain(..n).collect();
             if aborted.is_some() {
                 done.extend(chunk.into_iter().map(|(_, reply)| (reply, None)));

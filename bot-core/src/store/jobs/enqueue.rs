@@ -256,3 +256,22 @@ pub(super) async fn insert_job(
     };
     job_from_row(row)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::plan::{CHUNKS, SQLX_ROW_CHANNEL};
+
+    /// The largest chunk of enqueues, opened by the batch's `BEGIN`, answers within sqlx's
+    /// channel (see [`CHUNKS`]): each plan's statements end, and its job's row comes back.
+    #[test]
+    fn the_largest_chunk_of_enqueues_answers_within_sqlx_channel() {
+        let script = enqueue_script(5);
+        let answers = 1 + CHUNKS[0] * (script.statements_per_plan() + 1);
+        assert!(
+            script.fits(CHUNKS[0]),
+            "a chunk of {} enqueues answers {answers} times; sqlx holds {SQLX_ROW_CHANNEL}",
+            CHUNKS[0]
+        );
+    }
+}
