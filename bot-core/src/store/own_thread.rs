@@ -2,7 +2,8 @@
 //! how SQLite's writer runs (see [`writer`](super::writer)).
 //!
 //! The writer waits on sqlx's SQLite thread many times per batch: that thread sends every
-//! statement's end and every row back through a channel that holds 50, and is woken for each
+//! statement's end and every row back through a channel that holds
+//! [`SQLX_ROW_CHANNEL`](super::plan::SQLX_ROW_CHANNEL), and is woken for each
 //! query sent. On the runtime, each of those wakes put the writer in the runtime's queue behind
 //! every request task (a busy bot has hundreds), and often cost a system call to wake a parked
 //! runtime thread: in `perf` of `cargo bench --bench telegram -- --only imagine`, futex and
@@ -25,8 +26,9 @@ use std::{
 /// mostly answers within it, and a thread with nothing to do sleeps after it.
 ///
 /// Measured on a first version of this loop, which read the clock at every turn, with `cargo
-/// bench --bench telegram -- --only imagine --updates 8000 --runs 1` (updates/s, two rounds): 0 µs (sleep at once) 7,529 / 8,649; 20 µs 8,678 / 9,058; 50 µs
-/// 8,930 / 10,051; 150 µs 9,546 / 8,890; 400 µs 9,933 / 9,481.
+/// bench --bench telegram -- --only imagine --updates 8000 --runs 1` (updates/s, two rounds):
+/// 0 µs (sleep at once) 7,529 / 8,649; 20 µs 8,678 / 9,058; 50 µs 8,930 / 10,051; 150 µs
+/// 9,546 / 8,890; 400 µs 9,933 / 9,481.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// While spinning, the thread gives way to any other that is ready this often (in turns of the

@@ -3,6 +3,7 @@
 use super::balance_cache::{Commit, WalletLog};
 use super::plan::{BEGIN, CHUNKS, Plan, Script, bind_all};
 use super::*;
+use anyhow::Context as _;
 use sqlx::{Either, any::AnyRow};
 
 /// Where writes run.
@@ -159,9 +160,7 @@ impl WriterHandle {
             run_writer(connection, receiver, wallets).await;
             checkpoints.abort();
         })
-        .map_err(|error| {
-            anyhow::Error::from(error).context("could not start SQLite's writer thread")
-        })?;
+        .context("could not start SQLite's writer thread")?;
         Ok(WriterHandle { sender })
     }
 

@@ -267,11 +267,12 @@ mod tests {
     #[test]
     fn the_largest_chunk_of_enqueues_answers_within_sqlx_channel() {
         let script = enqueue_script(5);
-        let answers = 1 + CHUNKS[0] * (script.statements_per_plan() + 1);
         assert!(
             script.fits(CHUNKS[0]),
-            "a chunk of {} enqueues answers {answers} times; sqlx holds {SQLX_ROW_CHANNEL}",
-            CHUNKS[0]
+            "a chunk of {} enqueues of {} statements each does not fit the {SQLX_ROW_CHANNEL} \
+             answers sqlx holds",
+            CHUNKS[0],
+            script.statements_per_plan()
         );
     }
 }
